@@ -1,0 +1,47 @@
+/* adaptiveavgpool2d: argument checks, output shape and dispatch. */
+#include "internal.h"
+
+static const char *const OP = "adaptiveavgpool2d";
+
+ai3_status ai3_adaptiveavgpool2d_output_shape(const ai3_tensor *input, int64_t out_h,
+                                              int64_t out_w, int *out_ndim,
+                                              int64_t out_shape[AI3_MAX_DIMS]) {
+    ai3_status s = ai3_check_tensor(input, "input", OP);
+    if (s != AI3_OK) return s;
+    if (!out_ndim || !out_shape)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output shape pointers are NULL", OP);
+    if (input->ndim != 3 && input->ndim != 4)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %d-d", OP,
+                             input->ndim);
+    if (out_h < 1 || out_w < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: output size must be >= 1, got (%lld, %lld)", OP,
+                             (long long)out_h, (long long)out_w);
+    int batched = input->ndim == 4;
+    if (input->shape[batched + 1] < 1 || input->shape[batched + 2] < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: input has an empty spatial size", OP);
+    int i = 0;
+    if (batched) out_shape[i++] = input->shape[0];
+    out_shape[i++] = input->shape[batched];
+    out_shape[i++] = out_h;
+    out_shape[i++] = out_w;
+    *out_ndim = i;
+    return AI3_OK;
+}
+
+ai3_status ai3_adaptiveavgpool2d(const char *algorithm, const ai3_tensor *input, int64_t out_h,
+                                 int64_t out_w, ai3_tensor *output) {
+    int ndim;
+    int64_t shape[AI3_MAX_DIMS];
+    ai3_status s = ai3_adaptiveavgpool2d_output_shape(input, out_h, out_w, &ndim, shape);
+    if (s != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    ai3_adaptiveavgpool2d_fn fn =
+        (ai3_adaptiveavgpool2d_fn)ai3_lookup_algorithm(AI3_OP_ADAPTIVEAVGPOOL2D, algorithm,
+                                                       input->dtype);
+    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    if (ai3_tensor_numel(output) == 0) return AI3_OK;
+    ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
+    return fn(&in4, &out4);
+}

@@ -1,0 +1,50 @@
+/* linear: argument checks, output shape and dispatch. */
+#include "internal.h"
+
+static const char *const OP = "linear";
+
+ai3_status ai3_linear_output_shape(const ai3_tensor *input, const ai3_tensor *weight,
+                                   int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]) {
+    ai3_status s;
+    if ((s = ai3_check_tensor(input, "input", OP)) != AI3_OK) return s;
+    if ((s = ai3_check_tensor(weight, "weight", OP)) != AI3_OK) return s;
+    if ((s = ai3_check_same_dtype(input, weight, OP)) != AI3_OK) return s;
+    if (!out_ndim || !out_shape)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output shape pointers are NULL", OP);
+    if (weight->ndim != 2)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "linear: weight must be 2-d (out_features, in_features), got %d-d",
+                             weight->ndim);
+    if (input->ndim < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: input must have at least 1 dimension");
+    if (input->shape[input->ndim - 1] != weight->shape[1])
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "linear: input has %lld features in its last dimension, but weight "
+                             "expects %lld (in_features)",
+                             (long long)input->shape[input->ndim - 1], (long long)weight->shape[1]);
+    for (int i = 0; i < input->ndim - 1; i++) out_shape[i] = input->shape[i];
+    out_shape[input->ndim - 1] = weight->shape[0];
+    *out_ndim = input->ndim;
+    return AI3_OK;
+}
+
+ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
+                      const ai3_tensor *bias, ai3_tensor *output) {
+    int ndim;
+    int64_t shape[AI3_MAX_DIMS];
+    ai3_status s = ai3_linear_output_shape(input, weight, &ndim, shape);
+    if (s != AI3_OK) return s;
+    if (bias) {
+        if ((s = ai3_check_tensor(bias, "bias", OP)) != AI3_OK) return s;
+        if ((s = ai3_check_same_dtype(input, bias, OP)) != AI3_OK) return s;
+        if (bias->ndim != 1 || bias->shape[0] != weight->shape[0])
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "linear: bias must be 1-d of length %lld (out_features)",
+                                 (long long)weight->shape[0]);
+    }
+    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    ai3_linear_fn fn = (ai3_linear_fn)ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, input->dtype);
+    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    if (ai3_tensor_numel(output) == 0) return AI3_OK;
+    return fn(input, weight, bias, output);
+}

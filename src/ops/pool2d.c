@@ -1,0 +1,108 @@
+/* maxpool2d and avgpool2d: argument checks, output shape and dispatch. */
+#include "internal.h"
+
+ai3_pool2d_params ai3_pool2d_params_default(int64_t kernel_h, int64_t kernel_w) {
+    ai3_pool2d_params p = {.kernel_h = kernel_h, .kernel_w = kernel_w,
+                           .stride_h = kernel_h, .stride_w = kernel_w,
+                           .dilation_h = 1, .dilation_w = 1, .count_include_pad = 1};
+    return p;
+}
+
+/* PyTorch's pooling output size: with ceil_mode the last window must start
+ * inside the input or the left padding. */
+static int64_t pooled_size(int64_t size, int64_t kernel, int64_t pad, int64_t stride,
+                           int64_t dilation, int ceil_mode) {
+    int64_t span = size + 2 * pad - dilation * (kernel - 1) - 1;
+    if (span < 0) return 0;
+    int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+    if (ceil_mode && (out - 1) * stride >= size + pad) out--;
+    return out;
+}
+
+static ai3_status check_and_shape(const char *op, int is_max, const ai3_tensor *input,
+                                  const ai3_pool2d_params *p, int *out_ndim,
+                                  int64_t out_shape[AI3_MAX_DIMS]) {
+    ai3_status s = ai3_check_tensor(input, "input", op);
+    if (s != AI3_OK) return s;
+    if (!p) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: params is NULL", op);
+    if (!out_ndim || !out_shape)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output shape pointers are NULL", op);
+    if (input->ndim != 3 && input->ndim != 4)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %d-d", op,
+                             input->ndim);
+    if (p->kernel_h < 1 || p->kernel_w < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: kernel size must be >= 1, got (%lld, %lld)",
+                             op, (long long)p->kernel_h, (long long)p->kernel_w);
+    if (p->stride_h < 1 || p->stride_w < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: stride must be >= 1, got (%lld, %lld)",
+                             op, (long long)p->stride_h, (long long)p->stride_w);
+    if (p->dilation_h < 1 || p->dilation_w < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: dilation must be >= 1", op);
+    if (!is_max && (p->dilation_h != 1 || p->dilation_w != 1))
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: dilation must be 1", op);
+    if (!is_max && p->divisor_override < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: divisor_override must be positive (or 0 for none), got %lld", op,
+                             (long long)p->divisor_override);
+    int64_t ext_h = p->dilation_h * (p->kernel_h - 1) + 1;
+    int64_t ext_w = p->dilation_w * (p->kernel_w - 1) + 1;
+    if (p->pad_h < 0 || p->pad_w < 0 || p->pad_h > ext_h / 2 || p->pad_w > ext_w / 2)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: padding (%lld, %lld) must be >= 0 and at most half of the "
+                             "(dilated) kernel (%lld, %lld)",
+                             op, (long long)p->pad_h, (long long)p->pad_w, (long long)ext_h,
+                             (long long)ext_w);
+    int batched = input->ndim == 4;
+    int64_t h = input->shape[batched + 1], w = input->shape[batched + 2];
+    int64_t oh = pooled_size(h, p->kernel_h, p->pad_h, p->stride_h, p->dilation_h, p->ceil_mode);
+    int64_t ow = pooled_size(w, p->kernel_w, p->pad_w, p->stride_w, p->dilation_w, p->ceil_mode);
+    if (oh < 1 || ow < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: input %lld x %lld is too small for kernel (%lld, %lld) with "
+                             "padding (%lld, %lld) and dilation (%lld, %lld)",
+                             op, (long long)h, (long long)w, (long long)p->kernel_h,
+                             (long long)p->kernel_w, (long long)p->pad_h, (long long)p->pad_w,
+                             (long long)p->dilation_h, (long long)p->dilation_w);
+    int i = 0;
+    if (batched) out_shape[i++] = input->shape[0];
+    out_shape[i++] = input->shape[batched];
+    out_shape[i++] = oh;
+    out_shape[i++] = ow;
+    *out_ndim = i;
+    return AI3_OK;
+}
+
+static ai3_status run(const char *op, ai3_op id, const char *algorithm, const ai3_tensor *input,
+                      const ai3_pool2d_params *p, ai3_tensor *output) {
+    int ndim;
+    int64_t shape[AI3_MAX_DIMS];
+    ai3_status s = check_and_shape(op, id == AI3_OP_MAXPOOL2D, input, p, &ndim, shape);
+    if (s != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input->dtype, ndim, shape, op)) != AI3_OK) return s;
+    ai3_pool2d_fn fn = (ai3_pool2d_fn)ai3_lookup_algorithm(id, algorithm, input->dtype);
+    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    if (ai3_tensor_numel(output) == 0) return AI3_OK;
+    ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
+    return fn(&in4, p, &out4);
+}
+
+ai3_status ai3_maxpool2d_output_shape(const ai3_tensor *input, const ai3_pool2d_params *params,
+                                      int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]) {
+    return check_and_shape("maxpool2d", 1, input, params, out_ndim, out_shape);
+}
+
+ai3_status ai3_maxpool2d(const char *algorithm, const ai3_tensor *input,
+                         const ai3_pool2d_params *params, ai3_tensor *output) {
+    return run("maxpool2d", AI3_OP_MAXPOOL2D, algorithm, input, params, output);
+}
+
+ai3_status ai3_avgpool2d_output_shape(const ai3_tensor *input, const ai3_pool2d_params *params,
+                                      int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]) {
+    return check_and_shape("avgpool2d", 0, input, params, out_ndim, out_shape);
+}
+
+ai3_status ai3_avgpool2d(const char *algorithm, const ai3_tensor *input,
+                         const ai3_pool2d_params *params, ai3_tensor *output) {
+    return run("avgpool2d", AI3_OP_AVGPOOL2D, algorithm, input, params, output);
+}

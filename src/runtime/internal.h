@@ -1,0 +1,75 @@
+/* Internal helpers shared by ops/, algorithms/ and ref/. Not installed. */
+#ifndef AI3_INTERNAL_H
+#define AI3_INTERNAL_H
+
+#include "ai3.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Compile a hot function for AVX-512, AVX2+FMA and baseline x86-64; the
+ * loader picks the best the CPU has (GNU ifunc). Elsewhere a no-op. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define AI3_MULTIVERSION \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define AI3_MULTIVERSION
+#endif
+
+#define AI3_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define AI3_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* --- memory: 64-byte aligned, NULL on failure (sets the error message). --- */
+void *ai3_alloc(size_t bytes);
+void ai3_free(void *p);
+
+/* --- threads --------------------------------------------------------------
+ * Calls fn(ctx, begin, end) on disjoint sub-ranges covering [0, n), spread
+ * over the pool; returns when all are done. Nested calls (from inside fn)
+ * and calls made while another thread uses the pool run serially on the
+ * calling thread. `grain` is the smallest useful sub-range (>= 1). */
+typedef void (*ai3_range_fn)(void *ctx, int64_t begin, int64_t end);
+void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx);
+
+/* --- conv2d helpers ---------------------------------------------------- */
+
+/* Resolved sizes of a validated conv2d call (input viewed as 4-d). */
+typedef struct ai3_conv2d_dims {
+    int64_t n, c_in, h, w;      /* input */
+    int64_t c_out, kh, kw;      /* weight: (c_out, c_in / groups, kh, kw) */
+    int64_t oh, ow;             /* output */
+    int64_t groups, c_in_g, c_out_g; /* channels per group */
+    int64_t hp, wp;             /* padded input: h + top + bottom, w + left + right */
+} ai3_conv2d_dims;
+
+void ai3_conv2d_get_dims(const ai3_tensor *input, const ai3_tensor *weight,
+                         const ai3_conv2d_params *p, ai3_conv2d_dims *d);
+
+/* Source index of padded coordinate i (0 <= i < size + before + after) of an
+ * axis of length `size`, under `mode`; -1 means "zero" (zeros mode only). */
+int64_t ai3_pad_source_index(int64_t i, int64_t size, int64_t before, ai3_padding_mode mode);
+
+/* Writes the padded input (n, c_in, hp, wp) for the conv2d call into `dst`
+ * (element size `elem`), filling the border according to the padding mode. */
+void ai3_conv2d_pad_input(const ai3_tensor *input, const ai3_conv2d_params *p,
+                          const ai3_conv2d_dims *d, void *dst);
+
+/* --- registry (runtime/registry.c) -------------------------------------- */
+
+/* The implementation of `name` (already resolved from "default") for `op`
+ * and `dtype`, or NULL with the error set to AI3_ERROR_UNKNOWN_ALGORITHM. */
+ai3_algorithm_fn ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype);
+
+/* Shared checks, each setting the error message on failure. */
+ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op);
+ai3_status ai3_check_same_dtype(const ai3_tensor *a, const ai3_tensor *b, const char *op);
+ai3_status ai3_check_output(const ai3_tensor *out, ai3_dtype dtype, int ndim,
+                            const int64_t *shape, const char *op);
+
+size_t ai3_dtype_size(ai3_dtype dtype);
+
+/* A 3-d (C, H, W) tensor viewed as (1, C, H, W); a 4-d one unchanged. */
+ai3_tensor ai3_batched_4d(const ai3_tensor *t);
+
+#endif

@@ -1,0 +1,85 @@
+/* Tensor descriptors: sizes and the argument checks every operation shares. */
+#include "internal.h"
+
+#include <stdio.h>
+
+int64_t ai3_tensor_numel(const ai3_tensor *t) {
+    int64_t n = 1;
+    if (!t) return 0;
+    for (int i = 0; i < t->ndim && i < AI3_MAX_DIMS; i++) n *= t->shape[i];
+    return n;
+}
+
+size_t ai3_dtype_size(ai3_dtype dtype) { return dtype == AI3_FLOAT64 ? 8 : 4; }
+
+ai3_tensor ai3_batched_4d(const ai3_tensor *t) {
+    ai3_tensor v = *t;
+    if (t->ndim == 3) {
+        v.ndim = 4;
+        v.shape[0] = 1;
+        for (int i = 1; i < 4; i++) v.shape[i] = t->shape[i - 1];
+    }
+    return v;
+}
+
+static void format_shape(const int64_t *shape, int ndim, char *buf, size_t size) {
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld",
+                                 (long long)shape[i]);
+    if (used < size) snprintf(buf + used, size - used, ndim == 1 ? ",)" : ")");
+}
+
+ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op) {
+    if (!t) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", op, what);
+    if (t->dtype != AI3_FLOAT32 && t->dtype != AI3_FLOAT64)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: %s has an unknown dtype code %d (float32 or float64 expected)",
+                             op, what, (int)t->dtype);
+    if (t->device == AI3_DEVICE_CUDA)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "%s: %s is a CUDA tensor, and this build of ai3 has no CUDA support",
+                             op, what);
+    if (t->device != AI3_DEVICE_CPU)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has an unknown device code %d",
+                             op, what, (int)t->device);
+    if (t->ndim < 0 || t->ndim > AI3_MAX_DIMS)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has %d dimensions (0 to %d allowed)",
+                             op, what, t->ndim, AI3_MAX_DIMS);
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] < 0)
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "%s: %s has a negative size %lld in dimension %d", op, what,
+                                 (long long)t->shape[i], i);
+    if (!t->data && ai3_tensor_numel(t) > 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has no data (NULL pointer)", op,
+                             what);
+    return AI3_OK;
+}
+
+ai3_status ai3_check_same_dtype(const ai3_tensor *a, const ai3_tensor *b, const char *op) {
+    if (a->dtype != b->dtype)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: all tensors must have one dtype, got %s and %s", op,
+                             a->dtype == AI3_FLOAT64 ? "float64" : "float32",
+                             b->dtype == AI3_FLOAT64 ? "float64" : "float32");
+    return AI3_OK;
+}
+
+ai3_status ai3_check_output(const ai3_tensor *out, ai3_dtype dtype, int ndim,
+                            const int64_t *shape, const char *op) {
+    ai3_status s = ai3_check_tensor(out, "output", op);
+    if (s != AI3_OK) return s;
+    int same = out->ndim == ndim && out->dtype == dtype;
+    for (int i = 0; same && i < ndim; i++) same = out->shape[i] == shape[i];
+    if (!same) {
+        char want[160], got[160];
+        format_shape(shape, ndim, want, sizeof want);
+        format_shape(out->shape, out->ndim, got, sizeof got);
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: output must be %s %s, got %s %s", op,
+                             dtype == AI3_FLOAT64 ? "float64" : "float32", want,
+                             out->dtype == AI3_FLOAT64 ? "float64" : "float32", got);
+    }
+    return AI3_OK;
+}
