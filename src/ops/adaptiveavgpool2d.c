@@ -37,10 +37,9 @@ ai3_status ai3_adaptiveavgpool2d(const char *algorithm, const ai3_tensor *input,
     ai3_status s = ai3_adaptiveavgpool2d_output_shape(input, out_h, out_w, &ndim, shape);
     if (s != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
-    ai3_adaptiveavgpool2d_fn fn =
-        (ai3_adaptiveavgpool2d_fn)ai3_lookup_algorithm(AI3_OP_ADAPTIVEAVGPOOL2D, algorithm,
-                                                       input->dtype);
-    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_ADAPTIVEAVGPOOL2D, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    ai3_adaptiveavgpool2d_fn fn = (ai3_adaptiveavgpool2d_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
     return fn(&in4, &out4);

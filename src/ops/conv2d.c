@@ -204,8 +204,9 @@ ai3_status ai3_conv2d(const char *algorithm, const ai3_tensor *input, const ai3_
                                  (long long)weight->shape[0]);
     }
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
-    ai3_conv2d_fn fn = (ai3_conv2d_fn)ai3_lookup_algorithm(AI3_OP_CONV2D, algorithm, input->dtype);
-    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_CONV2D, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    ai3_conv2d_fn fn = (ai3_conv2d_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
 
     /* Algorithms always see 4-d tensors. */

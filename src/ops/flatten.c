@@ -45,8 +45,9 @@ ai3_status ai3_flatten(const char *algorithm, const ai3_tensor *input, int start
     ai3_status s = ai3_flatten_output_shape(input, start_dim, end_dim, &ndim, shape);
     if (s != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
-    ai3_flatten_fn fn = (ai3_flatten_fn)ai3_lookup_algorithm(AI3_OP_FLATTEN, algorithm, input->dtype);
-    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_FLATTEN, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    ai3_flatten_fn fn = (ai3_flatten_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     return fn(input, output);
 }

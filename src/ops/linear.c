@@ -43,8 +43,9 @@ ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_
                                  (long long)weight->shape[0]);
     }
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
-    ai3_linear_fn fn = (ai3_linear_fn)ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, input->dtype);
-    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    ai3_linear_fn fn = (ai3_linear_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     return fn(input, weight, bias, output);
 }

@@ -45,14 +45,13 @@ static ai3_status check_and_shape(const char *op, int is_max, const ai3_tensor *
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: divisor_override must be positive (or 0 for none), got %lld", op,
                              (long long)p->divisor_override);
-    int64_t ext_h = p->dilation_h * (p->kernel_h - 1) + 1;
-    int64_t ext_w = p->dilation_w * (p->kernel_w - 1) + 1;
-    if (p->pad_h < 0 || p->pad_w < 0 || p->pad_h > ext_h / 2 || p->pad_w > ext_w / 2)
+    /* As PyTorch: half the kernel size, whatever the dilation. */
+    if (p->pad_h < 0 || p->pad_w < 0 || p->pad_h > p->kernel_h / 2 || p->pad_w > p->kernel_w / 2)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: padding (%lld, %lld) must be >= 0 and at most half of the "
-                             "(dilated) kernel (%lld, %lld)",
-                             op, (long long)p->pad_h, (long long)p->pad_w, (long long)ext_h,
-                             (long long)ext_w);
+                             "kernel size (%lld, %lld)",
+                             op, (long long)p->pad_h, (long long)p->pad_w, (long long)p->kernel_h,
+                             (long long)p->kernel_w);
     int batched = input->ndim == 4;
     int64_t h = input->shape[batched + 1], w = input->shape[batched + 2];
     int64_t oh = pooled_size(h, p->kernel_h, p->pad_h, p->stride_h, p->dilation_h, p->ceil_mode);
@@ -80,8 +79,9 @@ static ai3_status run(const char *op, ai3_op id, const char *algorithm, const ai
     ai3_status s = check_and_shape(op, id == AI3_OP_MAXPOOL2D, input, p, &ndim, shape);
     if (s != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, op)) != AI3_OK) return s;
-    ai3_pool2d_fn fn = (ai3_pool2d_fn)ai3_lookup_algorithm(id, algorithm, input->dtype);
-    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(id, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    ai3_pool2d_fn fn = (ai3_pool2d_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
     return fn(&in4, p, &out4);

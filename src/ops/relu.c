@@ -6,8 +6,9 @@ ai3_status ai3_relu(const char *algorithm, const ai3_tensor *input, ai3_tensor *
     if (s != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, input->ndim, input->shape, "relu")) != AI3_OK)
         return s;
-    ai3_relu_fn fn = (ai3_relu_fn)ai3_lookup_algorithm(AI3_OP_RELU, algorithm, input->dtype);
-    if (!fn) return AI3_ERROR_UNKNOWN_ALGORITHM;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_RELU, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    ai3_relu_fn fn = (ai3_relu_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     return fn(input, output);
 }

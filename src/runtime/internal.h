@@ -57,9 +57,10 @@ void ai3_conv2d_pad_input(const ai3_tensor *input, const ai3_conv2d_params *p,
 
 /* --- registry (runtime/registry.c) -------------------------------------- */
 
-/* The implementation of `name` (already resolved from "default") for `op`
- * and `dtype`, or NULL with the error set to AI3_ERROR_UNKNOWN_ALGORITHM. */
-ai3_algorithm_fn ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype);
+/* Finds the implementation of `name` ("default" resolved) for `op` and
+ * `dtype`; AI3_ERROR_UNKNOWN_ALGORITHM (message set) if there is none. */
+ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype,
+                                ai3_algorithm_fn *fn);
 
 /* Shared checks, each setting the error message on failure. */
 ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op);

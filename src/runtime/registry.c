@@ -172,29 +172,30 @@ static void known_names(ai3_op op, char *buf, size_t size) {
         used += (size_t)snprintf(buf + used, size - used, "%s'%s'", i ? ", " : "", names[i]);
 }
 
-ai3_algorithm_fn ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype) {
-    if (!name) {
-        ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL", op_names[op]);
-        return NULL;
-    }
+ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype,
+                                ai3_algorithm_fn *fn) {
+    if (!name)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
+                             op_names[op]);
     if (strcmp(name, "default") == 0) name = default_names[op];
     const builtin_t *b = find_builtin(op, name);
-    if (b) return dtype == AI3_FLOAT64 ? b->f64 : b->f32;
+    if (b) {
+        *fn = dtype == AI3_FLOAT64 ? b->f64 : b->f32;
+        return AI3_OK;
+    }
     pthread_mutex_lock(&registry_lock);
     registered_t *r = find_registered(op, name);
-    ai3_algorithm_fn fn = r ? r->fn : NULL;
+    *fn = r ? r->fn : NULL;
     pthread_mutex_unlock(&registry_lock);
-    if (!fn) {
-        char known[512];
-        known_names(op, known, sizeof known);
-        ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                      "%s: unknown algorithm '%s'; known: 'default', %s%s", op_names[op], name,
-                      known, strcmp(name, "custom") == 0
-                                 ? " (a 'custom' algorithm must be registered first, e.g. with "
-                                   "ai3_load_algorithms)"
-                                 : "");
-    }
-    return fn;
+    if (*fn) return AI3_OK;
+    char known[512];
+    known_names(op, known, sizeof known);
+    return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM, "%s: unknown algorithm '%s'; known: 'default', %s%s",
+                         op_names[op], name, known,
+                         strcmp(name, "custom") == 0
+                             ? " (a 'custom' algorithm must be registered first, e.g. with "
+                               "ai3_load_algorithms)"
+                             : "");
 }
 
 ai3_status ai3_load_algorithms(const char *path) {

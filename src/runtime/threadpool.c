@@ -26,6 +26,7 @@ typedef struct {
     ai3_range_fn fn;
     void *ctx;
     int stopping;
+    uint64_t workers_born_at; /* the generation when the workers were made */
 } pool_t;
 
 static pool_t pool = {
@@ -54,8 +55,8 @@ static void run_chunk(int index) {
 
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg; /* 1..n_workers; the caller is 0 */
-    uint64_t seen = 0;
     pthread_mutex_lock(&pool.lock);
+    uint64_t seen = pool.workers_born_at; /* jobs before this one are not ours */
     for (;;) {
         while (pool.generation == seen && !pool.stopping)
             pthread_cond_wait(&pool.work_ready, &pool.lock);
@@ -106,6 +107,7 @@ static void register_fork_handler(void) { pthread_atfork(NULL, NULL, reset_after
 static void resize(int threads) {
     if (pool.n_workers == threads - 1) return;
     stop_workers();
+    pool.workers_born_at = pool.generation;
     for (int i = 0; i < threads - 1; i++) {
         if (pthread_create(&pool.threads[i], NULL, worker_main, (void *)(intptr_t)(i + 1)) != 0)
             break; /* fewer workers than asked: the work still gets done */

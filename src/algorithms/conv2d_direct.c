@@ -1,0 +1,146 @@
+/*
+ * conv2d "direct": a register-blocked direct loop nest.
+ *
+ * The input is padded (and phase-split for strides) once into the wide
+ * layout of conv2d_wide.h, where every kernel tap is a contiguous shifted
+ * window. The micro-kernel keeps a block of output channels × TILE
+ * consecutive output positions in registers, loops over input channels and
+ * taps, and broadcasts one weight per output channel.
+ */
+#include "algorithms/algorithms.h"
+#include "conv2d_wide.h"
+
+/* Positions per tile: two 64-byte vectors. */
+#define TILE ((int64_t)(128 / sizeof(real)))
+/* Output channels per register block. */
+#define OC_BLOCK 8
+
+/*
+ * tile[j][i] = Σ_ic Σ_t w[j·w_oc + ic·taps + t] · in[ic·cs + off[t] + i]
+ * for OCB output channels j and TILE positions i.
+ */
+#define DEFINE_TILE_KERNEL(OCB)                                                          \
+    AI3_MULTIVERSION static void tile_kernel_##OCB(                                     \
+        const real *restrict in, int64_t cs, const int64_t *restrict off, int64_t taps, \
+        int64_t c_in, const real *restrict w, int64_t w_oc, real *restrict tile) {      \
+        real acc[OCB][TILE];                                                             \
+        for (int j = 0; j < OCB; j++)                                                    \
+            for (int64_t i = 0; i < TILE; i++) acc[j][i] = 0;                            \
+        for (int64_t ic = 0; ic < c_in; ic++) {                                          \
+            const real *restrict inc = in + ic * cs;                                     \
+            const real *restrict wc = w + ic * taps;                                     \
+            for (int64_t t = 0; t < taps; t++) {                                         \
+                const real *restrict src = inc + off[t];                                 \
+                for (int j = 0; j < OCB; j++) {                                          \
+                    const real wv = wc[j * w_oc + t];                                    \
+                    for (int64_t i = 0; i < TILE; i++) acc[j][i] += wv * src[i];         \
+                }                                                                        \
+            }                                                                            \
+        }                                                                                \
+        for (int j = 0; j < OCB; j++)                                                    \
+            for (int64_t i = 0; i < TILE; i++) tile[j * TILE + i] = acc[j][i];           \
+    }
+
+DEFINE_TILE_KERNEL(1)
+DEFINE_TILE_KERNEL(2)
+DEFINE_TILE_KERNEL(3)
+DEFINE_TILE_KERNEL(4)
+DEFINE_TILE_KERNEL(5)
+DEFINE_TILE_KERNEL(6)
+DEFINE_TILE_KERNEL(7)
+DEFINE_TILE_KERNEL(8)
+
+typedef void (*tile_kernel_fn)(const real *, int64_t, const int64_t *, int64_t, int64_t,
+                               const real *, int64_t, real *);
+/* Indexed by the number of output channels in the block. */
+static const tile_kernel_fn tile_kernels[OC_BLOCK + 1] = {
+    NULL,          tile_kernel_1, tile_kernel_2, tile_kernel_3, tile_kernel_4,
+    tile_kernel_5, tile_kernel_6, tile_kernel_7, tile_kernel_8,
+};
+
+typedef struct {
+    const real *in; /* padded, split input */
+    const real *w, *b;
+    real *y;
+    const ai3_conv2d_dims *d;
+    const ai3_conv2d_wide *s;
+    const int64_t *off;       /* per tap */
+    int64_t taps;
+    int64_t tiles, chunks;    /* tiles per output channel; tile chunks per task */
+    int64_t oc_blocks;        /* per group */
+} direct_ctx;
+
+/* Writes the valid positions of a computed tile (ocb channels from oc) to the
+ * output, adding the bias. */
+static void store_tile(const direct_ctx *c, const real *tile, int ocb, int64_t n, int64_t oc,
+                       int64_t q0) {
+    const ai3_conv2d_dims *d = c->d;
+    for (int j = 0; j < ocb; j++)
+        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * TILE, q0, TILE, c->b ? c->b[oc + j] : 0, d,
+                                         c->s, c->y + (n * d->c_out + oc + j) * d->oh * d->ow);
+}
+
+/* A task is (image, group, block of OC_BLOCK output channels, chunk of tiles). */
+static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
+    const direct_ctx *c = vctx;
+    const ai3_conv2d_dims *d = c->d;
+    const int64_t w_oc = d->c_in_g * c->taps;
+    real tile[OC_BLOCK * TILE] __attribute__((aligned(64)));
+    for (int64_t task = begin; task < end; task++) {
+        int64_t rest = task;
+        const int64_t chunk = rest % c->chunks;
+        rest /= c->chunks;
+        const int64_t ob = rest % c->oc_blocks;
+        rest /= c->oc_blocks;
+        const int64_t g = rest % d->groups;
+        const int64_t n = rest / d->groups;
+
+        const int64_t tile_begin = c->tiles * chunk / c->chunks;
+        const int64_t tile_end = c->tiles * (chunk + 1) / c->chunks;
+        const real *in = c->in + (n * d->c_in + g * d->c_in_g) * c->s->cs;
+        const int64_t oc = g * d->c_out_g + ob * OC_BLOCK;
+        const int ocb = (int)(AI3_MIN((ob + 1) * OC_BLOCK, d->c_out_g) - ob * OC_BLOCK);
+        for (int64_t tl = tile_begin; tl < tile_end; tl++) {
+            const int64_t q0 = tl * TILE;
+            tile_kernels[ocb](in + q0, c->s->cs, c->off, c->taps, d->c_in_g, c->w + oc * w_oc,
+                              w_oc, tile);
+            store_tile(c, tile, ocb, n, oc, q0);
+        }
+    }
+}
+
+ai3_status AI3_TYPED(ai3_conv2d_direct)(const ai3_tensor *input, const ai3_tensor *weight,
+                                        const ai3_tensor *bias, const ai3_conv2d_params *p,
+                                        ai3_tensor *output) {
+    ai3_conv2d_dims d;
+    ai3_conv2d_get_dims(input, weight, p, &d);
+    ai3_conv2d_wide s;
+    const int64_t taps = d.kh * d.kw;
+    int64_t *off = ai3_alloc((size_t)taps * sizeof *off);
+    if (!off) return AI3_ERROR_OUT_OF_MEMORY;
+    AI3_TYPED(ai3_conv2d_wide_layout)(p, &d, &s, off);
+
+    /* A tile may run past the last valid position, and the last channel's
+     * tiles past the end of the input, by < TILE. */
+    real *in = AI3_TYPED(ai3_conv2d_wide_input)(input, p, &d, &s, TILE);
+    if (!in) {
+        ai3_free(off);
+        return AI3_ERROR_OUT_OF_MEMORY;
+    }
+
+    direct_ctx c = {
+        .in = in, .w = weight->data, .b = bias ? bias->data : NULL, .y = output->data,
+        .d = &d, .s = &s, .off = off, .taps = taps,
+        .tiles = (s.positions + TILE - 1) / TILE,
+        .oc_blocks = (d.c_out_g + OC_BLOCK - 1) / OC_BLOCK,
+    };
+    /* Enough tasks for an even static split over the pool. */
+    const int64_t blocks = d.n * d.groups * c.oc_blocks;
+    const int64_t want = 8 * (int64_t)ai3_get_num_threads();
+    c.chunks = AI3_MAX(1, AI3_MIN(c.tiles, (want + blocks - 1) / blocks));
+    ai3_parallel_for(blocks * c.chunks, 1, direct_tasks, &c);
+
+    ai3_free(in);
+    ai3_free(off);
+    return AI3_OK;
+}
