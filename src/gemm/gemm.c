@@ -5,15 +5,19 @@
  * into MR-tall row panels, and an MR×NR register tile of C is accumulated
  * by a micro-kernel that streams the two packed panels.
  *
- * The micro-kernel is plain C whose inner loop has a fixed trip count of NR
- * (64 bytes of `real`); under AI3_MULTIVERSION GCC turns each row of the
- * accumulator tile into one AVX-512 register (two with AVX2), so the tile
- * lives in registers and every step is MR broadcast-FMAs.
+ * The micro-kernel is written with GCC's generic 64-byte vector type (not
+ * intrinsics): under AI3_MULTIVERSION each row of the accumulator tile is
+ * one AVX-512 register (two AVX2 ones, four SSE ones), so the tile lives in
+ * registers and every step is MR broadcast-FMAs.
  *
  * gemm_nt packs B transposed and reuses the same kernel when A has enough
  * rows to pay for packing; for few rows (linear with a small batch) it
- * computes dot products along K directly, keeping 16 partial sums per
- * output so the reduction vectorises without reassociating the sum.
+ * computes dot products along K directly, keeping a vector of partial sums
+ * per output so the reduction vectorises without reassociating the sum.
+ *
+ * The packing buffers are allocated per call; if that fails the unpacked
+ * paths compute the same result more slowly (these functions return
+ * nothing, so they cannot report it).
  */
 #include "gemm.h"
 

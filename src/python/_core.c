@@ -109,8 +109,8 @@ static PyObject *algorithm_names(ai3_op op)
     return tuple;
 }
 
-/* Sets the Python exception for a failed call and returns NULL. Must run on the thread that made the call, since the
- * message is thread-local. */
+/* Sets the Python exception for a failed call and returns NULL. Must run on
+ * the thread that made the call, since the message is thread-local. */
 static PyObject *raise_status(ai3_status status)
 {
     const char *msg = ai3_last_error();
@@ -627,7 +627,9 @@ PyMODINIT_FUNC PyInit__core(void)
         {&str_data_ptr, "data_ptr"}, {&str_is_contiguous, "is_contiguous"},
     };
     for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
-        if (!*interned[i].slot && !(*interned[i].slot = PyUnicode_InternFromString(interned[i].text)))
+        if (!*interned[i].slot)
+            *interned[i].slot = PyUnicode_InternFromString(interned[i].text);
+        if (!*interned[i].slot)
             return NULL;
     }
     if (!unsupported_error) {

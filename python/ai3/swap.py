@@ -1,0 +1,231 @@
+"""swap_operation: replace operations of a torch network in place by modules
+that compute them with ai3.
+
+Each swapped class subclasses the torch class it replaces and is built from
+the original module by sharing its parameters, buffers and hooks (the same
+Parameter objects, so an optimizer built before the swap keeps working), plus
+an ``algorithm`` attribute. Its forward calls the torch custom ops
+``ai3::<op>`` (see ``ai3._ops``), which support autograd and torch.compile.
+So after a swap ``isinstance(m, nn.Conv2d)`` still holds, state_dict keys are
+unchanged, and the network can be trained, compiled, deep-copied, pickled
+and saved.
+"""
+
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+from . import _ops, selectors
+from ._errors import UnsupportedError
+
+
+class Swapped:
+    """Mixin of the ai3 swapped modules (listed in SWAPPED)."""
+
+    _ai3_op = None  # the operation's name, set by each class
+
+    @classmethod
+    def from_torch(cls, orig, algorithm="default"):
+        """A module of this class sharing `orig`'s parameters, buffers and hooks,
+        computed with `algorithm`."""
+        base = selectors.OPERATIONS[cls._ai3_op]
+        if not isinstance(orig, base):
+            raise TypeError(f"{cls.__qualname__}.from_torch needs an nn.{base.__name__}, not "
+                            f"{type(orig).__name__}")
+        for name, p in orig.named_parameters(recurse=False):
+            if isinstance(p, nn.parameter.UninitializedParameter):
+                raise ValueError(f"parameter '{name}' of the lazy module is not initialized; "
+                                 f"run the network once before swapping")
+        new = cls.__new__(cls)
+        new.__dict__.update(_shallow_state(orig, exclude=("algorithm",)))
+        new.algorithm = algorithm
+        new._check_supported()
+        return new
+
+    def to_torch(self):
+        """The plain torch module computing the same thing, sharing parameters."""
+        base = selectors.OPERATIONS[self._ai3_op]
+        orig = base.__new__(base)
+        orig.__dict__.update(_shallow_state(self, exclude=("algorithm",)))
+        return orig
+
+    def _check_supported(self):
+        pass
+
+    def extra_repr(self):
+        base = super().extra_repr()
+        return f"{base}{', ' if base else ''}algorithm={self.algorithm!r}"
+
+
+def _shallow_state(module, exclude):
+    # Copy the containers (parameter, buffer, submodule and hook dicts) so the
+    # two modules do not share structure, only their contents.
+    return {k: (type(v)(v) if isinstance(v, (dict, set, list)) else v)
+            for k, v in module.__dict__.items() if k not in exclude}
+
+
+class Conv2d(Swapped, nn.Conv2d):
+    """nn.Conv2d computed by ai3."""
+
+    _ai3_op = "conv2d"
+
+    def forward(self, input):
+        padding = _ops.conv2d_padding(self.padding, self.kernel_size, self.dilation)
+        return _ops.conv2d(input, self.weight, self.bias, _pair(self.stride), padding,
+                           _pair(self.dilation), self.groups, self.padding_mode, self.algorithm)
+
+
+class Linear(Swapped, nn.Linear):
+    """nn.Linear computed by ai3."""
+
+    _ai3_op = "linear"
+
+    def forward(self, input):
+        return _ops.linear(input, self.weight, self.bias, self.algorithm)
+
+
+class MaxPool2d(Swapped, nn.MaxPool2d):
+    """nn.MaxPool2d computed by ai3 (without return_indices)."""
+
+    _ai3_op = "maxpool2d"
+
+    def _check_supported(self):
+        if self.return_indices:
+            raise UnsupportedError("ai3 maxpool2d does not return indices "
+                                   "(MaxPool2d(return_indices=True)); select 'torch' for it")
+
+    def forward(self, input):
+        stride = self.stride if self.stride is not None else self.kernel_size
+        return _ops.maxpool2d(input, _pair(self.kernel_size), _pair(stride), _pair(self.padding),
+                              _pair(self.dilation), bool(self.ceil_mode), self.algorithm)
+
+
+class AvgPool2d(Swapped, nn.AvgPool2d):
+    """nn.AvgPool2d computed by ai3."""
+
+    _ai3_op = "avgpool2d"
+
+    def forward(self, input):
+        stride = self.stride if self.stride is not None else self.kernel_size
+        return _ops.avgpool2d(input, _pair(self.kernel_size), _pair(stride), _pair(self.padding),
+                              bool(self.ceil_mode), bool(self.count_include_pad),
+                              self.divisor_override, self.algorithm)
+
+
+class AdaptiveAvgPool2d(Swapped, nn.AdaptiveAvgPool2d):
+    """nn.AdaptiveAvgPool2d computed by ai3."""
+
+    _ai3_op = "adaptiveavgpool2d"
+
+    def forward(self, input):
+        return _ops.adaptiveavgpool2d(input, adaptive_output_size(self.output_size, input.shape),
+                                      self.algorithm)
+
+
+class ReLU(Swapped, nn.ReLU):
+    """nn.ReLU computed by ai3. The result is always a new tensor, also for
+    ReLU(inplace=True): the input is left unchanged."""
+
+    _ai3_op = "relu"
+
+    def forward(self, input):
+        return _ops.relu(input, self.algorithm)
+
+
+class Flatten(Swapped, nn.Flatten):
+    """nn.Flatten computed by ai3."""
+
+    _ai3_op = "flatten"
+
+    def forward(self, input):
+        return _ops.flatten(input, self.start_dim, self.end_dim, self.algorithm)
+
+
+def adaptive_output_size(output_size, input_shape):
+    """AdaptiveAvgPool2d's output_size with None entries (keep the input's
+    size) resolved against `input_shape`."""
+    out_h, out_w = _pair(output_size)
+    return (int(input_shape[-2]) if out_h is None else out_h,
+            int(input_shape[-1]) if out_w is None else out_w)
+
+
+SWAPPED = {cls._ai3_op: cls for cls in (Conv2d, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+                                        ReLU, Flatten)}
+
+
+def swap_operation(op_type, module, algos=None, sample_input_shape=None, *, swap_with=None):
+    """Replaces, in place, every instance of an operation in `module` by one
+    computed with the selected ai3 algorithm.
+
+    op_type: nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d, nn.ReLU or nn.Flatten, or its name ('conv2d',
+        ...). Instances of the torch class and of ai3's swapped classes are
+        swapped (so a swapped network can be swapped again); a subclass with
+        its own forward is left alone.
+    algos: a selector (see ai3.selectors): None (every instance gets
+        'default'), a name, a list of names in forward order, or a callable
+        f(module) / f(module, input_shape). The name 'torch' leaves an
+        instance to PyTorch: an original module stays as it is and a swapped
+        one goes back to its torch class.
+    sample_input_shape: the shape of an input of `module`; needed by
+        two-argument selectors, and it fixes forward order.
+    swap_with: builds the replacement instead of ai3's class: called as
+        swap_with(orig_module, algorithm) and must return an nn.Module (a
+        class whose __init__ takes (orig, algorithm) works).
+
+    The root module itself cannot be replaced in place: if `module` is itself
+    an instance of the operation this raises ValueError (use
+    ai3.swap.Conv2d.from_torch(module, algorithm) and friends for that).
+    Returns None.
+    """
+    op = selectors.op_name(op_type)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"swap_operation needs an nn.Module, not {type(module).__name__}")
+    if swap_with is not None and not callable(swap_with):
+        raise TypeError(f"swap_with must be a class or callable (orig_module, algorithm) -> "
+                        f"nn.Module, not {type(swap_with).__name__}")
+    shape = selectors.check_sample_input_shape(sample_input_shape)
+    if selectors.computes(module, op):
+        raise ValueError(f"the module passed is itself a {type(module).__name__}; "
+                         f"swap_operation replaces submodules in place and cannot replace "
+                         f"the root (use ai3.swap.{SWAPPED[op].__name__}.from_torch(module, "
+                         f"algorithm) instead)")
+
+    matches = {}
+    for name, sub in module.named_modules():
+        if selectors.computes(sub, op):
+            matches[id(sub)] = (name, sub)
+    instances = selectors.ordered_instances(module, matches, shape)
+    names = selectors.resolve(op, algos, instances, sample_given=shape is not None,
+                              allow_torch=True)
+
+    replacements = {}
+    for inst, algorithm in zip(instances, names):
+        new = _replacement(op, inst, algorithm, swap_with)
+        if new is not inst.module:
+            replacements[id(inst.module)] = new
+    if not replacements:
+        return
+    sites = [(parent, key, replacements[id(child)])
+             for _, parent in module.named_modules(remove_duplicate=False)
+             for key, child in parent._modules.items()
+             if child is not None and id(child) in replacements]
+    for parent, key, new in sites:
+        parent._modules[key] = new
+
+
+def _replacement(op, inst, algorithm, swap_with):
+    orig = inst.module
+    if algorithm == selectors.TORCH:
+        return orig.to_torch() if isinstance(orig, Swapped) else orig
+    if swap_with is None:
+        return SWAPPED[op].from_torch(orig, algorithm)
+    new = swap_with(orig, algorithm)
+    if not isinstance(new, nn.Module):
+        raise TypeError(f"swap_with returned {type(new).__name__} for {op} '{inst.name}'; it "
+                        f"must return an nn.Module")
+    return new
+
+
+def swap_conv2d(module, algos=None, sample_input_shape=None, *, swap_with=None):
+    """swap_operation(nn.Conv2d, ...)."""
+    return swap_operation(nn.Conv2d, module, algos, sample_input_shape, swap_with=swap_with)

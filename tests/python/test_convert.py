@@ -1,0 +1,239 @@
+"""ai3.convert and ai3.Model: whole networks computed by ai3, compared with
+PyTorch on random inputs."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ai3
+from nets import SEVEN_SHAPE, TOL, ConvNet, SevenOps, close, randn
+
+CONV_ALGOS = ai3.SUPPORTED_ALGORITHMS["conv2d"]
+
+
+@pytest.mark.slow
+def test_seed_readme_convert_example_vgg16():
+    torchvision = pytest.importorskip("torchvision")
+
+    def auto_selector(orig: torch.nn.Conv2d, input_shape) -> str:
+        out_channels = orig.weight.shape[0]
+        if (out_channels < 50 and
+                input_shape[1] < 50 and
+                input_shape[2] > 150 and
+                input_shape[3] > 150):
+            return 'direct'
+        return 'smm'
+
+    input_data = torch.randn(1, 3, 224, 224)
+    vgg16 = torchvision.models.vgg16(weights=None)
+    vgg16 = vgg16.eval()
+    with torch.inference_mode():
+        torch_out = vgg16(input_data)
+        model: ai3.Model = ai3.convert(vgg16, {'conv2d': auto_selector,
+                                               'maxpool2d': 'default'},
+                                       sample_input_shape=(1, 3, 224, 224))
+        sb_out = model(input_data)
+        assert torch.allclose(torch_out, sb_out, atol=1e-4)
+    convs = [layer.algorithm for layer in model.layers if layer.op == "conv2d"]
+    assert convs == ["smm"] * 13  # every VGG16 conv has 64 or more output channels
+
+
+@pytest.mark.parametrize("conv_algo", CONV_ALGOS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_convnet_functional_ops(conv_algo, batch):
+    torch.manual_seed(0)
+    net = ConvNet().eval()
+    model = ai3.convert(net, {"conv2d": conv_algo})
+    ops = [layer.op for layer in model.layers]
+    assert ops == ["conv2d", "relu", "maxpool2d", "conv2d", "relu", "maxpool2d", "flatten",
+                   "linear", "relu", "linear"]
+    x = randn((batch, 3, 224, 224), seed=batch)
+    with torch.no_grad():
+        assert close(model(x), net(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_seven_ops_modules(dtype):
+    torch.manual_seed(1)
+    net = SevenOps().to(dtype).eval()
+    model = ai3.convert(net)
+    assert model.dtype == dtype
+    assert [layer.name for layer in model.layers] == [
+        "conv1", "relu1", "pool1", "block.0", "block.1", "block.2", "adapt", "flatten", "fc"]
+    for seed in range(3):
+        x = randn(SEVEN_SHAPE, dtype, seed)
+        x_before = x.clone()
+        with torch.no_grad():
+            assert close(model(x), net(x), dtype)
+        assert torch.equal(x, x_before)
+
+
+def test_dtype_override_and_own_weights():
+    torch.manual_seed(2)
+    net = SevenOps().eval()
+    model = ai3.convert(net, dtype=torch.float64)
+    assert model.dtype == torch.float64
+    conv = model.layers[0]
+    assert conv.weight.dtype == torch.float64 and conv.weight.is_contiguous()
+    ref = copy.deepcopy(net).double()
+    x = randn(SEVEN_SHAPE, torch.float64, 3)
+    with torch.no_grad():
+        expected = ref(x)
+        assert close(model(x), expected, torch.float64)
+        net.conv1.weight.add_(1.0)  # the Model holds its own copy
+        assert close(model(x), expected, torch.float64)
+    # float32 input to a float64 model is cast
+    assert model(x.float()).dtype == torch.float64
+    same = ai3.convert(net, dtype="float32")
+    assert same.layers[0].weight.data_ptr() != net.conv1.weight.data_ptr()
+
+
+def test_numpy_in_and_out():
+    torch.manual_seed(3)
+    net = SevenOps().eval()
+    model = ai3.convert(net)
+    x = randn(SEVEN_SHAPE, seed=4)
+    arr = x.numpy().copy()
+    with torch.no_grad():
+        expected = net(x)
+    out = model.predict(arr, out_type=np.ndarray)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    assert np.allclose(out, expected.numpy(), **TOL[torch.float32])
+    assert isinstance(model.predict(arr), torch.Tensor)
+    assert isinstance(model.predict(x, out_type=torch.Tensor), torch.Tensor)
+    assert np.array_equal(arr, x.numpy())
+    # a float64 array goes into a float32 model
+    assert close(model(arr.astype(np.float64)), expected)
+
+
+def test_unbatched_input():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.AvgPool2d(2), nn.AdaptiveAvgPool2d((2, 3)))
+    model = ai3.convert(net)
+    x = randn((3, 12, 12), seed=5)
+    with torch.no_grad():
+        assert close(model(x), net(x))
+
+
+def test_input_requiring_grad_is_fine():
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    model = ai3.convert(net)
+    x = randn((2, 4), seed=6).requires_grad_()
+    out = model(x)
+    assert not out.requires_grad
+    assert close(out, net(x).detach())
+
+
+class Functional(nn.Module):
+    """Function and method calls convert uses, with identities in between."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2, dilation=2, padding=2)
+        self.drop = nn.Dropout(0.3)
+        self.ident = nn.Identity()
+        self.seq = nn.Sequential(nn.Sequential(nn.Linear(6 * 2 * 2, 8)), nn.Dropout())
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x), inplace=True)
+        x = F.max_pool2d(x, 3, stride=1, padding=1, ceil_mode=True)
+        x = F.avg_pool2d(x, kernel_size=2, stride=2, divisor_override=3)
+        x = F.adaptive_avg_pool2d(x, (2, 2))
+        x = self.ident(self.drop(x))
+        x = x.contiguous()
+        x = x.view(x.size(0), -1)
+        x = F.dropout(x, 0.5, training=False)
+        x = torch.relu(self.seq(x))
+        x = x.relu()
+        x = x.reshape(-1, 8)
+        x = self.fc(x)
+        return x.flatten(1)
+
+
+def test_functional_calls_and_identities():
+    torch.manual_seed(4)
+    net = Functional().eval()
+    model = ai3.convert(net, {"relu": ["direct", "default", "default"]},
+                        sample_input_shape=(2, 3, 15, 15))
+    assert [layer.op for layer in model.layers] == [
+        "conv2d", "relu", "maxpool2d", "avgpool2d", "adaptiveavgpool2d", "flatten", "linear",
+        "relu", "relu", "flatten", "linear", "flatten"]
+    for batch in (1, 2, 5):
+        x = randn((batch, 3, 15, 15), seed=batch)
+        with torch.no_grad():
+            assert close(model(x), net(x))
+
+
+def test_view_minus_one_checks_features_at_run_time():
+    class Lenetish(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            return self.conv(x).view(-1, 2 * 4 * 4)
+
+    net = Lenetish()
+    model = ai3.convert(net)
+    x = randn((3, 1, 6, 6))
+    with torch.no_grad():
+        assert close(model(x), net(x))
+    with pytest.raises(ValueError, match="view"):
+        model(randn((3, 1, 7, 7)))
+
+
+def test_selectors_count_function_calls_and_see_shapes():
+    seen = []
+
+    def pool_selector(module, input_shape):
+        seen.append((type(module).__name__, module.kernel_size, input_shape))
+        return "default"
+
+    net = ConvNet()
+    model = ai3.convert(net, {"conv2d": lambda m: CONV_ALGOS[-1], nn.MaxPool2d: pool_selector,
+                              "linear": ["default", "default"]},
+                        sample_input_shape=(4, 3, 224, 224))
+    assert seen == [("MaxPool2d", 2, (4, 16, 224, 224)), ("MaxPool2d", 2, (4, 32, 112, 112))]
+    assert [layer.algorithm for layer in model.layers if layer.op == "conv2d"] == \
+        [CONV_ALGOS[-1]] * 2
+
+
+def test_convert_swapped_network():
+    torch.manual_seed(5)
+    net = SevenOps().eval()
+    swapped = copy.deepcopy(net)
+    for op in ai3.OPERATIONS:
+        ai3.swap_operation(op, swapped, "default")
+    ai3.swap_conv2d(swapped, CONV_ALGOS[0])
+    model = ai3.convert(swapped)
+    assert model.layers[0].algorithm == "default"  # convert's selectors decide
+    x = randn(SEVEN_SHAPE, seed=6)
+    with torch.no_grad():
+        assert close(model(x), net(x))
+
+
+def test_layers_are_callable_and_match_their_reference():
+    torch.manual_seed(6)
+    net = SevenOps().eval()
+    model = ai3.convert(net)
+    x = randn(SEVEN_SHAPE, seed=7)
+    for layer in model.layers:
+        y = layer(x)
+        assert close(y, layer.reference(x)), layer.name
+        x = y
+
+
+def test_repr_lists_layers_and_algorithms():
+    model = ai3.convert(ConvNet(), {"conv2d": [CONV_ALGOS[0], CONV_ALGOS[-1]]})
+    text = repr(model)
+    assert text.startswith("Model(dtype=torch.float32")
+    assert f"conv1: conv2d(3, 16" in text and f"algorithm='{CONV_ALGOS[0]}'" in text
+    assert f"conv2: conv2d(16, 32" in text and f"algorithm='{CONV_ALGOS[-1]}'" in text
+    default = ai3._core.default_algorithm("linear")
+    assert f"fc1: linear(100352, 128, bias=True, algorithm='default ({default})')" in text
+    assert text.count("\n") == len(model.layers) + 1
