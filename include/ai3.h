@@ -96,6 +96,20 @@ typedef enum ai3_op {
     AI3_OP_ADAPTIVEAVGPOOL2D,
     AI3_OP_RELU,
     AI3_OP_FLATTEN,
+    AI3_OP_BATCHNORM2D,
+    AI3_OP_ADD,
+    AI3_OP_MUL,
+    AI3_OP_CAT,
+    AI3_OP_HARDTANH,
+    AI3_OP_SIGMOID,
+    AI3_OP_HARDSIGMOID,
+    AI3_OP_HARDSWISH,
+    AI3_OP_SILU,
+    AI3_OP_GELU,
+    AI3_OP_MEAN,
+    AI3_OP_PERMUTE,
+    AI3_OP_LAYERNORM,
+    AI3_OP_SOFTMAX,
     AI3_OP_COUNT
 } ai3_op;
 
@@ -135,6 +149,33 @@ AI3_API ai3_status ai3_conv2d(const char *algorithm, const ai3_tensor *input,
                               const ai3_tensor *weight, const ai3_tensor *bias,
                               const ai3_conv2d_params *params, ai3_tensor *output);
 
+/* --- conv2d plans: plan once, run many ---------------------------------
+ * A plan holds what the algorithm derives from the weights (re-laid-out or
+ * packed weights, Winograd kernel transforms), made once at creation. It
+ * keeps its own copy: later changes to the caller's weight or bias need a
+ * new plan. A plan runs on inputs of any batch and spatial size with the
+ * channel count of its weight; it may be run by several threads at once.
+ * `input_shape` (3-d or 4-d, may be NULL) is the expected input: "guess"
+ * (and "default") chooses its algorithm for that shape. */
+typedef struct ai3_conv2d_plan ai3_conv2d_plan;
+
+AI3_API ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weight,
+                                          const ai3_tensor *bias,
+                                          const ai3_conv2d_params *params,
+                                          const ai3_tensor *input_shape,
+                                          ai3_conv2d_plan **plan);
+/* The algorithm the plan runs ("guess" and "default" resolved). */
+AI3_API const char *ai3_conv2d_plan_algorithm(const ai3_conv2d_plan *plan);
+/* Workspace bytes ai3_conv2d_plan_run needs for an input of this shape. */
+AI3_API ai3_status ai3_conv2d_plan_workspace_size(const ai3_conv2d_plan *plan,
+                                                  const ai3_tensor *input, size_t *bytes);
+/* Runs the plan. `workspace` may be NULL (then the plan allocates it), or
+ * at least ai3_conv2d_plan_workspace_size bytes, 64-byte aligned. */
+AI3_API ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                                       ai3_tensor *output, void *workspace,
+                                       size_t workspace_bytes);
+AI3_API void ai3_conv2d_plan_destroy(ai3_conv2d_plan *plan);
+
 /* --- linear: output = input · weightᵀ + bias ------------------------------
  * input (..., in_features), weight (out_features, in_features),
  * bias (out_features) or NULL, output (..., out_features). */
@@ -143,6 +184,15 @@ AI3_API ai3_status ai3_linear_output_shape(const ai3_tensor *input, const ai3_te
 AI3_API ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input,
                               const ai3_tensor *weight, const ai3_tensor *bias,
                               ai3_tensor *output);
+
+/* --- linear plans: the weight packed once (see conv2d plans). */
+typedef struct ai3_linear_plan ai3_linear_plan;
+
+AI3_API ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weight,
+                                          const ai3_tensor *bias, ai3_linear_plan **plan);
+AI3_API ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *input,
+                                       ai3_tensor *output);
+AI3_API void ai3_linear_plan_destroy(ai3_linear_plan *plan);
 
 /* --- pooling: input (N, C, H, W) or (C, H, W) ------------------------------ */
 typedef struct ai3_pool2d_params {
@@ -189,6 +239,108 @@ AI3_API ai3_status ai3_flatten(const char *algorithm, const ai3_tensor *input, i
                                int end_dim, ai3_tensor *output);
 
 /* ------------------------------------------------------------------------ */
+/* More operations, for whole networks (graph executor)                      */
+/* ------------------------------------------------------------------------ */
+
+/* Reshape, view, flatten and squeeze are metadata only on contiguous
+ * buffers, and dropout, stochastic depth and identity are the identity in
+ * inference, so none of them needs an operation here. */
+
+/* --- batchnorm2d, inference form ------------------------------------------
+ * input (N, C, H, W) or (C, H, W); running_mean, running_var (C);
+ * weight, bias (C) or NULL (taken as 1 and 0); eps > 0.
+ * output = (input - mean) / sqrt(var + eps) * weight + bias, per channel.
+ * Output has the input's shape and may alias input. */
+AI3_API ai3_status ai3_batchnorm2d(const char *algorithm, const ai3_tensor *input,
+                                   const ai3_tensor *running_mean,
+                                   const ai3_tensor *running_var, const ai3_tensor *weight,
+                                   const ai3_tensor *bias, double eps, ai3_tensor *output);
+
+/* --- add, mul: elementwise with NumPy / PyTorch broadcasting ---------------
+ * Shapes are aligned at their last dimension; each pair of sizes must be
+ * equal or one of them 1 (e.g. (N, C, H, W) * (N, C, 1, 1) for
+ * squeeze-and-excitation). Output has the broadcast shape and may alias a
+ * or b where that operand has the output's shape. */
+AI3_API ai3_status ai3_broadcast_output_shape(const ai3_tensor *a, const ai3_tensor *b,
+                                              int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]);
+AI3_API ai3_status ai3_add(const char *algorithm, const ai3_tensor *a, const ai3_tensor *b,
+                           ai3_tensor *output);
+AI3_API ai3_status ai3_mul(const char *algorithm, const ai3_tensor *a, const ai3_tensor *b,
+                           ai3_tensor *output);
+
+/* --- cat: n_inputs >= 1 tensors of one dtype and ndim (>= 1), equal sizes
+ * except along `dim` (negative counts from the end), joined along `dim`. */
+AI3_API ai3_status ai3_cat_output_shape(const ai3_tensor *const *inputs, int n_inputs, int dim,
+                                        int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]);
+AI3_API ai3_status ai3_cat(const char *algorithm, const ai3_tensor *const *inputs, int n_inputs,
+                           int dim, ai3_tensor *output);
+
+/* --- activations: any shape; output has the input's shape and may alias
+ * input. The formulas are PyTorch's:
+ *   hardtanh(x)    = min(max(x, min_val), max_val)   (min_val <= max_val;
+ *                    ReLU6 is hardtanh(0, 6))
+ *   sigmoid(x)     = 1 / (1 + exp(-x))
+ *   hardsigmoid(x) = min(max(x + 3, 0), 6) / 6
+ *   hardswish(x)   = x * min(max(x + 3, 0), 6) / 6
+ *   silu(x)        = x * sigmoid(x)
+ *   gelu(x)        = x / 2 * (1 + erf(x / sqrt(2)))                   exact
+ *                  = x / 2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+ *                    with tanh_approximation (approximate='tanh') */
+AI3_API ai3_status ai3_hardtanh(const char *algorithm, const ai3_tensor *input, double min_val,
+                                double max_val, ai3_tensor *output);
+AI3_API ai3_status ai3_sigmoid(const char *algorithm, const ai3_tensor *input,
+                               ai3_tensor *output);
+AI3_API ai3_status ai3_hardsigmoid(const char *algorithm, const ai3_tensor *input,
+                                   ai3_tensor *output);
+AI3_API ai3_status ai3_hardswish(const char *algorithm, const ai3_tensor *input,
+                                 ai3_tensor *output);
+AI3_API ai3_status ai3_silu(const char *algorithm, const ai3_tensor *input, ai3_tensor *output);
+AI3_API ai3_status ai3_gelu(const char *algorithm, const ai3_tensor *input,
+                            int tanh_approximation, ai3_tensor *output);
+
+/* --- mean over dims -------------------------------------------------------
+ * dims: n_dims distinct dimensions of input (negative counts from the end);
+ * n_dims == 0 (dims may then be NULL) means every dimension, as
+ * torch.mean(input). keepdim keeps the reduced dimensions with size 1,
+ * otherwise they are removed. E.g. global average pooling is dims {2, 3}. */
+AI3_API ai3_status ai3_mean_output_shape(const ai3_tensor *input, const int *dims, int n_dims,
+                                         int keepdim, int *out_ndim,
+                                         int64_t out_shape[AI3_MAX_DIMS]);
+AI3_API ai3_status ai3_mean(const char *algorithm, const ai3_tensor *input, const int *dims,
+                            int n_dims, int keepdim, ai3_tensor *output);
+
+/* --- permute: output dimension i is input dimension perm[i]; perm has
+ * input->ndim entries, a permutation (negative entries count from the end).
+ * Transpose and channel shuffle are permutes (with metadata-only reshapes
+ * around them). Output must not overlap input. */
+AI3_API ai3_status ai3_permute_output_shape(const ai3_tensor *input, const int *perm,
+                                            int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]);
+AI3_API ai3_status ai3_permute(const char *algorithm, const ai3_tensor *input, const int *perm,
+                               ai3_tensor *output);
+
+/* --- layernorm (torch.nn.LayerNorm): each slice over the last
+ * normalized_ndim dimensions (1 <= normalized_ndim <= input->ndim) is
+ * normalised with its mean and biased variance:
+ *   output = (x - mean) / sqrt(var + eps) * weight + bias
+ * weight, bias: the shape of those last dimensions, or NULL (1 and 0);
+ * eps > 0. Output has the input's shape and may alias input. */
+AI3_API ai3_status ai3_layernorm(const char *algorithm, const ai3_tensor *input,
+                                 int normalized_ndim, const ai3_tensor *weight,
+                                 const ai3_tensor *bias, double eps, ai3_tensor *output);
+
+/* --- softmax along `dim` (negative counts from the end), computed stably
+ * (the maximum subtracted first). Output has the input's shape and may alias
+ * input. A 0-d input is a single element (dim 0 or -1). */
+AI3_API ai3_status ai3_softmax(const char *algorithm, const ai3_tensor *input, int dim,
+                               ai3_tensor *output);
+
+/* ------------------------------------------------------------------------ */
+/* Graphs: a whole network run by the C core                                 */
+/* ------------------------------------------------------------------------ */
+
+/* (declarations of the graph executor) */
+
+/* ------------------------------------------------------------------------ */
 /* Algorithms: the registry                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -208,6 +360,38 @@ typedef ai3_status (*ai3_pool2d_fn)(const ai3_tensor *input, const ai3_pool2d_pa
 typedef ai3_status (*ai3_adaptiveavgpool2d_fn)(const ai3_tensor *input, ai3_tensor *output);
 typedef ai3_status (*ai3_relu_fn)(const ai3_tensor *input, ai3_tensor *output);
 typedef ai3_status (*ai3_flatten_fn)(const ai3_tensor *input, ai3_tensor *output);
+/* batchnorm2d: input and output 4-d; weight and bias may be NULL. */
+typedef ai3_status (*ai3_batchnorm2d_fn)(const ai3_tensor *input, const ai3_tensor *running_mean,
+                                         const ai3_tensor *running_var, const ai3_tensor *weight,
+                                         const ai3_tensor *bias, double eps, ai3_tensor *output);
+/* add and mul: a, b and output arrive with one ndim (>= 1); each size of
+ * a and b equals the output's or is 1. (The library may first merge
+ * dimensions, which does not change the result.) Output may alias a or b. */
+typedef ai3_status (*ai3_binary_fn)(const ai3_tensor *a, const ai3_tensor *b, ai3_tensor *output);
+/* cat: dim in [0, ndim). */
+typedef ai3_status (*ai3_cat_fn)(const ai3_tensor *const *inputs, int n_inputs, int dim,
+                                 ai3_tensor *output);
+/* Activations; output may alias input. */
+typedef ai3_status (*ai3_hardtanh_fn)(const ai3_tensor *input, double min_val, double max_val,
+                                      ai3_tensor *output);
+typedef ai3_status (*ai3_activation_fn)(const ai3_tensor *input, ai3_tensor *output);
+typedef ai3_status (*ai3_gelu_fn)(const ai3_tensor *input, int tanh_approximation,
+                                  ai3_tensor *output);
+/* mean: input at least 1-d; dims sorted ascending, distinct, in
+ * [0, input->ndim), n_dims >= 1; output arrives with the input's ndim
+ * (reduced dimensions of size 1). The library may first merge dimensions. */
+typedef ai3_status (*ai3_mean_fn)(const ai3_tensor *input, const int *dims, int n_dims,
+                                  ai3_tensor *output);
+/* permute: input at least 1-d, perm a permutation of [0, ndim). The
+ * library may first merge dimensions. */
+typedef ai3_status (*ai3_permute_fn)(const ai3_tensor *input, const int *perm,
+                                     ai3_tensor *output);
+/* layernorm: weight and bias may be NULL. */
+typedef ai3_status (*ai3_layernorm_fn)(const ai3_tensor *input, int normalized_ndim,
+                                       const ai3_tensor *weight, const ai3_tensor *bias,
+                                       double eps, ai3_tensor *output);
+/* softmax: input at least 1-d, dim in [0, ndim). */
+typedef ai3_status (*ai3_softmax_fn)(const ai3_tensor *input, int dim, ai3_tensor *output);
 
 /* Any of the above, cast; ai3_register_algorithm casts it back by op. */
 typedef void (*ai3_algorithm_fn)(void);

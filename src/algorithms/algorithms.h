@@ -2,6 +2,7 @@
  * The built-in algorithms, one source file each (algorithms/<op>_<name>.c),
  * and the slow reference implementations the tests compare them with
  * (ref/<op>.c). Each is compiled for float (_f32) and double (_f64).
+ * conv2d algorithms are planned: their interface is algorithms/conv2d.h.
  * To add an algorithm: write its file and add one line to the table in
  * runtime/registry.c.
  */
@@ -27,9 +28,7 @@
     ai3_status name##_f32(const ai3_tensor *, ai3_tensor *);                             \
     ai3_status name##_f64(const ai3_tensor *, ai3_tensor *);
 
-/* algorithms/ */
-AI3_DECLARE_CONV2D(ai3_conv2d_direct)
-AI3_DECLARE_CONV2D(ai3_conv2d_smm)
+/* algorithms/ (conv2d's are in algorithms/conv2d.h) */
 AI3_DECLARE_LINEAR(ai3_linear_gemm)
 AI3_DECLARE_POOL2D(ai3_maxpool2d_direct)
 AI3_DECLARE_POOL2D(ai3_avgpool2d_direct)

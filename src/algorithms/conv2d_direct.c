@@ -7,7 +7,7 @@
  * consecutive output positions in registers, loops over input channels and
  * taps, and broadcasts one weight per output channel.
  */
-#include "algorithms/algorithms.h"
+#include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
 
 /* Positions per tile: two 64-byte vectors. */
@@ -109,38 +109,51 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
-ai3_status AI3_TYPED(ai3_conv2d_direct)(const ai3_tensor *input, const ai3_tensor *weight,
-                                        const ai3_tensor *bias, const ai3_conv2d_params *p,
-                                        ai3_tensor *output) {
-    ai3_conv2d_dims d;
-    ai3_conv2d_get_dims(input, weight, p, &d);
-    ai3_conv2d_wide s;
-    const int64_t taps = d.kh * d.kw;
-    int64_t *off = ai3_alloc((size_t)taps * sizeof *off);
-    if (!off) return AI3_ERROR_OUT_OF_MEMORY;
-    AI3_TYPED(ai3_conv2d_wide_layout)(p, &d, &s, off);
+/* Workspace: the tap offsets, then the prepared input with TILE zeros after
+ * it (a tile may run past the last valid position, and the last channel's
+ * tiles past the end of the input, by < TILE). */
+static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
+                  ai3_conv2d_wide *s, int64_t **off, real **in) {
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, s, NULL);
+    *off = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **off);
+    *in = ai3_arena_take(a, (size_t)(s->elems + TILE) * sizeof(real));
+}
 
-    /* A tile may run past the last valid position, and the last channel's
-     * tiles past the end of the input, by < TILE. */
-    real *in = AI3_TYPED(ai3_conv2d_wide_input)(input, p, &d, &s, TILE);
-    if (!in) {
-        ai3_free(off);
-        return AI3_ERROR_OUT_OF_MEMORY;
-    }
+static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    ai3_arena a = {NULL, 0};
+    ai3_conv2d_wide s;
+    int64_t *off;
+    real *in;
+    carve(pb, d, &a, &s, &off, &in);
+    return a.used;
+}
+
+static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                      const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    ai3_arena a = {workspace, 0};
+    ai3_conv2d_wide s;
+    int64_t *off;
+    real *in;
+    carve(pb, d, &a, &s, &off, &in);
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &s, off);
+    AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &s, in);
+    for (int64_t i = 0; i < TILE; i++) in[s.elems + i] = 0;
 
     direct_ctx c = {
-        .in = in, .w = weight->data, .b = bias ? bias->data : NULL, .y = output->data,
-        .d = &d, .s = &s, .off = off, .taps = taps,
+        .in = in, .w = pb->weight.data, .b = pb->bias ? pb->bias->data : NULL,
+        .y = output->data, .d = d, .s = &s, .off = off, .taps = d->kh * d->kw,
         .tiles = (s.positions + TILE - 1) / TILE,
-        .oc_blocks = (d.c_out_g + OC_BLOCK - 1) / OC_BLOCK,
+        .oc_blocks = (d->c_out_g + OC_BLOCK - 1) / OC_BLOCK,
     };
     /* Enough tasks for an even static split over the pool. */
-    const int64_t blocks = d.n * d.groups * c.oc_blocks;
+    const int64_t blocks = d->n * d->groups * c.oc_blocks;
     const int64_t want = 8 * (int64_t)ai3_get_num_threads();
     c.chunks = AI3_MAX(1, AI3_MIN(c.tiles, (want + blocks - 1) / blocks));
     ai3_parallel_for(blocks * c.chunks, 1, direct_tasks, &c);
-
-    ai3_free(in);
-    ai3_free(off);
     return AI3_OK;
 }
+
+const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_direct) = {
+    .workspace_size = workspace_size,
+    .run = run,
+};

@@ -10,7 +10,7 @@
  * In the wide layout of conv2d_wide.h each shifted view is a plain matrix:
  * every row of a tap's B operand is a contiguous slice of one input channel.
  */
-#include "algorithms/algorithms.h"
+#include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
 #include "gemm.h"
 
@@ -80,52 +80,71 @@ static void smm_tasks(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
-ai3_status AI3_TYPED(ai3_conv2d_smm)(const ai3_tensor *input, const ai3_tensor *weight,
-                                     const ai3_tensor *bias, const ai3_conv2d_params *p,
-                                     ai3_tensor *output) {
-    ai3_conv2d_dims d;
-    ai3_conv2d_get_dims(input, weight, p, &d);
-    ai3_conv2d_wide s;
-    const int64_t taps = d.kh * d.kw;
-    int64_t *off = ai3_alloc((size_t)taps * sizeof *off);
-    if (!off) return AI3_ERROR_OUT_OF_MEMORY;
-    AI3_TYPED(ai3_conv2d_wide_layout)(p, &d, &s, off);
-    const int64_t positions = s.positions;
+/* The weights as [tap][oc][ic], once per plan. */
+static ai3_status prepare(ai3_conv2d_problem *pb) {
+    const ai3_tensor *w = &pb->weight;
+    const int64_t c_out = w->shape[0], c_in_g = w->shape[1], taps = w->shape[2] * w->shape[3];
+    real *wt = ai3_alloc((size_t)(taps * c_out * c_in_g) * sizeof(real));
+    if (!wt) return AI3_ERROR_OUT_OF_MEMORY;
+    relayout_ctx rc = {w->data, wt, c_out, c_in_g, taps};
+    ai3_parallel_for(c_out, 1, relayout_weights, &rc);
+    pb->state = wt;
+    return AI3_OK;
+}
 
-    real *wt = ai3_alloc((size_t)(taps * d.c_out * d.c_in_g) * sizeof(real));
-    real *wide = ai3_alloc((size_t)(d.n * d.c_out * positions) * sizeof(real));
-    real *in = wt && wide ? AI3_TYPED(ai3_conv2d_wide_input)(input, p, &d, &s, 0) : NULL;
-    if (!in) {
-        ai3_free(off);
-        ai3_free(wt);
-        ai3_free(wide);
-        return AI3_ERROR_OUT_OF_MEMORY;
-    }
-    relayout_ctx rc = {weight->data, wt, d.c_out, d.c_in_g, taps};
-    ai3_parallel_for(d.c_out, 1, relayout_weights, &rc);
+/* Workspace: tap offsets, the prepared input, the wide result. */
+static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
+                  ai3_conv2d_wide *s, int64_t **off, real **in, real **wide) {
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, s, NULL);
+    *off = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **off);
+    *in = ai3_arena_take(a, (size_t)s->elems * sizeof(real));
+    *wide = ai3_arena_take(a, (size_t)(d->n * d->c_out * s->positions) * sizeof(real));
+}
+
+static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    ai3_arena a = {NULL, 0};
+    ai3_conv2d_wide s;
+    int64_t *off;
+    real *in, *wide;
+    carve(pb, d, &a, &s, &off, &in, &wide);
+    return a.used;
+}
+
+static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                      const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    ai3_arena a = {workspace, 0};
+    ai3_conv2d_wide s;
+    int64_t *off;
+    real *in, *wide;
+    carve(pb, d, &a, &s, &off, &in, &wide);
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &s, off);
+    AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &s, in);
 
     /* Blocks big enough that packing pays, small enough to give every
      * thread a few tasks: positions are split first, then channels. */
     smm_ctx c = {
-        .in = in, .wt = wt, .b = bias ? bias->data : NULL, .wide = wide, .y = output->data,
-        .d = &d, .s = &s, .off = off, .taps = taps, .positions = positions,
-        .oc_block = AI3_MIN(d.c_out_g, 128), .q_block = AI3_MIN(positions, 1024),
+        .in = in, .wt = pb->state, .b = pb->bias ? pb->bias->data : NULL, .wide = wide,
+        .y = output->data, .d = d, .s = &s, .off = off, .taps = d->kh * d->kw,
+        .positions = s.positions,
+        .oc_block = AI3_MIN(d->c_out_g, 128), .q_block = AI3_MIN(s.positions, 1024),
     };
     const int64_t want = 4 * (int64_t)ai3_get_num_threads();
     for (;;) {
-        c.oc_blocks = (d.c_out_g + c.oc_block - 1) / c.oc_block;
-        c.q_blocks = (positions + c.q_block - 1) / c.q_block;
-        const int64_t tasks = d.n * d.groups * c.oc_blocks * c.q_blocks;
+        c.oc_blocks = (d->c_out_g + c.oc_block - 1) / c.oc_block;
+        c.q_blocks = (s.positions + c.q_block - 1) / c.q_block;
+        const int64_t tasks = d->n * d->groups * c.oc_blocks * c.q_blocks;
         if (tasks >= want) break;
         if (c.q_block >= 256) c.q_block = (c.q_block + 1) / 2;
         else if (c.oc_block >= 64) c.oc_block = (c.oc_block + 1) / 2;
         else break;
     }
-    ai3_parallel_for(d.n * d.groups * c.oc_blocks * c.q_blocks, 1, smm_tasks, &c);
-
-    ai3_free(in);
-    ai3_free(wide);
-    ai3_free(wt);
-    ai3_free(off);
+    ai3_parallel_for(d->n * d->groups * c.oc_blocks * c.q_blocks, 1, smm_tasks, &c);
     return AI3_OK;
 }
+
+const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_smm) = {
+    .prepare = prepare,
+    .release = ai3_free,
+    .workspace_size = workspace_size,
+    .run = run,
+};

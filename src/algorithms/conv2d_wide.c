@@ -1,7 +1,6 @@
 /* The wide layout shared by conv2d direct and smm (see conv2d_wide.h). */
 #include "conv2d_wide.h"
 
-#include <string.h>
 
 void AI3_TYPED(ai3_conv2d_wide_layout)(const ai3_conv2d_params *p, const ai3_conv2d_dims *d,
                                        ai3_conv2d_wide *s, int64_t *off) {
@@ -11,6 +10,7 @@ void AI3_TYPED(ai3_conv2d_wide_layout)(const ai3_conv2d_params *p, const ai3_con
     s->cs = p->stride_h * p->stride_w * s->plane;
     s->elems = d->n * d->c_in * s->cs;
     s->positions = (d->oh - 1) * s->ws + d->ow;
+    if (!off) return;
     for (int64_t ky = 0; ky < d->kh; ky++) {
         for (int64_t kx = 0; kx < d->kw; kx++) {
             const int64_t dy = ky * p->dilation_h, dx = kx * p->dilation_w;
@@ -59,19 +59,15 @@ static void split_channels(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
-real *AI3_TYPED(ai3_conv2d_wide_input)(const ai3_tensor *input, const ai3_conv2d_params *p,
-                                       const ai3_conv2d_dims *d, const ai3_conv2d_wide *s,
-                                       int64_t slack) {
-    real *split = ai3_alloc((size_t)(s->elems + slack) * sizeof(real));
-    if (!split) return NULL;
-    memset(split + s->elems, 0, (size_t)slack * sizeof(real));
+void AI3_TYPED(ai3_conv2d_wide_fill)(const ai3_tensor *input, const ai3_conv2d_params *p,
+                                     const ai3_conv2d_dims *d, const ai3_conv2d_wide *s,
+                                     real *split) {
     if (p->stride_h == 1 && p->stride_w == 1) {
         ai3_conv2d_pad_input(input, p, d, split);
     } else {
         split_ctx c = {input->data, split, p, d, s};
         ai3_parallel_for(d->n * d->c_in, 1, split_channels, &c);
     }
-    return split;
 }
 
 void AI3_TYPED(ai3_conv2d_wide_store)(const real *src, int64_t q0, int64_t count, real bias,

@@ -26,15 +26,14 @@ typedef struct {
     int64_t positions; /* wide positions per channel, up to the last valid one */
 } ai3_conv2d_wide;
 
-/* Fills the layout and off[kh·kw], the offset of each tap. */
+/* Fills the layout and, unless off is NULL, off[kh·kw]: each tap's offset. */
 void AI3_TYPED(ai3_conv2d_wide_layout)(const ai3_conv2d_params *p, const ai3_conv2d_dims *d,
                                        ai3_conv2d_wide *wide, int64_t *off);
 
-/* The padded, phase-split input followed by `slack` zeros, or NULL (error
- * set) if out of memory. Free with ai3_free. */
-real *AI3_TYPED(ai3_conv2d_wide_input)(const ai3_tensor *input, const ai3_conv2d_params *p,
-                                       const ai3_conv2d_dims *d, const ai3_conv2d_wide *wide,
-                                       int64_t slack);
+/* Writes the padded, phase-split input into `dst` (wide->elems elements). */
+void AI3_TYPED(ai3_conv2d_wide_fill)(const ai3_tensor *input, const ai3_conv2d_params *p,
+                                     const ai3_conv2d_dims *d, const ai3_conv2d_wide *wide,
+                                     real *dst);
 
 /* Writes wide positions [q0, q0 + count) of one output channel, src[0..count),
  * to that channel's output plane y (oh × ow), adding bias. */

@@ -1,5 +1,8 @@
 /* conv2d: argument checks, output shape, padding helpers and dispatch. */
+#include "algorithms/conv2d.h"
 #include "internal.h"
+
+#include <stdio.h>
 
 #include <string.h>
 
@@ -101,23 +104,22 @@ static const char *padding_mode_name(ai3_padding_mode mode) {
     return "?";
 }
 
-static ai3_status check_params(const ai3_tensor *input, const ai3_tensor *weight,
+/* The checks that need no input: weight, bias and parameters. */
+static ai3_status check_weight(const ai3_tensor *weight, const ai3_tensor *bias,
                                const ai3_conv2d_params *p) {
     ai3_status s;
-    if ((s = ai3_check_tensor(input, "input", OP)) != AI3_OK) return s;
     if ((s = ai3_check_tensor(weight, "weight", OP)) != AI3_OK) return s;
-    if ((s = ai3_check_same_dtype(input, weight, OP)) != AI3_OK) return s;
     if (!p) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: params is NULL");
-    if (input->ndim != 3 && input->ndim != 4)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "conv2d: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %d-d",
-                             input->ndim);
     if (weight->ndim != 4)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "conv2d: weight must be 4-d (C_out, C_in / groups, KH, KW), got %d-d",
                              weight->ndim);
+    if (weight->shape[0] < 1 || weight->shape[1] < 1 || weight->shape[2] < 1 ||
+        weight->shape[3] < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: weight has an empty dimension");
     if (p->stride_h < 1 || p->stride_w < 1)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: stride must be >= 1, got (%lld, %lld)",
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "conv2d: stride must be >= 1, got (%lld, %lld)",
                              (long long)p->stride_h, (long long)p->stride_w);
     if (p->dilation_h < 1 || p->dilation_w < 1)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
@@ -128,8 +130,6 @@ static ai3_status check_params(const ai3_tensor *input, const ai3_tensor *weight
     if ((unsigned)p->padding_mode > AI3_PADDING_CIRCULAR)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: unknown padding mode %d",
                              (int)p->padding_mode);
-    int64_t c_in = input->shape[input->ndim - 3];
-    int64_t h = input->shape[input->ndim - 2], w = input->shape[input->ndim - 1];
     if (p->groups < 1)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: groups must be >= 1, got %lld",
                              (long long)p->groups);
@@ -137,14 +137,35 @@ static ai3_status check_params(const ai3_tensor *input, const ai3_tensor *weight
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "conv2d: out channels (%lld) must be divisible by groups (%lld)",
                              (long long)weight->shape[0], (long long)p->groups);
+    if (bias) {
+        if ((s = ai3_check_tensor(bias, "bias", OP)) != AI3_OK) return s;
+        if ((s = ai3_check_same_dtype(weight, bias, OP)) != AI3_OK) return s;
+        if (bias->ndim != 1 || bias->shape[0] != weight->shape[0])
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "conv2d: bias must be 1-d of length %lld (out channels)",
+                                 (long long)weight->shape[0]);
+    }
+    return AI3_OK;
+}
+
+/* The checks of an input against checked weight and parameters. */
+static ai3_status check_input(const ai3_tensor *input, const ai3_tensor *weight,
+                              const ai3_conv2d_params *p) {
+    ai3_status s;
+    if ((s = ai3_check_tensor(input, "input", OP)) != AI3_OK) return s;
+    if ((s = ai3_check_same_dtype(input, weight, OP)) != AI3_OK) return s;
+    if (input->ndim != 3 && input->ndim != 4)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "conv2d: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %d-d",
+                             input->ndim);
+    int64_t c_in = input->shape[input->ndim - 3];
+    int64_t h = input->shape[input->ndim - 2], w = input->shape[input->ndim - 1];
     if (weight->shape[1] * p->groups != c_in)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "conv2d: input has %lld channels, but weight expects %lld "
                              "(weight.shape[1] = %lld times groups = %lld)",
                              (long long)c_in, (long long)(weight->shape[1] * p->groups),
                              (long long)weight->shape[1], (long long)p->groups);
-    if (weight->shape[0] < 1 || weight->shape[2] < 1 || weight->shape[3] < 1)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: weight has an empty dimension");
     if (p->padding_mode == AI3_PADDING_REFLECT &&
         (AI3_MAX(p->pad_top, p->pad_bottom) >= h || AI3_MAX(p->pad_left, p->pad_right) >= w))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
@@ -173,8 +194,9 @@ static ai3_status check_params(const ai3_tensor *input, const ai3_tensor *weight
 ai3_status ai3_conv2d_output_shape(const ai3_tensor *input, const ai3_tensor *weight,
                                    const ai3_conv2d_params *params, int *out_ndim,
                                    int64_t out_shape[AI3_MAX_DIMS]) {
-    ai3_status s = check_params(input, weight, params);
-    if (s != AI3_OK) return s;
+    ai3_status s;
+    if ((s = check_weight(weight, NULL, params)) != AI3_OK) return s;
+    if ((s = check_input(input, weight, params)) != AI3_OK) return s;
     if (!out_ndim || !out_shape)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: output shape pointers are NULL");
     ai3_conv2d_dims d;
@@ -188,28 +210,152 @@ ai3_status ai3_conv2d_output_shape(const ai3_tensor *input, const ai3_tensor *we
     return AI3_OK;
 }
 
+/* --- plans --------------------------------------------------------------- */
+
+struct ai3_conv2d_plan {
+    char algorithm[64];
+    const ai3_conv2d_algorithm *impl; /* a built-in algorithm, or */
+    ai3_conv2d_fn custom;             /* one registered at run time */
+    ai3_conv2d_problem pb;
+    ai3_tensor bias;
+};
+
+void ai3_conv2d_plan_destroy(ai3_conv2d_plan *plan) {
+    if (!plan) return;
+    if (plan->impl && plan->impl->release && plan->pb.state) plan->impl->release(plan->pb.state);
+    ai3_free(plan->pb.weight.data);
+    ai3_free(plan->bias.data);
+    ai3_free(plan);
+}
+
+/* A copy of t's data into fresh memory. */
+static void *copy_data(const ai3_tensor *t) {
+    size_t bytes = (size_t)ai3_tensor_numel(t) * ai3_dtype_size(t->dtype);
+    void *p = ai3_alloc(bytes);
+    if (p) memcpy(p, t->data, bytes);
+    return p;
+}
+
+ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weight,
+                                  const ai3_tensor *bias, const ai3_conv2d_params *params,
+                                  const ai3_tensor *input_shape, ai3_conv2d_plan **out) {
+    ai3_status s;
+    if (!out) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: plan pointer is NULL");
+    *out = NULL;
+    if ((s = check_weight(weight, bias, params)) != AI3_OK) return s;
+    if (input_shape && (s = check_input(input_shape, weight, params)) != AI3_OK) return s;
+    if (!algorithm)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: algorithm name is NULL");
+
+    ai3_conv2d_plan *plan = ai3_alloc(sizeof *plan);
+    if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
+    memset(plan, 0, sizeof *plan);
+    plan->pb.params = *params;
+    plan->pb.weight = *weight;
+    plan->pb.weight.data = copy_data(weight);
+    if (bias) {
+        plan->bias = *bias;
+        plan->bias.data = copy_data(bias);
+        plan->pb.bias = &plan->bias;
+    }
+    if (!plan->pb.weight.data || (bias && !plan->bias.data)) {
+        ai3_conv2d_plan_destroy(plan);
+        return AI3_ERROR_OUT_OF_MEMORY;
+    }
+
+    const char *name = strcmp(algorithm, "default") == 0 ? ai3_default_algorithm(AI3_OP_CONV2D)
+                                                         : algorithm;
+    if (strcmp(name, "guess") == 0) {
+        /* Without an input shape, guess for a mid-network 56×56 map. */
+        ai3_tensor guess_input = {.dtype = weight->dtype, .ndim = 4,
+                                  .shape = {1, weight->shape[1] * params->groups, 56, 56}};
+        ai3_conv2d_dims d;
+        ai3_conv2d_get_dims(input_shape ? input_shape : &guess_input, weight, params, &d);
+        name = ai3_conv2d_guess(&plan->pb, &d);
+    }
+    snprintf(plan->algorithm, sizeof plan->algorithm, "%s", name);
+    if ((s = ai3_lookup_conv2d(name, weight->dtype, &plan->impl, &plan->custom)) != AI3_OK ||
+        (plan->impl && plan->impl->supports && (s = plan->impl->supports(&plan->pb)) != AI3_OK) ||
+        (plan->impl && plan->impl->prepare && (s = plan->impl->prepare(&plan->pb)) != AI3_OK)) {
+        ai3_conv2d_plan_destroy(plan);
+        return s;
+    }
+    *out = plan;
+    return AI3_OK;
+}
+
+const char *ai3_conv2d_plan_algorithm(const ai3_conv2d_plan *plan) {
+    return plan ? plan->algorithm : NULL;
+}
+
+/* Checks input and output (unless NULL) against the plan; fills the 4-d
+ * views and dims. */
+static ai3_status check_run(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                            ai3_tensor *output, ai3_tensor *in4, ai3_tensor *out4,
+                            ai3_conv2d_dims *d) {
+    ai3_status s;
+    if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: plan is NULL");
+    int ndim;
+    int64_t shape[AI3_MAX_DIMS];
+    if ((s = ai3_conv2d_output_shape(input, &plan->pb.weight, &plan->pb.params, &ndim, shape)) !=
+        AI3_OK)
+        return s;
+    if (output && (s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK)
+        return s;
+    *in4 = ai3_batched_4d(input);
+    if (output) *out4 = ai3_batched_4d(output);
+    ai3_conv2d_get_dims(in4, &plan->pb.weight, &plan->pb.params, d);
+    return AI3_OK;
+}
+
+static size_t workspace_bytes(const ai3_conv2d_plan *plan, const ai3_conv2d_dims *d) {
+    return plan->impl && plan->impl->workspace_size ? plan->impl->workspace_size(&plan->pb, d)
+                                                    : 0;
+}
+
+ai3_status ai3_conv2d_plan_workspace_size(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                                          size_t *bytes) {
+    ai3_tensor in4, out4;
+    ai3_conv2d_dims d;
+    ai3_status s = check_run(plan, input, NULL, &in4, &out4, &d);
+    if (s != AI3_OK) return s;
+    if (!bytes) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: bytes is NULL");
+    *bytes = workspace_bytes(plan, &d);
+    return AI3_OK;
+}
+
+ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                               ai3_tensor *output, void *workspace, size_t workspace_size) {
+    ai3_tensor in4, out4;
+    ai3_conv2d_dims d;
+    if (!output) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: output is NULL");
+    ai3_status s = check_run(plan, input, output, &in4, &out4, &d);
+    if (s != AI3_OK) return s;
+    if (ai3_tensor_numel(output) == 0) return AI3_OK;
+    if (plan->custom)
+        return plan->custom(&in4, &plan->pb.weight, plan->pb.bias, &plan->pb.params, &out4);
+    size_t need = workspace_bytes(plan, &d);
+    if (workspace && workspace_size < need)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "conv2d: the workspace has %zu bytes, the plan needs %zu",
+                             workspace_size, need);
+    void *owned = NULL;
+    if (!workspace && need && !(workspace = owned = ai3_alloc(need))) return AI3_ERROR_OUT_OF_MEMORY;
+    s = plan->impl->run(&plan->pb, &d, &in4, &out4, workspace);
+    ai3_free(owned);
+    return s;
+}
+
 ai3_status ai3_conv2d(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
                       const ai3_tensor *bias, const ai3_conv2d_params *params,
                       ai3_tensor *output) {
-    int ndim;
-    int64_t shape[AI3_MAX_DIMS];
-    ai3_status s = ai3_conv2d_output_shape(input, weight, params, &ndim, shape);
-    if (s != AI3_OK) return s;
-    if (bias) {
-        if ((s = ai3_check_tensor(bias, "bias", OP)) != AI3_OK) return s;
-        if ((s = ai3_check_same_dtype(input, bias, OP)) != AI3_OK) return s;
-        if (bias->ndim != 1 || bias->shape[0] != weight->shape[0])
-            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                                 "conv2d: bias must be 1-d of length %lld (out channels)",
-                                 (long long)weight->shape[0]);
-    }
-    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
-    ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_CONV2D, algorithm, input->dtype, &found)) != AI3_OK) return s;
-    ai3_conv2d_fn fn = (ai3_conv2d_fn)found;
-    if (ai3_tensor_numel(output) == 0) return AI3_OK;
-
-    /* Algorithms always see 4-d tensors. */
-    ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
-    return fn(&in4, weight, bias, params, &out4);
+    ai3_status s;
+    if ((s = check_weight(weight, bias, params)) != AI3_OK) return s;
+    if ((s = check_input(input, weight, params)) != AI3_OK) return s;
+    ai3_conv2d_plan *plan;
+    if ((s = ai3_conv2d_plan_create(algorithm, weight, bias, params, input, &plan)) != AI3_OK)
+        return s;
+    s = ai3_conv2d_plan_run(plan, input, output, NULL, 0);
+    ai3_conv2d_plan_destroy(plan);
+    return s;
 }

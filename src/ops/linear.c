@@ -1,6 +1,8 @@
 /* linear: argument checks, output shape and dispatch. */
 #include "internal.h"
 
+#include <string.h>
+
 static const char *const OP = "linear";
 
 ai3_status ai3_linear_output_shape(const ai3_tensor *input, const ai3_tensor *weight,
@@ -28,24 +30,90 @@ ai3_status ai3_linear_output_shape(const ai3_tensor *input, const ai3_tensor *we
     return AI3_OK;
 }
 
+/* A linear plan: its own copy of the weights and the algorithm to run. */
+struct ai3_linear_plan {
+    ai3_linear_fn fn;
+    ai3_tensor weight, bias;
+    int has_bias;
+};
+
+void ai3_linear_plan_destroy(ai3_linear_plan *plan) {
+    if (!plan) return;
+    ai3_free(plan->weight.data);
+    ai3_free(plan->bias.data);
+    ai3_free(plan);
+}
+
+static ai3_status check_bias(const ai3_tensor *weight, const ai3_tensor *bias) {
+    ai3_status s;
+    if (!bias) return AI3_OK;
+    if ((s = ai3_check_tensor(bias, "bias", OP)) != AI3_OK) return s;
+    if ((s = ai3_check_same_dtype(weight, bias, OP)) != AI3_OK) return s;
+    if (bias->ndim != 1 || bias->shape[0] != weight->shape[0])
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "linear: bias must be 1-d of length %lld (out_features)",
+                             (long long)weight->shape[0]);
+    return AI3_OK;
+}
+
+static int copy_into(ai3_tensor *dst, const ai3_tensor *src) {
+    size_t bytes = (size_t)ai3_tensor_numel(src) * ai3_dtype_size(src->dtype);
+    *dst = *src;
+    dst->data = ai3_alloc(bytes);
+    if (dst->data) memcpy(dst->data, src->data, bytes);
+    return dst->data != NULL;
+}
+
+ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weight,
+                                  const ai3_tensor *bias, ai3_linear_plan **out) {
+    ai3_status s;
+    if (!out) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: plan pointer is NULL");
+    *out = NULL;
+    if ((s = ai3_check_tensor(weight, "weight", OP)) != AI3_OK) return s;
+    if (weight->ndim != 2)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "linear: weight must be 2-d (out_features, in_features), got %d-d",
+                             weight->ndim);
+    if ((s = check_bias(weight, bias)) != AI3_OK) return s;
+    ai3_algorithm_fn found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, weight->dtype, &found)) != AI3_OK)
+        return s;
+    ai3_linear_plan *plan = ai3_alloc(sizeof *plan);
+    if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
+    memset(plan, 0, sizeof *plan);
+    plan->fn = (ai3_linear_fn)found;
+    plan->has_bias = bias != NULL;
+    if (!copy_into(&plan->weight, weight) || (bias && !copy_into(&plan->bias, bias))) {
+        ai3_linear_plan_destroy(plan);
+        return AI3_ERROR_OUT_OF_MEMORY;
+    }
+    *out = plan;
+    return AI3_OK;
+}
+
+ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *input,
+                               ai3_tensor *output) {
+    if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: plan is NULL");
+    int ndim;
+    int64_t shape[AI3_MAX_DIMS];
+    ai3_status s = ai3_linear_output_shape(input, &plan->weight, &ndim, shape);
+    if (s != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    if (ai3_tensor_numel(output) == 0) return AI3_OK;
+    return plan->fn(input, &plan->weight, plan->has_bias ? &plan->bias : NULL, output);
+}
+
 ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
                       const ai3_tensor *bias, ai3_tensor *output) {
     int ndim;
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_linear_output_shape(input, weight, &ndim, shape);
     if (s != AI3_OK) return s;
-    if (bias) {
-        if ((s = ai3_check_tensor(bias, "bias", OP)) != AI3_OK) return s;
-        if ((s = ai3_check_same_dtype(input, bias, OP)) != AI3_OK) return s;
-        if (bias->ndim != 1 || bias->shape[0] != weight->shape[0])
-            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                                 "linear: bias must be 1-d of length %lld (out_features)",
-                                 (long long)weight->shape[0]);
-    }
+    if ((s = check_bias(weight, bias)) != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, input->dtype, &found)) != AI3_OK) return s;
-    ai3_linear_fn fn = (ai3_linear_fn)found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, input->dtype, &found)) != AI3_OK)
+        return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
-    return fn(input, weight, bias, output);
+    return ((ai3_linear_fn)found)(input, weight, bias, output);
 }

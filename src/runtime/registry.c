@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE /* dladdr */
 #include "algorithms/algorithms.h"
+#include "algorithms/conv2d.h"
 #include "internal.h"
 
 #include <dlfcn.h>
@@ -16,16 +17,20 @@
 typedef struct {
     ai3_op op;
     const char *name;
-    ai3_algorithm_fn f32, f64;
+    ai3_algorithm_fn f32, f64;                   /* operations without plans */
+    const ai3_conv2d_algorithm *conv32, *conv64; /* conv2d */
 } builtin_t;
 
-#define BUILTIN(op, name, fn) {op, name, (ai3_algorithm_fn)fn##_f32, (ai3_algorithm_fn)fn##_f64}
+#define BUILTIN(op, name, fn) {op, name, (ai3_algorithm_fn)fn##_f32, (ai3_algorithm_fn)fn##_f64, NULL, NULL}
+#define CONV2D(name, impl) {AI3_OP_CONV2D, name, NULL, NULL, &impl##_f32, &impl##_f64}
 
 /* To add an algorithm, add its line here (the first of an op is not
  * necessarily its default: see default_names). */
 static const builtin_t builtins[] = {
-    BUILTIN(AI3_OP_CONV2D, "direct", ai3_conv2d_direct),
-    BUILTIN(AI3_OP_CONV2D, "smm", ai3_conv2d_smm),
+    CONV2D("direct", ai3_conv2d_direct),
+    CONV2D("smm", ai3_conv2d_smm),
+    /* resolved by plans into one of the above (ops/conv2d_guess.c) */
+    {AI3_OP_CONV2D, "guess", NULL, NULL, NULL, NULL},
     BUILTIN(AI3_OP_LINEAR, "gemm", ai3_linear_gemm),
     BUILTIN(AI3_OP_MAXPOOL2D, "direct", ai3_maxpool2d_direct),
     BUILTIN(AI3_OP_AVGPOOL2D, "direct", ai3_avgpool2d_direct),
@@ -36,13 +41,27 @@ static const builtin_t builtins[] = {
 #define N_BUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
 static const char *const default_names[AI3_OP_COUNT] = {
-    [AI3_OP_CONV2D] = "smm",
+    [AI3_OP_CONV2D] = "guess",
     [AI3_OP_LINEAR] = "gemm",
     [AI3_OP_MAXPOOL2D] = "direct",
     [AI3_OP_AVGPOOL2D] = "direct",
     [AI3_OP_ADAPTIVEAVGPOOL2D] = "direct",
     [AI3_OP_RELU] = "direct",
     [AI3_OP_FLATTEN] = "direct",
+    [AI3_OP_BATCHNORM2D] = "direct",
+    [AI3_OP_ADD] = "direct",
+    [AI3_OP_MUL] = "direct",
+    [AI3_OP_CAT] = "direct",
+    [AI3_OP_HARDTANH] = "direct",
+    [AI3_OP_SIGMOID] = "direct",
+    [AI3_OP_HARDSIGMOID] = "direct",
+    [AI3_OP_HARDSWISH] = "direct",
+    [AI3_OP_SILU] = "direct",
+    [AI3_OP_GELU] = "direct",
+    [AI3_OP_MEAN] = "direct",
+    [AI3_OP_PERMUTE] = "direct",
+    [AI3_OP_LAYERNORM] = "direct",
+    [AI3_OP_SOFTMAX] = "direct",
 };
 
 static const char *const op_names[AI3_OP_COUNT] = {
@@ -53,6 +72,20 @@ static const char *const op_names[AI3_OP_COUNT] = {
     [AI3_OP_ADAPTIVEAVGPOOL2D] = "adaptiveavgpool2d",
     [AI3_OP_RELU] = "relu",
     [AI3_OP_FLATTEN] = "flatten",
+    [AI3_OP_BATCHNORM2D] = "batchnorm2d",
+    [AI3_OP_ADD] = "add",
+    [AI3_OP_MUL] = "mul",
+    [AI3_OP_CAT] = "cat",
+    [AI3_OP_HARDTANH] = "hardtanh",
+    [AI3_OP_SIGMOID] = "sigmoid",
+    [AI3_OP_HARDSIGMOID] = "hardsigmoid",
+    [AI3_OP_HARDSWISH] = "hardswish",
+    [AI3_OP_SILU] = "silu",
+    [AI3_OP_GELU] = "gelu",
+    [AI3_OP_MEAN] = "mean",
+    [AI3_OP_PERMUTE] = "permute",
+    [AI3_OP_LAYERNORM] = "layernorm",
+    [AI3_OP_SOFTMAX] = "softmax",
 };
 
 #define MAX_REGISTERED 128
@@ -172,30 +205,52 @@ static void known_names(ai3_op op, char *buf, size_t size) {
         used += (size_t)snprintf(buf + used, size - used, "%s'%s'", i ? ", " : "", names[i]);
 }
 
+/* Finds `name` (already resolved from "default") among the built-ins and
+ * the run-time registrations of op; sets the error when there is none. */
+static ai3_status lookup(ai3_op op, const char *name, const builtin_t **builtin,
+                         ai3_algorithm_fn *registered_fn) {
+    *builtin = find_builtin(op, name);
+    *registered_fn = NULL;
+    if (*builtin) return AI3_OK;
+    pthread_mutex_lock(&registry_lock);
+    registered_t *r = find_registered(op, name);
+    *registered_fn = r ? r->fn : NULL;
+    pthread_mutex_unlock(&registry_lock);
+    if (*registered_fn) return AI3_OK;
+    char known[512];
+    known_names(op, known, sizeof known);
+    return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM,
+                         "%s: unknown algorithm '%s'; known: 'default', %s%s", op_names[op], name,
+                         known,
+                         strcmp(name, "custom") == 0
+                             ? " (a 'custom' algorithm must be registered first, e.g. with "
+                               "ai3_load_algorithms)"
+                             : "");
+}
+
 ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype,
                                 ai3_algorithm_fn *fn) {
     if (!name)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
                              op_names[op]);
     if (strcmp(name, "default") == 0) name = default_names[op];
-    const builtin_t *b = find_builtin(op, name);
-    if (b) {
-        *fn = dtype == AI3_FLOAT64 ? b->f64 : b->f32;
-        return AI3_OK;
-    }
-    pthread_mutex_lock(&registry_lock);
-    registered_t *r = find_registered(op, name);
-    *fn = r ? r->fn : NULL;
-    pthread_mutex_unlock(&registry_lock);
-    if (*fn) return AI3_OK;
-    char known[512];
-    known_names(op, known, sizeof known);
-    return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM, "%s: unknown algorithm '%s'; known: 'default', %s%s",
-                         op_names[op], name, known,
-                         strcmp(name, "custom") == 0
-                             ? " (a 'custom' algorithm must be registered first, e.g. with "
-                               "ai3_load_algorithms)"
-                             : "");
+    const builtin_t *b;
+    ai3_status s = lookup(op, name, &b, fn);
+    if (s == AI3_OK && b) *fn = dtype == AI3_FLOAT64 ? b->f64 : b->f32;
+    return s;
+}
+
+ai3_status ai3_lookup_conv2d(const char *name, ai3_dtype dtype, const ai3_conv2d_algorithm **impl,
+                             ai3_conv2d_fn *registered) {
+    const builtin_t *b;
+    ai3_algorithm_fn fn;
+    ai3_status s = lookup(AI3_OP_CONV2D, name, &b, &fn);
+    *impl = b ? (dtype == AI3_FLOAT64 ? b->conv64 : b->conv32) : NULL;
+    *registered = (ai3_conv2d_fn)fn;
+    if (s == AI3_OK && b && !*impl)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: '%s' is not an algorithm itself",
+                             name);
+    return s;
 }
 
 ai3_status ai3_load_algorithms(const char *path) {

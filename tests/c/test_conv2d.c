@@ -381,3 +381,113 @@ AI3_TEST(conv2d_rejects_bad_arguments) {
     free(out.data);
     free(bias4.data);
 }
+
+/* --- plans ----------------------------------------------------------------- */
+
+/* Largest |a - b| over the largest |b| (NaN counts as infinite). */
+static double relative_error(const ai3_tensor *a, const ai3_tensor *b) {
+    double scale = 1e-30, err = 0;
+    for (int64_t i = 0; i < ai3_tensor_numel(b); i++) {
+        scale = fmax(scale, fabs(get(b, i)));
+        const double e = fabs(get(a, i) - get(b, i));
+        err = e <= err ? err : (isnan(e) ? INFINITY : e);
+    }
+    return err / scale;
+}
+
+/* One plan runs inputs of several batch and spatial sizes, with its own
+ * workspace or the caller's, unaffected by later changes to the weights. */
+AI3_TEST(conv2d_plan_runs_many_shapes_with_its_own_weights) {
+    const char *const names[] = {"direct", "smm", "guess", "default"};
+    for (int dt = 0; dt < 2; dt++) {
+        const ai3_dtype dtype = dt ? AI3_FLOAT64 : AI3_FLOAT32;
+        for (size_t a = 0; a < sizeof names / sizeof names[0]; a++) {
+            ai3_conv2d_params p = ai3_conv2d_params_default();
+            p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+            p.stride_h = 1 + (int64_t)a % 2;
+            const int64_t w_shape[4] = {6, 4, 3, 3}, c_out = 6;
+            ai3_tensor weight = make_tensor(dtype, 4, w_shape), bias = make_tensor(dtype, 1, &c_out);
+            fill_random(&weight);
+            fill_random(&bias);
+            ai3_conv2d_plan *plan = NULL;
+            ai3_status st = ai3_conv2d_plan_create(names[a], &weight, &bias, &p, NULL, &plan);
+            AI3_EXPECT(st == AI3_OK, "%s: %s", names[a], ai3_last_error());
+            if (st != AI3_OK) continue;
+            const char *resolved = ai3_conv2d_plan_algorithm(plan);
+            AI3_EXPECT(strcmp(resolved, "guess") && strcmp(resolved, "default"),
+                       "%s resolved to '%s'", names[a], resolved);
+            /* the plan keeps its own copy: this must not matter */
+            ai3_tensor original = make_tensor(dtype, 4, w_shape);
+            memcpy(original.data, weight.data, (size_t)ai3_tensor_numel(&weight) * ai3_dtype_size(dtype));
+            fill_random(&weight);
+
+            const int64_t sizes[3][4] = {{1, 4, 9, 7}, {3, 4, 5, 12}, {2, 4, 16, 16}};
+            for (int k = 0; k < 3; k++) {
+                ai3_tensor input = make_tensor(dtype, 4, sizes[k]);
+                fill_random(&input);
+                int nd;
+                int64_t out_shape[AI3_MAX_DIMS];
+                ai3_conv2d_output_shape(&input, &original, &p, &nd, out_shape);
+                ai3_tensor want = make_tensor(dtype, 4, out_shape), got = make_tensor(dtype, 4, out_shape);
+                if (dtype == AI3_FLOAT32) ai3_ref_conv2d_f32(&input, &original, &bias, &p, &want);
+                else ai3_ref_conv2d_f64(&input, &original, &bias, &p, &want);
+
+                size_t bytes = 0;
+                AI3_EXPECT(ai3_conv2d_plan_workspace_size(plan, &input, &bytes) == AI3_OK, "size");
+                void *ws = bytes ? ai3_alloc(bytes) : NULL;
+                fill_nan(&got);
+                st = ai3_conv2d_plan_run(plan, &input, &got, ws, bytes);
+                AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(dtype),
+                           "%s (%s) shape %d with workspace: %s", names[a], resolved, k,
+                           ai3_last_error());
+                fill_nan(&got);
+                st = ai3_conv2d_plan_run(plan, &input, &got, NULL, 0);
+                AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(dtype),
+                           "%s (%s) shape %d: %s", names[a], resolved, k, ai3_last_error());
+                if (bytes > 64) {
+                    AI3_EXPECT(ai3_conv2d_plan_run(plan, &input, &got, ws, bytes - 64) ==
+                                   AI3_ERROR_INVALID_ARGUMENT, "short workspace accepted");
+                }
+                ai3_free(ws);
+                free(input.data);
+                free(want.data);
+                free(got.data);
+            }
+            ai3_conv2d_plan_destroy(plan);
+            free(weight.data);
+            free(original.data);
+            free(bias.data);
+        }
+    }
+}
+
+AI3_TEST(conv2d_plan_rejects_bad_arguments) {
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    const int64_t w_shape[4] = {2, 3, 3, 3}, in_shape[4] = {1, 5, 8, 8};
+    ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
+    fill_random(&weight);
+    fill_random(&input);
+    ai3_conv2d_plan *plan = (ai3_conv2d_plan *)&p; /* must be reset to NULL on failure */
+    AI3_EXPECT(ai3_conv2d_plan_create("nope", &weight, NULL, &p, NULL, &plan) ==
+                   AI3_ERROR_UNKNOWN_ALGORITHM && plan == NULL, "unknown name");
+    AI3_EXPECT(strstr(ai3_last_error(), "nope") != NULL, "message '%s'", ai3_last_error());
+    AI3_EXPECT(ai3_conv2d_plan_create("smm", &weight, NULL, &p, &input, &plan) ==
+                   AI3_ERROR_INVALID_ARGUMENT, "channel mismatch with the input shape");
+    AI3_EXPECT(ai3_conv2d_plan_create(NULL, &weight, NULL, &p, NULL, &plan) ==
+                   AI3_ERROR_INVALID_ARGUMENT, "NULL name");
+    AI3_EXPECT(ai3_conv2d_plan_create("smm", &weight, NULL, &p, NULL, NULL) ==
+                   AI3_ERROR_INVALID_ARGUMENT, "NULL plan pointer");
+    AI3_EXPECT(ai3_conv2d_plan_create("smm", &weight, NULL, &p, NULL, &plan) == AI3_OK, "create");
+    int64_t out_shape[4] = {1, 2, 6, 6};
+    ai3_tensor out = make_tensor(AI3_FLOAT32, 4, out_shape);
+    AI3_EXPECT(ai3_conv2d_plan_run(plan, &input, &out, NULL, 0) == AI3_ERROR_INVALID_ARGUMENT,
+               "input with 5 channels ran on a 3-channel plan");
+    AI3_EXPECT(ai3_conv2d_plan_run(NULL, &input, &out, NULL, 0) == AI3_ERROR_INVALID_ARGUMENT,
+               "NULL plan");
+    ai3_conv2d_plan_destroy(plan);
+    ai3_conv2d_plan_destroy(NULL);
+    free(weight.data);
+    free(input.data);
+    free(out.data);
+}

@@ -544,3 +544,43 @@ AI3_TEST(ops_adaptive_relu_flatten_reject_bad_arguments) {
     EXPECT_FAILS(AI3_ERROR_UNKNOWN_ALGORITHM, ai3_flatten("gemm", &x, 1, -1, &flat));
     free(x.data), free(y.data), free(same.data), free(flat.data);
 }
+
+/* A linear plan keeps its own weights and runs any batch. */
+AI3_TEST(ops_linear_plan_matches_reference) {
+    for (int di = 0; di < 2; di++) {
+        const ai3_dtype dt = dtypes[di];
+        const int64_t w_shape[2] = {7, 13}, out_features = 7;
+        ai3_tensor w = make_random(dt, 2, w_shape), b = make_random(dt, 1, &out_features);
+        ai3_linear_plan *plan = NULL;
+        AI3_EXPECT(ai3_linear_plan_create("default", &w, &b, &plan) == AI3_OK, "create: %s",
+                   ai3_last_error());
+        ai3_tensor w_copy = make(dt, 2, w_shape);
+        memcpy(w_copy.data, w.data, (size_t)ai3_tensor_numel(&w) * (dt == AI3_FLOAT64 ? 8 : 4));
+        for (int64_t i = 0; i < ai3_tensor_numel(&w); i++) set(&w, i, 99); /* must not matter */
+        for (int64_t rows = 1; rows <= 9; rows += 4) {
+            const int64_t x_shape[2] = {rows, 13}, y_shape[2] = {rows, 7};
+            ai3_tensor x = make_random(dt, 2, x_shape);
+            ai3_tensor want = make_output(dt, 2, y_shape), got = make_output(dt, 2, y_shape);
+            if (dt == AI3_FLOAT64) ai3_ref_linear_f64(&x, &w_copy, &b, &want);
+            else ai3_ref_linear_f32(&x, &w_copy, &b, &want);
+            AI3_EXPECT(ai3_linear_plan_run(plan, &x, &got) == AI3_OK, "run: %s", ai3_last_error());
+            compare(&got, &want, 1e-5, 1e-4, "linear plan");
+            free(x.data);
+            free(want.data);
+            free(got.data);
+        }
+        const int64_t bad_shape[2] = {2, 12}, y_shape[2] = {2, 7};
+        ai3_tensor x = make_random(dt, 2, bad_shape), y = make_output(dt, 2, y_shape);
+        AI3_EXPECT(ai3_linear_plan_run(plan, &x, &y) == AI3_ERROR_INVALID_ARGUMENT,
+                   "12 features ran on a 13-feature plan");
+        ai3_linear_plan *other = NULL;
+        AI3_EXPECT(ai3_linear_plan_create("nope", &w_copy, NULL, &other) ==
+                       AI3_ERROR_UNKNOWN_ALGORITHM && other == NULL, "unknown name");
+        ai3_linear_plan_destroy(plan);
+        free(x.data);
+        free(y.data);
+        free(w.data);
+        free(w_copy.data);
+        free(b.data);
+    }
+}

@@ -1,0 +1,68 @@
+/*
+ * The interface of a built-in conv2d algorithm, split the way a plan runs it
+ * (plan once, run many): `prepare` once per plan, from the weights;
+ * `workspace_size` and `run` per input shape.
+ *
+ * Each algorithm file defines one `const ai3_conv2d_algorithm` per dtype,
+ * AI3_TYPED(ai3_conv2d_<name>), and the registry (runtime/registry.c)
+ * lists it. Everything reaching an algorithm is validated, contiguous, of
+ * one dtype, and 4-d.
+ */
+#ifndef AI3_ALGORITHMS_CONV2D_H
+#define AI3_ALGORITHMS_CONV2D_H
+
+#include "internal.h"
+
+/* What a plan knows before it sees an input. */
+typedef struct ai3_conv2d_problem {
+    ai3_conv2d_params params;
+    ai3_tensor weight;       /* the plan's own copy: (C_out, C_in / groups, KH, KW) */
+    const ai3_tensor *bias;  /* the plan's own copy, or NULL */
+    void *state;             /* what prepare made, or NULL */
+} ai3_conv2d_problem;
+
+typedef struct ai3_conv2d_algorithm {
+    /* NULL when every conv2d is supported; otherwise AI3_OK or
+     * AI3_ERROR_UNSUPPORTED with a message naming the algorithm and the
+     * parameter it cannot handle. */
+    ai3_status (*supports)(const ai3_conv2d_problem *pb);
+    /* NULL, or sets pb->state from the weights (re-layout, transforms). */
+    ai3_status (*prepare)(ai3_conv2d_problem *pb);
+    void (*release)(void *state);
+    /* NULL when no workspace is needed. */
+    size_t (*workspace_size)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d);
+    /* input (N, C_in, H, W) → output (N, C_out, OH, OW), with workspace of
+     * workspace_size bytes, 64-byte aligned. */
+    ai3_status (*run)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                      const ai3_tensor *input, ai3_tensor *output, void *workspace);
+} ai3_conv2d_algorithm;
+
+/* Carving one workspace into parts: the same sequence of ai3_arena_take
+ * calls sizes it (base NULL: only counts) and then hands out the parts. */
+typedef struct {
+    char *base;
+    size_t used;
+} ai3_arena;
+
+static inline void *ai3_arena_take(ai3_arena *a, size_t bytes) {
+    void *p = a->base ? a->base + a->used : NULL;
+    a->used += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+#define AI3_DECLARE_CONV2D_ALGORITHM(name)                                               \
+    extern const ai3_conv2d_algorithm name##_f32;                                        \
+    extern const ai3_conv2d_algorithm name##_f64;
+
+AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_direct)
+AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_smm)
+
+/* Finds the conv2d algorithm `name` ("default" and "guess" already
+ * resolved): a built-in (*impl) or one registered at run time (*registered). */
+ai3_status ai3_lookup_conv2d(const char *name, ai3_dtype dtype, const ai3_conv2d_algorithm **impl,
+                             ai3_conv2d_fn *registered);
+
+/* The algorithm "guess" picks for this problem and input, by name. */
+const char *ai3_conv2d_guess(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d);
+
+#endif
