@@ -17,6 +17,7 @@ called ``'custom'``).
 
 from . import _core, _ops  # noqa: F401 (_ops registers the torch custom ops ai3::<op>)
 from ._errors import UnsupportedError
+from ._ops import clear_plans
 from .model import Layer, Model, convert
 from .selectors import OPERATIONS
 from .swap import swap_conv2d, swap_operation
@@ -83,5 +84,5 @@ __all__ = [
     "swap_operation", "swap_conv2d", "convert", "Model", "Layer", "SUPPORTED_ALGORITHMS",
     "DEFAULT_ALGOS", "using_cudnn", "using_cublas", "using_sycl", "using_mps_and_metal",
     "set_num_threads", "get_num_threads", "load_algorithms", "list_algorithms",
-    "UnsupportedError", "__version__",
+    "UnsupportedError", "clear_plans", "__version__",
 ]

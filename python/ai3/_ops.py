@@ -15,6 +15,7 @@ the rest of ai3 calls.
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional, Sequence, Union
 
 import torch
@@ -104,6 +105,54 @@ def _empty_output(x: Tensor, shape) -> Tensor:
 
 
 # ---------------------------------------------------------------------------
+# Plans: weights prepared once (re-laid out, packed, transformed) and reused
+# ---------------------------------------------------------------------------
+
+# id(weight) -> (weak reference to the weight, key, plan): a plan lives as
+# long as its weight. The key holds the weight's and bias's version counters,
+# which every in-place change (an optimizer step, load_state_dict)
+# increments, so a changed weight gets a new plan on its next use. (A
+# WeakKeyDictionary would compare tensors with ==, which is elementwise.)
+_plans: dict = {}
+
+
+def _forget(ref) -> None:
+    for wid, entry in list(_plans.items()):
+        if entry[0] is ref:
+            del _plans[wid]
+
+
+def clear_plans() -> None:
+    """Forgets every kept plan. Needed only after changing weights in a way
+    their version counter does not see (through ``.data``, or in
+    ``torch.inference_mode``); optimizer steps, ``load_state_dict`` and other
+    in-place changes are seen and re-plan by themselves."""
+    _plans.clear()
+
+
+def _keep_plan(weight: Tensor, bias: Optional[Tensor]) -> bool:
+    """Whether a plan may be kept for these weights: not while they are being
+    trained (they change every step, and tools such as gradcheck perturb
+    them through .data, which no version counter sees)."""
+    tensors = (weight,) if bias is None else (weight, bias)
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def _plan_for(weight: Tensor, bias: Optional[Tensor], config: tuple, make_plan):
+    if weight.is_inference() or (bias is not None and bias.is_inference()):
+        return make_plan()  # inference tensors have no version counter
+    key = (config, weight._version, weight.data_ptr(), weight.dtype,
+           None if bias is None else (id(bias), bias._version, bias.data_ptr()))
+    entry = _plans.get(id(weight))
+    alive = entry is not None and entry[0]() is weight
+    if alive and entry[1] == key:
+        return entry[2]
+    plan = make_plan()
+    _plans[id(weight)] = (entry[0] if alive else weakref.ref(weight, _forget), key, plan)
+    return plan
+
+
+# ---------------------------------------------------------------------------
 # conv2d
 # ---------------------------------------------------------------------------
 
@@ -175,20 +224,27 @@ def _conv2d_op(
     groups: int,
     padding_mode: str,
     algorithm: str,
+    keep_plan: bool,
 ) -> Tensor:
     shape = _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
     out = _empty_output(x, shape)
     if out.numel() == 0:
         return out
-    bias = bias.contiguous() if bias is not None else None
-    return _core.conv2d(
-        algorithm, x.contiguous(), weight.contiguous(), bias, out,
-        stride[0], stride[1], *padding, dilation[0], dilation[1], groups, padding_mode,
-    )
+    x = x.contiguous()
+    config = ("conv2d", algorithm, *stride, *padding, *dilation, groups, padding_mode)
+
+    def make_plan():
+        return _core.conv2d_plan(
+            algorithm, weight.contiguous(), bias.contiguous() if bias is not None else None,
+            stride[0], stride[1], *padding, dilation[0], dilation[1], groups, padding_mode, x)
+
+    if not keep_plan:
+        return _core.conv2d_plan_run(make_plan(), x, out)
+    return _core.conv2d_plan_run(_plan_for(weight, bias, config, make_plan), x, out)
 
 
 @_conv2d_op.register_fake
-def _(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
+def _(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, keep_plan):
     shape = _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
     return _empty_output(x, shape)
 
@@ -218,7 +274,7 @@ def _unpad_grad(grad_padded: Tensor, x: Tensor, padding, padding_mode: str) -> T
 
 
 def _conv2d_setup(ctx, inputs, output):
-    x, weight, bias, stride, padding, dilation, groups, padding_mode, _ = inputs
+    x, weight, bias, stride, padding, dilation, groups, padding_mode, _, _ = inputs
     ctx.save_for_backward(x, weight)
     ctx.has_bias = bias is not None
     ctx.params = (stride, padding, dilation, groups, padding_mode)
@@ -243,7 +299,7 @@ def _conv2d_backward(ctx, grad):
         grad_x = _unpad_grad(grad_x_padded, x, padding, padding_mode)
         if unbatched:
             grad_x = grad_x.squeeze(0)
-    return grad_x, grad_weight, grad_bias if mask[2] else None, None, None, None, None, None, None
+    return (grad_x, grad_weight, grad_bias if mask[2] else None) + (None,) * 7
 
 
 _conv2d_op.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
@@ -277,21 +333,29 @@ def _linear_shape(x, weight, bias, algorithm):
 
 
 @torch.library.custom_op("ai3::linear", mutates_args=())
-def _linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str) -> Tensor:
+def _linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str,
+               keep_plan: bool) -> Tensor:
     out = _empty_output(x, _linear_shape(x, weight, bias, algorithm))
     if out.numel() == 0:
         return out
     bias = bias.contiguous() if bias is not None else None
-    return _core.linear(algorithm, x.contiguous(), weight.contiguous(), bias, out)
+    config = ("linear", algorithm)
+
+    def make_plan():
+        return _core.linear_plan(algorithm, weight.contiguous(),
+                                 bias.contiguous() if bias is not None else None)
+
+    plan = _plan_for(weight, bias, config, make_plan) if keep_plan else make_plan()
+    return _core.linear_plan_run(plan, x.contiguous(), out)
 
 
 @_linear_op.register_fake
-def _(x, weight, bias, algorithm):
+def _(x, weight, bias, algorithm, keep_plan):
     return _empty_output(x, _linear_shape(x, weight, bias, algorithm))
 
 
 def _linear_setup(ctx, inputs, output):
-    x, weight, bias, _ = inputs
+    x, weight, bias, _, _ = inputs
     ctx.save_for_backward(x, weight)
     ctx.has_bias = bias is not None
 
@@ -306,7 +370,7 @@ def _linear_backward(ctx, grad):
         grad_weight = grad_rows.t() @ x.reshape(-1, weight.shape[1])
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad_rows.sum(0)
-    return grad_x, grad_weight, grad_bias, None
+    return grad_x, grad_weight, grad_bias, None, None
 
 
 _linear_op.register_autograd(_linear_backward, setup_context=_linear_setup)
@@ -586,7 +650,7 @@ def conv2d(
     """2-d convolution; `padding` is explicit per side: (top, bottom, left, right)
     (see :func:`conv2d_padding`)."""
     return torch.ops.ai3.conv2d(x, weight, bias, _ints(stride), _ints(padding), _ints(dilation),
-                                int(groups), padding_mode, algorithm)
+                                int(groups), padding_mode, algorithm, _keep_plan(weight, bias))
 
 
 def conv2d_padding(
@@ -620,7 +684,7 @@ def conv2d_padding(
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str) -> Tensor:
     """x · weightᵀ + bias over the last dimension of x."""
-    return torch.ops.ai3.linear(x, weight, bias, algorithm)
+    return torch.ops.ai3.linear(x, weight, bias, algorithm, _keep_plan(weight, bias))
 
 
 def maxpool2d(

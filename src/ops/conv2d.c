@@ -2,6 +2,7 @@
 #include "algorithms/conv2d.h"
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 
 #include <string.h>
@@ -218,11 +219,18 @@ struct ai3_conv2d_plan {
     ai3_conv2d_fn custom;             /* one registered at run time */
     ai3_conv2d_problem pb;
     ai3_tensor bias;
+    /* The workspace kept between runs (grown as needed), so that repeated
+     * runs do not pay for fresh pages; a run finding it busy allocates. */
+    pthread_mutex_t workspace_lock;
+    void *workspace;
+    size_t workspace_bytes;
 };
 
 void ai3_conv2d_plan_destroy(ai3_conv2d_plan *plan) {
     if (!plan) return;
     if (plan->impl && plan->impl->release && plan->pb.state) plan->impl->release(plan->pb.state);
+    pthread_mutex_destroy(&plan->workspace_lock);
+    ai3_free(plan->workspace);
     ai3_free(plan->pb.weight.data);
     ai3_free(plan->bias.data);
     ai3_free(plan);
@@ -250,6 +258,7 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
     ai3_conv2d_plan *plan = ai3_alloc(sizeof *plan);
     if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
     memset(plan, 0, sizeof *plan);
+    pthread_mutex_init(&plan->workspace_lock, NULL);
     plan->pb.params = *params;
     plan->pb.weight = *weight;
     plan->pb.weight.data = copy_data(weight);
@@ -339,9 +348,26 @@ ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *in
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "conv2d: the workspace has %zu bytes, the plan needs %zu",
                              workspace_size, need);
-    void *owned = NULL;
-    if (!workspace && need && !(workspace = owned = ai3_alloc(need))) return AI3_ERROR_OUT_OF_MEMORY;
-    s = plan->impl->run(&plan->pb, &d, &in4, &out4, workspace);
+    if (workspace || !need) return plan->impl->run(&plan->pb, &d, &in4, &out4, workspace);
+
+    ai3_conv2d_plan *mut = (ai3_conv2d_plan *)plan; /* only the workspace cache changes */
+    if (pthread_mutex_trylock(&mut->workspace_lock) == 0) {
+        if (mut->workspace_bytes < need) {
+            ai3_free(mut->workspace);
+            mut->workspace_bytes = 0;
+            if (!(mut->workspace = ai3_alloc(need))) {
+                pthread_mutex_unlock(&mut->workspace_lock);
+                return AI3_ERROR_OUT_OF_MEMORY;
+            }
+            mut->workspace_bytes = need;
+        }
+        s = plan->impl->run(&plan->pb, &d, &in4, &out4, mut->workspace);
+        pthread_mutex_unlock(&mut->workspace_lock);
+        return s;
+    }
+    void *owned = ai3_alloc(need);
+    if (!owned) return AI3_ERROR_OUT_OF_MEMORY;
+    s = plan->impl->run(&plan->pb, &d, &in4, &out4, owned);
     ai3_free(owned);
     return s;
 }

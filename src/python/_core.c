@@ -592,9 +592,162 @@ static PyObject *py_load_algorithms(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Plans: conv2d and linear weights prepared once, as PyCapsules             */
+/* ------------------------------------------------------------------------ */
+
+static const char *const CONV2D_PLAN = "ai3.conv2d_plan";
+static const char *const LINEAR_PLAN = "ai3.linear_plan";
+
+static void destroy_conv2d_plan(PyObject *capsule)
+{
+    ai3_conv2d_plan_destroy(PyCapsule_GetPointer(capsule, CONV2D_PLAN));
+}
+
+static void destroy_linear_plan(PyObject *capsule)
+{
+    ai3_linear_plan_destroy(PyCapsule_GetPointer(capsule, LINEAR_PLAN));
+}
+
+PyDoc_STRVAR(conv2d_plan_doc,
+             "conv2d_plan(algorithm, weight, bias, stride_h, stride_w, pad_top, pad_bottom, "
+             "pad_left, pad_right, dilation_h, dilation_w, groups, padding_mode, input)\n--\n\n"
+             "A conv2d plan: the weights prepared once for the algorithm (a copy is kept). "
+             "input (or None) is a sample input whose shape 'guess' chooses for.");
+
+static PyObject *py_conv2d_plan(PyObject *self, PyObject *args)
+{
+    const char *algorithm, *mode_name;
+    PyObject *weight_obj, *bias_obj, *input_obj;
+    long long stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dilation_h,
+        dilation_w, groups;
+    if (!PyArg_ParseTuple(args, "sOOLLLLLLLLLsO:conv2d_plan", &algorithm, &weight_obj, &bias_obj,
+                          &stride_h, &stride_w, &pad_top, &pad_bottom, &pad_left, &pad_right,
+                          &dilation_h, &dilation_w, &groups, &mode_name, &input_obj))
+        return NULL;
+    ai3_tensor weight, bias, input;
+    PyObject *const objs[] = {weight_obj, bias_obj == Py_None ? NULL : bias_obj,
+                              input_obj == Py_None ? NULL : input_obj};
+    const char *const names[] = {"weight", "bias", "input"};
+    ai3_tensor *views[] = {&weight, &bias, &input};
+    if (tensor_views("conv2d", 3, objs, names, views) < 0)
+        return NULL;
+    ai3_conv2d_params params = {
+        .stride_h = stride_h, .stride_w = stride_w,
+        .pad_top = pad_top, .pad_bottom = pad_bottom,
+        .pad_left = pad_left, .pad_right = pad_right,
+        .dilation_h = dilation_h, .dilation_w = dilation_w,
+        .groups = groups,
+    };
+    if (parse_padding_mode(mode_name, &params.padding_mode) < 0)
+        return NULL;
+    ai3_conv2d_plan *plan = NULL;
+    ai3_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_conv2d_plan_create(algorithm, &weight, bias_obj == Py_None ? NULL : &bias,
+                                    &params, input_obj == Py_None ? NULL : &input, &plan);
+    Py_END_ALLOW_THREADS
+    if (status != AI3_OK)
+        return raise_status(status);
+    PyObject *capsule = PyCapsule_New(plan, CONV2D_PLAN, destroy_conv2d_plan);
+    if (!capsule)
+        ai3_conv2d_plan_destroy(plan);
+    return capsule;
+}
+
+PyDoc_STRVAR(conv2d_plan_algorithm_doc,
+             "conv2d_plan_algorithm(plan)\n--\n\nThe algorithm the plan runs.");
+
+static PyObject *py_conv2d_plan_algorithm(PyObject *self, PyObject *capsule)
+{
+    ai3_conv2d_plan *plan = PyCapsule_GetPointer(capsule, CONV2D_PLAN);
+    return plan ? PyUnicode_FromString(ai3_conv2d_plan_algorithm(plan)) : NULL;
+}
+
+PyDoc_STRVAR(conv2d_plan_run_doc, "conv2d_plan_run(plan, input, output)\n--\n\n"
+                                  "Runs the plan on input into output and returns output.");
+
+static PyObject *py_conv2d_plan_run(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *input_obj, *output_obj;
+    if (!PyArg_ParseTuple(args, "OOO:conv2d_plan_run", &capsule, &input_obj, &output_obj))
+        return NULL;
+    ai3_conv2d_plan *plan = PyCapsule_GetPointer(capsule, CONV2D_PLAN);
+    if (!plan)
+        return NULL;
+    ai3_tensor input, output;
+    PyObject *const objs[] = {input_obj, output_obj};
+    const char *const names[] = {"input", "output"};
+    ai3_tensor *views[] = {&input, &output};
+    if (tensor_views("conv2d", 2, objs, names, views) < 0)
+        return NULL;
+    ai3_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_conv2d_plan_run(plan, &input, &output, NULL, 0);
+    Py_END_ALLOW_THREADS
+    return finish(status, output_obj);
+}
+
+PyDoc_STRVAR(linear_plan_doc, "linear_plan(algorithm, weight, bias)\n--\n\n"
+                              "A linear plan: the weights prepared once (a copy is kept).");
+
+static PyObject *py_linear_plan(PyObject *self, PyObject *args)
+{
+    const char *algorithm;
+    PyObject *weight_obj, *bias_obj;
+    if (!PyArg_ParseTuple(args, "sOO:linear_plan", &algorithm, &weight_obj, &bias_obj))
+        return NULL;
+    ai3_tensor weight, bias;
+    PyObject *const objs[] = {weight_obj, bias_obj == Py_None ? NULL : bias_obj};
+    const char *const names[] = {"weight", "bias"};
+    ai3_tensor *views[] = {&weight, &bias};
+    if (tensor_views("linear", 2, objs, names, views) < 0)
+        return NULL;
+    ai3_linear_plan *plan = NULL;
+    ai3_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_linear_plan_create(algorithm, &weight, bias_obj == Py_None ? NULL : &bias, &plan);
+    Py_END_ALLOW_THREADS
+    if (status != AI3_OK)
+        return raise_status(status);
+    PyObject *capsule = PyCapsule_New(plan, LINEAR_PLAN, destroy_linear_plan);
+    if (!capsule)
+        ai3_linear_plan_destroy(plan);
+    return capsule;
+}
+
+PyDoc_STRVAR(linear_plan_run_doc, "linear_plan_run(plan, input, output)\n--\n\n"
+                                  "Runs the plan on input into output and returns output.");
+
+static PyObject *py_linear_plan_run(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *input_obj, *output_obj;
+    if (!PyArg_ParseTuple(args, "OOO:linear_plan_run", &capsule, &input_obj, &output_obj))
+        return NULL;
+    ai3_linear_plan *plan = PyCapsule_GetPointer(capsule, LINEAR_PLAN);
+    if (!plan)
+        return NULL;
+    ai3_tensor input, output;
+    PyObject *const objs[] = {input_obj, output_obj};
+    const char *const names[] = {"input", "output"};
+    ai3_tensor *views[] = {&input, &output};
+    if (tensor_views("linear", 2, objs, names, views) < 0)
+        return NULL;
+    ai3_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_linear_plan_run(plan, &input, &output);
+    Py_END_ALLOW_THREADS
+    return finish(status, output_obj);
+}
+
 static PyMethodDef core_methods[] = {
     {"conv2d", py_conv2d, METH_VARARGS, conv2d_doc},
     {"linear", py_linear, METH_VARARGS, linear_doc},
+    {"conv2d_plan", py_conv2d_plan, METH_VARARGS, conv2d_plan_doc},
+    {"conv2d_plan_algorithm", py_conv2d_plan_algorithm, METH_O, conv2d_plan_algorithm_doc},
+    {"conv2d_plan_run", py_conv2d_plan_run, METH_VARARGS, conv2d_plan_run_doc},
+    {"linear_plan", py_linear_plan, METH_VARARGS, linear_plan_doc},
+    {"linear_plan_run", py_linear_plan_run, METH_VARARGS, linear_plan_run_doc},
     {"maxpool2d", py_maxpool2d, METH_VARARGS, maxpool2d_doc},
     {"avgpool2d", py_avgpool2d, METH_VARARGS, avgpool2d_doc},
     {"adaptiveavgpool2d", py_adaptiveavgpool2d, METH_VARARGS, adaptiveavgpool2d_doc},

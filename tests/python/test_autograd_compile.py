@@ -124,9 +124,9 @@ def test_relu_and_flatten_gradients():
 X = randn((2, 4, 8, 8), seed=11)
 OPCHECK_CASES = {
     "conv2d": (torch.ops.ai3.conv2d, (X, randn((6, 2, 3, 3), seed=12), randn((6,), seed=13),
-                                      [2, 1], [1, 0, 2, 1], [1, 2], 2, "reflect", "default")),
+                                      [2, 1], [1, 0, 2, 1], [1, 2], 2, "reflect", "default", True)),
     "linear": (torch.ops.ai3.linear, (randn((3, 5), seed=14), randn((4, 5), seed=15), None,
-                                      "default")),
+                                      "default", False)),
     "maxpool2d": (torch.ops.ai3.maxpool2d, (X, [3, 3], [2, 2], [1, 1], [1, 1], True, "default")),
     "avgpool2d": (torch.ops.ai3.avgpool2d, (X, [3, 2], [2, 2], [1, 0], False, False, None,
                                             "default")),
