@@ -1,8 +1,12 @@
 """conv2d: each ai3 algorithm's time over PyTorch's on the seed's four shapes.
 
-3x3 convolutions with C_out = C_in, padding 1, measured in one process:
-ai3 and PyTorch calls interleaved, after warm-up, median of the repeats.
-Prints a table and writes bench/results/conv2d.json.
+3x3 convolutions with C_out = C_in, padding 1, stride 1, at each batch size
+given. Measured in one process: ai3 and PyTorch calls interleaved, after
+warm-up, median of the repeats. ai3 runs as a swapped operation does in
+inference: its plan (prepared weights) made once and kept. Also reports
+the workspace bytes each algorithm's plan needs, and how far 'guess' is from
+the best algorithm. Prints a table; writes bench/results/conv2d.json and,
+with matplotlib, bench/results/conv2d.png.
 
     .venv/bin/python bench/conv2d.py [--batch 1 10] [--repeats 10] [--threads 2]
 """
@@ -16,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import ai3
-from ai3 import _ops
+from ai3 import _core, _ops
 
 SHAPES = {
     "early": (3, 224, 224),
@@ -24,6 +28,7 @@ SHAPES = {
     "late-middle": (256, 28, 28),
     "late": (512, 14, 14),
 }
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def timed(fn):
@@ -32,9 +37,74 @@ def timed(fn):
     return time.perf_counter() - start
 
 
+def conv_call(x, weight, bias, algorithm):
+    return lambda: _ops.conv2d(x, weight, bias, (1, 1), (1, 1, 1, 1), (1, 1), 1, "zeros",
+                               algorithm)
+
+
+def workspace_bytes(x, weight, bias, algorithm):
+    plan = _core.conv2d_plan(algorithm, weight, bias, 1, 1, 1, 1, 1, 1, 1, 1, 1, "zeros", x)
+    return _core.conv2d_plan_workspace_size(plan, x), _core.conv2d_plan_algorithm(plan)
+
+
+def measure(n, shape, algorithms, repeats):
+    c, h, w = shape
+    x = torch.randn(n, c, h, w)
+    weight = torch.randn(c, c, 3, 3) / (3 * c ** 0.5)
+    bias = torch.randn(c)
+    calls = {"torch": lambda: F.conv2d(x, weight, bias, padding=1)}
+    calls.update({a: conv_call(x, weight, bias, a) for a in algorithms})
+    expected = calls["torch"]()
+    for algo in algorithms:
+        err = (calls[algo]() - expected).abs().max().item()
+        assert err < 1e-2 * expected.abs().max().item(), (shape, algo, err)
+    times = {k: [] for k in calls}
+    for _ in range(2):  # warm-up
+        for fn in calls.values():
+            fn()
+    for _ in range(repeats):
+        for k, fn in calls.items():
+            times[k].append(timed(fn))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    row = {"n": n, "torch_ms": medians["torch"] * 1e3, "algorithms": {}}
+    for algo in algorithms:
+        ws, chosen = workspace_bytes(x, weight, bias, algo)
+        row["algorithms"][algo] = {"ms": medians[algo] * 1e3,
+                                   "ratio": medians[algo] / medians["torch"],
+                                   "workspace_bytes": ws, "runs": chosen}
+    return row
+
+
+def plot(rows, algorithms, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (bench/run.sh installs it)")
+        return
+    batches = sorted({r["n"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4), squeeze=False)
+    for ax, n in zip(axes[0], batches):
+        sub = [r for r in rows if r["n"] == n]
+        width = 0.8 / len(algorithms)
+        for i, algo in enumerate(algorithms):
+            ax.bar([j + i * width for j in range(len(sub))],
+                   [r["algorithms"][algo]["ratio"] for r in sub], width, label=algo)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sub))])
+        ax.set_xticklabels([r["shape"] for r in sub])
+        ax.set_ylabel("time / PyTorch's (lower is better)")
+        ax.set_title(f"conv2d 3x3, N={n}")
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--algorithms", nargs="+", default=None)
@@ -44,40 +114,33 @@ def main():
     algorithms = args.algorithms or list(ai3.SUPPORTED_ALGORITHMS["conv2d"])
 
     rows = []
+    print(f"ratios: ai3 time / PyTorch time, {args.threads} threads (lower is better)")
     for n in args.batch:
-        for name, (c, h, w) in SHAPES.items():
-            x = torch.randn(n, c, h, w)
-            weight = torch.randn(c, c, 3, 3)
-            bias = torch.randn(c)
-            calls = {"torch": lambda: F.conv2d(x, weight, bias, padding=1)}
-            for algo in algorithms:
-                calls[algo] = (lambda a: lambda: _ops.conv2d(
-                    x, weight, bias, (1, 1), (1, 1, 1, 1), (1, 1), 1, "zeros", a))(algo)
-            expected = calls["torch"]()
-            for algo in algorithms:
-                err = (calls[algo]() - expected).abs().max().item()
-                assert err < 1e-3 * expected.abs().max().item(), (name, algo, err)
-            times = {k: [] for k in calls}
-            for _ in range(2):  # warm-up
-                for fn in calls.values():
-                    fn()
-            for _ in range(args.repeats):
-                for k, fn in calls.items():
-                    times[k].append(timed(fn))
-            medians = {k: statistics.median(v) for k, v in times.items()}
-            row = {"shape": name, "n": n, "torch_ms": medians["torch"] * 1e3}
-            for algo in algorithms:
-                row[algo + "_ms"] = medians[algo] * 1e3
-                row[algo + "_ratio"] = medians[algo] / medians["torch"]
+        for name, shape in SHAPES.items():
+            row = {"shape": name, **measure(n, shape, algorithms, args.repeats)}
             rows.append(row)
-            cells = "  ".join(f"{a} {row[a + '_ratio']:5.2f}x" for a in algorithms)
-            print(f"N={n:<3} {name:<13} torch {row['torch_ms']:8.2f} ms   {cells}", flush=True)
+            algos = row["algorithms"]
+            concrete = [a for a in algos if a not in ("guess", "default")]
+            best = min(concrete, key=lambda a: algos[a]["ratio"]) if concrete else None
+            cells = "  ".join(f"{a} {algos[a]['ratio']:5.2f}x" for a in algorithms)
+            line = f"N={n:<3} {name:<13} torch {row['torch_ms']:8.2f} ms   {cells}"
+            if best:
+                row["best"] = best
+                line += f"   best {best}"
+                if "guess" in algos:
+                    row["guess_over_best"] = algos["guess"]["ms"] / algos[best]["ms"]
+                    line += f" (guess->{algos['guess']['runs']}: {row['guess_over_best']:.2f}x best)"
+            print(line, flush=True)
+    print("\nworkspace bytes per plan:")
+    for row in rows:
+        cells = "  ".join(f"{a} {v['workspace_bytes']:>11,}" for a, v in row["algorithms"].items())
+        print(f"N={row['n']:<3} {row['shape']:<13} {cells}")
 
-    out = pathlib.Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "conv2d.json").write_text(json.dumps(
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "conv2d.json").write_text(json.dumps(
         {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=2))
-    print(f"ratios are ai3 time / PyTorch time (lower is better); wrote {out / 'conv2d.json'}")
+    print(f"wrote {RESULTS / 'conv2d.json'}")
+    plot(rows, algorithms, RESULTS / "conv2d.png")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every benchmark (after scripts/setup.sh), each printing a table and
+# writing JSON (and plots) under bench/results/. Not tests: nothing asserts
+# a time. Pass --quick for fewer repeats.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+py=.venv/bin/python
+$py -c "import matplotlib" 2>/dev/null || $py -m pip install --quiet matplotlib
+repeats=10
+[ "${1:-}" = "--quick" ] && repeats=3
+for script in bench/*.py; do
+    echo "== $script"
+    $py "$script" --repeats "$repeats"
+done
