@@ -338,7 +338,170 @@ AI3_API ai3_status ai3_softmax(const char *algorithm, const ai3_tensor *input, i
 /* Graphs: a whole network run by the C core                                 */
 /* ------------------------------------------------------------------------ */
 
-/* (declarations of the graph executor) */
+/* A graph is a whole network: inputs, constants and operation nodes, each
+ * producing values identified by small integers (value ids, >= 0). It is
+ * built once (weights copied and conv2d/linear plans made while building)
+ * and then run with one call per forward pass:
+ *
+ *     ai3_graph *g;  int x, y, z;
+ *     ai3_graph_create(AI3_FLOAT32, &g);
+ *     ai3_graph_add_input(g, &x);
+ *     ai3_graph_conv2d(g, "default", x, &weight, &bias, &params, NULL, &y);
+ *     ai3_graph_relu(g, "default", y, &z);
+ *     ai3_graph_set_outputs(g, 1, &z);
+ *     ai3_graph_output_shapes(g, 1, &input, 1, &out_ndim, &out_shape);  (allocate)
+ *     ai3_graph_run(g, 1, &input, 1, &output);
+ *
+ * Nodes may only use values defined before them, so the order of definition
+ * is an order of execution; a value may feed any number of nodes (branches)
+ * and a node may take several (joins).
+ *
+ * Shapes are not fixed when building: each run takes inputs of any shape
+ * the network accepts. For each new combination of input shapes the graph
+ * makes an execution plan: every value's shape (with the operations'
+ * ai3_*_output_shape functions), and one memory arena in which each
+ * intermediate tensor gets an offset, shared with tensors whose lifetimes
+ * (from the node that writes it to the last node that reads it) do not
+ * overlap. Reshape, flatten ("default" algorithm) and the like are views of
+ * their input's buffer; elementwise operations, batchnorm2d, layernorm and
+ * softmax write over their input when no later node reads it. A graph
+ * output is written straight into the caller's output tensor. The last few
+ * plans are cached, with the arena of the latest run.
+ *
+ * Building (ai3_graph_add_*, ai3_graph_<op>, ai3_graph_set_*) is not
+ * thread-safe; ai3_graph_run, ai3_graph_output_shapes and
+ * ai3_graph_peak_bytes may be called by several threads at once (a run that
+ * finds the cached arena busy allocates its own).
+ *
+ * Errors: a bad value id, a weight of the wrong dtype or an unknown
+ * algorithm fails when the node is added; an input the network cannot take
+ * (wrong rank, channel count, dtype, too small a spatial size) fails the run
+ * before anything is computed, with a message naming the node (its name as
+ * given by ai3_graph_set_name, else its index) and the operation's own
+ * message. */
+typedef struct ai3_graph ai3_graph;
+
+AI3_API ai3_status ai3_graph_create(ai3_dtype dtype, ai3_graph **graph);
+AI3_API void ai3_graph_destroy(ai3_graph *graph);
+
+/* A new input of the graph; inputs are numbered in the order added. */
+AI3_API ai3_status ai3_graph_add_input(ai3_graph *graph, int *value);
+/* A constant tensor (of the graph's dtype), copied. */
+AI3_API ai3_status ai3_graph_add_constant(ai3_graph *graph, const ai3_tensor *tensor,
+                                          int *value);
+/* Names the node that produces `value` (or the input/constant) in messages;
+ * copied, at most 63 bytes kept. */
+AI3_API ai3_status ai3_graph_set_name(ai3_graph *graph, int value, const char *name);
+/* The graph's outputs, in order (at least one; a value may appear twice). */
+AI3_API ai3_status ai3_graph_set_outputs(ai3_graph *graph, int n_outputs, const int *values);
+AI3_API int ai3_graph_num_inputs(const ai3_graph *graph);
+AI3_API int ai3_graph_num_outputs(const ai3_graph *graph);
+
+/* --- nodes: each operation of this header, with the same parameters; the
+ * tensors (weights, statistics) are copied. Each writes the id of the value
+ * it produces into *output. */
+
+/* conv2d through a plan made now; `input_shape` (may be NULL; its data is
+ * not read) is the expected input, for "guess"/"default". */
+AI3_API ai3_status ai3_graph_conv2d(ai3_graph *graph, const char *algorithm, int input,
+                                    const ai3_tensor *weight, const ai3_tensor *bias,
+                                    const ai3_conv2d_params *params,
+                                    const ai3_tensor *input_shape, int *output);
+/* The algorithm the conv2d node producing `value` runs ("guess" and
+ * "default" resolved), or NULL if `value` is not one. */
+AI3_API const char *ai3_graph_conv2d_algorithm(const ai3_graph *graph, int value);
+AI3_API ai3_status ai3_graph_linear(ai3_graph *graph, const char *algorithm, int input,
+                                    const ai3_tensor *weight, const ai3_tensor *bias,
+                                    int *output);
+AI3_API ai3_status ai3_graph_maxpool2d(ai3_graph *graph, const char *algorithm, int input,
+                                       const ai3_pool2d_params *params, int *output);
+AI3_API ai3_status ai3_graph_avgpool2d(ai3_graph *graph, const char *algorithm, int input,
+                                       const ai3_pool2d_params *params, int *output);
+/* out_h or out_w 0 keeps that size of the input (None in PyTorch). */
+AI3_API ai3_status ai3_graph_adaptiveavgpool2d(ai3_graph *graph, const char *algorithm,
+                                               int input, int64_t out_h, int64_t out_w,
+                                               int *output);
+AI3_API ai3_status ai3_graph_relu(ai3_graph *graph, const char *algorithm, int input,
+                                  int *output);
+/* With "default" a view of the input (no copy); another algorithm copies. */
+AI3_API ai3_status ai3_graph_flatten(ai3_graph *graph, const char *algorithm, int input,
+                                     int start_dim, int end_dim, int *output);
+AI3_API ai3_status ai3_graph_batchnorm2d(ai3_graph *graph, const char *algorithm, int input,
+                                         const ai3_tensor *running_mean,
+                                         const ai3_tensor *running_var,
+                                         const ai3_tensor *weight, const ai3_tensor *bias,
+                                         double eps, int *output);
+AI3_API ai3_status ai3_graph_add(ai3_graph *graph, const char *algorithm, int a, int b,
+                                 int *output);
+AI3_API ai3_status ai3_graph_mul(ai3_graph *graph, const char *algorithm, int a, int b,
+                                 int *output);
+AI3_API ai3_status ai3_graph_cat(ai3_graph *graph, const char *algorithm, int n_inputs,
+                                 const int *inputs, int dim, int *output);
+AI3_API ai3_status ai3_graph_hardtanh(ai3_graph *graph, const char *algorithm, int input,
+                                      double min_val, double max_val, int *output);
+AI3_API ai3_status ai3_graph_sigmoid(ai3_graph *graph, const char *algorithm, int input,
+                                     int *output);
+AI3_API ai3_status ai3_graph_hardsigmoid(ai3_graph *graph, const char *algorithm, int input,
+                                         int *output);
+AI3_API ai3_status ai3_graph_hardswish(ai3_graph *graph, const char *algorithm, int input,
+                                       int *output);
+AI3_API ai3_status ai3_graph_silu(ai3_graph *graph, const char *algorithm, int input,
+                                  int *output);
+AI3_API ai3_status ai3_graph_gelu(ai3_graph *graph, const char *algorithm, int input,
+                                  int tanh_approximation, int *output);
+AI3_API ai3_status ai3_graph_mean(ai3_graph *graph, const char *algorithm, int input,
+                                  const int *dims, int n_dims, int keepdim, int *output);
+AI3_API ai3_status ai3_graph_permute(ai3_graph *graph, const char *algorithm, int input,
+                                     int ndim, const int *perm, int *output);
+/* Swaps dimensions dim0 and dim1 (negative count from the end): a permute
+ * whose rank is that of the input at run time. */
+AI3_API ai3_status ai3_graph_transpose(ai3_graph *graph, const char *algorithm, int input,
+                                       int dim0, int dim1, int *output);
+AI3_API ai3_status ai3_graph_layernorm(ai3_graph *graph, const char *algorithm, int input,
+                                       int normalized_ndim, const ai3_tensor *weight,
+                                       const ai3_tensor *bias, double eps, int *output);
+AI3_API ai3_status ai3_graph_softmax(ai3_graph *graph, const char *algorithm, int input,
+                                     int dim, int *output);
+
+/* One dimension of a reshape target: when `value` < 0, `size` (-1 for the
+ * one dimension inferred from the element count); otherwise the size of
+ * dimension `dim` (negative counts from the end) of graph value `value` in
+ * the current run, e.g. {.value = x, .dim = 0} for x.size(0). */
+typedef struct ai3_graph_dim {
+    int value;
+    int dim;
+    int64_t size;
+} ai3_graph_dim;
+
+/* view/reshape of the input to `ndim` dimensions: a view, no copy. */
+AI3_API ai3_status ai3_graph_reshape(ai3_graph *graph, int input, int ndim,
+                                     const ai3_graph_dim *dims, int *output);
+/* torch.chunk(input, chunks, dim): `chunks` values written to outputs[];
+ * a run fails if torch would make fewer pieces for the input's size. */
+AI3_API ai3_status ai3_graph_chunk(ai3_graph *graph, int input, int chunks, int dim,
+                                   int *outputs);
+
+/* --- running ------------------------------------------------------------- */
+
+/* The output shapes for inputs of these shapes (their data is not read and
+ * may be NULL): out_ndims[i], out_shapes[i] for each of n_outputs. */
+AI3_API ai3_status ai3_graph_output_shapes(ai3_graph *graph, int n_inputs,
+                                           const ai3_tensor *inputs, int n_outputs,
+                                           int *out_ndims,
+                                           int64_t (*out_shapes)[AI3_MAX_DIMS]);
+/* Runs the graph: inputs (contiguous, the graph's dtype) in, outputs (the
+ * shapes ai3_graph_output_shapes gives, caller-allocated) written. */
+AI3_API ai3_status ai3_graph_run(ai3_graph *graph, int n_inputs, const ai3_tensor *inputs,
+                                 int n_outputs, ai3_tensor *outputs);
+/* Memory of the plan for inputs of these shapes (data not read):
+ * *peak_bytes, the arena holding every intermediate tensor with buffers
+ * reused by lifetime; *total_bytes, the sum of the sizes of every
+ * intermediate tensor (each node's result that is not a graph output), as
+ * if none were reused or written in place; *workspace_bytes (may be NULL),
+ * the scratch the operations need besides (conv2d workspaces). */
+AI3_API ai3_status ai3_graph_peak_bytes(ai3_graph *graph, int n_inputs,
+                                        const ai3_tensor *inputs, size_t *peak_bytes,
+                                        size_t *total_bytes, size_t *workspace_bytes);
 
 /* ------------------------------------------------------------------------ */
 /* Algorithms: the registry                                                  */

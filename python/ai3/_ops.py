@@ -726,3 +726,581 @@ def relu(x: Tensor, algorithm: str) -> Tensor:
 
 def flatten(x: Tensor, start_dim: int, end_dim: int, algorithm: str) -> Tensor:
     return torch.ops.ai3.flatten(x, int(start_dim), int(end_dim), algorithm)
+
+# ===========================================================================
+# The operations whole networks need: batchnorm2d, add, mul, cat, the
+# activations, mean, permute, layernorm, softmax. Same pattern as above: one
+# shape function shared by the real and the fake implementation, torch's
+# own gradient formulas.
+# ===========================================================================
+
+__all__ += [
+    "batchnorm2d", "add", "mul", "cat", "hardtanh", "sigmoid", "hardsigmoid", "hardswish",
+    "silu", "gelu", "mean", "permute", "layernorm", "softmax",
+]
+
+
+def _check_elementwise(op, x, algorithm):
+    _check_tensor(op, "input", x)
+    _check_ndim(op, x, range(0, 9), "a tensor of at most 8 dimensions")
+    _check_algorithm(op, algorithm)
+    return x.shape
+
+
+def _norm_dim(op, what, d, ndim):
+    """`d` in [-ndim, ndim) as a non-negative index, else ValueError."""
+    if not -ndim <= d < ndim:
+        raise ValueError(f"ai3 {op}: {what} {d} is out of range for a {ndim}-d input")
+    return d + ndim if d < 0 else d
+
+
+# --- batchnorm2d (inference form) ------------------------------------------
+
+
+def _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps, algorithm):
+    op = "batchnorm2d"
+    _check_tensor(op, "input", x)
+    _check_ndim(op, x, (3, 4), "(N, C, H, W) or (C, H, W)")
+    c = x.shape[-3]
+    for what, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        _check_tensor(op, what, t, x)
+        if t.dim() != 1 or t.shape[0] != c:
+            raise ValueError(f"ai3 batchnorm2d: {what} must have shape ({c},) (the input's "
+                             f"channels), got {tuple(t.shape)}")
+    if not eps > 0 or eps == float("inf"):
+        raise ValueError(f"ai3 batchnorm2d: eps must be positive and finite, got {eps}")
+    _check_algorithm(op, algorithm)
+    return x.shape
+
+
+@torch.library.custom_op("ai3::batchnorm2d", mutates_args=())
+def _batchnorm2d_op(x: Tensor, running_mean: Tensor, running_var: Tensor,
+                    weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
+                    algorithm: str) -> Tensor:
+    out = _empty_output(x, _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps,
+                                              algorithm))
+    if out.numel() == 0:
+        return out
+    contig = [t.contiguous() if t is not None else None
+              for t in (x, running_mean, running_var, weight, bias)]
+    return _core.batchnorm2d(algorithm, *contig, float(eps), out)
+
+
+@_batchnorm2d_op.register_fake
+def _(x, running_mean, running_var, weight, bias, eps, algorithm):
+    return _empty_output(x, _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps,
+                                               algorithm))
+
+
+def _batchnorm2d_setup(ctx, inputs, output):
+    x, running_mean, running_var, weight, bias, eps, _ = inputs
+    ctx.save_for_backward(x, running_mean, running_var, weight)
+    ctx.eps = eps
+    ctx.has_bias = bias is not None
+
+
+def _batchnorm2d_backward(ctx, grad):
+    x, mean, var, weight = ctx.saved_tensors
+    per_channel = (-1, 1, 1)
+    rstd = torch.rsqrt(var + ctx.eps)
+    scale = rstd if weight is None else rstd * weight
+    others = [d for d in range(x.dim()) if d != x.dim() - 3]
+    grad_x = grad * scale.reshape(per_channel) if ctx.needs_input_grad[0] else None
+    grad_w = grad_b = None
+    if weight is not None and ctx.needs_input_grad[3]:
+        x_hat = (x - mean.reshape(per_channel)) * rstd.reshape(per_channel)
+        grad_w = (grad * x_hat).sum(others)
+    if ctx.has_bias and ctx.needs_input_grad[4]:
+        grad_b = grad.sum(others)
+    return grad_x, None, None, grad_w, grad_b, None, None
+
+
+_batchnorm2d_op.register_autograd(_batchnorm2d_backward, setup_context=_batchnorm2d_setup)
+
+# --- add, mul (broadcasting) ------------------------------------------------
+
+
+def _broadcast_shape(op, a, b, algorithm):
+    _check_tensor(op, "a", a)
+    _check_tensor(op, "b", b)
+    if a.dtype != b.dtype:
+        raise TypeError(f"ai3 {op}: a has dtype {a.dtype} but b has dtype {b.dtype}")
+    if a.device != b.device:
+        raise ValueError(f"ai3 {op}: a is on {a.device} but b is on {b.device}")
+    if a.dim() > 8 or b.dim() > 8:
+        raise ValueError(f"ai3 {op}: at most 8 dimensions are supported")
+    _check_algorithm(op, algorithm)
+    nd = max(a.dim(), b.dim())
+    sa = (1,) * (nd - a.dim()) + tuple(a.shape)
+    sb = (1,) * (nd - b.dim()) + tuple(b.shape)
+    shape = []
+    for i, (x, y) in enumerate(zip(sa, sb)):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"ai3 {op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                             f"broadcast (dimension {i})")
+        shape.append(y if x == 1 else x)
+    return tuple(shape)
+
+
+def _sum_to(grad, shape):
+    """`grad` summed over the dimensions broadcasting added to `shape`."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    lead = grad.dim() - len(shape)
+    grad = grad.sum(list(range(lead))) if lead > 0 else grad
+    dims = [i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1]
+    return grad.sum(dims, keepdim=True) if dims else grad
+
+
+def _binary_op(op):
+    def shape_of(a, b, algorithm):
+        return _broadcast_shape(op, a, b, algorithm)
+
+    def impl(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
+        out = _empty_output(a, shape_of(a, b, algorithm))
+        if out.numel() == 0:
+            return out
+        return getattr(_core, op)(algorithm, a.contiguous(), b.contiguous(), out)
+
+    custom = torch.library.custom_op(f"ai3::{op}", impl, mutates_args=())
+    custom.register_fake(lambda a, b, algorithm: _empty_output(a, shape_of(a, b, algorithm)))
+
+    def setup(ctx, inputs, output):
+        a, b, _ = inputs
+        ctx.shapes = (a.shape, b.shape)
+        if op == "mul":
+            ctx.save_for_backward(a, b)
+
+    def backward(ctx, grad):
+        shape_a, shape_b = ctx.shapes
+        if op == "add":
+            ga, gb = grad, grad
+        else:
+            a, b = ctx.saved_tensors
+            ga = grad * b if ctx.needs_input_grad[0] else None
+            gb = grad * a if ctx.needs_input_grad[1] else None
+        ga = _sum_to(ga, shape_a) if ctx.needs_input_grad[0] else None
+        gb = _sum_to(gb, shape_b) if ctx.needs_input_grad[1] else None
+        return ga, gb, None
+
+    custom.register_autograd(backward, setup_context=setup)
+    return custom
+
+
+_add_op = _binary_op("add")
+_mul_op = _binary_op("mul")
+
+# --- cat --------------------------------------------------------------------
+
+
+def _cat_shape(tensors, dim, algorithm):
+    op = "cat"
+    if len(tensors) == 0:
+        raise ValueError("ai3 cat: needs at least one tensor")
+    first = tensors[0]
+    for i, t in enumerate(tensors):
+        _check_tensor(op, f"tensor {i}", t, first)
+    nd = first.dim()
+    if nd < 1 or nd > 8:
+        raise ValueError(f"ai3 cat: tensors must have 1 to 8 dimensions, got {nd}")
+    d = _norm_dim(op, "dim", dim, nd)
+    total = 0
+    for i, t in enumerate(tensors):
+        if t.dim() != nd or any(t.shape[k] != first.shape[k] for k in range(nd) if k != d):
+            raise ValueError(f"ai3 cat: tensor {i} has shape {tuple(t.shape)}, which differs "
+                             f"from tensor 0's {tuple(first.shape)} outside dimension {d}")
+        total = total + t.shape[d]
+    _check_algorithm(op, algorithm)
+    return (*first.shape[:d], total, *first.shape[d + 1:])
+
+
+@torch.library.custom_op("ai3::cat", mutates_args=())
+def _cat_op(tensors: list[Tensor], dim: int, algorithm: str) -> Tensor:
+    shape = _cat_shape(tensors, dim, algorithm)
+    out = _empty_output(tensors[0], shape)
+    if out.numel() == 0:
+        return out
+    return _core.cat(algorithm, [t.contiguous() for t in tensors], dim, out)
+
+
+@_cat_op.register_fake
+def _(tensors, dim, algorithm):
+    shape = _cat_shape(tensors, dim, algorithm)
+    return _empty_output(tensors[0], shape)
+
+
+def _cat_setup(ctx, inputs, output):
+    tensors, dim, _ = inputs
+    ctx.dim = dim
+    ctx.sizes = [t.shape[dim] for t in tensors]
+
+
+def _cat_backward(ctx, grad):
+    return list(grad.split(ctx.sizes, ctx.dim)), None, None
+
+
+_cat_op.register_autograd(_cat_backward, setup_context=_cat_setup)
+
+# --- activations --------------------------------------------------------------
+
+
+def _hardtanh_shape(x, min_val, max_val, algorithm):
+    if not min_val <= max_val:
+        raise ValueError(f"ai3 hardtanh: min_val ({min_val}) must not be greater than max_val "
+                         f"({max_val})")
+    return _check_elementwise("hardtanh", x, algorithm)
+
+
+@torch.library.custom_op("ai3::hardtanh", mutates_args=())
+def _hardtanh_op(x: Tensor, min_val: float, max_val: float, algorithm: str) -> Tensor:
+    out = _empty_output(x, _hardtanh_shape(x, min_val, max_val, algorithm))
+    if out.numel() == 0:
+        return out
+    return _core.hardtanh(algorithm, x.contiguous(), out, float(min_val), float(max_val))
+
+
+@_hardtanh_op.register_fake
+def _(x, min_val, max_val, algorithm):
+    return _empty_output(x, _hardtanh_shape(x, min_val, max_val, algorithm))
+
+
+def _hardtanh_setup(ctx, inputs, output):
+    x, min_val, max_val, _ = inputs
+    ctx.save_for_backward(x)
+    ctx.bounds = (min_val, max_val)
+
+
+def _hardtanh_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return torch.ops.aten.hardtanh_backward(grad, x, *ctx.bounds), None, None, None
+
+
+_hardtanh_op.register_autograd(_hardtanh_backward, setup_context=_hardtanh_setup)
+
+
+def _activation_op(op, backward_of):
+    """ai3::<op>(x, algorithm) with backward_of(grad, x, out) as gradient."""
+
+    def impl(x: Tensor, algorithm: str) -> Tensor:
+        out = _empty_output(x, _check_elementwise(op, x, algorithm))
+        if out.numel() == 0:
+            return out
+        return getattr(_core, op)(algorithm, x.contiguous(), out)
+
+    custom = torch.library.custom_op(f"ai3::{op}", impl, mutates_args=())
+    custom.register_fake(lambda x, algorithm: _empty_output(x, _check_elementwise(op, x, algorithm)))
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], output)
+
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        return backward_of(grad, x, out), None
+
+    custom.register_autograd(backward, setup_context=setup)
+    return custom
+
+
+_aten = torch.ops.aten
+_sigmoid_op = _activation_op("sigmoid", lambda g, x, out: _aten.sigmoid_backward(g, out))
+_hardsigmoid_op = _activation_op("hardsigmoid", lambda g, x, out: _aten.hardsigmoid_backward(g, x))
+_hardswish_op = _activation_op("hardswish", lambda g, x, out: _aten.hardswish_backward(g, x))
+_silu_op = _activation_op("silu", lambda g, x, out: _aten.silu_backward(g, x))
+
+
+def _gelu_shape(x, approximate, algorithm):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"ai3 gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+    return _check_elementwise("gelu", x, algorithm)
+
+
+@torch.library.custom_op("ai3::gelu", mutates_args=())
+def _gelu_op(x: Tensor, approximate: str, algorithm: str) -> Tensor:
+    out = _empty_output(x, _gelu_shape(x, approximate, algorithm))
+    if out.numel() == 0:
+        return out
+    return _core.gelu(algorithm, x.contiguous(), out, approximate == "tanh")
+
+
+@_gelu_op.register_fake
+def _(x, approximate, algorithm):
+    return _empty_output(x, _gelu_shape(x, approximate, algorithm))
+
+
+def _gelu_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.approximate = inputs[1]
+
+
+def _gelu_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return _aten.gelu_backward(grad, x, approximate=ctx.approximate), None, None
+
+
+_gelu_op.register_autograd(_gelu_backward, setup_context=_gelu_setup)
+
+# --- mean -------------------------------------------------------------------
+
+
+def _mean_dims(x, dims):
+    """The reduced dimensions, sorted, non-negative (all of them for [])."""
+    nd = x.dim()
+    if not dims:
+        return list(range(nd))
+    norm = [_norm_dim("mean", "dimension", d, max(nd, 1)) for d in dims]
+    if len(set(norm)) != len(norm):
+        raise ValueError(f"ai3 mean: dims {tuple(dims)} name a dimension more than once")
+    return sorted(norm)
+
+
+def _mean_shape(x, dims, keepdim, algorithm):
+    _check_tensor("mean", "input", x)
+    _check_ndim("mean", x, range(0, 9), "a tensor of at most 8 dimensions")
+    reduced = set(_mean_dims(x, dims))
+    _check_algorithm("mean", algorithm)
+    if x.dim() == 0:
+        return ()
+    return tuple(1 if d in reduced else s for d, s in enumerate(x.shape)
+                 if keepdim or d not in reduced)
+
+
+@torch.library.custom_op("ai3::mean", mutates_args=())
+def _mean_op(x: Tensor, dims: list[int], keepdim: bool, algorithm: str) -> Tensor:
+    out = _empty_output(x, _mean_shape(x, dims, keepdim, algorithm))
+    if out.numel() == 0:
+        return out
+    return _core.mean(algorithm, x.contiguous(), out, dims if x.dim() > 0 else [], keepdim)
+
+
+@_mean_op.register_fake
+def _(x, dims, keepdim, algorithm):
+    return _empty_output(x, _mean_shape(x, dims, keepdim, algorithm))
+
+
+def _mean_setup(ctx, inputs, output):
+    x, dims, keepdim, _ = inputs
+    ctx.shape = x.shape
+    ctx.reduced = _mean_dims(x, dims) if x.dim() > 0 else []
+    ctx.keepdim = keepdim
+
+
+def _mean_backward(ctx, grad):
+    count = 1
+    for d in ctx.reduced:
+        count = count * ctx.shape[d]
+    if not ctx.keepdim:
+        for d in ctx.reduced:
+            grad = grad.unsqueeze(d)
+    return grad.expand(ctx.shape) / count, None, None, None
+
+
+_mean_op.register_autograd(_mean_backward, setup_context=_mean_setup)
+
+# --- permute ----------------------------------------------------------------
+
+
+def _permute_shape(x, perm, algorithm):
+    _check_tensor("permute", "input", x)
+    _check_ndim("permute", x, range(0, 9), "a tensor of at most 8 dimensions")
+    if len(perm) != x.dim():
+        raise ValueError(f"ai3 permute: perm {tuple(perm)} has {len(perm)} entries but the "
+                         f"input has {x.dim()} dimensions")
+    norm = [_norm_dim("permute", "perm entry", p, x.dim()) for p in perm]
+    if sorted(norm) != list(range(x.dim())):
+        raise ValueError(f"ai3 permute: {tuple(perm)} is not a permutation of the dimensions")
+    _check_algorithm("permute", algorithm)
+    return tuple(x.shape[p] for p in norm)
+
+
+@torch.library.custom_op("ai3::permute", mutates_args=())
+def _permute_op(x: Tensor, perm: list[int], algorithm: str) -> Tensor:
+    out = _empty_output(x, _permute_shape(x, perm, algorithm))
+    if out.numel() == 0:
+        return out
+    return _core.permute(algorithm, x.contiguous(), out, perm)
+
+
+@_permute_op.register_fake
+def _(x, perm, algorithm):
+    return _empty_output(x, _permute_shape(x, perm, algorithm))
+
+
+def _permute_setup(ctx, inputs, output):
+    x, perm, _ = inputs
+    norm = [p % x.dim() for p in perm]
+    ctx.inverse = sorted(range(len(norm)), key=norm.__getitem__)
+
+
+def _permute_backward(ctx, grad):
+    return grad.permute(ctx.inverse), None, None
+
+
+_permute_op.register_autograd(_permute_backward, setup_context=_permute_setup)
+
+# --- layernorm ----------------------------------------------------------------
+
+
+def _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm):
+    op = "layernorm"
+    _check_tensor(op, "input", x)
+    _check_ndim(op, x, range(1, 9), "a tensor of 1 to 8 dimensions")
+    if not 1 <= normalized_ndim <= x.dim():
+        raise ValueError(f"ai3 layernorm: normalized_ndim must be in 1..{x.dim()}, got "
+                         f"{normalized_ndim}")
+    normalized = tuple(x.shape[x.dim() - normalized_ndim:])
+    for what, t in (("weight", weight), ("bias", bias)):
+        if t is None:
+            continue
+        _check_tensor(op, what, t, x)
+        if tuple(t.shape) != normalized:
+            raise ValueError(f"ai3 layernorm: {what} must have shape {normalized}, got "
+                             f"{tuple(t.shape)}")
+    if not eps > 0 or eps == float("inf"):
+        raise ValueError(f"ai3 layernorm: eps must be positive and finite, got {eps}")
+    _check_algorithm(op, algorithm)
+    return x.shape
+
+
+@torch.library.custom_op("ai3::layernorm", mutates_args=())
+def _layernorm_op(x: Tensor, normalized_ndim: int, weight: Optional[Tensor],
+                  bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
+    out = _empty_output(x, _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm))
+    if out.numel() == 0:
+        return out
+    w = weight.contiguous() if weight is not None else None
+    b = bias.contiguous() if bias is not None else None
+    return _core.layernorm(algorithm, x.contiguous(), normalized_ndim, w, b, float(eps), out)
+
+
+@_layernorm_op.register_fake
+def _(x, normalized_ndim, weight, bias, eps, algorithm):
+    return _empty_output(x, _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm))
+
+
+def _layernorm_setup(ctx, inputs, output):
+    x, normalized_ndim, weight, bias, eps, _ = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.normalized = list(x.shape[x.dim() - normalized_ndim:])
+    ctx.eps = eps
+
+
+def _layernorm_backward(ctx, grad):
+    x, weight, bias = ctx.saved_tensors
+    # torch's backward needs the row statistics; recompute them.
+    _, mean, rstd = _aten.native_layer_norm(x, ctx.normalized, weight, bias, ctx.eps)
+    mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[2],
+            bias is not None and ctx.needs_input_grad[3]]
+    gx, gw, gb = _aten.native_layer_norm_backward(grad, x, ctx.normalized, mean, rstd, weight,
+                                                  bias, mask)
+    return gx, None, gw, gb, None, None
+
+
+_layernorm_op.register_autograd(_layernorm_backward, setup_context=_layernorm_setup)
+
+# --- softmax ------------------------------------------------------------------
+
+
+def _softmax_shape(x, dim, algorithm):
+    _check_tensor("softmax", "input", x)
+    _check_ndim("softmax", x, range(0, 9), "a tensor of at most 8 dimensions")
+    _norm_dim("softmax", "dim", dim, max(x.dim(), 1))
+    _check_algorithm("softmax", algorithm)
+    return x.shape
+
+
+@torch.library.custom_op("ai3::softmax", mutates_args=())
+def _softmax_op(x: Tensor, dim: int, algorithm: str) -> Tensor:
+    out = _empty_output(x, _softmax_shape(x, dim, algorithm))
+    if out.numel() == 0:
+        return out
+    return _core.softmax(algorithm, x.contiguous(), out, dim)
+
+
+@_softmax_op.register_fake
+def _(x, dim, algorithm):
+    return _empty_output(x, _softmax_shape(x, dim, algorithm))
+
+
+def _softmax_setup(ctx, inputs, output):
+    ctx.save_for_backward(output)
+    ctx.dim = inputs[1]
+    ctx.dtype = inputs[0].dtype
+
+
+def _softmax_backward(ctx, grad):
+    (out,) = ctx.saved_tensors
+    return _aten._softmax_backward_data(grad, out, ctx.dim, ctx.dtype), None, None
+
+
+_softmax_op.register_autograd(_softmax_backward, setup_context=_softmax_setup)
+
+# --- the functions the rest of ai3 calls --------------------------------------
+
+
+def batchnorm2d(x: Tensor, running_mean: Tensor, running_var: Tensor, weight: Optional[Tensor],
+                bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
+    """Batch norm in inference form: normalised with the running statistics."""
+    return torch.ops.ai3.batchnorm2d(x, running_mean, running_var, weight, bias, float(eps),
+                                     algorithm)
+
+
+def add(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
+    """a + b with broadcasting (same dtype)."""
+    return torch.ops.ai3.add(a, b, algorithm)
+
+
+def mul(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
+    """a * b with broadcasting (same dtype)."""
+    return torch.ops.ai3.mul(a, b, algorithm)
+
+
+def cat(tensors: Sequence[Tensor], dim: int, algorithm: str) -> Tensor:
+    return torch.ops.ai3.cat(list(tensors), int(dim), algorithm)
+
+
+def hardtanh(x: Tensor, min_val: float, max_val: float, algorithm: str) -> Tensor:
+    """x clamped to [min_val, max_val]; ReLU6 is hardtanh(x, 0, 6)."""
+    return torch.ops.ai3.hardtanh(x, float(min_val), float(max_val), algorithm)
+
+
+def sigmoid(x: Tensor, algorithm: str) -> Tensor:
+    return torch.ops.ai3.sigmoid(x, algorithm)
+
+
+def hardsigmoid(x: Tensor, algorithm: str) -> Tensor:
+    return torch.ops.ai3.hardsigmoid(x, algorithm)
+
+
+def hardswish(x: Tensor, algorithm: str) -> Tensor:
+    return torch.ops.ai3.hardswish(x, algorithm)
+
+
+def silu(x: Tensor, algorithm: str) -> Tensor:
+    return torch.ops.ai3.silu(x, algorithm)
+
+
+def gelu(x: Tensor, approximate: str, algorithm: str) -> Tensor:
+    """gelu, exact ('none') or with approximate='tanh', as torch."""
+    return torch.ops.ai3.gelu(x, approximate, algorithm)
+
+
+def mean(x: Tensor, dims: Sequence[int], keepdim: bool, algorithm: str) -> Tensor:
+    """Mean over `dims` (empty: every dimension)."""
+    return torch.ops.ai3.mean(x, _ints(dims), bool(keepdim), algorithm)
+
+
+def permute(x: Tensor, perm: Sequence[int], algorithm: str) -> Tensor:
+    return torch.ops.ai3.permute(x, _ints(perm), algorithm)
+
+
+def layernorm(x: Tensor, normalized_ndim: int, weight: Optional[Tensor], bias: Optional[Tensor],
+              eps: float, algorithm: str) -> Tensor:
+    """nn.LayerNorm over the last `normalized_ndim` dimensions."""
+    return torch.ops.ai3.layernorm(x, int(normalized_ndim), weight, bias, float(eps), algorithm)
+
+
+def softmax(x: Tensor, dim: int, algorithm: str) -> Tensor:
+    return torch.ops.ai3.softmax(x, int(dim), algorithm)

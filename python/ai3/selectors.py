@@ -42,6 +42,13 @@ OPERATIONS = {
     "adaptiveavgpool2d": nn.AdaptiveAvgPool2d,
     "relu": nn.ReLU,
     "flatten": nn.Flatten,
+    "batchnorm2d": nn.BatchNorm2d,
+    "hardtanh": nn.Hardtanh,  # nn.ReLU6 is an nn.Hardtanh(0, 6)
+    "sigmoid": nn.Sigmoid,
+    "hardsigmoid": nn.Hardsigmoid,
+    "hardswish": nn.Hardswish,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
 }
 
 # Selects the instance computed by PyTorch (swap_operation only).

@@ -22,6 +22,7 @@ class Swapped:
     """Mixin of the ai3 swapped modules (listed in SWAPPED)."""
 
     _ai3_op = None  # the operation's name, set by each class
+    _torch_class = None  # what to_torch gives, when not the operation's class
 
     @classmethod
     def from_torch(cls, orig, algorithm="default"):
@@ -43,7 +44,7 @@ class Swapped:
 
     def to_torch(self):
         """The plain torch module computing the same thing, sharing parameters."""
-        base = selectors.OPERATIONS[self._ai3_op]
+        base = self._torch_class or selectors.OPERATIONS[self._ai3_op]
         orig = base.__new__(base)
         orig.__dict__.update(_shallow_state(self, exclude=("algorithm",)))
         return orig
@@ -140,6 +141,94 @@ class Flatten(Swapped, nn.Flatten):
         return _ops.flatten(input, self.start_dim, self.end_dim, self.algorithm)
 
 
+class BatchNorm2d(Swapped, nn.BatchNorm2d):
+    """nn.BatchNorm2d computed by ai3 in inference form: normalised with the
+    running statistics. While training (or with track_running_stats=False,
+    where torch normalises with the batch's own statistics) it runs torch's
+    batch norm, so the running statistics are updated exactly as torch does
+    and the module trains as the original."""
+
+    _ai3_op = "batchnorm2d"
+
+    def forward(self, input):
+        if self.training or self.running_mean is None or self.running_var is None:
+            return nn.BatchNorm2d.forward(self, input)
+        return _ops.batchnorm2d(input, self.running_mean, self.running_var, self.weight,
+                                self.bias, self.eps, self.algorithm)
+
+
+class Hardtanh(Swapped, nn.Hardtanh):
+    """nn.Hardtanh (and nn.ReLU6) computed by ai3. The result is always a new
+    tensor, also with inplace=True."""
+
+    _ai3_op = "hardtanh"
+
+    @classmethod
+    def from_torch(cls, orig, algorithm="default"):
+        if cls is Hardtanh and isinstance(orig, nn.ReLU6):
+            return ReLU6.from_torch(orig, algorithm)
+        return super().from_torch(orig, algorithm)
+
+    def forward(self, input):
+        return _ops.hardtanh(input, self.min_val, self.max_val, self.algorithm)
+
+
+class ReLU6(Hardtanh, nn.ReLU6):
+    """nn.ReLU6 computed by ai3 (as hardtanh(0, 6))."""
+
+    _torch_class = nn.ReLU6
+
+
+class Sigmoid(Swapped, nn.Sigmoid):
+    """nn.Sigmoid computed by ai3."""
+
+    _ai3_op = "sigmoid"
+
+    def forward(self, input):
+        return _ops.sigmoid(input, self.algorithm)
+
+
+class Hardsigmoid(Swapped, nn.Hardsigmoid):
+    """nn.Hardsigmoid computed by ai3 (always a new tensor)."""
+
+    _ai3_op = "hardsigmoid"
+
+    def forward(self, input):
+        return _ops.hardsigmoid(input, self.algorithm)
+
+
+class Hardswish(Swapped, nn.Hardswish):
+    """nn.Hardswish computed by ai3 (always a new tensor)."""
+
+    _ai3_op = "hardswish"
+
+    def forward(self, input):
+        return _ops.hardswish(input, self.algorithm)
+
+
+class SiLU(Swapped, nn.SiLU):
+    """nn.SiLU computed by ai3 (always a new tensor)."""
+
+    _ai3_op = "silu"
+
+    def forward(self, input):
+        return _ops.silu(input, self.algorithm)
+
+
+class GELU(Swapped, nn.GELU):
+    """nn.GELU computed by ai3, exact or with approximate='tanh'."""
+
+    _ai3_op = "gelu"
+
+    def _check_supported(self):
+        if self.approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU approximate must be 'none' or 'tanh', not "
+                             f"{self.approximate!r}")
+
+    def forward(self, input):
+        return _ops.gelu(input, self.approximate, self.algorithm)
+
+
 def adaptive_output_size(output_size, input_shape):
     """AdaptiveAvgPool2d's output_size with None entries (keep the input's
     size) resolved against `input_shape`."""
@@ -149,7 +238,8 @@ def adaptive_output_size(output_size, input_shape):
 
 
 SWAPPED = {cls._ai3_op: cls for cls in (Conv2d, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
-                                        ReLU, Flatten)}
+                                        ReLU, Flatten, BatchNorm2d, Hardtanh, Sigmoid,
+                                        Hardsigmoid, Hardswish, SiLU, GELU)}
 
 
 def swap_operation(op_type, module, algos=None, sample_input_shape=None, *, swap_with=None):
@@ -157,8 +247,9 @@ def swap_operation(op_type, module, algos=None, sample_input_shape=None, *, swap
     computed with the selected ai3 algorithm.
 
     op_type: nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d,
-        nn.AdaptiveAvgPool2d, nn.ReLU or nn.Flatten, or its name ('conv2d',
-        ...). Instances of the torch class and of ai3's swapped classes are
+        nn.AdaptiveAvgPool2d, nn.ReLU, nn.Flatten, nn.BatchNorm2d,
+        nn.Hardtanh (which covers nn.ReLU6), nn.Sigmoid, nn.Hardsigmoid,
+        nn.Hardswish, nn.SiLU or nn.GELU, or its name ('conv2d', ...). Instances of the torch class and of ai3's swapped classes are
         swapped (so a swapped network can be swapped again); a subclass with
         its own forward is left alone.
     algos: a selector (see ai3.selectors): None (every instance gets

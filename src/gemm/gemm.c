@@ -1,203 +1,361 @@
 /*
- * Single-threaded GEMM over `real`, in the layered style of Goto's
- * algorithm: C is computed in NC-column slabs, K in KC-deep slices; each
- * slice of B is packed into NR-wide column panels and each MC-row block of A
- * into MR-tall row panels, and an MR×NR register tile of C is accumulated
- * by a micro-kernel that streams the two packed panels.
+ * The GEMM engine's driver (see gemm.h): configs, packing, the blocked loop
+ * nest around the micro-kernels, the split over threads, and a dot-product
+ * path for products with few rows or columns.
  *
- * The micro-kernel is written with GCC's generic 64-byte vector type (not
- * intrinsics): under AI3_MULTIVERSION each row of the accumulator tile is
- * one AVX-512 register (two AVX2 ones, four SSE ones), so the tile lives in
- * registers and every step is MR broadcast-FMAs.
- *
- * gemm_nt packs B transposed and reuses the same kernel when A has enough
- * rows to pay for packing; for few rows (linear with a small batch) it
- * computes dot products along K directly, keeping a vector of partial sums
- * per output so the reduction vectorises without reassociating the sum.
- *
- * The packing buffers are allocated per call; if that fails the unpacked
- * paths compute the same result more slowly (these functions return
- * nothing, so they cannot report it).
+ * Loop nest per block of C a thread owns (BLIS order):
+ *   jc: NC columns of B  →  s: a K slice (≤ KC)  →  pack the kc×nc block of B
+ *   →  ic: MC rows of A  →  pack the mc×kc block of A
+ *   →  jr: NR-strips of B  →  ir: MR-panels of A  →  micro-kernel.
+ * K is cut into equal slices (K=576 with KC=384 gives 2×288, not 384+192),
+ * so no slice is wastefully thin. The bias is added by the first slice, the
+ * rest accumulate.
  */
 #include "gemm.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
-#include "internal.h"
-
-#define MR 6
-#define NR ((int)(64 / sizeof(real)))
-#define KC 256
-#define MC (MR * 16)
-#define NC (NR * 32)
-
-/* Below this many multiply-adds packing does not pay; use a plain loop. */
-#define SMALL_GEMM (32 * 32 * 32)
-/* gemm_nt with fewer rows of A than this uses dot products. */
-#define NT_DOT_ROWS 16
+#include "kernels/kernels.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Packs rows [0, m) × columns [0, kc) of A (row stride lda) into MR-row
- * panels, element (i, p) of a panel at p·MR + i; rows past m are zero. */
-ALWAYS_INLINE void pack_a(int64_t m, int64_t kc, const real *A, int64_t lda, real *restrict dst) {
-    for (int64_t i0 = 0; i0 < m; i0 += MR) {
-        int64_t mr = AI3_MIN(MR, m - i0);
-        for (int64_t i = 0; i < mr; i++) {
-            const real *a = A + (i0 + i) * lda;
-            for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = a[p];
-        }
-        for (int64_t i = mr; i < MR; i++)
-            for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
-        dst += MR * kc;
-    }
+/* --- configs --------------------------------------------------------------
+ * Blocking for Zen 4 class cores (32 KiB L1d, 1 MiB L2 per core, shared
+ * L3): an MC×KC block of A takes about half of L2; a KC×NC block of B goes
+ * to L3. The kernels need little bandwidth (an AVX-512 f32 step is 28 FMAs
+ * per 184 bytes), so A and B both streaming from L2 keep them busy. */
+#if defined(AI3_REAL_DOUBLE)
+static const ai3_gemm_config configs[] = {
+    {"f64_gemm_4x4_scalar", AI3_ISA_GENERIC, 4, 4, 128, 256, 2048, ai3_f64_gemm_4x4_scalar},
+#if defined(__x86_64__)
+    {"f64_gemm_6x8_avx2", AI3_ISA_AVX2, 6, 8, 120, 384, 1536, ai3_f64_gemm_6x8_avx2},
+    {"f64_gemm_14x16_avx512", AI3_ISA_AVX512, 14, 16, 168, 384, 1536, ai3_f64_gemm_14x16_avx512},
+#endif
+};
+#else
+static const ai3_gemm_config configs[] = {
+    {"f32_gemm_4x8_scalar", AI3_ISA_GENERIC, 4, 8, 128, 256, 2048, ai3_f32_gemm_4x8_scalar},
+#if defined(__x86_64__)
+    {"f32_gemm_6x16_avx2", AI3_ISA_AVX2, 6, 16, 240, 384, 3072, ai3_f32_gemm_6x16_avx2},
+    {"f32_gemm_14x32_avx512", AI3_ISA_AVX512, 14, 32, 336, 384, 3072, ai3_f32_gemm_14x32_avx512},
+#endif
+};
+#endif
+#define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
+
+const ai3_gemm_config *AI3_TYPED(ai3_gemm_config_for_isa)(ai3_isa isa) {
+    int i = AI3_MIN((int)isa, (int)ai3_cpu_best_isa());
+    return &configs[AI3_MAX(0, AI3_MIN(i, N_CONFIGS - 1))];
 }
 
-/* Packs the kc×n block of B, stored row-major (k, n) with row stride ldb,
- * into NR-column panels, element (p, j) of a panel at p·NR + j; columns
- * past n are zero. */
-ALWAYS_INLINE void pack_b_n(int64_t kc, int64_t n, const real *B, int64_t ldb, real *restrict dst) {
-    for (int64_t j0 = 0; j0 < n; j0 += NR) {
-        int64_t nr = AI3_MIN(NR, n - j0);
-        if (nr == NR) {
-            for (int64_t p = 0; p < kc; p++) {
-                const real *b = B + p * ldb + j0;
-                for (int j = 0; j < NR; j++) dst[p * NR + j] = b[j];
-            }
+const ai3_gemm_config *AI3_TYPED(ai3_gemm_get_config)(void) {
+    return AI3_TYPED(ai3_gemm_config_for_isa)(ai3_cpu_isa());
+}
+
+static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* K is cut into nk = ceil(K / KC) slices of (almost) equal depth. */
+static inline int64_t k_slices(const ai3_gemm_config *cfg, int64_t K) {
+    return AI3_MAX(1, (K + cfg->kc - 1) / cfg->kc);
+}
+static inline void k_slice(int64_t K, int64_t nk, int64_t s, int64_t *k0, int64_t *kc) {
+    *k0 = K * s / nk;
+    *kc = K * (s + 1) / nk - *k0;
+}
+
+/* --- packing ---------------------------------------------------------------
+ * Groups of R along x (rows of A, columns of B), element (x, p) read from
+ * src[x·xs + p·ks], written as ceil(xc / R) groups of R·kc: dst[g·R·kc +
+ * p·R + r]; the last group is zero-padded. The writes are sequential; the
+ * reads are R sequential streams when x is the strided axis. R is made a
+ * constant for the tiles the kernels use, so the inner loop unrolls. */
+ALWAYS_INLINE void pack_groups_r(int64_t xc, int64_t kc, const int R, const real *src, int64_t xs,
+                                 int64_t ks, real *restrict dst) {
+    for (int64_t x0 = 0; x0 < xc; x0 += R) {
+        int rn = (int)AI3_MIN(R, xc - x0);
+        const real *s = src + x0 * xs;
+        if (rn == R) {
+            for (int64_t p = 0; p < kc; p++)
+                for (int r = 0; r < R; r++) dst[p * R + r] = s[r * xs + p * ks];
         } else {
             for (int64_t p = 0; p < kc; p++) {
-                const real *b = B + p * ldb + j0;
-                for (int64_t j = 0; j < nr; j++) dst[p * NR + j] = b[j];
-                for (int64_t j = nr; j < NR; j++) dst[p * NR + j] = 0;
+                for (int r = 0; r < rn; r++) dst[p * R + r] = s[r * xs + p * ks];
+                for (int r = rn; r < R; r++) dst[p * R + r] = 0;
             }
         }
-        dst += NR * kc;
+        dst += (int64_t)R * kc;
     }
 }
 
-/* The same panels from B stored transposed, (n, k) with row stride ldb. */
-ALWAYS_INLINE void pack_b_t(int64_t kc, int64_t n, const real *B, int64_t ldb, real *restrict dst) {
-    for (int64_t j0 = 0; j0 < n; j0 += NR) {
-        int64_t nr = AI3_MIN(NR, n - j0);
-        for (int64_t j = 0; j < nr; j++) {
-            const real *b = B + (j0 + j) * ldb;
-            for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = b[p];
-        }
-        for (int64_t j = nr; j < NR; j++)
-            for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
-        dst += NR * kc;
-    }
-}
-
-/* A row of the register tile: 64 bytes, one AVX-512 register, two AVX2
- * ones. GCC's generic vectors (not intrinsics) keep the tile in registers
- * in every clone; plain loops get vectorised across the wrong axis. */
-typedef real vreal __attribute__((vector_size(64)));
-typedef real vreal_u __attribute__((vector_size(64), aligned(sizeof(real))));
-
-/* C[mr×nr] (+)= Apanel · Bpanel over kc steps; b is 64-byte aligned. Full
- * tiles are written straight from the accumulators, edge tiles only their
- * valid part. */
-ALWAYS_INLINE void micro_kernel(int64_t kc, const real *restrict a, const real *restrict b,
-                                real *restrict C, int64_t ldc, int64_t mr, int64_t nr, bool add) {
-    vreal acc[MR];
-    for (int i = 0; i < MR; i++) acc[i] = (vreal){0};
-    for (int64_t p = 0; p < kc; p++) {
-        vreal bv = *(const vreal *)(b + p * NR);
-        const real *ap = a + p * MR;
-        for (int i = 0; i < MR; i++) acc[i] += ap[i] * bv;
-    }
-    if (mr == MR && nr == NR) {
-        for (int i = 0; i < MR; i++) {
-            vreal_u *c = (vreal_u *)(C + i * ldc);
-            *c = add ? *c + acc[i] : acc[i];
-        }
-    } else {
-        for (int64_t i = 0; i < mr; i++) {
-            real *c = C + i * ldc;
-            for (int64_t j = 0; j < nr; j++) c[j] = add ? c[j] + acc[i][j] : acc[i][j];
-        }
-    }
-}
-
-/* The blocked driver; `b_transposed` selects how B is read. `work` comes
- * from gemm_workspace. */
 AI3_MULTIVERSION
-static void gemm_packed(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda,
-                        const real *B, int64_t ldb, bool b_transposed, real *C, int64_t ldc,
-                        bool accumulate, real *work) {
-    /* pb first: its panels must stay 64-byte aligned. */
-    real *pb = work;
-    real *pa = work + AI3_MIN(K, KC) * ((AI3_MIN(N, NC) + NR - 1) / NR * NR);
-    for (int64_t jc = 0; jc < N; jc += NC) {
-        int64_t nc = AI3_MIN(NC, N - jc);
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            int64_t kc = AI3_MIN(KC, K - pc);
-            bool add = accumulate || pc > 0;
-            if (b_transposed)
-                pack_b_t(kc, nc, B + jc * ldb + pc, ldb, pb);
-            else
-                pack_b_n(kc, nc, B + pc * ldb + jc, ldb, pb);
-            for (int64_t ic = 0; ic < M; ic += MC) {
-                int64_t mc = AI3_MIN(MC, M - ic);
-                pack_a(mc, kc, A + ic * lda + pc, lda, pa);
+static void pack_groups(int64_t xc, int64_t kc, int R, const real *src, int64_t xs, int64_t ks,
+                        real *restrict dst) {
+    switch (R) {
+    case 4: pack_groups_r(xc, kc, 4, src, xs, ks, dst); break;
+    case 6: pack_groups_r(xc, kc, 6, src, xs, ks, dst); break;
+    case 8: pack_groups_r(xc, kc, 8, src, xs, ks, dst); break;
+    case 14: pack_groups_r(xc, kc, 14, src, xs, ks, dst); break;
+    case 16: pack_groups_r(xc, kc, 16, src, xs, ks, dst); break;
+    case 32: pack_groups_r(xc, kc, 32, src, xs, ks, dst); break;
+    default:
+        for (int64_t x0 = 0; x0 < xc; x0 += R) {
+            int rn = (int)AI3_MIN(R, xc - x0);
+            for (int64_t p = 0; p < kc; p++)
+                for (int r = 0; r < R; r++)
+                    dst[p * R + r] = r < rn ? src[(x0 + r) * xs + p * ks] : 0;
+            dst += (int64_t)R * kc;
+        }
+    }
+}
+
+void AI3_TYPED(ai3_gemm_pack_a_block)(const ai3_gemm_config *cfg, int64_t mc, int64_t kc,
+                                      const real *A, int64_t rs, int64_t cs, real *dst) {
+    pack_groups(mc, kc, cfg->mr, A, rs, cs, dst);
+}
+
+void AI3_TYPED(ai3_gemm_pack_b_block)(const ai3_gemm_config *cfg, int64_t kc, int64_t nc,
+                                      const real *B, int64_t rs, int64_t cs, real *dst) {
+    pack_groups(nc, kc, cfg->nr, B, cs, rs, dst);
+}
+
+/* Packed whole matrices: slice after slice of K, each slice the callback
+ * format over all rows (columns), so slice s starts at k0(s)·Mp (k0(s)·Np). */
+size_t AI3_TYPED(ai3_gemm_packed_a_size)(const ai3_gemm_config *cfg, int64_t M, int64_t K) {
+    return (size_t)(round_up(M, cfg->mr) * K);
+}
+
+size_t AI3_TYPED(ai3_gemm_packed_b_size)(const ai3_gemm_config *cfg, int64_t K, int64_t N) {
+    return (size_t)(round_up(N, cfg->nr) * K);
+}
+
+void AI3_TYPED(ai3_gemm_pack_a)(const ai3_gemm_config *cfg, int64_t M, int64_t K, const real *A,
+                                int64_t rs, int64_t cs, real *dst) {
+    int64_t nk = k_slices(cfg, K), Mp = round_up(M, cfg->mr);
+    for (int64_t s = 0; s < nk; s++) {
+        int64_t k0, kc;
+        k_slice(K, nk, s, &k0, &kc);
+        pack_groups(M, kc, cfg->mr, A + k0 * cs, rs, cs, dst + k0 * Mp);
+    }
+}
+
+void AI3_TYPED(ai3_gemm_pack_b)(const ai3_gemm_config *cfg, int64_t K, int64_t N, const real *B,
+                                int64_t rs, int64_t cs, real *dst) {
+    int64_t nk = k_slices(cfg, K), Np = round_up(N, cfg->nr);
+    for (int64_t s = 0; s < nk; s++) {
+        int64_t k0, kc;
+        k_slice(K, nk, s, &k0, &kc);
+        pack_groups(N, kc, cfg->nr, B + k0 * rs, cs, rs, dst + k0 * Np);
+    }
+}
+
+/* --- per-thread packing buffers ----------------------------------------------
+ * Kept from call to call (a fresh large allocation costs page faults every
+ * time) and freed when the thread exits. */
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+static bool buffer_key_ok;
+static _Thread_local real *buffer;
+static _Thread_local size_t buffer_elems;
+
+static void buffer_key_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, ai3_free) == 0; }
+
+/* NULL (error set) if it cannot be had. */
+static real *thread_buffer(size_t elems) {
+    if (elems <= buffer_elems) return buffer;
+    pthread_once(&buffer_once, buffer_key_init);
+    if (!buffer_key_ok) return NULL;
+    real *p = ai3_alloc(sizeof(real) * elems);
+    if (!p) return NULL;
+    ai3_free(buffer);
+    buffer = p;
+    buffer_elems = elems;
+    pthread_setspecific(buffer_key, p);
+    return p;
+}
+
+/* --- the blocked product ------------------------------------------------------ */
+typedef struct gemm_job {
+    const ai3_gemm_config *cfg;
+    int64_t M, N, K, nk;
+    const ai3_gemm_operand *A, *B;
+    real *C;
+    int64_t ldc;
+    const real *bias_row, *bias_col;
+    bool accumulate;
+    int tm, tn;              /* the grid of blocks of C, one per thread */
+    int64_t mpanels, nstrips;
+    atomic_int failed;
+} gemm_job;
+
+/* C[m0:m1, n0:n1] on the calling thread; false if no buffer could be had. */
+static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const ai3_gemm_config *cfg = job->cfg;
+    const ai3_gemm_operand *A = job->A, *B = job->B;
+    const int MR = cfg->mr, NR = cfg->nr;
+    const int64_t K = job->K, nk = job->nk, ldc = job->ldc;
+    const int64_t Mp = round_up(job->M, MR), Np = round_up(job->N, NR);
+    const int64_t kcmax = (K + nk - 1) / nk;
+    /* With a single panel of A, each strip of B is used once: read B in
+     * place rather than copy it (only the ragged last strip is packed). */
+    const bool direct_b = B->kind == AI3_GEMM_STRIDED && B->cs == 1 && m1 - m0 <= MR;
+
+    size_t nb = 0, na = 0;
+    if (B->kind != AI3_GEMM_PACKED)
+        nb = (size_t)(kcmax * (direct_b ? NR : round_up(AI3_MIN(cfg->nc, n1 - n0), NR)));
+    if (A->kind != AI3_GEMM_PACKED) na = (size_t)(kcmax * round_up(AI3_MIN(cfg->mc, m1 - m0), MR));
+    nb = (size_t)round_up((int64_t)nb, 64 / sizeof(real)); /* keeps pa 64-byte aligned */
+    real *pb = NULL, *pa = NULL;
+    if (nb + na > 0) {
+        real *buf = thread_buffer(nb + na);
+        if (!buf) return false;
+        pb = buf;
+        pa = buf + nb;
+    }
+
+    for (int64_t jc = n0; jc < n1; jc += cfg->nc) {
+        int64_t nc = AI3_MIN(cfg->nc, n1 - jc);
+        for (int64_t s = 0; s < nk; s++) {
+            int64_t k0, kc;
+            k_slice(K, nk, s, &k0, &kc);
+            const real *bblock = pb;
+            if (B->kind == AI3_GEMM_PACKED)
+                bblock = B->data + k0 * Np + jc * kc;
+            else if (B->kind == AI3_GEMM_CALLBACK)
+                B->pack(B->ctx, k0, kc, jc, nc, pb);
+            else if (!direct_b)
+                pack_groups(nc, kc, NR, B->data + k0 * B->rs + jc * B->cs, B->cs, B->rs, pb);
+            bool add = job->accumulate || s > 0;
+            const real *bias_row = s == 0 ? job->bias_row : NULL;
+            const real *bias_col = s == 0 ? job->bias_col : NULL;
+
+            for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
+                int64_t mc = AI3_MIN(cfg->mc, m1 - ic);
+                const real *ablock = pa;
+                if (A->kind == AI3_GEMM_PACKED)
+                    ablock = A->data + k0 * Mp + ic * kc;
+                else if (A->kind == AI3_GEMM_CALLBACK)
+                    A->pack(A->ctx, k0, kc, ic, mc, pa);
+                else
+                    pack_groups(mc, kc, MR, A->data + ic * A->rs + k0 * A->cs, A->rs, A->cs, pa);
+
                 for (int64_t jr = 0; jr < nc; jr += NR) {
-                    const real *bpanel = pb + jr * kc;
-                    int64_t nr = AI3_MIN(NR, nc - jr);
+                    int nr = (int)AI3_MIN(NR, nc - jr);
+                    const real *bstrip = bblock + jr * kc;
+                    int64_t ldb = NR;
+                    if (direct_b) {
+                        bstrip = B->data + k0 * B->rs + jc + jr;
+                        ldb = B->rs;
+                        if (nr < NR) {
+                            pack_groups(nr, kc, NR, bstrip, 1, B->rs, pb);
+                            bstrip = pb;
+                            ldb = NR;
+                        }
+                    }
+                    real *c = job->C + jc + jr;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
-                        micro_kernel(kc, pa + ir * kc, bpanel, C + (ic + ir) * ldc + jc + jr,
-                                     ldc, AI3_MIN(MR, mc - ir), nr, add);
+                        int mr = (int)AI3_MIN(MR, mc - ir);
+                        int64_t i = ic + ir;
+                        cfg->ukernel(kc, ablock + ir * kc, bstrip, ldb, c + i * ldc, ldc, mr, nr,
+                                     bias_row ? bias_row + i : NULL,
+                                     bias_col ? bias_col + jc + jr : NULL, add);
                     }
                 }
             }
         }
     }
+    return true;
 }
 
-/* Unblocked C (+)= A·B for small problems (and if no workspace can be had):
- * the inner loop runs along a row of B and C, so it vectorises. */
-AI3_MULTIVERSION
-static void gemm_nn_simple(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda,
-                           const real *restrict B, int64_t ldb, real *restrict C, int64_t ldc,
-                           bool accumulate) {
-    for (int64_t i = 0; i < M; i++) {
-        real *restrict c = C + i * ldc;
-        if (!accumulate)
-            for (int64_t j = 0; j < N; j++) c[j] = 0;
-        for (int64_t p = 0; p < K; p++) {
-            real a = A[i * lda + p];
-            const real *restrict b = B + p * ldb;
-            for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
-        }
+static void gemm_task(void *ctx, int64_t begin, int64_t end) {
+    gemm_job *job = ctx;
+    const int MR = job->cfg->mr, NR = job->cfg->nr;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t ti = t / job->tn, tj = t % job->tn;
+        int64_t m0 = job->mpanels * ti / job->tm * MR;
+        int64_t m1 = AI3_MIN(job->M, job->mpanels * (ti + 1) / job->tm * MR);
+        int64_t n0 = job->nstrips * tj / job->tn * NR;
+        int64_t n1 = AI3_MIN(job->N, job->nstrips * (tj + 1) / job->tn * NR);
+        if (m0 < m1 && n0 < n1 && !gemm_block(job, m0, m1, n0, n1)) atomic_store(&job->failed, 1);
     }
 }
 
-/* Dot products are taken over K in slices this long: the few rows of A stay
- * in L2 while B (the weight, for linear) streams from memory once. */
-#define NT_KC 16384
+/* Splits C into tm × tn blocks for `threads` threads: the grid whose
+ * largest block costs least, counting the multiply-adds (a strip of at most
+ * NR/2 columns at half price, as the kernels do it) and, at about 8
+ * multiply-adds an element, the packing each thread does for itself. */
+static void choose_grid(gemm_job *job, int threads) {
+    const ai3_gemm_config *cfg = job->cfg;
+    const int MR = cfg->mr, NR = cfg->nr;
+    bool pack_a = job->A->kind != AI3_GEMM_PACKED, pack_b = job->B->kind != AI3_GEMM_PACKED;
+    int64_t last_cols = job->N - (job->nstrips - 1) * NR;
+    double best = -1;
+    for (int tm = 1; tm <= threads; tm++) {
+        if (threads % tm) continue;
+        int tn = threads / tm;
+        if (tm > job->mpanels || tn > job->nstrips) continue;
+        double rows = (double)AI3_MIN(job->M, (job->mpanels + tm - 1) / tm * MR);
+        int64_t strips = (job->nstrips + tn - 1) / tn;
+        /* The block holding the last strip has the fewest full strips. */
+        double cols = (double)(strips * NR);
+        if (tn == 1 && last_cols <= NR / 2) cols -= NR / 2.0;
+        double cost = rows * cols;
+        if (pack_a) cost += 8 * rows * (double)((strips * NR + cfg->nc - 1) / cfg->nc);
+        if (pack_b) cost += 8 * cols;
+        if (best < 0 || cost < best) {
+            best = cost;
+            job->tm = tm;
+            job->tn = tn;
+        }
+    }
+    if (best < 0) { /* fewer blocks than threads either way */
+        job->tm = (int)AI3_MIN(job->mpanels, threads);
+        job->tn = 1;
+    }
+}
 
-/* C (+)= A·Bᵀ as dot products for a few rows of A: a 4×4 block of outputs
- * at a time, each with NR partial sums (one vector) that are summed at the
- * end of every K slice. Four rows of B are used against every row of A
- * before moving on. Edge blocks repeat the last row of A or B and drop the
- * extra results. */
+/* --- few rows or columns: dot products ----------------------------------------
+ * When A's rows and B's columns are both contiguous along K and one side is
+ * thin (linear with a small batch, a matrix times a vector) the product is
+ * memory-bound; packing would copy the big operand once more. Instead: a
+ * 4×4 block of outputs at a time, each with a vector of partial sums that is
+ * reduced at the end of every K slice (the slice keeps the four rows of the
+ * thin side in L2 while the other streams from memory once). Edge blocks
+ * repeat the last row and drop the extra results. The vectors are GCC's
+ * generic ones, compiled per ISA by AI3_MULTIVERSION. */
+#define DOT_KC 16384
+#define DOT_THIN 16
+#define DOT_V ((int)(64 / sizeof(real)))
+typedef real vreal __attribute__((vector_size(64)));
+typedef real vreal_u __attribute__((vector_size(64), aligned(sizeof(real))));
+
+typedef struct dot_job {
+    int64_t M, N, K;
+    const real *A, *B; /* row i of A at A + i·lda, column j of B at B + j·ldb */
+    int64_t lda, ldb;
+    real *C;
+    int64_t ldc;
+    const real *bias_row, *bias_col;
+    bool accumulate, split_rows;
+} dot_job;
+
 AI3_MULTIVERSION
-static void gemm_nt_dot(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda,
-                        const real *B, int64_t ldb, real *C, int64_t ldc, bool accumulate) {
-    for (int64_t pc = 0; pc < K; pc += NT_KC) {
-        int64_t kc = AI3_MIN(NT_KC, K - pc);
-        int64_t kv = kc - kc % NR;
-        bool add = accumulate || pc > 0;
-        for (int64_t j0 = 0; j0 < N; j0 += 4) {
+static void dot_block(const dot_job *d, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    for (int64_t pc = 0; pc < d->K; pc += DOT_KC) {
+        int64_t kc = AI3_MIN(DOT_KC, d->K - pc);
+        int64_t kv = kc - kc % DOT_V;
+        bool first = pc == 0;
+        for (int64_t jb = j0; jb < j1; jb += 4) {
             const real *b[4];
-            for (int r = 0; r < 4; r++) b[r] = B + AI3_MIN(j0 + r, N - 1) * ldb + pc;
-            for (int64_t i0 = 0; i0 < M; i0 += 4) {
+            for (int q = 0; q < 4; q++) b[q] = d->B + AI3_MIN(jb + q, j1 - 1) * d->ldb + pc;
+            for (int64_t ib = i0; ib < i1; ib += 4) {
                 const real *a[4];
-                for (int r = 0; r < 4; r++) a[r] = A + AI3_MIN(i0 + r, M - 1) * lda + pc;
+                for (int r = 0; r < 4; r++) a[r] = d->A + AI3_MIN(ib + r, i1 - 1) * d->lda + pc;
                 vreal s[4][4];
                 for (int r = 0; r < 4; r++)
                     for (int q = 0; q < 4; q++) s[r][q] = (vreal){0};
-                for (int64_t p = 0; p < kv; p += NR) {
+                for (int64_t p = 0; p < kv; p += DOT_V) {
                     vreal bv[4];
                     for (int q = 0; q < 4; q++) bv[q] = *(const vreal_u *)(b[q] + p);
                     for (int r = 0; r < 4; r++) {
@@ -205,14 +363,18 @@ static void gemm_nt_dot(int64_t M, int64_t N, int64_t K, const real *A, int64_t 
                         for (int q = 0; q < 4; q++) s[r][q] += av * bv[q];
                     }
                 }
-                int64_t mi = AI3_MIN(4, M - i0), nj = AI3_MIN(4, N - j0);
+                int64_t mi = AI3_MIN(4, i1 - ib), nj = AI3_MIN(4, j1 - jb);
                 for (int r = 0; r < mi; r++) {
                     for (int q = 0; q < nj; q++) {
                         real t = 0;
-                        for (int l = 0; l < NR; l++) t += s[r][q][l];
+                        for (int l = 0; l < DOT_V; l++) t += s[r][q][l];
                         for (int64_t p = kv; p < kc; p++) t += a[r][p] * b[q][p];
-                        real *c = C + (i0 + r) * ldc + j0 + q;
-                        *c = add ? *c + t : t;
+                        if (first) {
+                            if (d->bias_row) t += d->bias_row[ib + r];
+                            if (d->bias_col) t += d->bias_col[jb + q];
+                        }
+                        real *c = d->C + (ib + r) * d->ldc + jb + q;
+                        *c = d->accumulate || !first ? *c + t : t;
                     }
                 }
             }
@@ -220,45 +382,122 @@ static void gemm_nt_dot(int64_t M, int64_t N, int64_t K, const real *A, int64_t 
     }
 }
 
-/* Room for gemm_packed's packed blocks of an M×N×K product: MC·KC + KC·NC
- * elements at most, less for small problems. */
-static real *gemm_workspace(int64_t M, int64_t N, int64_t K) {
-    int64_t mc = (AI3_MIN(M, MC) + MR - 1) / MR * MR;
-    int64_t nc = (AI3_MIN(N, NC) + NR - 1) / NR * NR;
-    int64_t kc = AI3_MIN(K, KC);
-    return ai3_alloc(sizeof(real) * (size_t)(mc * kc + kc * nc));
+static void dot_task(void *ctx, int64_t begin, int64_t end) {
+    const dot_job *d = ctx;
+    /* Ranges are in blocks of 4 outputs along the split side. */
+    if (d->split_rows)
+        dot_block(d, begin * 4, AI3_MIN(d->M, end * 4), 0, d->N);
+    else
+        dot_block(d, 0, d->M, begin * 4, AI3_MIN(d->N, end * 4));
+}
+
+/* --- entry point ------------------------------------------------------------- */
+
+static bool operand_ok(const ai3_gemm_operand *op) {
+    if (!op) return false;
+    switch (op->kind) {
+    case AI3_GEMM_STRIDED:
+    case AI3_GEMM_PACKED: return op->data != NULL;
+    case AI3_GEMM_CALLBACK: return op->pack != NULL;
+    }
+    return false;
+}
+
+/* C = (accumulate ? C : 0) + biases, for K = 0. */
+static void empty_product(int64_t M, int64_t N, real *C, int64_t ldc, const real *bias_row,
+                          const real *bias_col, bool accumulate) {
+    for (int64_t i = 0; i < M; i++) {
+        real *c = C + i * ldc;
+        for (int64_t j = 0; j < N; j++) {
+            real t = accumulate ? c[j] : 0;
+            if (bias_row) t += bias_row[i];
+            if (bias_col) t += bias_col[j];
+            c[j] = t;
+        }
+    }
+}
+
+/* Below this many multiply-adds the pool's wake-up costs more than it saves. */
+#define PARALLEL_MIN_MACS (1 << 19)
+
+ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N, int64_t K,
+                               const ai3_gemm_operand *A, const ai3_gemm_operand *B, real *C,
+                               int64_t ldc, const real *bias_row, const real *bias_col,
+                               unsigned flags) {
+    if (M < 0 || N < 0 || K < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "gemm: negative size M=%lld N=%lld K=%lld", (long long)M,
+                             (long long)N, (long long)K);
+    if (M == 0 || N == 0) return AI3_OK;
+    if (!C || (M > 1 && ldc < N) || !operand_ok(A) || !operand_ok(B))
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "gemm: missing operand or output, or ldc (%lld) < N (%lld)",
+                             (long long)ldc, (long long)N);
+    bool accumulate = flags & AI3_GEMM_ACCUMULATE;
+    if (K == 0) {
+        empty_product(M, N, C, ldc, bias_row, bias_col, accumulate);
+        return AI3_OK;
+    }
+    if (!cfg) cfg = AI3_TYPED(ai3_gemm_get_config)();
+    int threads = 1;
+    if (!(flags & AI3_GEMM_SINGLE_THREAD) && M * N * K >= PARALLEL_MIN_MACS)
+        threads = ai3_get_num_threads();
+
+    if (A->kind == AI3_GEMM_STRIDED && B->kind == AI3_GEMM_STRIDED && A->cs == 1 && B->rs == 1 &&
+        (M < DOT_THIN || N < DOT_THIN)) {
+        dot_job d = {M, N, K, A->data, B->data, A->rs, B->cs, C, ldc, bias_row, bias_col,
+                     accumulate, M > N};
+        int64_t blocks = ((d.split_rows ? M : N) + 3) / 4;
+        if (threads > 1)
+            ai3_parallel_for(blocks, 1, dot_task, &d);
+        else
+            dot_task(&d, 0, blocks);
+        return AI3_OK;
+    }
+
+    gemm_job job = {.cfg = cfg, .M = M, .N = N, .K = K, .nk = k_slices(cfg, K), .A = A, .B = B,
+                    .C = C, .ldc = ldc, .bias_row = bias_row, .bias_col = bias_col,
+                    .accumulate = accumulate, .mpanels = (M + cfg->mr - 1) / cfg->mr,
+                    .nstrips = (N + cfg->nr - 1) / cfg->nr};
+    atomic_init(&job.failed, 0);
+    choose_grid(&job, threads);
+    int64_t tasks = (int64_t)job.tm * job.tn;
+    if (tasks > 1)
+        ai3_parallel_for(tasks, 1, gemm_task, &job);
+    else
+        gemm_task(&job, 0, 1);
+    if (atomic_load(&job.failed))
+        return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "gemm: could not allocate packing buffers");
+    return AI3_OK;
+}
+
+/* --- the older entry points ------------------------------------------------------ */
+
+/* Used only if the engine cannot get its packing buffers: these functions
+ * cannot report an error. B(p, j) at B[p·rs + j·cs]. */
+static void gemm_unpacked(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda,
+                          const real *B, int64_t rs, int64_t cs, real *C, int64_t ldc,
+                          bool accumulate) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            real t = accumulate ? C[i * ldc + j] : 0;
+            for (int64_t p = 0; p < K; p++) t += A[i * lda + p] * B[p * rs + j * cs];
+            C[i * ldc + j] = t;
+        }
 }
 
 void AI3_TYPED(ai3_gemm_nn)(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda,
                             const real *B, int64_t ldb, real *C, int64_t ldc, bool accumulate) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || M * N * K < SMALL_GEMM) {
-        gemm_nn_simple(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-        return;
-    }
-    real *work = gemm_workspace(M, N, K);
-    if (!work) {
-        gemm_nn_simple(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-        return;
-    }
-    gemm_packed(M, N, K, A, lda, B, ldb, false, C, ldc, accumulate, work);
-    ai3_free(work);
+    ai3_gemm_operand a = ai3_gemm_strided(A, lda, 1), b = ai3_gemm_strided(B, ldb, 1);
+    unsigned flags = AI3_GEMM_SINGLE_THREAD | (accumulate ? AI3_GEMM_ACCUMULATE : 0);
+    if (AI3_TYPED(ai3_gemm)(NULL, M, N, K, &a, &b, C, ldc, NULL, NULL, flags) != AI3_OK)
+        gemm_unpacked(M, N, K, A, lda, B, ldb, 1, C, ldc, accumulate);
 }
 
 void AI3_TYPED(ai3_gemm_nt)(int64_t M, int64_t N, int64_t K, const real *A, int64_t lda,
                             const real *B, int64_t ldb, real *C, int64_t ldc, bool accumulate) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* an empty sum */
-        if (!accumulate)
-            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(real) * (size_t)N);
-        return;
-    }
-    real *work = NULL;
-    if (M >= NT_DOT_ROWS && M * N * K >= SMALL_GEMM) work = gemm_workspace(M, N, K);
-    if (!work) {
-        gemm_nt_dot(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-        return;
-    }
-    gemm_packed(M, N, K, A, lda, B, ldb, true, C, ldc, accumulate, work);
-    ai3_free(work);
+    ai3_gemm_operand a = ai3_gemm_strided(A, lda, 1), b = ai3_gemm_strided(B, 1, ldb);
+    unsigned flags = AI3_GEMM_SINGLE_THREAD | (accumulate ? AI3_GEMM_ACCUMULATE : 0);
+    if (AI3_TYPED(ai3_gemm)(NULL, M, N, K, &a, &b, C, ldc, NULL, NULL, flags) != AI3_OK)
+        gemm_unpacked(M, N, K, A, lda, B, 1, ldb, C, ldc, accumulate);
 }

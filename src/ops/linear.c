@@ -1,4 +1,5 @@
 /* linear: argument checks, output shape and dispatch. */
+#include "algorithms/linear.h"
 #include "internal.h"
 
 #include <string.h>
@@ -30,16 +31,18 @@ ai3_status ai3_linear_output_shape(const ai3_tensor *input, const ai3_tensor *we
     return AI3_OK;
 }
 
-/* A linear plan: its own copy of the weights and the algorithm to run. */
+/* A linear plan: its own copy of the weights, prepared for its algorithm. */
 struct ai3_linear_plan {
-    ai3_linear_fn fn;
-    ai3_tensor weight, bias;
-    int has_bias;
+    const ai3_linear_algorithm *impl; /* a built-in algorithm, or */
+    ai3_linear_fn custom;             /* one registered at run time */
+    ai3_linear_problem pb;
+    ai3_tensor bias;
 };
 
 void ai3_linear_plan_destroy(ai3_linear_plan *plan) {
     if (!plan) return;
-    ai3_free(plan->weight.data);
+    if (plan->impl && plan->impl->release && plan->pb.state) plan->impl->release(plan->pb.state);
+    ai3_free(plan->pb.weight.data);
     ai3_free(plan->bias.data);
     ai3_free(plan);
 }
@@ -75,17 +78,21 @@ ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weigh
                              "linear: weight must be 2-d (out_features, in_features), got %d-d",
                              weight->ndim);
     if ((s = check_bias(weight, bias)) != AI3_OK) return s;
-    ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, weight->dtype, &found)) != AI3_OK)
-        return s;
     ai3_linear_plan *plan = ai3_alloc(sizeof *plan);
     if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
     memset(plan, 0, sizeof *plan);
-    plan->fn = (ai3_linear_fn)found;
-    plan->has_bias = bias != NULL;
-    if (!copy_into(&plan->weight, weight) || (bias && !copy_into(&plan->bias, bias))) {
+    if ((s = ai3_lookup_linear(algorithm, weight->dtype, &plan->impl, &plan->custom)) != AI3_OK) {
+        ai3_linear_plan_destroy(plan);
+        return s;
+    }
+    if (!copy_into(&plan->pb.weight, weight) || (bias && !copy_into(&plan->bias, bias))) {
         ai3_linear_plan_destroy(plan);
         return AI3_ERROR_OUT_OF_MEMORY;
+    }
+    plan->pb.bias = bias ? &plan->bias : NULL;
+    if (plan->impl && plan->impl->prepare && (s = plan->impl->prepare(&plan->pb)) != AI3_OK) {
+        ai3_linear_plan_destroy(plan);
+        return s;
     }
     *out = plan;
     return AI3_OK;
@@ -96,11 +103,12 @@ ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *in
     if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: plan is NULL");
     int ndim;
     int64_t shape[AI3_MAX_DIMS];
-    ai3_status s = ai3_linear_output_shape(input, &plan->weight, &ndim, shape);
+    ai3_status s = ai3_linear_output_shape(input, &plan->pb.weight, &ndim, shape);
     if (s != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
-    return plan->fn(input, &plan->weight, plan->has_bias ? &plan->bias : NULL, output);
+    if (plan->custom) return plan->custom(input, &plan->pb.weight, plan->pb.bias, output);
+    return plan->impl->run(&plan->pb, input, output);
 }
 
 ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
@@ -111,9 +119,9 @@ ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_
     if (s != AI3_OK) return s;
     if ((s = check_bias(weight, bias)) != AI3_OK) return s;
     if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
-    ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_LINEAR, algorithm, input->dtype, &found)) != AI3_OK)
-        return s;
-    if (ai3_tensor_numel(output) == 0) return AI3_OK;
-    return ((ai3_linear_fn)found)(input, weight, bias, output);
+    ai3_linear_plan *plan;
+    if ((s = ai3_linear_plan_create(algorithm, weight, bias, &plan)) != AI3_OK) return s;
+    s = ai3_linear_plan_run(plan, input, output);
+    ai3_linear_plan_destroy(plan);
+    return s;
 }

@@ -32,6 +32,20 @@ void ai3_free(void *p);
 typedef void (*ai3_range_fn)(void *ctx, int64_t begin, int64_t end);
 void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx);
 
+/* --- CPU features (runtime/cpu.c) ---------------------------------------
+ * The instruction set the SIMD micro-kernels use. The best one the CPU (and
+ * OS) supports is found from CPUID once; the environment variable
+ * AI3_ISA=generic|avx2|avx512, read once, lowers it (asking for an ISA the
+ * CPU lacks gives the best it has; an unknown value is ignored). */
+typedef enum ai3_isa { AI3_ISA_GENERIC = 0, AI3_ISA_AVX2 = 1, AI3_ISA_AVX512 = 2 } ai3_isa;
+
+ai3_isa ai3_cpu_best_isa(void); /* what the CPU supports */
+ai3_isa ai3_cpu_isa(void);      /* the active ISA */
+/* Forces the active ISA (tests, benchmarks), clamped to ai3_cpu_best_isa();
+ * returns the ISA now active. Not meant to race with running operations. */
+ai3_isa ai3_cpu_set_isa(ai3_isa isa);
+const char *ai3_isa_name(ai3_isa isa); /* "generic", "avx2", "avx512" */
+
 /* --- conv2d helpers ---------------------------------------------------- */
 
 /* Resolved sizes of a validated conv2d call (input viewed as 4-d). */

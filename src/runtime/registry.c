@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* dladdr */
 #include "algorithms/algorithms.h"
 #include "algorithms/conv2d.h"
+#include "algorithms/linear.h"
 #include "internal.h"
 
 #include <dlfcn.h>
@@ -17,26 +18,45 @@
 typedef struct {
     ai3_op op;
     const char *name;
-    ai3_algorithm_fn f32, f64;                   /* operations without plans */
-    const ai3_conv2d_algorithm *conv32, *conv64; /* conv2d */
+    ai3_algorithm_fn f32, f64;     /* operations without plans */
+    const void *planned32, *planned64; /* conv2d and linear: an ai3_<op>_algorithm */
 } builtin_t;
 
 #define BUILTIN(op, name, fn) {op, name, (ai3_algorithm_fn)fn##_f32, (ai3_algorithm_fn)fn##_f64, NULL, NULL}
 #define CONV2D(name, impl) {AI3_OP_CONV2D, name, NULL, NULL, &impl##_f32, &impl##_f64}
+#define LINEAR(name, impl) {AI3_OP_LINEAR, name, NULL, NULL, &impl##_f32, &impl##_f64}
 
 /* To add an algorithm, add its line here (the first of an op is not
  * necessarily its default: see default_names). */
 static const builtin_t builtins[] = {
     CONV2D("direct", ai3_conv2d_direct),
     CONV2D("smm", ai3_conv2d_smm),
+    CONV2D("gemm", ai3_conv2d_gemm),
+    CONV2D("implicit gemm", ai3_conv2d_implicit_gemm),
+    CONV2D("implicit precomp gemm", ai3_conv2d_implicit_precomp_gemm),
+    CONV2D("winograd", ai3_conv2d_winograd),
     /* resolved by plans into one of the above (ops/conv2d_guess.c) */
     {AI3_OP_CONV2D, "guess", NULL, NULL, NULL, NULL},
-    BUILTIN(AI3_OP_LINEAR, "gemm", ai3_linear_gemm),
+    LINEAR("gemm", ai3_linear_gemm),
     BUILTIN(AI3_OP_MAXPOOL2D, "direct", ai3_maxpool2d_direct),
     BUILTIN(AI3_OP_AVGPOOL2D, "direct", ai3_avgpool2d_direct),
     BUILTIN(AI3_OP_ADAPTIVEAVGPOOL2D, "direct", ai3_adaptiveavgpool2d_direct),
     BUILTIN(AI3_OP_RELU, "direct", ai3_relu_direct),
     BUILTIN(AI3_OP_FLATTEN, "direct", ai3_flatten_direct),
+    BUILTIN(AI3_OP_BATCHNORM2D, "direct", ai3_batchnorm2d_direct),
+    BUILTIN(AI3_OP_ADD, "direct", ai3_add_direct),
+    BUILTIN(AI3_OP_MUL, "direct", ai3_mul_direct),
+    BUILTIN(AI3_OP_CAT, "direct", ai3_cat_direct),
+    BUILTIN(AI3_OP_HARDTANH, "direct", ai3_hardtanh_direct),
+    BUILTIN(AI3_OP_SIGMOID, "direct", ai3_sigmoid_direct),
+    BUILTIN(AI3_OP_HARDSIGMOID, "direct", ai3_hardsigmoid_direct),
+    BUILTIN(AI3_OP_HARDSWISH, "direct", ai3_hardswish_direct),
+    BUILTIN(AI3_OP_SILU, "direct", ai3_silu_direct),
+    BUILTIN(AI3_OP_GELU, "direct", ai3_gelu_direct),
+    BUILTIN(AI3_OP_MEAN, "direct", ai3_mean_direct),
+    BUILTIN(AI3_OP_PERMUTE, "direct", ai3_permute_direct),
+    BUILTIN(AI3_OP_LAYERNORM, "direct", ai3_layernorm_direct),
+    BUILTIN(AI3_OP_SOFTMAX, "direct", ai3_softmax_direct),
 };
 #define N_BUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
@@ -240,16 +260,37 @@ ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype,
     return s;
 }
 
+/* A planned operation's built-in (*impl) or run-time (*registered) algorithm. */
+static ai3_status lookup_planned(ai3_op op, const char *name, ai3_dtype dtype, const void **impl,
+                                 ai3_algorithm_fn *registered) {
+    const builtin_t *b;
+    ai3_status s = lookup(op, name, &b, registered);
+    *impl = b ? (dtype == AI3_FLOAT64 ? b->planned64 : b->planned32) : NULL;
+    if (s == AI3_OK && b && !*impl)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: '%s' is not an algorithm itself",
+                             op_names[op], name);
+    return s;
+}
+
 ai3_status ai3_lookup_conv2d(const char *name, ai3_dtype dtype, const ai3_conv2d_algorithm **impl,
                              ai3_conv2d_fn *registered) {
-    const builtin_t *b;
+    const void *found;
     ai3_algorithm_fn fn;
-    ai3_status s = lookup(AI3_OP_CONV2D, name, &b, &fn);
-    *impl = b ? (dtype == AI3_FLOAT64 ? b->conv64 : b->conv32) : NULL;
+    ai3_status s = lookup_planned(AI3_OP_CONV2D, name, dtype, &found, &fn);
+    *impl = found;
     *registered = (ai3_conv2d_fn)fn;
-    if (s == AI3_OK && b && !*impl)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: '%s' is not an algorithm itself",
-                             name);
+    return s;
+}
+
+ai3_status ai3_lookup_linear(const char *name, ai3_dtype dtype, const ai3_linear_algorithm **impl,
+                             ai3_linear_fn *registered) {
+    if (!name) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: algorithm name is NULL");
+    if (strcmp(name, "default") == 0) name = default_names[AI3_OP_LINEAR];
+    const void *found;
+    ai3_algorithm_fn fn;
+    ai3_status s = lookup_planned(AI3_OP_LINEAR, name, dtype, &found, &fn);
+    *impl = found;
+    *registered = (ai3_linear_fn)fn;
     return s;
 }
 

@@ -1,0 +1,131 @@
+"""GEMM benchmark: builds and runs bench/gemm.c, prints a table, writes
+bench/results/gemm.json and bench/results/gemm.png.
+
+    .venv/bin/python bench/gemm.py [--quick] [--repeats R]
+
+See bench/README.md. OpenBLAS (for the comparison only) is loaded by the C
+program with dlopen; matplotlib (for the plot only) is installed into the
+running environment if missing.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build", "bench")
+RESULTS = os.path.join(ROOT, "bench", "results")
+IMPLS = ["openblas", "avx512", "avx2", "generic"]
+
+
+def build():
+    subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release",
+                    "-DAI3_BUILD_BENCH=ON", "-DAI3_BUILD_TESTS=OFF"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", BUILD, "--target", "ai3_bench_gemm", "-j2"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(BUILD, "ai3_bench_gemm")
+
+
+def run(exe, args):
+    env = dict(os.environ)
+    # OpenBLAS's idle threads spin for a while after each call, which would
+    # steal the core from the next contender of an interleaved round.
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    out = subprocess.run([exe] + args, check=True, stdout=subprocess.PIPE, env=env, text=True)
+    return json.loads(out.stdout)
+
+
+def summarise(data):
+    """Rows of the table: one per (dtype, shape, threads)."""
+    cells = {}
+    for r in data["runs"]:
+        key = (r["dtype"], r["M"], r["N"], r["K"], r["conv"], r["threads"])
+        g = r["gflops"]
+        med = statistics.median(g)
+        cells.setdefault(key, {})[r["impl"]] = {
+            "median": med,
+            # spread of the rounds around the median, as a fraction of it
+            "spread": (max(g) - min(g)) / med if med else 0.0,
+        }
+    return cells
+
+
+def print_table(data, cells):
+    peak = data["peak"]
+    print(f"kernels: {data['kernels']}")
+    print(f"OpenBLAS: {data['openblas'] or 'not found'}")
+    print(f"FMA peak GFLOP/s (1 thread, 2 threads): f32 {peak['f32']}, f64 {peak['f64']}")
+    head = (f"{'dtype':8} {'M':>5} {'N':>6} {'K':>5} {'thr':>3} " +
+            " ".join(f"{i:>9}" for i in IMPLS) + f" {'ai3/blas':>8} {'%peak':>6} {'spread':>6}")
+    print(head)
+    print("-" * len(head))
+    for key in sorted(cells, key=lambda k: (k[0], k[4], k[1] * k[2] * k[3], k[5])):
+        dtype, M, N, K, conv, threads = key
+        c = cells[key]
+        vals = " ".join(f"{c[i]['median']:9.1f}" if i in c else f"{'-':>9}" for i in IMPLS)
+        best = max((v["median"] for i, v in c.items() if i != "openblas"), default=0)
+        ratio = f"{best / c['openblas']['median']:8.2f}" if "openblas" in c else f"{'-':>8}"
+        p = peak["f32" if dtype == "float32" else "f64"][threads - 1]
+        pct = f"{100 * best / p:6.0f}" if p else f"{'-':>6}"
+        spread = max(v["spread"] for v in c.values())
+        print(f"{dtype:8} {M:5d} {N:6d} {K:5d} {threads:3d} {vals} {ratio} {pct} {spread:6.2f}"
+              + ("  conv" if conv else ""))
+
+
+def plot(data, cells, path):
+    try:
+        import matplotlib
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=True)
+        import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = ["float32", "float64"]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9), squeeze=False)
+    for row, dtype in enumerate(dtypes):
+        for col, threads in enumerate([1, 2]):
+            ax = axes[row][col]
+            keys = sorted((k for k in cells if k[0] == dtype and k[5] == threads),
+                          key=lambda k: (k[4], k[1] * k[2] * k[3]))
+            labels = [f"{k[1]}x{k[2]}\nx{k[3]}" + (" conv" if k[4] else "") for k in keys]
+            width = 0.2
+            for j, impl in enumerate(IMPLS):
+                xs = [i + (j - 1.5) * width for i in range(len(keys))]
+                ys = [cells[k][impl]["median"] if impl in cells[k] else 0 for k in keys]
+                ax.bar(xs, ys, width, label=impl)
+            p = data["peak"]["f32" if dtype == "float32" else "f64"][threads - 1]
+            if p:
+                ax.axhline(p, color="black", linestyle="--", linewidth=1, label="FMA peak")
+            ax.set_xticks(range(len(keys)))
+            ax.set_xticklabels(labels, fontsize=7)
+            ax.set_ylabel("GFLOP/s (median)")
+            ax.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}")
+            if row == 0 and col == 0:
+                ax.legend(fontsize=8)
+    fig.suptitle("ai3 GEMM (M x N x K) per ISA vs OpenBLAS")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="skip 2048^3")
+    ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds per cell")
+    args = ap.parse_args()
+    exe = build()
+    data = run(exe, (["--quick"] if args.quick else []) + ["--reps", str(args.repeats)])
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "gemm.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    cells = summarise(data)
+    print_table(data, cells)
+    plot(data, cells, os.path.join(RESULTS, "gemm.png"))
+    print(f"wrote {os.path.join(RESULTS, 'gemm.json')} and gemm.png")
+
+
+if __name__ == "__main__":
+    main()

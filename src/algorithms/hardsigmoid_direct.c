@@ -1,0 +1,29 @@
+/* hardsigmoid, direct: min(max(x + 3, 0), 6) / 6 elementwise; output may alias
+ * input. NaN stays NaN, as in torch. */
+#include "algorithms/algorithms.h"
+#include "internal.h"
+#include "real.h"
+
+typedef struct {
+    const real *x;
+    real *y;
+} hardsigmoid_ctx;
+
+AI3_MULTIVERSION
+static void hardsigmoid_range(void *ctx, int64_t begin, int64_t end) {
+    const hardsigmoid_ctx *c = ctx;
+    const real *x = c->x;
+    real *y = c->y;
+    for (int64_t i = begin; i < end; i++) {
+        real t = x[i] + 3;
+        t = t < 0 ? 0 : t;
+        t = t > 6 ? 6 : t;
+        y[i] = t / 6;
+    }
+}
+
+ai3_status AI3_TYPED(ai3_hardsigmoid_direct)(const ai3_tensor *input, ai3_tensor *output) {
+    hardsigmoid_ctx c = {input->data, output->data};
+    ai3_parallel_for(ai3_tensor_numel(input), 1 << 15, hardsigmoid_range, &c);
+    return AI3_OK;
+}

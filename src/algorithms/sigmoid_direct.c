@@ -1,0 +1,25 @@
+/* sigmoid, direct: 1 / (1 + exp(-x)) elementwise; output may alias input. */
+#include "algorithms/algorithms.h"
+#include "internal.h"
+#include "real.h"
+
+#include <tgmath.h> /* exp, erf, tanh of `real` */
+
+typedef struct {
+    const real *x;
+    real *y;
+} sigmoid_ctx;
+
+AI3_MULTIVERSION
+static void sigmoid_range(void *ctx, int64_t begin, int64_t end) {
+    const sigmoid_ctx *c = ctx;
+    const real *x = c->x;
+    real *y = c->y;
+    for (int64_t i = begin; i < end; i++) y[i] = 1 / (1 + exp(-x[i]));
+}
+
+ai3_status AI3_TYPED(ai3_sigmoid_direct)(const ai3_tensor *input, ai3_tensor *output) {
+    sigmoid_ctx c = {input->data, output->data};
+    ai3_parallel_for(ai3_tensor_numel(input), 1 << 13, sigmoid_range, &c);
+    return AI3_OK;
+}
