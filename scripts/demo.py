@@ -1,6 +1,7 @@
-"""ai3 demo: the seed README's two examples, then every layer of two converted
-networks (torchvision's VGG16 with random weights and a small ConvNet) timed
-and checked against PyTorch on the same input.
+"""ai3 demo: the seed README's two examples, then every operation of two
+networks (torchvision's VGG16 with random weights and a small ConvNet)
+swapped to ai3, timed and checked against PyTorch layer by layer on the same
+input, and each whole network converted to an ai3.Model.
 
     python scripts/demo.py [--repeats N]
 
@@ -8,6 +9,7 @@ Exits with status 1 if any result differs from PyTorch.
 """
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -66,7 +68,7 @@ def seed_convert_example(vgg16):
                                                'maxpool2d': 'default'},
                                        sample_input_shape=(1, 3, 224, 224))
         sb_out = model(input_data)
-        return torch.allclose(torch_out, sb_out, atol=1e-4), model
+        return torch.allclose(torch_out, sb_out, atol=1e-4)
 
 
 def median_ms(fn, x, repeats):
@@ -79,35 +81,20 @@ def median_ms(fn, x, repeats):
     return out, statistics.median(times)
 
 
-def layer_table(title, net, model, x, repeats):
-    """Runs `model` layer by layer on `x`, timing each layer and comparing its
-    output with the torch module (or function) on the same input. Returns
-    whether every layer matched."""
-    modules = dict(net.named_modules())
-    rows = []
-    all_ok = True
-    total_ai3 = total_torch = 0.0
-    with torch.inference_mode():
-        for layer in model.layers:
-            reference = modules[layer.module_name] if layer.module_name else layer.reference
-            out, ms = median_ms(layer, x, repeats)
-            expected, torch_ms = median_ms(reference, x, repeats)
-            scale = max(1.0, expected.abs().max().item())
-            err = (out - expected).abs().max().item()
-            ok = out.shape == expected.shape and \
-                torch.allclose(out, expected, rtol=1e-4, atol=1e-5 * scale)
-            all_ok &= ok
-            algorithm = layer.algorithm
-            if algorithm == "default":
-                algorithm = f"default→{ai3._core.default_algorithm(layer.op)}"
-            rows.append((layer.name, layer.op, algorithm, f"{ms:.3f}", f"{torch_ms:.3f}",
-                         f"{err:.1e}", "yes" if ok else "NO"))
-            total_ai3 += ms
-            total_torch += torch_ms
-            x = out
-    header = ("layer", "operation", "algorithm", "ai3 ms", "torch ms", "max |diff|",
-              "matches torch")
-    rows.append(("total", "", "", f"{total_ai3:.3f}", f"{total_torch:.3f}", "", ""))
+def layer_inputs(net, x):
+    """The input of every operation ai3 can swap, in forward order."""
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args, name=name: seen.append((name, m, args[0])))
+             for name, m in net.named_modules() if isinstance(m, tuple(ai3.OPERATIONS.values()))]
+    try:
+        net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def print_table(title, header, rows):
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = "  ".join("{:<%d}" % w for w in widths)
     print(f"\n{title}")
@@ -115,7 +102,54 @@ def layer_table(title, net, model, x, repeats):
     print(line.format(*("-" * w for w in widths)))
     for row in rows:
         print(line.format(*row))
+
+
+def layer_table(title, net, x, algos, repeats):
+    """Every operation of `net`, swapped to ai3 with the algorithms of
+    `algos` (op name -> selector), timed against the torch module on the
+    same input and compared with it. Returns whether every layer matched."""
+    swapped = copy.deepcopy(net)
+    for op, selector in algos.items():
+        ai3.swap_operation(op, swapped, selector)
+    ai3_modules = dict(swapped.named_modules())
+    rows, all_ok, total_ai3, total_torch = [], True, 0.0, 0.0
+    with torch.no_grad():
+        for name, module, layer_input in layer_inputs(net, x):
+            ours = ai3_modules[name]
+            out, ms = median_ms(ours, layer_input, repeats)
+            expected, torch_ms = median_ms(module, layer_input, repeats)
+            scale = max(1.0, expected.abs().max().item())
+            err = (out - expected).abs().max().item()
+            ok = out.shape == expected.shape and \
+                torch.allclose(out, expected, rtol=1e-4, atol=1e-5 * scale)
+            all_ok &= ok
+            algorithm = getattr(ours, "algorithm", "torch")
+            if isinstance(ours, ai3.swap.Conv2d):
+                resolved = ours.algorithm_for(layer_input.shape)
+                if resolved != algorithm:
+                    algorithm = f"{algorithm}→{resolved}"
+            rows.append((name, ours._ai3_op if hasattr(ours, "_ai3_op") else type(ours).__name__,
+                         algorithm, f"{ms:.3f}", f"{torch_ms:.3f}", f"{err:.1e}",
+                         "yes" if ok else "NO"))
+            total_ai3 += ms
+            total_torch += torch_ms
+    rows.append(("total", "", "", f"{total_ai3:.3f}", f"{total_torch:.3f}", "", ""))
+    print_table(title, ("layer", "operation", "algorithm", "ai3 ms", "torch ms", "max |diff|",
+                        "matches torch"), rows)
     return all_ok
+
+
+def whole_model(name, net, x, algos, repeats):
+    """`net` converted to an ai3.Model against torch eager on `x`."""
+    with torch.inference_mode():
+        model = ai3.convert(net, algos)
+        out, ms = median_ms(model, x, repeats)
+        expected, torch_ms = median_ms(net, x, repeats)
+    scale = max(1.0, expected.abs().max().item())
+    ok = torch.allclose(out, expected, rtol=1e-4, atol=1e-5 * scale)
+    print(f"{name} converted: ai3 {ms:.1f} ms, torch {torch_ms:.1f} ms "
+          f"({ms / torch_ms:.2f}x), matches torch: {'yes' if ok else 'NO'}")
+    return ok
 
 
 def main():
@@ -133,15 +167,20 @@ def main():
     swap_ok = seed_swap_example()
     print(f"\nseed example 1 (swap_operation, ConvNet, 10x3x224x224): allclose = {swap_ok}")
     vgg16 = torchvision.models.vgg16(weights=None).eval()
-    convert_ok, vgg_model = seed_convert_example(vgg16)
+    convert_ok = seed_convert_example(vgg16)
     print(f"seed example 2 (convert, VGG16, 1x3x224x224): allclose = {convert_ok}")
 
-    vgg_ok = layer_table("VGG16 (random weights), input 1x3x224x224, per layer:", vgg16,
-                         vgg_model, torch.randn(1, 3, 224, 224), args.repeats)
+    defaults = {op: "default" for op in ai3.OPERATIONS}
+    x = torch.randn(1, 3, 224, 224)
+    vgg_ok = layer_table("VGG16 (random weights), input 1x3x224x224, every operation swapped "
+                         "to 'default', per layer:", vgg16, x, defaults, args.repeats)
+    vgg_ok &= whole_model("VGG16", vgg16, x, None, args.repeats)
     convnet = ConvNet().eval()
-    convnet_model = ai3.convert(convnet, {"conv2d": ["direct", "smm"]})
-    convnet_ok = layer_table("ConvNet, input 4x3x224x224, per layer:", convnet, convnet_model,
-                             torch.randn(4, 3, 224, 224), args.repeats)
+    x = torch.randn(4, 3, 224, 224)
+    convnet_ok = layer_table("ConvNet, input 4x3x224x224, conv2d swapped to direct and smm, "
+                             "the rest to 'default', per layer:", convnet, x,
+                             {**defaults, "conv2d": ["direct", "smm"]}, args.repeats)
+    convnet_ok &= whole_model("ConvNet", convnet, x, {"conv2d": ["direct", "smm"]}, args.repeats)
 
     ok = swap_ok and convert_ok and vgg_ok and convnet_ok
     print("\nall results match PyTorch" if ok else "\nMISMATCH: some results differ from PyTorch")

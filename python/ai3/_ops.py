@@ -653,6 +653,16 @@ def conv2d(
                                 int(groups), padding_mode, algorithm, _keep_plan(weight, bias))
 
 
+def conv2d_algorithm_for(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int,
+                         padding_mode: str, algorithm: str) -> str:
+    """The algorithm :func:`conv2d` runs for this input shape: `algorithm`
+    itself, or what 'default' and 'guess' choose."""
+    _conv2d_shape(x, weight, None, stride, padding, dilation, groups, padding_mode, algorithm)
+    plan = _core.conv2d_plan(algorithm, weight.contiguous(), None, *_ints(stride), *_ints(padding),
+                             *_ints(dilation), int(groups), padding_mode, x.contiguous())
+    return _core.conv2d_plan_algorithm(plan)
+
+
 def conv2d_padding(
     padding_or_module: Union[int, str, Sequence[int], torch.nn.Conv2d],
     kernel_size: Union[int, Sequence[int], None] = None,

@@ -11,6 +11,7 @@ unchanged, and the network can be trained, compiled, deep-copied, pickled
 and saved.
 """
 
+import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
@@ -73,6 +74,15 @@ class Conv2d(Swapped, nn.Conv2d):
         padding = _ops.conv2d_padding(self.padding, self.kernel_size, self.dilation)
         return _ops.conv2d(input, self.weight, self.bias, _pair(self.stride), padding,
                            _pair(self.dilation), self.groups, self.padding_mode, self.algorithm)
+
+    def algorithm_for(self, input_shape):
+        """The algorithm this layer runs on inputs of `input_shape` (what
+        'default' and 'guess' choose for that shape)."""
+        padding = _ops.conv2d_padding(self.padding, self.kernel_size, self.dilation)
+        return _ops.conv2d_algorithm_for(torch.empty(input_shape, dtype=self.weight.dtype),
+                                         self.weight.detach(), _pair(self.stride), padding,
+                                         _pair(self.dilation), self.groups, self.padding_mode,
+                                         self.algorithm)
 
 
 class Linear(Swapped, nn.Linear):

@@ -161,8 +161,8 @@ def test_functional_calls_and_identities():
     model = ai3.convert(net, {"relu": ["direct", "default", "default"]},
                         sample_input_shape=(2, 3, 15, 15))
     assert [layer.op for layer in model.layers] == [
-        "conv2d", "relu", "maxpool2d", "avgpool2d", "adaptiveavgpool2d", "flatten", "linear",
-        "relu", "relu", "flatten", "linear", "flatten"]
+        "conv2d", "relu", "maxpool2d", "avgpool2d", "adaptiveavgpool2d", "reshape", "linear",
+        "relu", "relu", "reshape", "linear", "flatten"]
     for batch in (1, 2, 5):
         x = randn((batch, 3, 15, 15), seed=batch)
         with torch.no_grad():
@@ -217,15 +217,77 @@ def test_convert_swapped_network():
         assert close(model(x), net(x))
 
 
-def test_layers_are_callable_and_match_their_reference():
-    torch.manual_seed(6)
-    net = SevenOps().eval()
-    model = ai3.convert(net)
-    x = randn(SEVEN_SHAPE, seed=7)
-    for layer in model.layers:
-        y = layer(x)
-        assert close(y, layer.reference(x)), layer.name
-        x = y
+class Branchy(nn.Module):
+    """Branches, joins, a value used three times, chunk, a channel shuffle
+    with sizes read from the input, squeeze-and-excitation broadcasting, a
+    parameter read with get_attr, and two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.left = nn.Conv2d(4, 4, 1)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 8, 1), nn.Hardsigmoid())
+        self.scale = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+        self.norm = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = F.relu6(self.bn(self.conv(x)))
+        a, b = y.chunk(2, dim=1)
+        y = torch.cat([F.silu(self.left(a)), b], 1) + y
+        n, c, h, w = y.size()
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+        y = y * self.se(y) * self.scale
+        z = self.norm(y.permute(0, 2, 3, 1)).mean([1, 2])
+        return torch.softmax(self.fc(F.gelu(z)), dim=1), y
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_graph_with_branches_joins_and_two_outputs(fold):
+    torch.manual_seed(7)
+    net = Branchy()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 1.5)
+    net.eval()
+    model = ai3.convert(net, fold_batchnorm=fold)
+    ops = [layer.op for layer in model.layers]
+    assert ("batchnorm2d" in ops) == (not fold)
+    assert {"chunk", "cat", "add", "mul", "transpose", "permute", "layernorm", "mean",
+            "softmax", "gelu", "hardtanh", "silu", "hardsigmoid"} <= set(ops)
+    adds = [layer for layer in model.layers if layer.op == "add"]
+    assert len(adds) == 1 and len(adds[0].inputs) == 2
+    for shape in [(2, 3, 8, 8), (1, 3, 5, 7), (3, 3, 8, 8)]:
+        x = randn(shape, seed=shape[0])
+        with torch.no_grad():
+            expected = net(x)
+        got = model(x)
+        assert isinstance(got, tuple) and len(got) == 2
+        for g, e in zip(got, expected):
+            assert close(g, e)
+
+
+def test_memory_of_the_plan():
+    model = ai3.convert(Branchy().eval())
+    mem = model.memory((2, 3, 16, 16))
+    assert 0 < mem["peak"] < mem["total"]
+    assert model.output_shapes((2, 3, 16, 16)) == ((2, 5), (2, 8, 16, 16))
+
+
+def test_identity_network_copies_its_input():
+    model = ai3.convert(nn.Sequential(nn.Dropout(), nn.Identity()))
+    x = randn((2, 3))
+    out = model(x)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+
+
+def test_input_of_the_wrong_shape_names_the_node():
+    model = ai3.convert(ConvNet())
+    with pytest.raises(ValueError, match="'conv1' \\(conv2d\\).*channels"):
+        model(randn((1, 4, 224, 224)))
+    with pytest.raises(ValueError, match="'fc1' \\(linear\\)"):
+        model(randn((1, 3, 64, 64)))
 
 
 def test_repr_lists_layers_and_algorithms():

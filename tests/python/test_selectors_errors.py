@@ -324,43 +324,48 @@ def test_bad_input_at_run_time_is_a_clear_error():
 # Bad input: convert
 
 
-class Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+def test_convert_unsupported_slice_names_node():
+    class Slice(nn.Module):
+        def forward(self, x):
+            return F.relu(x + x[:, :1])
 
-    def forward(self, x):
-        return x + self.conv(x)
-
-
-def test_convert_branch_is_rejected():
-    with pytest.raises(ai3.UnsupportedError, match="chain.*'conv'"):
-        ai3.convert(Residual())
+    with pytest.raises(ai3.UnsupportedError,
+                       match=r"node 'getitem' \(call_function getitem, position 1\).*slic"):
+        ai3.convert(Slice())
 
 
 def test_convert_unsupported_module_names_node():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.PReLU())
     with pytest.raises(ai3.UnsupportedError,
-                       match=r"node '_1' \(call_module 1, position 2\).*BatchNorm2d"):
+                       match=r"node '_2' \(call_module 2, position 3\).*PReLU"):
         ai3.convert(net)
 
 
 def test_convert_unsupported_function_names_node():
-    class Sig(nn.Module):
+    class Tanh(nn.Module):
         def forward(self, x):
-            return torch.sigmoid(F.relu(x))
+            return torch.tanh(F.relu(x))
 
-    with pytest.raises(ai3.UnsupportedError, match="node 'sigmoid'.*sigmoid"):
-        ai3.convert(Sig())
+    with pytest.raises(ai3.UnsupportedError, match="node 'tanh'.*tanh"):
+        ai3.convert(Tanh())
 
 
 def test_convert_unsupported_view():
     class View(nn.Module):
         def forward(self, x):
-            return x.view(2, 3, -1)
+            return x.view(x.size(0) * 2, x.size(1) // 2, -1)
 
     with pytest.raises(ai3.UnsupportedError, match="view"):
         ai3.convert(View())
+
+
+def test_convert_scalar_arithmetic_unsupported():
+    class Scale(nn.Module):
+        def forward(self, x):
+            return x * 0.5
+
+    with pytest.raises(ai3.UnsupportedError, match="node 'mul'.*constant 0.5"):
+        ai3.convert(Scale())
 
 
 def test_convert_untraceable():

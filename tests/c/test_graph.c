@@ -1,0 +1,341 @@
+/* The graph executor against the same operations composed by hand. */
+#include "harness.h"
+
+#include "ai3.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ai3_tensor make(int ndim, const int64_t *shape) {
+    ai3_tensor t = {.dtype = AI3_FLOAT32, .device = AI3_DEVICE_CPU, .ndim = ndim};
+    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
+    t.data = calloc((size_t)ai3_tensor_numel(&t) + 1, sizeof(float));
+    return t;
+}
+
+static ai3_tensor random_tensor(int ndim, const int64_t *shape) {
+    ai3_tensor t = make(ndim, shape);
+    float *p = t.data;
+    for (int64_t i = 0; i < ai3_tensor_numel(&t); i++) p[i] = (float)ai3_test_uniform();
+    return t;
+}
+
+/* A tensor of the shape the op reports. */
+static ai3_tensor like(int ndim, const int64_t *shape) { return make(ndim, shape); }
+
+static double max_rel_diff(const ai3_tensor *a, const ai3_tensor *b) {
+    if (a->ndim != b->ndim) return INFINITY;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return INFINITY;
+    const float *x = a->data, *y = b->data;
+    double worst = 0;
+    for (int64_t i = 0; i < ai3_tensor_numel(a); i++) {
+        double d = fabs((double)x[i] - y[i]) / (1.0 + fabs((double)y[i]));
+        if (!(d <= worst)) worst = d; /* NaN counts as the worst */
+    }
+    return worst;
+}
+
+/* The test network: x → conv3x3 → relu ─┐
+ *                   x → conv1x1 ────────add → c (output 1)
+ *                   c → maxpool ┐
+ *                   c → avgpool ┴ cat → flatten → linear → y (output 0) */
+typedef struct net {
+    ai3_tensor w1, b1, w2, wl, bl;
+    ai3_conv2d_params p1, p2;
+    ai3_pool2d_params pool;
+} net;
+
+static net make_net(int64_t h, int64_t w) {
+    net n;
+    n.w1 = random_tensor(4, (int64_t[]){4, 3, 3, 3});
+    n.b1 = random_tensor(1, (int64_t[]){4});
+    n.w2 = random_tensor(4, (int64_t[]){4, 3, 1, 1});
+    n.wl = random_tensor(2, (int64_t[]){5, 8 * (h / 2) * (w / 2)});
+    n.bl = random_tensor(1, (int64_t[]){5});
+    n.p1 = ai3_conv2d_params_default();
+    n.p1.pad_top = n.p1.pad_bottom = n.p1.pad_left = n.p1.pad_right = 1;
+    n.p2 = ai3_conv2d_params_default();
+    n.pool = ai3_pool2d_params_default(2, 2);
+    return n;
+}
+
+static void free_net(net *n) {
+    free(n->w1.data);
+    free(n->b1.data);
+    free(n->w2.data);
+    free(n->wl.data);
+    free(n->bl.data);
+}
+
+static ai3_graph *build(const net *n, int *ok) {
+    ai3_graph *g = NULL;
+    int x, c1, r, c2, c, mp, ap, cat, fl, y;
+    *ok = ai3_graph_create(AI3_FLOAT32, &g) == AI3_OK && ai3_graph_add_input(g, &x) == AI3_OK &&
+          ai3_graph_conv2d(g, "default", x, &n->w1, &n->b1, &n->p1, NULL, &c1) == AI3_OK &&
+          ai3_graph_relu(g, "default", c1, &r) == AI3_OK &&
+          ai3_graph_conv2d(g, "direct", x, &n->w2, NULL, &n->p2, NULL, &c2) == AI3_OK &&
+          ai3_graph_add(g, "default", r, c2, &c) == AI3_OK &&
+          ai3_graph_maxpool2d(g, "default", c, &n->pool, &mp) == AI3_OK &&
+          ai3_graph_avgpool2d(g, "default", c, &n->pool, &ap) == AI3_OK &&
+          ai3_graph_cat(g, "default", 2, (int[]){mp, ap}, 1, &cat) == AI3_OK &&
+          ai3_graph_flatten(g, "default", cat, 1, -1, &fl) == AI3_OK &&
+          ai3_graph_linear(g, "default", fl, &n->wl, &n->bl, &y) == AI3_OK &&
+          ai3_graph_set_name(g, c1, "conv1") == AI3_OK &&
+          ai3_graph_set_outputs(g, 2, (int[]){y, c}) == AI3_OK;
+    return g;
+}
+
+/* The network computed with the operation functions, one by one. */
+static void by_hand(const net *n, const ai3_tensor *x, ai3_tensor *y, ai3_tensor *c) {
+    int nd;
+    int64_t sh[AI3_MAX_DIMS];
+    ai3_conv2d_output_shape(x, &n->w1, &n->p1, &nd, sh);
+    ai3_tensor c1 = like(nd, sh), c2 = like(nd, sh);
+    *c = like(nd, sh);
+    ai3_conv2d("default", x, &n->w1, &n->b1, &n->p1, &c1);
+    ai3_relu("default", &c1, &c1);
+    ai3_conv2d("direct", x, &n->w2, NULL, &n->p2, &c2);
+    ai3_add("default", &c1, &c2, c);
+    ai3_maxpool2d_output_shape(c, &n->pool, &nd, sh);
+    ai3_tensor mp = like(nd, sh), ap = like(nd, sh);
+    ai3_maxpool2d("default", c, &n->pool, &mp);
+    ai3_avgpool2d("default", c, &n->pool, &ap);
+    const ai3_tensor *parts[2] = {&mp, &ap};
+    ai3_cat_output_shape(parts, 2, 1, &nd, sh);
+    ai3_tensor cat = like(nd, sh);
+    ai3_cat("default", parts, 2, 1, &cat);
+    ai3_tensor fl = cat;
+    fl.ndim = 2;
+    fl.shape[1] = ai3_tensor_numel(&cat) / cat.shape[0];
+    ai3_linear_output_shape(&fl, &n->wl, &nd, sh);
+    *y = like(nd, sh);
+    ai3_linear("default", &fl, &n->wl, &n->bl, y);
+    free(c1.data);
+    free(c2.data);
+    free(mp.data);
+    free(ap.data);
+    free(cat.data);
+}
+
+/* Runs the graph on x and compares both outputs with by_hand. */
+static void check_run(ai3_graph *g, const net *n, const ai3_tensor *x) {
+    int nd[2];
+    int64_t sh[2][AI3_MAX_DIMS];
+    ai3_status s = ai3_graph_output_shapes(g, 1, x, 2, nd, sh);
+    AI3_EXPECT(s == AI3_OK, "output_shapes: %s", ai3_last_error());
+    if (s != AI3_OK) return;
+    ai3_tensor out[2] = {make(nd[0], sh[0]), make(nd[1], sh[1])};
+    s = ai3_graph_run(g, 1, x, 2, out);
+    AI3_EXPECT(s == AI3_OK, "run: %s", ai3_last_error());
+    ai3_tensor y, c;
+    by_hand(n, x, &y, &c);
+    AI3_EXPECT(max_rel_diff(&out[0], &y) < 1e-5, "output 0 differs: %g", max_rel_diff(&out[0], &y));
+    AI3_EXPECT(max_rel_diff(&out[1], &c) < 1e-5, "output 1 differs: %g", max_rel_diff(&out[1], &c));
+    free(out[0].data);
+    free(out[1].data);
+    free(y.data);
+    free(c.data);
+}
+
+AI3_TEST(graph_branch_and_join_match_the_operations) {
+    net n = make_net(8, 8);
+    int ok;
+    ai3_graph *g = build(&n, &ok);
+    AI3_EXPECT(ok, "building failed: %s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_num_inputs(g) == 1 && ai3_graph_num_outputs(g) == 2, "counts");
+    ai3_tensor x = random_tensor(4, (int64_t[]){2, 3, 8, 8});
+    check_run(g, &n, &x);
+    check_run(g, &n, &x); /* the cached plan and arena */
+    free(x.data);
+    ai3_graph_destroy(g);
+    free_net(&n);
+}
+
+AI3_TEST(graph_replans_for_new_input_shapes) {
+    /* The linear layer fixes the feature count: 8 * 4 * 4 from 8x8 or 9x9,
+     * and 8 * 2 * 8 from 4x16 (batch sizes vary freely). */
+    net n = make_net(8, 8);
+    int ok;
+    ai3_graph *g = build(&n, &ok);
+    AI3_EXPECT(ok, "building failed: %s", ai3_last_error());
+    int64_t shapes[][4] = {{2, 3, 8, 8}, {1, 3, 9, 9}, {5, 3, 4, 16}, {3, 3, 8, 8}, {2, 3, 8, 8},
+                           {1, 3, 9, 8}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        ai3_tensor x = random_tensor(4, shapes[i]);
+        check_run(g, &n, &x);
+        free(x.data);
+    }
+    ai3_graph_destroy(g);
+    free_net(&n);
+}
+
+AI3_TEST(graph_reuses_buffers) {
+    /* A chain of 3x3 convolutions with relus: with reuse, two buffers of
+     * the largest size suffice however long the chain. */
+    ai3_graph *g;
+    int v;
+    ai3_graph_create(AI3_FLOAT32, &g);
+    ai3_graph_add_input(g, &v);
+    ai3_tensor w = random_tensor(4, (int64_t[]){8, 8, 3, 3});
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    for (int i = 0; i < 6; i++) {
+        AI3_EXPECT(ai3_graph_conv2d(g, "default", v, &w, NULL, &p, NULL, &v) == AI3_OK, "conv");
+        AI3_EXPECT(ai3_graph_relu(g, "default", v, &v) == AI3_OK, "relu");
+    }
+    ai3_graph_set_outputs(g, 1, &v);
+    ai3_tensor x = {.dtype = AI3_FLOAT32, .ndim = 4, .shape = {2, 8, 16, 16}};
+    size_t peak = 0, total = 0, ws = 0;
+    ai3_status s = ai3_graph_peak_bytes(g, 1, &x, &peak, &total, &ws);
+    AI3_EXPECT(s == AI3_OK, "peak_bytes: %s", ai3_last_error());
+    size_t one = 2 * 8 * 16 * 16 * sizeof(float);
+    AI3_EXPECT(total == 11 * one, "total %zu, expected %zu", total, 11 * one);
+    AI3_EXPECT(peak == 2 * one, "peak %zu, expected %zu", peak, 2 * one);
+
+    /* and the result is still that of the chain */
+    x = random_tensor(4, (int64_t[]){2, 8, 16, 16});
+    ai3_tensor out = make(4, x.shape), ref = random_tensor(4, x.shape), tmp = make(4, x.shape);
+    memcpy(ref.data, x.data, one);
+    for (int i = 0; i < 6; i++) {
+        ai3_conv2d("default", &ref, &w, NULL, &p, &tmp);
+        ai3_relu("default", &tmp, &ref);
+    }
+    s = ai3_graph_run(g, 1, &x, 1, &out);
+    AI3_EXPECT(s == AI3_OK, "run: %s", ai3_last_error());
+    AI3_EXPECT(max_rel_diff(&out, &ref) < 1e-5, "differs: %g", max_rel_diff(&out, &ref));
+    free(x.data);
+    free(out.data);
+    free(ref.data);
+    free(tmp.data);
+    free(w.data);
+    ai3_graph_destroy(g);
+}
+
+AI3_TEST(graph_channel_shuffle_and_chunk) {
+    /* ShuffleNet's channel shuffle with sizes taken from the input, then
+     * chunk, permute and a second input; the outputs include a graph input
+     * and one value twice. */
+    ai3_graph *g;
+    int x, z, v, t, s2, pieces[2], pm, sum;
+    ai3_graph_create(AI3_FLOAT32, &g);
+    ai3_graph_add_input(g, &x);
+    ai3_graph_add_input(g, &z);
+    ai3_graph_dim split[5] = {{.value = x, .dim = 0}, {.value = -1, .size = 2},
+                              {.value = -1, .size = -1}, {.value = x, .dim = 2},
+                              {.value = x, .dim = -1}};
+    AI3_EXPECT(ai3_graph_reshape(g, x, 5, split, &v) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_permute(g, "default", v, 5, (int[]){0, 2, 1, 3, 4}, &t) == AI3_OK,
+               "%s", ai3_last_error());
+    ai3_graph_dim merge[4] = {{.value = x, .dim = 0}, {.value = x, .dim = 1},
+                              {.value = x, .dim = 2}, {.value = x, .dim = 3}};
+    AI3_EXPECT(ai3_graph_reshape(g, t, 4, merge, &s2) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_chunk(g, s2, 2, 1, pieces) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(pieces[1] == pieces[0] + 1, "chunk ids");
+    AI3_EXPECT(ai3_graph_mul(g, "default", pieces[1], z, &pm) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_add(g, "default", pieces[0], pm, &sum) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_set_outputs(g, 4, (int[]){sum, s2, x, sum}) == AI3_OK, "outputs");
+
+    int64_t n = 2, c = 6, h = 3, w = 4;
+    ai3_tensor in[2] = {random_tensor(4, (int64_t[]){n, c, h, w}),
+                        random_tensor(4, (int64_t[]){1, c / 2, 1, 1})};
+    int nd[4];
+    int64_t sh[4][AI3_MAX_DIMS];
+    ai3_status s = ai3_graph_output_shapes(g, 2, in, 4, nd, sh);
+    AI3_EXPECT(s == AI3_OK, "%s", ai3_last_error());
+    ai3_tensor out[4];
+    for (int k = 0; k < 4; k++) out[k] = make(nd[k], sh[k]);
+    s = ai3_graph_run(g, 2, in, 4, out);
+    AI3_EXPECT(s == AI3_OK, "%s", ai3_last_error());
+
+    const float *xd = in[0].data, *zd = in[1].data;
+    const float *shuffled = out[1].data, *res = out[0].data, *res2 = out[3].data;
+    int bad = 0;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t i = 0; i < h * w; i++) {
+                /* output channel ch = j * 2 + g reads input channel g * (c / 2) + j */
+                int64_t src = (ch % 2) * (c / 2) + ch / 2;
+                float want = xd[(b * c + src) * h * w + i];
+                bad += shuffled[(b * c + ch) * h * w + i] != want;
+            }
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t ch = 0; ch < c / 2; ch++)
+            for (int64_t i = 0; i < h * w; i++) {
+                float lo = shuffled[(b * c + ch) * h * w + i];
+                float hi = shuffled[(b * c + ch + c / 2) * h * w + i];
+                float want = lo + hi * zd[ch], got = res[(b * c / 2 + ch) * h * w + i];
+                bad += fabsf(got - want) > 1e-6f || res2[(b * c / 2 + ch) * h * w + i] != got;
+            }
+    bad += memcmp(out[2].data, in[0].data, sizeof(float) * (size_t)(n * c * h * w)) != 0;
+    AI3_EXPECT(bad == 0, "%d elements differ", bad);
+
+    /* an odd channel count cannot be split into 2 equal reshape groups */
+    ai3_tensor odd = random_tensor(4, (int64_t[]){1, 5, 2, 2});
+    ai3_tensor two[2] = {odd, in[1]};
+    s = ai3_graph_output_shapes(g, 2, two, 4, nd, sh);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT && strstr(ai3_last_error(), "reshape"),
+               "odd channels: %d %s", (int)s, ai3_last_error());
+    for (int k = 0; k < 4; k++) free(out[k].data);
+    free(in[0].data);
+    free(in[1].data);
+    free(odd.data);
+    ai3_graph_destroy(g);
+}
+
+AI3_TEST(graph_rejects_bad_inputs_clearly) {
+    net n = make_net(8, 8);
+    int ok;
+    ai3_graph *g = build(&n, &ok);
+    int nd[2];
+    int64_t sh[2][AI3_MAX_DIMS];
+
+    ai3_tensor x = random_tensor(4, (int64_t[]){2, 5, 8, 8}); /* 5 channels, not 3 */
+    ai3_status s = ai3_graph_output_shapes(g, 1, &x, 2, nd, sh);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT && strstr(ai3_last_error(), "'conv1'"),
+               "wrong channels: %d %s", (int)s, ai3_last_error());
+    ai3_tensor outs[2] = {make(2, (int64_t[]){2, 5}), make(4, (int64_t[]){2, 4, 8, 8})};
+    s = ai3_graph_run(g, 1, &x, 2, outs);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT, "run with wrong channels: %d", (int)s);
+    free(x.data);
+
+    x = random_tensor(4, (int64_t[]){2, 3, 8, 8});
+    x.dtype = AI3_FLOAT64;
+    s = ai3_graph_run(g, 1, &x, 2, outs);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT && strstr(ai3_last_error(), "float64"),
+               "wrong dtype: %d %s", (int)s, ai3_last_error());
+    x.dtype = AI3_FLOAT32;
+    s = ai3_graph_run(g, 2, &x, 2, outs);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT && strstr(ai3_last_error(), "1 input"),
+               "input count: %s", ai3_last_error());
+    ai3_tensor bad_out = make(2, (int64_t[]){2, 6});
+    ai3_tensor two[2] = {bad_out, outs[1]};
+    s = ai3_graph_run(g, 1, &x, 2, two);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT && strstr(ai3_last_error(), "output"),
+               "output shape: %s", ai3_last_error());
+    ai3_tensor small = random_tensor(4, (int64_t[]){2, 3, 1, 1}); /* too small to pool */
+    s = ai3_graph_output_shapes(g, 1, &small, 2, nd, sh);
+    AI3_EXPECT(s == AI3_ERROR_INVALID_ARGUMENT, "too small: %d", (int)s);
+
+    /* building */
+    int v;
+    AI3_EXPECT(ai3_graph_relu(g, "default", 99, &v) == AI3_ERROR_INVALID_ARGUMENT, "bad id");
+    AI3_EXPECT(ai3_graph_relu(g, "no such", 0, &v) == AI3_ERROR_UNKNOWN_ALGORITHM, "bad name");
+    ai3_tensor w64 = n.w1;
+    w64.dtype = AI3_FLOAT64;
+    AI3_EXPECT(ai3_graph_conv2d(g, "default", 0, &w64, NULL, &n.p1, NULL, &v) ==
+                   AI3_ERROR_INVALID_ARGUMENT, "weight dtype");
+    AI3_EXPECT(ai3_graph_set_outputs(g, 0, NULL) == AI3_ERROR_INVALID_ARGUMENT, "no outputs");
+    ai3_graph *none = g;
+    AI3_EXPECT(ai3_graph_create((ai3_dtype)7, &none) == AI3_ERROR_INVALID_ARGUMENT && !none,
+               "bad dtype");
+    free(x.data);
+    free(small.data);
+    free(bad_out.data);
+    free(outs[0].data);
+    free(outs[1].data);
+    ai3_graph_destroy(g);
+    ai3_graph_destroy(NULL);
+    free_net(&n);
+}
