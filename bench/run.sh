@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 py=.venv/bin/python
 $py -c "import matplotlib" 2>/dev/null || $py -m pip install --quiet matplotlib
+# OpenBLAS is the GEMM benchmark's yardstick only, never a dependency of ai3.
+if ! ldconfig -p | grep -q libopenblas && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q libopenblas0 >/dev/null || echo "bench: no OpenBLAS; its column is left out"
+fi
 repeats=10
 [ "${1:-}" = "--quick" ] && repeats=3
 for script in bench/*.py; do
