@@ -56,6 +56,10 @@ static inline void *ai3_arena_take(ai3_arena *a, size_t bytes) {
 
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_direct)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_smm)
+AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_gemm)
+AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_implicit_gemm)
+AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_implicit_precomp_gemm)
+AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_winograd)
 
 /* Finds the conv2d algorithm `name` ("default" and "guess" already
  * resolved): a built-in (*impl) or one registered at run time (*registered). */

@@ -10,22 +10,26 @@
 #include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
 
-/* Positions per tile: two 64-byte vectors. */
+/* Positions per tile: two 64-byte vectors, or four (WIDE_TILE) when there
+ * are at most WIDE_OC_BLOCK output channels per group (first layers), so
+ * that a block still has enough independent accumulators. */
 #define TILE ((int64_t)(128 / sizeof(real)))
+#define WIDE_TILE (2 * TILE)
 /* Output channels per register block. */
 #define OC_BLOCK 8
+#define WIDE_OC_BLOCK 4
 
 /*
  * tile[j][i] = Σ_ic Σ_t w[j·w_oc + ic·taps + t] · in[ic·cs + off[t] + i]
  * for OCB output channels j and TILE positions i.
  */
-#define DEFINE_TILE_KERNEL(OCB)                                                          \
-    AI3_MULTIVERSION static void tile_kernel_##OCB(                                     \
+#define DEFINE_TILE_KERNEL(OCB, TW, NAME)                                                \
+    AI3_MULTIVERSION static void NAME(                                                   \
         const real *restrict in, int64_t cs, const int64_t *restrict off, int64_t taps, \
         int64_t c_in, const real *restrict w, int64_t w_oc, real *restrict tile) {      \
-        real acc[OCB][TILE];                                                             \
+        real acc[OCB][TW];                                                             \
         for (int j = 0; j < OCB; j++)                                                    \
-            for (int64_t i = 0; i < TILE; i++) acc[j][i] = 0;                            \
+            for (int64_t i = 0; i < TW; i++) acc[j][i] = 0;                            \
         for (int64_t ic = 0; ic < c_in; ic++) {                                          \
             const real *restrict inc = in + ic * cs;                                     \
             const real *restrict wc = w + ic * taps;                                     \
@@ -33,22 +37,26 @@
                 const real *restrict src = inc + off[t];                                 \
                 for (int j = 0; j < OCB; j++) {                                          \
                     const real wv = wc[j * w_oc + t];                                    \
-                    for (int64_t i = 0; i < TILE; i++) acc[j][i] += wv * src[i];         \
+                    for (int64_t i = 0; i < TW; i++) acc[j][i] += wv * src[i];         \
                 }                                                                        \
             }                                                                            \
         }                                                                                \
         for (int j = 0; j < OCB; j++)                                                    \
-            for (int64_t i = 0; i < TILE; i++) tile[j * TILE + i] = acc[j][i];           \
+            for (int64_t i = 0; i < TW; i++) tile[j * TW + i] = acc[j][i];           \
     }
 
-DEFINE_TILE_KERNEL(1)
-DEFINE_TILE_KERNEL(2)
-DEFINE_TILE_KERNEL(3)
-DEFINE_TILE_KERNEL(4)
-DEFINE_TILE_KERNEL(5)
-DEFINE_TILE_KERNEL(6)
-DEFINE_TILE_KERNEL(7)
-DEFINE_TILE_KERNEL(8)
+DEFINE_TILE_KERNEL(1, TILE, tile_kernel_1)
+DEFINE_TILE_KERNEL(2, TILE, tile_kernel_2)
+DEFINE_TILE_KERNEL(3, TILE, tile_kernel_3)
+DEFINE_TILE_KERNEL(4, TILE, tile_kernel_4)
+DEFINE_TILE_KERNEL(5, TILE, tile_kernel_5)
+DEFINE_TILE_KERNEL(6, TILE, tile_kernel_6)
+DEFINE_TILE_KERNEL(7, TILE, tile_kernel_7)
+DEFINE_TILE_KERNEL(8, TILE, tile_kernel_8)
+DEFINE_TILE_KERNEL(1, WIDE_TILE, wide_tile_kernel_1)
+DEFINE_TILE_KERNEL(2, WIDE_TILE, wide_tile_kernel_2)
+DEFINE_TILE_KERNEL(3, WIDE_TILE, wide_tile_kernel_3)
+DEFINE_TILE_KERNEL(4, WIDE_TILE, wide_tile_kernel_4)
 
 typedef void (*tile_kernel_fn)(const real *, int64_t, const int64_t *, int64_t, int64_t,
                                const real *, int64_t, real *);
@@ -56,6 +64,9 @@ typedef void (*tile_kernel_fn)(const real *, int64_t, const int64_t *, int64_t, 
 static const tile_kernel_fn tile_kernels[OC_BLOCK + 1] = {
     NULL,          tile_kernel_1, tile_kernel_2, tile_kernel_3, tile_kernel_4,
     tile_kernel_5, tile_kernel_6, tile_kernel_7, tile_kernel_8,
+};
+static const tile_kernel_fn wide_tile_kernels[WIDE_OC_BLOCK + 1] = {
+    NULL, wide_tile_kernel_1, wide_tile_kernel_2, wide_tile_kernel_3, wide_tile_kernel_4,
 };
 
 typedef struct {
@@ -66,6 +77,9 @@ typedef struct {
     const ai3_conv2d_wide *s;
     const int64_t *off;       /* per tap */
     int64_t taps;
+    int64_t tile_w;           /* TILE or WIDE_TILE */
+    int64_t oc_block;         /* OC_BLOCK, or WIDE_OC_BLOCK with wide tiles */
+    const tile_kernel_fn *kernels;
     int64_t tiles, chunks;    /* tiles per output channel; tile chunks per task */
     int64_t oc_blocks;        /* per group */
 } direct_ctx;
@@ -76,11 +90,12 @@ static void store_tile(const direct_ctx *c, const real *tile, int ocb, int64_t n
                        int64_t q0) {
     const ai3_conv2d_dims *d = c->d;
     for (int j = 0; j < ocb; j++)
-        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * TILE, q0, TILE, c->b ? c->b[oc + j] : 0, d,
+        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w,
+                                         c->b ? c->b[oc + j] : 0, d,
                                          c->s, c->y + (n * d->c_out + oc + j) * d->oh * d->ow);
 }
 
-/* A task is (image, group, block of OC_BLOCK output channels, chunk of tiles). */
+/* A task is (image, group, block of output channels, chunk of tiles). */
 static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
     const direct_ctx *c = vctx;
     const ai3_conv2d_dims *d = c->d;
@@ -98,25 +113,25 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
         const int64_t tile_begin = c->tiles * chunk / c->chunks;
         const int64_t tile_end = c->tiles * (chunk + 1) / c->chunks;
         const real *in = c->in + (n * d->c_in + g * d->c_in_g) * c->s->cs;
-        const int64_t oc = g * d->c_out_g + ob * OC_BLOCK;
-        const int ocb = (int)(AI3_MIN((ob + 1) * OC_BLOCK, d->c_out_g) - ob * OC_BLOCK);
+        const int64_t oc = g * d->c_out_g + ob * c->oc_block;
+        const int ocb = (int)(AI3_MIN((ob + 1) * c->oc_block, d->c_out_g) - ob * c->oc_block);
         for (int64_t tl = tile_begin; tl < tile_end; tl++) {
-            const int64_t q0 = tl * TILE;
-            tile_kernels[ocb](in + q0, c->s->cs, c->off, c->taps, d->c_in_g, c->w + oc * w_oc,
+            const int64_t q0 = tl * c->tile_w;
+            c->kernels[ocb](in + q0, c->s->cs, c->off, c->taps, d->c_in_g, c->w + oc * w_oc,
                               w_oc, tile);
             store_tile(c, tile, ocb, n, oc, q0);
         }
     }
 }
 
-/* Workspace: the tap offsets, then the prepared input with TILE zeros after
- * it (a tile may run past the last valid position, and the last channel's
- * tiles past the end of the input, by < TILE). */
+/* Workspace: the tap offsets, then the prepared input with WIDE_TILE zeros
+ * after it (a tile may run past the last valid position, and the last
+ * channel's tiles past the end of the input, by less than a tile). */
 static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
                   ai3_conv2d_wide *s, int64_t **off, real **in) {
     AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, s, NULL);
     *off = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **off);
-    *in = ai3_arena_take(a, (size_t)(s->elems + TILE) * sizeof(real));
+    *in = ai3_arena_take(a, (size_t)(s->elems + WIDE_TILE) * sizeof(real));
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
@@ -137,14 +152,17 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     carve(pb, d, &a, &s, &off, &in);
     AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &s, off);
     AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &s, in);
-    for (int64_t i = 0; i < TILE; i++) in[s.elems + i] = 0;
+    for (int64_t i = 0; i < WIDE_TILE; i++) in[s.elems + i] = 0;
 
+    const bool wide = d->c_out_g <= WIDE_OC_BLOCK;
     direct_ctx c = {
         .in = in, .w = pb->weight.data, .b = pb->bias ? pb->bias->data : NULL,
         .y = output->data, .d = d, .s = &s, .off = off, .taps = d->kh * d->kw,
-        .tiles = (s.positions + TILE - 1) / TILE,
-        .oc_blocks = (d->c_out_g + OC_BLOCK - 1) / OC_BLOCK,
+        .tile_w = wide ? WIDE_TILE : TILE, .oc_block = wide ? WIDE_OC_BLOCK : OC_BLOCK,
+        .kernels = wide ? wide_tile_kernels : tile_kernels,
     };
+    c.tiles = (s.positions + c.tile_w - 1) / c.tile_w;
+    c.oc_blocks = (d->c_out_g + c.oc_block - 1) / c.oc_block;
     /* Enough tasks for an even static split over the pool. */
     const int64_t blocks = d->n * d->groups * c.oc_blocks;
     const int64_t want = 8 * (int64_t)ai3_get_num_threads();

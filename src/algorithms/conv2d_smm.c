@@ -2,94 +2,104 @@
  * conv2d "smm": SMM-Conv (Ofir & Ben-Artzi, CVPRW 2022).
  *
  * The output is the sum over the KH·KW kernel taps of (that tap's weights,
- * C_out_g × C_in_g) times (a shifted view of the padded input, C_in_g ×
- * positions): one GEMM per tap, accumulated into the output, with no im2col
- * buffer. The workspace is the padded input, the weights re-laid out as
- * [tap][oc][ic] and the wide result.
+ * C_out/groups × C_in/groups) times (a shifted view of the padded input,
+ * C_in/groups × positions): one GEMM per tap, accumulated, with no im2col
+ * buffer. The taps' weights are packed for the GEMM engine once, at
+ * prepare; the first tap's GEMM adds the bias, the others accumulate.
  *
- * In the wide layout of conv2d_wide.h each shifted view is a plain matrix:
- * every row of a tap's B operand is a contiguous slice of one input channel.
+ * In the wide layout of conv2d_wide.h each shifted view is a plain strided
+ * matrix (every row a contiguous slice of one input channel), which a B
+ * callback copies into the engine's strips. The GEMMs write the wide result, whose valid positions
+ * then go to the output. Work is split into blocks of positions small
+ * enough that a block of the result stays in cache across the taps.
+ * Workspace: the padded input and the wide result (about the input's and
+ * the output's sizes).
  */
-#include "algorithms/conv2d.h"
+#include "conv2d_gemm.h"
 #include "conv2d_wide.h"
-#include "gemm.h"
 
+/* Bytes of the result block a task keeps in cache over the taps. */
+#define RESULT_BLOCK_BYTES (256 * 1024)
+
+/* A tap's shifted view: element (c, q) at src[c·cs + q]. */
 typedef struct {
-    const real *w;
-    real *wt;
-    int64_t c_out, c_in_g, taps;
-} relayout_ctx;
+    const real *src;
+    int64_t cs;
+    int nr;
+} view_ctx;
 
-/* wt[t][oc][ic] = w[oc][ic][t] for output channels [begin, end): a
- * transpose of each (c_in_g × taps) row, read in order, written to `taps`
- * sequential streams. */
-AI3_MULTIVERSION
-static void relayout_weights(void *vctx, int64_t begin, int64_t end) {
-    const relayout_ctx *c = vctx;
-    const int64_t taps = c->taps, c_in_g = c->c_in_g, tap_stride = c->c_out * c_in_g;
-    for (int64_t oc = begin; oc < end; oc++) {
-        const real *restrict src = c->w + oc * c_in_g * taps;
-        real *restrict dst = c->wt + oc * c_in_g;
-        for (int64_t ic = 0; ic < c_in_g; ic++)
-            for (int64_t t = 0; t < taps; t++) dst[t * tap_stride + ic] = src[ic * taps + t];
+AI3_ALWAYS_INLINE void copy_block(const view_ctx *c, int64_t k0, int64_t kc, int64_t n0,
+                                  int64_t nc, const int NR, real *dst) {
+    for (int64_t s = 0; s < nc; s += NR, dst += NR * kc) {
+        const int cnt = (int)AI3_MIN(NR, nc - s);
+        const real *src = c->src + k0 * c->cs + n0 + s;
+        for (int64_t p = 0; p < kc; p++) {
+            const real *restrict from = src + p * c->cs;
+            real *restrict row = dst + p * NR;
+            if (cnt == NR) {
+                for (int j = 0; j < NR; j++) row[j] = from[j];
+            } else {
+                for (int j = 0; j < cnt; j++) row[j] = from[j];
+                for (int j = cnt; j < NR; j++) row[j] = 0;
+            }
+        }
+    }
+}
+
+/* The B callback (gemm.h): NR a constant for the tiles the kernels use. */
+AI3_MULTIVERSION AI3_NO_MEMCPY
+static void pack_b(void *vctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc, real *dst) {
+    const view_ctx *c = vctx;
+    switch (c->nr) {
+    case 8: copy_block(c, k0, kc, n0, nc, 8, dst); break;
+    case 16: copy_block(c, k0, kc, n0, nc, 16, dst); break;
+    case 32: copy_block(c, k0, kc, n0, nc, 32, dst); break;
+    default: copy_block(c, k0, kc, n0, nc, c->nr, dst); break;
     }
 }
 
 typedef struct {
-    const real *in, *wt, *b;
+    const ai3_conv2d_packed_weights *pw;
+    const real *in, *bias;
     real *wide, *y;
     const ai3_conv2d_dims *d;
     const ai3_conv2d_wide *s;
-    const int64_t *off;                  /* per tap */
+    const int64_t *off;  /* per tap */
     int64_t taps;
-    int64_t positions;                   /* wide positions per output channel */
-    int64_t oc_block, oc_blocks;         /* per group */
     int64_t q_block, q_blocks;
 } smm_ctx;
 
-/* A task is (image, group, block of output channels, block of positions):
- * one GEMM per tap into the wide result, then the valid positions to the
- * output with the bias. */
-static void smm_tasks(void *vctx, int64_t begin, int64_t end) {
+/* Job i = (image, group, block of positions): one GEMM per tap into the
+ * wide result, then its valid positions to the output. */
+static ai3_status job(void *vctx, int64_t i, unsigned flags) {
     const smm_ctx *c = vctx;
     const ai3_conv2d_dims *d = c->d;
-    for (int64_t task = begin; task < end; task++) {
-        int64_t rest = task;
-        const int64_t qb = rest % c->q_blocks;
-        rest /= c->q_blocks;
-        const int64_t ob = rest % c->oc_blocks;
-        rest /= c->oc_blocks;
-        const int64_t g = rest % d->groups;
-        const int64_t n = rest / d->groups;
-
-        const int64_t q0 = qb * c->q_block, nq = AI3_MIN(c->q_block, c->positions - q0);
-        const int64_t oc0 = g * d->c_out_g + ob * c->oc_block;
-        const int64_t noc = AI3_MIN(c->oc_block, d->c_out_g - ob * c->oc_block);
-        const real *in = c->in + (n * d->c_in + g * d->c_in_g) * c->s->cs + q0;
-        real *wide = c->wide + (n * d->c_out + oc0) * c->positions + q0;
-        for (int64_t t = 0; t < c->taps; t++) {
-            AI3_TYPED(ai3_gemm_nn)(noc, nq, d->c_in_g, c->wt + (t * d->c_out + oc0) * d->c_in_g,
-                                   d->c_in_g, in + c->off[t], c->s->cs, wide, c->positions,
-                                   t > 0);
-        }
-
-        for (int64_t j = 0; j < noc; j++)
-            AI3_TYPED(ai3_conv2d_wide_store)(wide + j * c->positions, q0, nq,
-                                             c->b ? c->b[oc0 + j] : 0, d, c->s,
-                                             c->y + (n * d->c_out + oc0 + j) * d->oh * d->ow);
+    const ai3_conv2d_packed_weights *pw = c->pw;
+    const int64_t qb = i % c->q_blocks, g = i / c->q_blocks % d->groups;
+    const int64_t n = i / c->q_blocks / d->groups;
+    const int64_t positions = c->s->positions, q0 = qb * c->q_block;
+    const int64_t nq = AI3_MIN(c->q_block, positions - q0);
+    const real *in = c->in + (n * d->c_in + g * d->c_in_g) * c->s->cs + q0;
+    real *wide = c->wide + (n * d->c_out + g * d->c_out_g) * positions + q0;
+    for (int64_t t = 0; t < c->taps; t++) {
+        ai3_gemm_operand a = ai3_conv2d_packed_block(pw, g * c->taps + t);
+        view_ctx view = {in + c->off[t], c->s->cs, pw->cfg->nr};
+        ai3_gemm_operand b = ai3_gemm_callback(pack_b, &view);
+        const real *bias = t == 0 && c->bias ? c->bias + g * d->c_out_g : NULL;
+        ai3_status st = AI3_TYPED(ai3_gemm)(pw->cfg, d->c_out_g, nq, d->c_in_g, &a, &b, wide,
+                                            positions, bias, NULL,
+                                            flags | (t > 0 ? AI3_GEMM_ACCUMULATE : 0));
+        if (st != AI3_OK) return st;
     }
+    for (int64_t j = 0; j < d->c_out_g; j++)
+        AI3_TYPED(ai3_conv2d_wide_store)(
+            wide + j * positions, q0, nq, 0, d, c->s,
+            c->y + (n * d->c_out + g * d->c_out_g + j) * d->oh * d->ow);
+    return AI3_OK;
 }
 
-/* The weights as [tap][oc][ic], once per plan. */
 static ai3_status prepare(ai3_conv2d_problem *pb) {
-    const ai3_tensor *w = &pb->weight;
-    const int64_t c_out = w->shape[0], c_in_g = w->shape[1], taps = w->shape[2] * w->shape[3];
-    real *wt = ai3_alloc((size_t)(taps * c_out * c_in_g) * sizeof(real));
-    if (!wt) return AI3_ERROR_OUT_OF_MEMORY;
-    relayout_ctx rc = {w->data, wt, c_out, c_in_g, taps};
-    ai3_parallel_for(c_out, 1, relayout_weights, &rc);
-    pb->state = wt;
-    return AI3_OK;
+    return AI3_TYPED(ai3_conv2d_pack_weights)(pb, true);
 }
 
 /* Workspace: tap offsets, the prepared input, the wide result. */
@@ -120,31 +130,30 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &s, off);
     AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &s, in);
 
-    /* Blocks big enough that packing pays, small enough to give every
-     * thread a few tasks: positions are split first, then channels. */
-    smm_ctx c = {
-        .in = in, .wt = pb->state, .b = pb->bias ? pb->bias->data : NULL, .wide = wide,
-        .y = output->data, .d = d, .s = &s, .off = off, .taps = d->kh * d->kw,
-        .positions = s.positions,
-        .oc_block = AI3_MIN(d->c_out_g, 128), .q_block = AI3_MIN(s.positions, 1024),
-    };
-    const int64_t want = 4 * (int64_t)ai3_get_num_threads();
-    for (;;) {
-        c.oc_blocks = (d->c_out_g + c.oc_block - 1) / c.oc_block;
-        c.q_blocks = (s.positions + c.q_block - 1) / c.q_block;
-        const int64_t tasks = d->n * d->groups * c.oc_blocks * c.q_blocks;
-        if (tasks >= want) break;
-        if (c.q_block >= 256) c.q_block = (c.q_block + 1) / 2;
-        else if (c.oc_block >= 64) c.oc_block = (c.oc_block + 1) / 2;
-        else break;
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    const int64_t nr = pw->cfg->nr, threads = ai3_get_num_threads();
+    /* Blocks of whole strips that keep the result block in cache, cut
+     * further (down to 4 strips) while there are fewer than 4 per thread. */
+    int64_t q_block = RESULT_BLOCK_BYTES / (int64_t)sizeof(real) / d->c_out_g / nr * nr;
+    q_block = AI3_MIN(AI3_MAX(q_block, 4 * nr), s.positions);
+    int64_t q_blocks = (s.positions + q_block - 1) / q_block;
+    const int64_t images = d->n * d->groups;
+    for (int64_t want = q_blocks + 1; images * q_blocks < 4 * threads && q_block > 4 * nr;
+         want++) {
+        q_block = AI3_MAX(4 * nr, ((s.positions + want - 1) / want + nr - 1) / nr * nr);
+        q_blocks = (s.positions + q_block - 1) / q_block;
     }
-    ai3_parallel_for(d->n * d->groups * c.oc_blocks * c.q_blocks, 1, smm_tasks, &c);
-    return AI3_OK;
+    smm_ctx c = {
+        .pw = pw, .in = in, .bias = pb->bias ? pb->bias->data : NULL, .wide = wide,
+        .y = output->data, .d = d, .s = &s, .off = off, .taps = d->kh * d->kw,
+        .q_block = q_block, .q_blocks = q_blocks,
+    };
+    return AI3_TYPED(ai3_conv2d_run_gemm_jobs)(images * q_blocks, job, &c);
 }
 
 const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_smm) = {
     .prepare = prepare,
-    .release = ai3_free,
+    .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
     .workspace_size = workspace_size,
     .run = run,
 };

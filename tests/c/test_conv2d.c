@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const ALGORITHMS[] = {"direct", "smm"};
+static const char *const ALGORITHMS[] = {"direct", "smm", "gemm", "implicit gemm",
+                                          "implicit precomp gemm"};
 #define N_ALGORITHMS (sizeof ALGORITHMS / sizeof ALGORITHMS[0])
 
 /* Allowed error relative to the largest magnitude of the reference output. */
@@ -196,6 +197,16 @@ AI3_TEST(conv2d_direct_f32_matches_reference) { sweep("direct", AI3_FLOAT32, 300
 AI3_TEST(conv2d_direct_f64_matches_reference) { sweep("direct", AI3_FLOAT64, 300); }
 AI3_TEST(conv2d_smm_f32_matches_reference) { sweep("smm", AI3_FLOAT32, 300); }
 AI3_TEST(conv2d_smm_f64_matches_reference) { sweep("smm", AI3_FLOAT64, 300); }
+AI3_TEST(conv2d_gemm_f32_matches_reference) { sweep("gemm", AI3_FLOAT32, 300); }
+AI3_TEST(conv2d_gemm_f64_matches_reference) { sweep("gemm", AI3_FLOAT64, 300); }
+AI3_TEST(conv2d_implicit_gemm_f32_matches_reference) { sweep("implicit gemm", AI3_FLOAT32, 300); }
+AI3_TEST(conv2d_implicit_gemm_f64_matches_reference) { sweep("implicit gemm", AI3_FLOAT64, 300); }
+AI3_TEST(conv2d_implicit_precomp_gemm_f32_matches_reference) {
+    sweep("implicit precomp gemm", AI3_FLOAT32, 300);
+}
+AI3_TEST(conv2d_implicit_precomp_gemm_f64_matches_reference) {
+    sweep("implicit precomp gemm", AI3_FLOAT64, 300);
+}
 
 /* Larger channel counts and images, where the algorithms take their blocked
  * paths (several register blocks, GEMMs large enough to pack). */
@@ -490,4 +501,128 @@ AI3_TEST(conv2d_plan_rejects_bad_arguments) {
     free(weight.data);
     free(input.data);
     free(out.data);
+}
+
+/* --- the GEMM-based algorithms ------------------------------------------ */
+
+static const char *const GEMM_ALGORITHMS[] = {"gemm", "implicit gemm", "implicit precomp gemm",
+                                              "smm"};
+#define N_GEMM_ALGORITHMS (sizeof GEMM_ALGORITHMS / sizeof GEMM_ALGORITHMS[0])
+
+/* The same answers with each ISA's GEMM kernels (their tiles differ). */
+AI3_TEST(conv2d_gemm_algorithms_match_reference_on_each_isa) {
+    const ai3_isa active = ai3_cpu_isa();
+    for (int isa = AI3_ISA_GENERIC; isa <= (int)ai3_cpu_best_isa(); isa++) {
+        ai3_cpu_set_isa((ai3_isa)isa);
+        for (size_t a = 0; a < N_GEMM_ALGORITHMS; a++) {
+            sweep(GEMM_ALGORITHMS[a], AI3_FLOAT32, 25);
+            sweep(GEMM_ALGORITHMS[a], AI3_FLOAT64, 25);
+        }
+    }
+    ai3_cpu_set_isa(active);
+}
+
+/* Shapes whose GEMMs have K and N beyond the engine's cache blocks (KC,
+ * NC), so that B is gathered in several K slices and column blocks, on
+ * each ISA. */
+AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
+    static const struct {
+        int64_t n, c_in, h, w, c_out, k, stride, pad, dilation, groups;
+        ai3_padding_mode mode;
+    } shapes[] = {
+        {1, 48, 62, 66, 20, 3, 1, 1, 1, 1, AI3_PADDING_ZEROS},
+        {2, 96, 40, 37, 18, 3, 2, 2, 2, 2, AI3_PADDING_REFLECT},
+        {1, 40, 70, 50, 9, 5, 1, 2, 1, 1, AI3_PADDING_CIRCULAR},
+    };
+    const ai3_isa active = ai3_cpu_isa();
+    for (int isa = AI3_ISA_GENERIC; isa <= (int)ai3_cpu_best_isa(); isa++) {
+        ai3_cpu_set_isa((ai3_isa)isa);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            conv_case c = {.n = shapes[s].n, .c_in = shapes[s].c_in, .h = shapes[s].h,
+                           .w = shapes[s].w, .c_out = shapes[s].c_out, .kh = shapes[s].k,
+                           .kw = shapes[s].k, .has_bias = (int)s % 2};
+            c.p = ai3_conv2d_params_default();
+            c.p.stride_h = c.p.stride_w = shapes[s].stride;
+            c.p.pad_top = c.p.pad_bottom = c.p.pad_left = c.p.pad_right = shapes[s].pad;
+            c.p.dilation_h = c.p.dilation_w = shapes[s].dilation;
+            c.p.groups = shapes[s].groups;
+            c.p.padding_mode = shapes[s].mode;
+            for (size_t a = 0; a < N_GEMM_ALGORITHMS; a++) {
+                check_case(&c, GEMM_ALGORITHMS[a], AI3_FLOAT32, 1);
+                check_case(&c, GEMM_ALGORITHMS[a], AI3_FLOAT64, 1);
+            }
+        }
+    }
+    ai3_cpu_set_isa(active);
+}
+
+/* A plan keeps the GEMM config its weights were packed for: it still runs
+ * right after the active ISA changes. */
+AI3_TEST(conv2d_gemm_plans_survive_an_isa_change) {
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    const int64_t w_shape[4] = {30, 16, 3, 3}, in_shape[4] = {2, 16, 21, 19};
+    const int64_t c_out = 30;
+    const ai3_isa active = ai3_cpu_isa();
+    for (size_t a = 0; a < N_GEMM_ALGORITHMS; a++) {
+        ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
+        ai3_tensor bias = make_tensor(AI3_FLOAT32, 1, &c_out);
+        ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
+        fill_random(&weight);
+        fill_random(&bias);
+        fill_random(&input);
+        int nd;
+        int64_t out_shape[AI3_MAX_DIMS];
+        ai3_conv2d_output_shape(&input, &weight, &p, &nd, out_shape);
+        ai3_tensor want = make_tensor(AI3_FLOAT32, 4, out_shape);
+        ai3_tensor got = make_tensor(AI3_FLOAT32, 4, out_shape);
+        ai3_ref_conv2d_f32(&input, &weight, &bias, &p, &want);
+        ai3_conv2d_plan *plan = NULL;
+        ai3_cpu_set_isa(ai3_cpu_best_isa());
+        ai3_status st =
+            ai3_conv2d_plan_create(GEMM_ALGORITHMS[a], &weight, &bias, &p, NULL, &plan);
+        AI3_EXPECT(st == AI3_OK, "%s: %s", GEMM_ALGORITHMS[a], ai3_last_error());
+        ai3_cpu_set_isa(AI3_ISA_GENERIC);
+        if (st == AI3_OK) {
+            fill_nan(&got);
+            st = ai3_conv2d_plan_run(plan, &input, &got, NULL, 0);
+            AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(AI3_FLOAT32),
+                       "%s after the ISA changed: %s", GEMM_ALGORITHMS[a], ai3_last_error());
+        }
+        ai3_cpu_set_isa(active);
+        ai3_conv2d_plan_destroy(plan);
+        free(weight.data);
+        free(bias.data);
+        free(input.data);
+        free(want.data);
+        free(got.data);
+    }
+}
+
+/* smm and the implicit algorithms unroll nothing: their workspace is a
+ * small part of an im2col matrix's size, which gemm needs. */
+AI3_TEST(conv2d_implicit_algorithms_need_no_im2col_workspace) {
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    const int64_t w_shape[4] = {64, 64, 3, 3}, in_shape[4] = {2, 64, 56, 56};
+    ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
+    fill_random(&weight);
+    const size_t im2col = (size_t)(64 * 9) * 56 * 56 * sizeof(float);
+    for (size_t a = 0; a < N_GEMM_ALGORITHMS; a++) {
+        ai3_conv2d_plan *plan = NULL;
+        size_t bytes = 0;
+        ai3_status st =
+            ai3_conv2d_plan_create(GEMM_ALGORITHMS[a], &weight, NULL, &p, NULL, &plan);
+        if (st == AI3_OK) st = ai3_conv2d_plan_workspace_size(plan, &input, &bytes);
+        AI3_EXPECT(st == AI3_OK, "%s: %s", GEMM_ALGORITHMS[a], ai3_last_error());
+        if (strcmp(GEMM_ALGORITHMS[a], "gemm") == 0)
+            AI3_EXPECT(bytes >= im2col, "gemm: %zu bytes, less than its im2col matrix", bytes);
+        else
+            AI3_EXPECT(bytes <= im2col / 2, "%s: %zu bytes for an im2col of %zu",
+                       GEMM_ALGORITHMS[a], bytes, im2col);
+        ai3_conv2d_plan_destroy(plan);
+    }
+    free(weight.data);
+    free(input.data);
 }

@@ -1,0 +1,156 @@
+/*
+ * conv2d "implicit gemm": the GEMM of "gemm" (weights packed at prepare,
+ * one GEMM per image and group), but B is never unrolled: the engine asks
+ * a callback for each kc×nc block of B as it packs, and the callback
+ * gathers it straight from the input. The workspace holds only the padded
+ * input, and only when there is padding.
+ *
+ * Row k = (c, ky, kx) of B, column n = (oy, ox), is input element
+ * (c, oy·sh + ky·dh, ox·sw + kx·dw) of the padded image. A strip of NR
+ * consecutive columns is one or a few runs of consecutive ox, each a
+ * contiguous (stride 1) or strided piece of one input row: the runs are
+ * found once per strip and copied for each of the kc rows.
+ */
+#include "conv2d_gemm.h"
+
+/* The widest B strip of any config. */
+#define MAX_NR 64
+
+typedef struct {
+    const real *src;            /* the group's first channel of the padded image */
+    int64_t plane, wp;          /* channel and row strides of the padded image */
+    int64_t taps, kw, dh, dw, sh, sw, ow;
+} gather_ctx;
+
+/* One strip: cnt <= NR columns from column col, rows [k0, k0 + kc). */
+AI3_ALWAYS_INLINE void gather_strip(const gather_ctx *c, int64_t k0, int64_t kc, int64_t col,
+                                    int cnt, const int NR, real *restrict dst) {
+    /* The runs: dst columns [at, at + len) from src offset off (+ i·sw). */
+    int at[MAX_NR], len[MAX_NR];
+    int64_t off[MAX_NR];
+    int runs = 0;
+    int64_t oy = col / c->ow, ox = col % c->ow;
+    for (int j = 0; j < cnt; runs++) {
+        at[runs] = j;
+        len[runs] = (int)AI3_MIN(cnt - j, c->ow - ox);
+        off[runs] = oy * c->sh * c->wp + ox * c->sw;
+        j += len[runs];
+        oy++;
+        ox = 0;
+    }
+    const bool full = runs == 1 && cnt == NR && c->sw == 1;
+    int64_t ch = k0 / c->taps, t = k0 % c->taps, ky = t / c->kw, kx = t % c->kw;
+    for (int64_t p = 0; p < kc; p++) {
+        const real *restrict base = c->src + ch * c->plane + ky * c->dh * c->wp + kx * c->dw;
+        real *restrict row = dst + p * NR;
+        if (full) {
+            const real *restrict s = base + off[0];
+            for (int j = 0; j < NR; j++) row[j] = s[j];
+        } else {
+            for (int r = 0; r < runs; r++) {
+                const real *restrict s = base + off[r];
+                real *restrict o = row + at[r];
+                if (c->sw == 1)
+                    for (int i = 0; i < len[r]; i++) o[i] = s[i];
+                else
+                    for (int i = 0; i < len[r]; i++) o[i] = s[i * c->sw];
+            }
+            for (int j = cnt; j < NR; j++) row[j] = 0;
+        }
+        if (++kx == c->kw) {
+            kx = 0;
+            if (++ky == c->taps / c->kw) {
+                ky = 0;
+                ch++;
+            }
+        }
+    }
+}
+
+AI3_ALWAYS_INLINE void gather_block(const gather_ctx *c, int64_t k0, int64_t kc, int64_t n0,
+                                    int64_t nc, const int NR, real *dst) {
+    for (int64_t s = 0; s < nc; s += NR, dst += NR * kc)
+        gather_strip(c, k0, kc, n0 + s, (int)AI3_MIN(NR, nc - s), NR, dst);
+}
+
+typedef struct {
+    gather_ctx g;
+    int nr;
+} pack_ctx;
+
+/* The B callback (gemm.h): NR a constant for the tiles the kernels use. */
+AI3_MULTIVERSION AI3_NO_MEMCPY
+static void pack_b(void *vctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc, real *dst) {
+    const pack_ctx *c = vctx;
+    switch (c->nr) {
+    case 8: gather_block(&c->g, k0, kc, n0, nc, 8, dst); break;
+    case 16: gather_block(&c->g, k0, kc, n0, nc, 16, dst); break;
+    case 32: gather_block(&c->g, k0, kc, n0, nc, 32, dst); break;
+    default: gather_block(&c->g, k0, kc, n0, nc, c->nr, dst); break;
+    }
+}
+
+static bool is_padded(const ai3_conv2d_params *p) {
+    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
+}
+
+typedef struct {
+    const ai3_conv2d_problem *pb;
+    const ai3_conv2d_dims *d;
+    const real *x;  /* the (padded) input: N × C_in × hp × wp */
+    real *y;
+} run_ctx;
+
+/* Job i = (image, group). */
+static ai3_status job(void *vctx, int64_t i, unsigned flags) {
+    const run_ctx *c = vctx;
+    const ai3_conv2d_dims *d = c->d;
+    const ai3_conv2d_params *p = &c->pb->params;
+    const ai3_conv2d_packed_weights *pw = c->pb->state;
+    const int64_t n = i / d->groups, g = i % d->groups, n_cols = d->oh * d->ow;
+    const int64_t plane = d->hp * d->wp;
+    pack_ctx pc = {
+        .g = {.src = c->x + (n * d->c_in + g * d->c_in_g) * plane, .plane = plane, .wp = d->wp,
+              .taps = d->kh * d->kw, .kw = d->kw, .dh = p->dilation_h, .dw = p->dilation_w,
+              .sh = p->stride_h, .sw = p->stride_w, .ow = d->ow},
+        .nr = pw->cfg->nr,
+    };
+    ai3_gemm_operand a = ai3_conv2d_packed_block(pw, g);
+    ai3_gemm_operand b = ai3_gemm_callback(pack_b, &pc);
+    const real *bias = c->pb->bias ? (const real *)c->pb->bias->data + g * d->c_out_g : NULL;
+    return AI3_TYPED(ai3_gemm)(pw->cfg, d->c_out_g, n_cols, pw->k, &a, &b,
+                               c->y + (n * d->c_out + g * d->c_out_g) * n_cols, n_cols, bias,
+                               NULL, flags);
+}
+
+static ai3_status prepare(ai3_conv2d_problem *pb) {
+    ai3_status s = AI3_TYPED(ai3_conv2d_pack_weights)(pb, false);
+    if (s != AI3_OK) return s;
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    if (pw->cfg->nr > MAX_NR)
+        return ai3_set_error(AI3_ERROR_INTERNAL, "implicit gemm: GEMM strips of %d columns",
+                             pw->cfg->nr);
+    return AI3_OK;
+}
+
+static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    return is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real) : 0;
+}
+
+static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                      const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    const real *x = input->data;
+    if (is_padded(&pb->params)) {
+        ai3_conv2d_pad_input(input, &pb->params, d, workspace);
+        x = workspace;
+    }
+    run_ctx c = {pb, d, x, output->data};
+    return AI3_TYPED(ai3_conv2d_run_gemm_jobs)(d->n * d->groups, job, &c);
+}
+
+const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_implicit_gemm) = {
+    .prepare = prepare,
+    .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
+    .workspace_size = workspace_size,
+    .run = run,
+};

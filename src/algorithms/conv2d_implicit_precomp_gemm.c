@@ -1,0 +1,173 @@
+/*
+ * conv2d "implicit precomp gemm": implicit GEMM (see conv2d_implicit_gemm.c)
+ * whose gather reads precomputed offsets, as XNNPACK's indirection buffer.
+ *
+ * Per input shape an indirection buffer is built in the workspace: for each
+ * kernel tap t and output position n, the offset within an input channel
+ * of the element the tap meets, with the padding mode already applied (the
+ * mirrored, replicated or wrapped source element), or -1 for a zero of zero
+ * padding. Row k = (c, t) of B, column n, is then channel c at offset[t][n]
+ * of the unpadded input: nothing is padded or unrolled. The buffer has
+ * KH·KW·OH·OW entries, C_in/groups times fewer than an im2col matrix. For
+ * each tap and strip of NR columns a flag also says whether the strip's
+ * offsets are consecutive, so it is a plain copy instead of a gather.
+ */
+#include "conv2d_gemm.h"
+
+typedef struct {
+    const real *src;         /* the group's first input channel */
+    int64_t hw;              /* channel stride */
+    const int32_t *offset;   /* [tap][position] */
+    const uint8_t *run;      /* [tap][strip]: the strip's offsets are consecutive */
+    int64_t taps, n_cols, strips;
+    int nr;
+} pack_ctx;
+
+AI3_ALWAYS_INLINE void gather_block(const pack_ctx *c, int64_t k0, int64_t kc, int64_t n0,
+                                    int64_t nc, const int NR, real *dst) {
+    for (int64_t s = 0; s < nc; s += NR, dst += NR * kc) {
+        const int64_t col = n0 + s, strip = col / NR;
+        const int cnt = (int)AI3_MIN(NR, nc - s);
+        int64_t ch = k0 / c->taps, t = k0 % c->taps;
+        for (int64_t p = 0; p < kc; p++) {
+            const real *restrict base = c->src + ch * c->hw;
+            const int32_t *restrict off = c->offset + t * c->n_cols + col;
+            real *restrict row = dst + p * NR;
+            if (c->run[t * c->strips + strip]) {
+                const real *restrict s0 = base + off[0];
+                for (int j = 0; j < NR; j++) row[j] = s0[j];
+            } else {
+                for (int j = 0; j < cnt; j++) row[j] = off[j] >= 0 ? base[off[j]] : 0;
+                for (int j = cnt; j < NR; j++) row[j] = 0;
+            }
+            if (++t == c->taps) {
+                t = 0;
+                ch++;
+            }
+        }
+    }
+}
+
+/* The B callback (gemm.h): NR a constant for the tiles the kernels use. */
+AI3_MULTIVERSION AI3_NO_MEMCPY
+static void pack_b(void *vctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc, real *dst) {
+    const pack_ctx *c = vctx;
+    switch (c->nr) {
+    case 8: gather_block(c, k0, kc, n0, nc, 8, dst); break;
+    case 16: gather_block(c, k0, kc, n0, nc, 16, dst); break;
+    case 32: gather_block(c, k0, kc, n0, nc, 32, dst); break;
+    default: gather_block(c, k0, kc, n0, nc, c->nr, dst); break;
+    }
+}
+
+typedef struct {
+    const ai3_conv2d_params *p;
+    const ai3_conv2d_dims *d;
+    int32_t *offset;
+    uint8_t *run;
+    int64_t strips;
+    int nr;
+} build_ctx;
+
+/* The offsets and run flags of taps [begin, end). */
+static void build_taps(void *vctx, int64_t begin, int64_t end) {
+    const build_ctx *c = vctx;
+    const ai3_conv2d_params *p = c->p;
+    const ai3_conv2d_dims *d = c->d;
+    const int64_t n_cols = d->oh * d->ow;
+    for (int64_t t = begin; t < end; t++) {
+        const int64_t ky = t / d->kw, kx = t % d->kw;
+        int32_t *off = c->offset + t * n_cols;
+        for (int64_t oy = 0; oy < d->oh; oy++) {
+            const int64_t r = ai3_pad_source_index(oy * p->stride_h + ky * p->dilation_h, d->h,
+                                                   p->pad_top, p->padding_mode);
+            for (int64_t ox = 0; ox < d->ow; ox++) {
+                const int64_t col = ai3_pad_source_index(ox * p->stride_w + kx * p->dilation_w,
+                                                         d->w, p->pad_left, p->padding_mode);
+                off[oy * d->ow + ox] = r >= 0 && col >= 0 ? (int32_t)(r * d->w + col) : -1;
+            }
+        }
+        for (int64_t s = 0; s < c->strips; s++) {
+            const int64_t n0 = s * c->nr;
+            bool run = n0 + c->nr <= n_cols;
+            for (int64_t j = 0; j < c->nr && run; j++)
+                run = off[n0 + j] >= 0 && off[n0 + j] == off[n0] + j;
+            c->run[t * c->strips + s] = run;
+        }
+    }
+}
+
+typedef struct {
+    const ai3_conv2d_problem *pb;
+    const ai3_conv2d_dims *d;
+    const real *x;
+    real *y;
+    const int32_t *offset;
+    const uint8_t *run;
+    int64_t strips;
+} run_ctx;
+
+/* Job i = (image, group). */
+static ai3_status job(void *vctx, int64_t i, unsigned flags) {
+    const run_ctx *c = vctx;
+    const ai3_conv2d_dims *d = c->d;
+    const ai3_conv2d_packed_weights *pw = c->pb->state;
+    const int64_t n = i / d->groups, g = i % d->groups, n_cols = d->oh * d->ow;
+    pack_ctx pc = {.src = c->x + (n * d->c_in + g * d->c_in_g) * d->h * d->w, .hw = d->h * d->w,
+                   .offset = c->offset, .run = c->run, .taps = d->kh * d->kw, .n_cols = n_cols,
+                   .strips = c->strips, .nr = pw->cfg->nr};
+    ai3_gemm_operand a = ai3_conv2d_packed_block(pw, g);
+    ai3_gemm_operand b = ai3_gemm_callback(pack_b, &pc);
+    const real *bias = c->pb->bias ? (const real *)c->pb->bias->data + g * d->c_out_g : NULL;
+    return AI3_TYPED(ai3_gemm)(pw->cfg, d->c_out_g, n_cols, pw->k, &a, &b,
+                               c->y + (n * d->c_out + g * d->c_out_g) * n_cols, n_cols, bias,
+                               NULL, flags);
+}
+
+static ai3_status prepare(ai3_conv2d_problem *pb) {
+    return AI3_TYPED(ai3_conv2d_pack_weights)(pb, false);
+}
+
+/* Workspace: the offsets, then the run flags. */
+static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
+                  int64_t *strips, int32_t **offset, uint8_t **run) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    const int64_t taps = d->kh * d->kw, n_cols = d->oh * d->ow;
+    *strips = (n_cols + pw->cfg->nr - 1) / pw->cfg->nr;
+    *offset = ai3_arena_take(a, (size_t)(taps * n_cols) * sizeof **offset);
+    *run = ai3_arena_take(a, (size_t)(taps * *strips));
+}
+
+static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    ai3_arena a = {NULL, 0};
+    int64_t strips;
+    int32_t *offset;
+    uint8_t *run;
+    carve(pb, d, &a, &strips, &offset, &run);
+    return a.used;
+}
+
+static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                      const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    if (d->h * d->w > INT32_MAX)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "implicit precomp gemm: input planes of more than 2^31 elements");
+    ai3_arena a = {workspace, 0};
+    run_ctx c = {pb, d, input->data, output->data, NULL, NULL, 0};
+    int32_t *offset;
+    uint8_t *runs;
+    carve(pb, d, &a, &c.strips, &offset, &runs);
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    build_ctx bc = {&pb->params, d, offset, runs, c.strips, pw->cfg->nr};
+    ai3_parallel_for(d->kh * d->kw, 1, build_taps, &bc);
+    c.offset = offset;
+    c.run = runs;
+    return AI3_TYPED(ai3_conv2d_run_gemm_jobs)(d->n * d->groups, job, &c);
+}
+
+const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_implicit_precomp_gemm) = {
+    .prepare = prepare,
+    .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
+    .workspace_size = workspace_size,
+    .run = run,
+};
