@@ -108,10 +108,11 @@ def _empty_output(x: Tensor, shape) -> Tensor:
 # Plans: weights prepared once (re-laid out, packed, transformed) and reused
 # ---------------------------------------------------------------------------
 
-# id(weight) -> (weak reference to the weight, key, plan): a plan lives as
-# long as its weight. The key holds the weight's and bias's version counters,
-# which every in-place change (an optimizer step, load_state_dict)
-# increments, so a changed weight gets a new plan on its next use. (A
+# id(weight) -> (weak reference to the weight, version key, {config: plan}):
+# plans live as long as their weight. The version key holds the weight's and
+# bias's version counters, which every in-place change (an optimizer step,
+# load_state_dict) increments, so a changed weight gets new plans on their
+# next use. Several configs (algorithms) may share one weight. (A
 # WeakKeyDictionary would compare tensors with ==, which is elementwise.)
 _plans: dict = {}
 
@@ -141,14 +142,16 @@ def _keep_plan(weight: Tensor, bias: Optional[Tensor]) -> bool:
 def _plan_for(weight: Tensor, bias: Optional[Tensor], config: tuple, make_plan):
     if weight.is_inference() or (bias is not None and bias.is_inference()):
         return make_plan()  # inference tensors have no version counter
-    key = (config, weight._version, weight.data_ptr(), weight.dtype,
-           None if bias is None else (id(bias), bias._version, bias.data_ptr()))
+    version = (weight._version, weight.data_ptr(), weight.dtype,
+               None if bias is None else (id(bias), bias._version, bias.data_ptr()))
     entry = _plans.get(id(weight))
-    alive = entry is not None and entry[0]() is weight
-    if alive and entry[1] == key:
-        return entry[2]
-    plan = make_plan()
-    _plans[id(weight)] = (entry[0] if alive else weakref.ref(weight, _forget), key, plan)
+    if entry is None or entry[0]() is not weight:
+        entry = _plans[id(weight)] = (weakref.ref(weight, _forget), version, {})
+    elif entry[1] != version:
+        entry = _plans[id(weight)] = (entry[0], version, {})
+    plan = entry[2].get(config)
+    if plan is None:
+        plan = entry[2][config] = make_plan()
     return plan
 
 

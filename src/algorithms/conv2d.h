@@ -19,6 +19,10 @@ typedef struct ai3_conv2d_problem {
     ai3_tensor weight;       /* the plan's own copy: (C_out, C_in / groups, KH, KW) */
     const ai3_tensor *bias;  /* the plan's own copy, or NULL */
     void *state;             /* what prepare made, or NULL */
+    /* The input the plan expects (the caller's input_shape), if given: a
+     * hint for choices such as Winograd's tile size; any input may come. */
+    int has_hint;
+    ai3_conv2d_dims hint;
 } ai3_conv2d_problem;
 
 typedef struct ai3_conv2d_algorithm {

@@ -21,10 +21,11 @@
  *            bottom edges. The transforms work on 64 bytes of tiles at once
  *            (16 in float32), one tile per vector lane.
  *
- * The tile size is fixed when the plan is made, when no input shape is
- * known: F(4×4), which needs fewer products per output for any output
- * larger than 2×2. The environment variable AI3_WINOGRAD_TILE=2|4, read
- * whenever a plan is made, forces F(2×2) or F(4×4) (tests, benchmarks).
+ * The tile size is fixed when the plan is made: F(4×4), which needs fewer
+ * products per output, unless the plan's input hint has so few tiles that
+ * reading the larger transformed weights dominates (then F(2×2)). The
+ * environment variable AI3_WINOGRAD_TILE=2|4, read whenever a plan is made,
+ * forces F(2×2) or F(4×4) (tests, benchmarks).
  *
  * F(4×4) uses the interpolation points 0, ±1, ±2 and ∞; its transforms
  * magnify rounding errors, so float32 results are off by about 1e-5 of the
@@ -179,9 +180,16 @@ static void pack_kernels(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
-static int tile_size(void) {
+static int tile_size(const ai3_conv2d_problem *pb) {
     const char *e = getenv("AI3_WINOGRAD_TILE");
-    return e && strcmp(e, "2") == 0 ? 2 : 4;
+    if (e && (strcmp(e, "2") == 0 || strcmp(e, "4") == 0)) return e[0] - '0';
+    if (!pb->has_hint) return 4;
+    /* Each transform point's GEMM reads its weights once for all tiles: with
+     * few F(4×4) tiles (a small late map at a small batch) that read costs
+     * more than the arithmetic saved, and the smaller F(2×2) weights win. */
+    const ai3_conv2d_dims *d = &pb->hint;
+    const int64_t tiles = d->n * ((d->oh + 3) / 4) * ((d->ow + 3) / 4);
+    return tiles < 32 ? 2 : 4;
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
@@ -190,7 +198,7 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
     const int64_t c_out_g = c_out / groups;
     winograd_state *st = ai3_alloc(sizeof *st);
     if (!st) return AI3_ERROR_OUT_OF_MEMORY;
-    st->m = tile_size();
+    st->m = tile_size(pb);
     st->alpha = st->m + 2;
     st->points = st->alpha * st->alpha;
     st->cfg = AI3_TYPED(ai3_gemm_get_config)();

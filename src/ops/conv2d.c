@@ -272,14 +272,18 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
         return AI3_ERROR_OUT_OF_MEMORY;
     }
 
+    if (input_shape) {
+        plan->pb.has_hint = 1;
+        ai3_conv2d_get_dims(input_shape, weight, params, &plan->pb.hint);
+    }
     const char *name = strcmp(algorithm, "default") == 0 ? ai3_default_algorithm(AI3_OP_CONV2D)
                                                          : algorithm;
     if (strcmp(name, "guess") == 0) {
         /* Without an input shape, guess for a mid-network 56×56 map. */
         ai3_tensor guess_input = {.dtype = weight->dtype, .ndim = 4,
                                   .shape = {1, weight->shape[1] * params->groups, 56, 56}};
-        ai3_conv2d_dims d;
-        ai3_conv2d_get_dims(input_shape ? input_shape : &guess_input, weight, params, &d);
+        ai3_conv2d_dims d = plan->pb.hint;
+        if (!input_shape) ai3_conv2d_get_dims(&guess_input, weight, params, &d);
         name = ai3_conv2d_guess(&plan->pb, &d);
     }
     snprintf(plan->algorithm, sizeof plan->algorithm, "%s", name);

@@ -30,9 +30,10 @@ def test_plan_is_kept_between_inference_calls():
     x = torch.randn(2, 4, 8, 8)
     with torch.no_grad():
         net(x)
-        first = _ops._plans[id(net[0].weight)][2]
+        (first,) = _ops._plans[id(net[0].weight)][2].values()
         net(torch.randn(3, 4, 8, 8))
-        assert _ops._plans[id(net[0].weight)][2] is first
+        (again,) = _ops._plans[id(net[0].weight)][2].values()
+        assert again is first
         assert id(net[2].weight) in _ops._plans
 
 
@@ -96,3 +97,14 @@ def test_plans_die_with_their_weights():
     del net
     gc.collect()
     assert key not in _ops._plans
+
+
+def test_algorithms_sharing_a_weight_keep_their_own_plans():
+    torch.manual_seed(1)
+    x, w, b = torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3), torch.randn(6)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1, "zeros")
+    want = torch.nn.functional.conv2d(x, w, b, padding=1)
+    for _ in range(2):
+        for algorithm in ("smm", "winograd"):
+            assert_close(_ops.conv2d(x, w, b, *args, algorithm), want, algorithm)
+    assert len(_ops._plans[id(w)][2]) == 2
