@@ -184,10 +184,14 @@ typedef struct gemm_job {
     int64_t ldc;
     const real *bias_row, *bias_col;
     bool accumulate;
-    int tm, tn;              /* the grid of blocks of C, one per thread */
+    int tm, tn;              /* the grid of blocks of C */
     int64_t mpanels, nstrips;
     atomic_int failed;
 } gemm_job;
+
+/* Multiply-adds per thread above which C is split into several blocks per
+ * thread (each block packs its own panels, which costs little then). */
+#define OVERSPLIT_MIN_MACS ((int64_t)1 << 22)
 
 /* C[m0:m1, n0:n1] on the calling thread; false if no buffer could be had. */
 static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -281,7 +285,7 @@ static void gemm_task(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-/* Splits C into tm × tn blocks for `threads` threads: the grid whose
+/* Splits C into tm × tn = `threads` blocks: the grid whose
  * largest block costs least, counting the multiply-adds (a strip of at most
  * NR/2 columns at half price, as the kernels do it) and, at about 8
  * multiply-adds an element, the packing each thread does for itself. */
@@ -460,7 +464,10 @@ ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
                     .accumulate = accumulate, .mpanels = (M + cfg->mr - 1) / cfg->mr,
                     .nstrips = (N + cfg->nr - 1) / cfg->nr};
     atomic_init(&job.failed, 0);
-    choose_grid(&job, threads);
+    /* A few blocks per thread, when there is work enough, so that the pool
+     * can even out a thread slowed by another process on its core. */
+    int blocks = threads > 1 && M * N * K >= OVERSPLIT_MIN_MACS * threads ? 4 * threads : threads;
+    choose_grid(&job, blocks);
     int64_t tasks = (int64_t)job.tm * job.tn;
     if (tasks > 1)
         ai3_parallel_for(tasks, 1, gemm_task, &job);
