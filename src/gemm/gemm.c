@@ -464,9 +464,13 @@ ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
                     .accumulate = accumulate, .mpanels = (M + cfg->mr - 1) / cfg->mr,
                     .nstrips = (N + cfg->nr - 1) / cfg->nr};
     atomic_init(&job.failed, 0);
-    /* A few blocks per thread, when there is work enough, so that the pool
-     * can even out a thread slowed by another process on its core. */
-    int blocks = threads > 1 && M * N * K >= OVERSPLIT_MIN_MACS * threads ? 4 * threads : threads;
+    /* A few blocks per thread, when there is work enough and one operand is
+     * packed ahead (so more blocks pack little more), so that the pool can
+     * even out a thread slowed by another process on its core. */
+    bool prepacked = A->kind == AI3_GEMM_PACKED || B->kind == AI3_GEMM_PACKED;
+    int blocks = threads > 1 && prepacked && M * N * K >= OVERSPLIT_MIN_MACS * threads
+                     ? 4 * threads
+                     : threads;
     choose_grid(&job, blocks);
     int64_t tasks = (int64_t)job.tm * job.tn;
     if (tasks > 1)
