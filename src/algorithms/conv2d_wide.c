@@ -28,30 +28,44 @@ typedef struct {
     const ai3_conv2d_wide *s;
 } split_ctx;
 
-/* Pads and phase-splits channels [begin, end) straight from the input. */
+/* Columns per block of the source-column table in split_channels. */
+#define COLUMN_BLOCK 256
+
+/* Pads and phase-splits channels [begin, end) straight from the input. The
+ * source column of each padded column is looked up once per block of
+ * columns, not once per element. */
 static void split_channels(void *vctx, int64_t begin, int64_t end) {
     const split_ctx *c = vctx;
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
-    const int64_t sh = p->stride_h, sw = p->stride_w;
+    const int64_t sh = p->stride_h, sw = p->stride_w, ws = c->s->ws;
+    int64_t cols[COLUMN_BLOCK];
     for (int64_t ch = begin; ch < end; ch++) {
         const real *src = c->x + ch * d->h * d->w;
         real *dst = c->split + ch * c->s->cs;
         for (int64_t ph = 0; ph < sh; ph++) {
             for (int64_t pw = 0; pw < sw; pw++) {
                 real *plane = dst + (ph * sw + pw) * c->s->plane;
-                for (int64_t i = 0; i < c->s->hs; i++) {
-                    const int64_t r = i * sh + ph;
-                    const int64_t sr = r < d->hp ? ai3_pad_source_index(r, d->h, p->pad_top,
-                                                                        p->padding_mode)
-                                                 : -1;
-                    for (int64_t j = 0; j < c->s->ws; j++) {
-                        const int64_t col = j * sw + pw;
-                        const int64_t sc = col < d->wp && sr >= 0
-                                               ? ai3_pad_source_index(col, d->w, p->pad_left,
-                                                                      p->padding_mode)
-                                               : -1;
-                        plane[i * c->s->ws + j] = sc >= 0 ? src[sr * d->w + sc] : 0;
+                for (int64_t j0 = 0; j0 < ws; j0 += COLUMN_BLOCK) {
+                    const int64_t nj = AI3_MIN(COLUMN_BLOCK, ws - j0);
+                    for (int64_t j = 0; j < nj; j++) {
+                        const int64_t col = (j0 + j) * sw + pw;
+                        cols[j] = col < d->wp ? ai3_pad_source_index(col, d->w, p->pad_left,
+                                                                     p->padding_mode)
+                                              : -1;
+                    }
+                    for (int64_t i = 0; i < c->s->hs; i++) {
+                        const int64_t r = i * sh + ph;
+                        const int64_t sr = r < d->hp ? ai3_pad_source_index(r, d->h, p->pad_top,
+                                                                            p->padding_mode)
+                                                     : -1;
+                        real *out = plane + i * ws + j0;
+                        if (sr < 0) {
+                            for (int64_t j = 0; j < nj; j++) out[j] = 0;
+                            continue;
+                        }
+                        const real *row = src + sr * d->w;
+                        for (int64_t j = 0; j < nj; j++) out[j] = cols[j] >= 0 ? row[cols[j]] : 0;
                     }
                 }
             }
