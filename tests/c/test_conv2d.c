@@ -3,6 +3,7 @@
  * status codes of bad calls. */
 #include "algorithms/algorithms.h"
 #include "harness.h"
+#include "tensors.h"
 #include "internal.h"
 
 #include <math.h>
@@ -15,32 +16,6 @@ static const char *const ALGORITHMS[] = {"direct", "smm", "gemm", "implicit gemm
 
 /* Allowed error relative to the largest magnitude of the reference output. */
 static double tolerance(ai3_dtype dtype) { return dtype == AI3_FLOAT32 ? 1e-4 : 1e-10; }
-
-static ai3_tensor make_tensor(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = {.dtype = dtype, .device = AI3_DEVICE_CPU, .ndim = ndim};
-    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
-    t.data = malloc((size_t)(ai3_tensor_numel(&t) ? ai3_tensor_numel(&t) : 1) *
-                    ai3_dtype_size(dtype));
-    return t;
-}
-
-static double get(const ai3_tensor *t, int64_t i) {
-    return t->dtype == AI3_FLOAT32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
-}
-
-static void set(ai3_tensor *t, int64_t i, double v) {
-    if (t->dtype == AI3_FLOAT32) ((float *)t->data)[i] = (float)v;
-    else ((double *)t->data)[i] = v;
-}
-
-static void fill_random(ai3_tensor *t) {
-    for (int64_t i = 0; i < ai3_tensor_numel(t); i++) set(t, i, ai3_test_uniform());
-}
-
-/* Fills with NaN so that an element the algorithm forgets to write shows. */
-static void fill_nan(ai3_tensor *t) {
-    for (int64_t i = 0; i < ai3_tensor_numel(t); i++) set(t, i, NAN);
-}
 
 typedef struct {
     int64_t n, c_in, h, w, c_out, kh, kw;
@@ -118,12 +93,12 @@ static conv_case random_case(void) {
 static int check_case(const conv_case *c, const char *algorithm, ai3_dtype dtype, int batched) {
     const int64_t in_shape[4] = {c->n, c->c_in, c->h, c->w};
     const int64_t w_shape[4] = {c->c_out, c->c_in / c->p.groups, c->kh, c->kw};
-    ai3_tensor input = make_tensor(dtype, 4, in_shape);
-    ai3_tensor weight = make_tensor(dtype, 4, w_shape);
-    ai3_tensor bias = make_tensor(dtype, 1, &c->c_out);
-    fill_random(&input);
-    fill_random(&weight);
-    fill_random(&bias);
+    ai3_tensor input = test_tensor(dtype, 4, in_shape);
+    ai3_tensor weight = test_tensor(dtype, 4, w_shape);
+    ai3_tensor bias = test_tensor(dtype, 1, &c->c_out);
+    test_fill_random(&input);
+    test_fill_random(&weight);
+    test_fill_random(&bias);
 
     int ndim;
     int64_t out_shape[AI3_MAX_DIMS];
@@ -141,10 +116,10 @@ static int check_case(const conv_case *c, const char *algorithm, ai3_dtype dtype
                    out_shape[2] == oh && out_shape[3] == ow,
                "output shape wrong (%s)", what);
 
-    ai3_tensor expected = make_tensor(dtype, 4, out_shape);
-    ai3_tensor actual = make_tensor(dtype, 4, out_shape);
-    fill_nan(&expected);
-    fill_nan(&actual);
+    ai3_tensor expected = test_tensor(dtype, 4, out_shape);
+    ai3_tensor actual = test_tensor(dtype, 4, out_shape);
+    test_fill_nan(&expected);
+    test_fill_nan(&actual);
     const ai3_tensor *b = c->has_bias ? &bias : NULL;
     if (dtype == AI3_FLOAT32) ai3_ref_conv2d_f32(&input, &weight, b, &c->p, &expected);
     else ai3_ref_conv2d_f64(&input, &weight, b, &c->p, &expected);
@@ -163,9 +138,9 @@ static int check_case(const conv_case *c, const char *algorithm, ai3_dtype dtype
     double scale = 0, err = 0;
     int64_t worst = 0;
     for (int64_t i = 0; i < ai3_tensor_numel(&expected); i++)
-        scale = fmax(scale, fabs(get(&expected, i)));
+        scale = fmax(scale, fabs(test_get(&expected, i)));
     for (int64_t i = 0; i < ai3_tensor_numel(&expected) && !failed; i++) {
-        const double e = fabs(get(&actual, i) - get(&expected, i));
+        const double e = fabs(test_get(&actual, i) - test_get(&expected, i));
         if (!(e <= err)) { /* also catches NaN */
             err = isnan(e) ? INFINITY : e;
             worst = i;
@@ -174,7 +149,7 @@ static int check_case(const conv_case *c, const char *algorithm, ai3_dtype dtype
     if (!failed && !(err <= tolerance(dtype) * fmax(scale, 1e-30))) {
         AI3_EXPECT(0, "%s %s: max error %.3g (scale %.3g) at %lld: got %.9g want %.9g (%s)",
                    algorithm, dtype == AI3_FLOAT32 ? "f32" : "f64", err, scale,
-                   (long long)worst, get(&actual, worst), get(&expected, worst), what);
+                   (long long)worst, test_get(&actual, worst), test_get(&expected, worst), what);
         failed = 1;
     }
     free(input.data);
@@ -272,13 +247,13 @@ AI3_TEST(conv2d_padding_modes_follow_torch) {
         const int64_t out_shape[4] = {1, 1, hp, wp};
         for (int dt = 0; dt < 2; dt++) {
             const ai3_dtype dtype = dt ? AI3_FLOAT64 : AI3_FLOAT32;
-            ai3_tensor input = make_tensor(dtype, 4, in_shape);
-            ai3_tensor weight = make_tensor(dtype, 4, w_shape);
-            ai3_tensor out = make_tensor(dtype, 4, out_shape);
-            fill_random(&input);
-            set(&weight, 0, 1.0);
+            ai3_tensor input = test_tensor(dtype, 4, in_shape);
+            ai3_tensor weight = test_tensor(dtype, 4, w_shape);
+            ai3_tensor out = test_tensor(dtype, 4, out_shape);
+            test_fill_random(&input);
+            test_set(&weight, 0, 1.0);
             for (int a = -1; a < (int)N_ALGORITHMS; a++) {
-                fill_nan(&out);
+                test_fill_nan(&out);
                 const char *name = a < 0 ? "reference" : ALGORITHMS[a];
                 ai3_status st = a >= 0 ? ai3_conv2d(name, &input, &weight, NULL, &p, &out)
                                 : dtype == AI3_FLOAT32
@@ -290,8 +265,8 @@ AI3_TEST(conv2d_padding_modes_follow_torch) {
                     for (int64_t j = 0; j < wp; j++) {
                         const int64_t si = torch_pad_source(i, h, p.pad_top, p.padding_mode);
                         const int64_t sj = torch_pad_source(j, w, p.pad_left, p.padding_mode);
-                        const double want = si < 0 || sj < 0 ? 0.0 : get(&input, si * w + sj);
-                        if (get(&out, i * wp + j) != want) wrong++;
+                        const double want = si < 0 || sj < 0 ? 0.0 : test_get(&input, si * w + sj);
+                        if (test_get(&out, i * wp + j) != want) wrong++;
                     }
                 }
                 AI3_EXPECT(!wrong, "%s, %s padding, %s: %d elements differ", name,
@@ -308,11 +283,11 @@ AI3_TEST(conv2d_padding_modes_follow_torch) {
 AI3_TEST(conv2d_rejects_bad_arguments) {
     const int64_t in_shape[4] = {1, 4, 6, 6}, w_shape[4] = {3, 4, 3, 3};
     const int64_t out_shape[4] = {1, 3, 4, 4};
-    ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
-    ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
-    ai3_tensor out = make_tensor(AI3_FLOAT32, 4, out_shape);
-    fill_random(&input);
-    fill_random(&weight);
+    ai3_tensor input = test_tensor(AI3_FLOAT32, 4, in_shape);
+    ai3_tensor weight = test_tensor(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor out = test_tensor(AI3_FLOAT32, 4, out_shape);
+    test_fill_random(&input);
+    test_fill_random(&weight);
     const ai3_conv2d_params p = ai3_conv2d_params_default();
 
 #define EXPECT_STATUS(call, want)                                                        \
@@ -367,7 +342,7 @@ AI3_TEST(conv2d_rejects_bad_arguments) {
                   AI3_ERROR_INVALID_ARGUMENT);
     /* bias of the wrong length */
     const int64_t four = 4;
-    ai3_tensor bias4 = make_tensor(AI3_FLOAT32, 1, &four);
+    ai3_tensor bias4 = test_tensor(AI3_FLOAT32, 1, &four);
     EXPECT_STATUS(ai3_conv2d("direct", &input, &weight, &bias4, &p, &out),
                   AI3_ERROR_INVALID_ARGUMENT);
     /* groups that do not divide the channels, stride 0, reflect padding as
@@ -395,17 +370,6 @@ AI3_TEST(conv2d_rejects_bad_arguments) {
 
 /* --- plans ----------------------------------------------------------------- */
 
-/* Largest |a - b| over the largest |b| (NaN counts as infinite). */
-static double relative_error(const ai3_tensor *a, const ai3_tensor *b) {
-    double scale = 1e-30, err = 0;
-    for (int64_t i = 0; i < ai3_tensor_numel(b); i++) {
-        scale = fmax(scale, fabs(get(b, i)));
-        const double e = fabs(get(a, i) - get(b, i));
-        err = e <= err ? err : (isnan(e) ? INFINITY : e);
-    }
-    return err / scale;
-}
-
 /* One plan runs inputs of several batch and spatial sizes, with its own
  * workspace or the caller's, unaffected by later changes to the weights. */
 AI3_TEST(conv2d_plan_runs_many_shapes_with_its_own_weights) {
@@ -417,9 +381,9 @@ AI3_TEST(conv2d_plan_runs_many_shapes_with_its_own_weights) {
             p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
             p.stride_h = 1 + (int64_t)a % 2;
             const int64_t w_shape[4] = {6, 4, 3, 3}, c_out = 6;
-            ai3_tensor weight = make_tensor(dtype, 4, w_shape), bias = make_tensor(dtype, 1, &c_out);
-            fill_random(&weight);
-            fill_random(&bias);
+            ai3_tensor weight = test_tensor(dtype, 4, w_shape), bias = test_tensor(dtype, 1, &c_out);
+            test_fill_random(&weight);
+            test_fill_random(&bias);
             ai3_conv2d_plan *plan = NULL;
             ai3_status st = ai3_conv2d_plan_create(names[a], &weight, &bias, &p, NULL, &plan);
             AI3_EXPECT(st == AI3_OK, "%s: %s", names[a], ai3_last_error());
@@ -428,32 +392,32 @@ AI3_TEST(conv2d_plan_runs_many_shapes_with_its_own_weights) {
             AI3_EXPECT(strcmp(resolved, "guess") && strcmp(resolved, "default"),
                        "%s resolved to '%s'", names[a], resolved);
             /* the plan keeps its own copy: this must not matter */
-            ai3_tensor original = make_tensor(dtype, 4, w_shape);
+            ai3_tensor original = test_tensor(dtype, 4, w_shape);
             memcpy(original.data, weight.data, (size_t)ai3_tensor_numel(&weight) * ai3_dtype_size(dtype));
-            fill_random(&weight);
+            test_fill_random(&weight);
 
             const int64_t sizes[3][4] = {{1, 4, 9, 7}, {3, 4, 5, 12}, {2, 4, 16, 16}};
             for (int k = 0; k < 3; k++) {
-                ai3_tensor input = make_tensor(dtype, 4, sizes[k]);
-                fill_random(&input);
+                ai3_tensor input = test_tensor(dtype, 4, sizes[k]);
+                test_fill_random(&input);
                 int nd;
                 int64_t out_shape[AI3_MAX_DIMS];
                 ai3_conv2d_output_shape(&input, &original, &p, &nd, out_shape);
-                ai3_tensor want = make_tensor(dtype, 4, out_shape), got = make_tensor(dtype, 4, out_shape);
+                ai3_tensor want = test_tensor(dtype, 4, out_shape), got = test_tensor(dtype, 4, out_shape);
                 if (dtype == AI3_FLOAT32) ai3_ref_conv2d_f32(&input, &original, &bias, &p, &want);
                 else ai3_ref_conv2d_f64(&input, &original, &bias, &p, &want);
 
                 size_t bytes = 0;
                 AI3_EXPECT(ai3_conv2d_plan_workspace_size(plan, &input, &bytes) == AI3_OK, "size");
                 void *ws = bytes ? ai3_alloc(bytes) : NULL;
-                fill_nan(&got);
+                test_fill_nan(&got);
                 st = ai3_conv2d_plan_run(plan, &input, &got, ws, bytes);
-                AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(dtype),
+                AI3_EXPECT(st == AI3_OK && test_relative_error(&got, &want) < tolerance(dtype),
                            "%s (%s) shape %d with workspace: %s", names[a], resolved, k,
                            ai3_last_error());
-                fill_nan(&got);
+                test_fill_nan(&got);
                 st = ai3_conv2d_plan_run(plan, &input, &got, NULL, 0);
-                AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(dtype),
+                AI3_EXPECT(st == AI3_OK && test_relative_error(&got, &want) < tolerance(dtype),
                            "%s (%s) shape %d: %s", names[a], resolved, k, ai3_last_error());
                 if (bytes > 64) {
                     AI3_EXPECT(ai3_conv2d_plan_run(plan, &input, &got, ws, bytes - 64) ==
@@ -475,10 +439,10 @@ AI3_TEST(conv2d_plan_runs_many_shapes_with_its_own_weights) {
 AI3_TEST(conv2d_plan_rejects_bad_arguments) {
     ai3_conv2d_params p = ai3_conv2d_params_default();
     const int64_t w_shape[4] = {2, 3, 3, 3}, in_shape[4] = {1, 5, 8, 8};
-    ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
-    ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
-    fill_random(&weight);
-    fill_random(&input);
+    ai3_tensor weight = test_tensor(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor input = test_tensor(AI3_FLOAT32, 4, in_shape);
+    test_fill_random(&weight);
+    test_fill_random(&input);
     ai3_conv2d_plan *plan = (ai3_conv2d_plan *)&p; /* must be reset to NULL on failure */
     AI3_EXPECT(ai3_conv2d_plan_create("nope", &weight, NULL, &p, NULL, &plan) ==
                    AI3_ERROR_UNKNOWN_ALGORITHM && plan == NULL, "unknown name");
@@ -491,7 +455,7 @@ AI3_TEST(conv2d_plan_rejects_bad_arguments) {
                    AI3_ERROR_INVALID_ARGUMENT, "NULL plan pointer");
     AI3_EXPECT(ai3_conv2d_plan_create("smm", &weight, NULL, &p, NULL, &plan) == AI3_OK, "create");
     int64_t out_shape[4] = {1, 2, 6, 6};
-    ai3_tensor out = make_tensor(AI3_FLOAT32, 4, out_shape);
+    ai3_tensor out = test_tensor(AI3_FLOAT32, 4, out_shape);
     AI3_EXPECT(ai3_conv2d_plan_run(plan, &input, &out, NULL, 0) == AI3_ERROR_INVALID_ARGUMENT,
                "input with 5 channels ran on a 3-channel plan");
     AI3_EXPECT(ai3_conv2d_plan_run(NULL, &input, &out, NULL, 0) == AI3_ERROR_INVALID_ARGUMENT,
@@ -565,17 +529,17 @@ AI3_TEST(conv2d_gemm_plans_survive_an_isa_change) {
     const int64_t c_out = 30;
     const ai3_isa active = ai3_cpu_isa();
     for (size_t a = 0; a < N_GEMM_ALGORITHMS; a++) {
-        ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
-        ai3_tensor bias = make_tensor(AI3_FLOAT32, 1, &c_out);
-        ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
-        fill_random(&weight);
-        fill_random(&bias);
-        fill_random(&input);
+        ai3_tensor weight = test_tensor(AI3_FLOAT32, 4, w_shape);
+        ai3_tensor bias = test_tensor(AI3_FLOAT32, 1, &c_out);
+        ai3_tensor input = test_tensor(AI3_FLOAT32, 4, in_shape);
+        test_fill_random(&weight);
+        test_fill_random(&bias);
+        test_fill_random(&input);
         int nd;
         int64_t out_shape[AI3_MAX_DIMS];
         ai3_conv2d_output_shape(&input, &weight, &p, &nd, out_shape);
-        ai3_tensor want = make_tensor(AI3_FLOAT32, 4, out_shape);
-        ai3_tensor got = make_tensor(AI3_FLOAT32, 4, out_shape);
+        ai3_tensor want = test_tensor(AI3_FLOAT32, 4, out_shape);
+        ai3_tensor got = test_tensor(AI3_FLOAT32, 4, out_shape);
         ai3_ref_conv2d_f32(&input, &weight, &bias, &p, &want);
         ai3_conv2d_plan *plan = NULL;
         ai3_cpu_set_isa(ai3_cpu_best_isa());
@@ -584,9 +548,9 @@ AI3_TEST(conv2d_gemm_plans_survive_an_isa_change) {
         AI3_EXPECT(st == AI3_OK, "%s: %s", GEMM_ALGORITHMS[a], ai3_last_error());
         ai3_cpu_set_isa(AI3_ISA_GENERIC);
         if (st == AI3_OK) {
-            fill_nan(&got);
+            test_fill_nan(&got);
             st = ai3_conv2d_plan_run(plan, &input, &got, NULL, 0);
-            AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(AI3_FLOAT32),
+            AI3_EXPECT(st == AI3_OK && test_relative_error(&got, &want) < tolerance(AI3_FLOAT32),
                        "%s after the ISA changed: %s", GEMM_ALGORITHMS[a], ai3_last_error());
         }
         ai3_cpu_set_isa(active);
@@ -605,9 +569,9 @@ AI3_TEST(conv2d_implicit_algorithms_need_no_im2col_workspace) {
     ai3_conv2d_params p = ai3_conv2d_params_default();
     p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
     const int64_t w_shape[4] = {64, 64, 3, 3}, in_shape[4] = {2, 64, 56, 56};
-    ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
-    ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
-    fill_random(&weight);
+    ai3_tensor weight = test_tensor(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor input = test_tensor(AI3_FLOAT32, 4, in_shape);
+    test_fill_random(&weight);
     const size_t im2col = (size_t)(64 * 9) * 56 * 56 * sizeof(float);
     for (size_t a = 0; a < N_GEMM_ALGORITHMS; a++) {
         ai3_conv2d_plan *plan = NULL;

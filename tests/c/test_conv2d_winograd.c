@@ -3,6 +3,7 @@
  * dilation 1 problems, and its clear refusal of everything else. */
 #include "algorithms/algorithms.h"
 #include "harness.h"
+#include "tensors.h"
 #include "internal.h"
 
 #include <math.h>
@@ -23,42 +24,6 @@ static const int TILES[] = {2, 4};
 static void force_tile(int tile) {
     if (tile) setenv("AI3_WINOGRAD_TILE", tile == 2 ? "2" : "4", 1);
     else unsetenv("AI3_WINOGRAD_TILE");
-}
-
-static ai3_tensor make_tensor(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = {.dtype = dtype, .device = AI3_DEVICE_CPU, .ndim = ndim};
-    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
-    t.data = malloc((size_t)(ai3_tensor_numel(&t) ? ai3_tensor_numel(&t) : 1) *
-                    ai3_dtype_size(dtype));
-    return t;
-}
-
-static double get(const ai3_tensor *t, int64_t i) {
-    return t->dtype == AI3_FLOAT32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
-}
-
-static void set(ai3_tensor *t, int64_t i, double v) {
-    if (t->dtype == AI3_FLOAT32) ((float *)t->data)[i] = (float)v;
-    else ((double *)t->data)[i] = v;
-}
-
-static void fill_random(ai3_tensor *t) {
-    for (int64_t i = 0; i < ai3_tensor_numel(t); i++) set(t, i, ai3_test_uniform());
-}
-
-static void fill_nan(ai3_tensor *t) {
-    for (int64_t i = 0; i < ai3_tensor_numel(t); i++) set(t, i, NAN);
-}
-
-/* Largest |a - b| over the largest |b| (NaN counts as infinite). */
-static double relative_error(const ai3_tensor *a, const ai3_tensor *b) {
-    double scale = 1e-30, err = 0;
-    for (int64_t i = 0; i < ai3_tensor_numel(b); i++) {
-        scale = fmax(scale, fabs(get(b, i)));
-        const double e = fabs(get(a, i) - get(b, i));
-        err = e <= err ? err : (isnan(e) ? INFINITY : e);
-    }
-    return err / scale;
 }
 
 typedef struct {
@@ -121,17 +86,17 @@ static wino_case random_case(void) {
 static int check_case(const wino_case *c, ai3_dtype dtype, int tile) {
     const int64_t in_shape[4] = {c->n, c->c_in, c->h, c->w};
     const int64_t w_shape[4] = {c->c_out, c->c_in / c->p.groups, 3, 3};
-    ai3_tensor input = make_tensor(dtype, 4, in_shape);
-    ai3_tensor weight = make_tensor(dtype, 4, w_shape);
-    ai3_tensor bias = make_tensor(dtype, 1, &c->c_out);
-    fill_random(&input);
-    fill_random(&weight);
-    fill_random(&bias);
+    ai3_tensor input = test_tensor(dtype, 4, in_shape);
+    ai3_tensor weight = test_tensor(dtype, 4, w_shape);
+    ai3_tensor bias = test_tensor(dtype, 1, &c->c_out);
+    test_fill_random(&input);
+    test_fill_random(&weight);
+    test_fill_random(&bias);
     const int64_t out_shape[4] = {c->n, c->c_out, c->h + c->p.pad_top + c->p.pad_bottom - 2,
                                   c->w + c->p.pad_left + c->p.pad_right - 2};
-    ai3_tensor want = make_tensor(dtype, 4, out_shape), got = make_tensor(dtype, 4, out_shape);
-    fill_nan(&want);
-    fill_nan(&got);
+    ai3_tensor want = test_tensor(dtype, 4, out_shape), got = test_tensor(dtype, 4, out_shape);
+    test_fill_nan(&want);
+    test_fill_nan(&got);
     const ai3_tensor *b = c->has_bias ? &bias : NULL;
     if (dtype == AI3_FLOAT32) ai3_ref_conv2d_f32(&input, &weight, b, &c->p, &want);
     else ai3_ref_conv2d_f64(&input, &weight, b, &c->p, &want);
@@ -145,7 +110,7 @@ static int check_case(const wino_case *c, ai3_dtype dtype, int tile) {
     force_tile(tile);
     const ai3_status st = ai3_conv2d("winograd", &in_call, &weight, b, &c->p, &out_call);
     force_tile(0);
-    const double err = st == AI3_OK ? relative_error(&got, &want) : INFINITY;
+    const double err = st == AI3_OK ? test_relative_error(&got, &want) : INFINITY;
     const int failed = !(err <= tolerance(dtype, tile ? tile : 4));
     AI3_EXPECT(!failed,
                "F(%dx%d) %s: status %d (%s), error %.3g: N=%lld%s C_in=%lld H=%lld W=%lld "
@@ -226,10 +191,10 @@ AI3_TEST(conv2d_winograd_plan_runs_many_shapes) {
             ai3_conv2d_params p = ai3_conv2d_params_default();
             p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
             const int64_t w_shape[4] = {20, 12, 3, 3}, c_out = 20;
-            ai3_tensor weight = make_tensor(dtype, 4, w_shape);
-            ai3_tensor bias = make_tensor(dtype, 1, &c_out);
-            fill_random(&weight);
-            fill_random(&bias);
+            ai3_tensor weight = test_tensor(dtype, 4, w_shape);
+            ai3_tensor bias = test_tensor(dtype, 1, &c_out);
+            test_fill_random(&weight);
+            test_fill_random(&bias);
             ai3_conv2d_plan *plan = NULL;
             force_tile(TILES[t]);
             ai3_status st = ai3_conv2d_plan_create("winograd", &weight, &bias, &p, NULL, &plan);
@@ -241,26 +206,26 @@ AI3_TEST(conv2d_winograd_plan_runs_many_shapes) {
                                          {1, 12, 31, 7}};
             for (int k = 0; k < 4; k++) {
                 ai3_cpu_set_isa(k % 2 ? AI3_ISA_GENERIC : isa);
-                ai3_tensor input = make_tensor(dtype, 4, sizes[k]);
-                fill_random(&input);
+                ai3_tensor input = test_tensor(dtype, 4, sizes[k]);
+                test_fill_random(&input);
                 int nd;
                 int64_t out_shape[AI3_MAX_DIMS];
                 ai3_conv2d_output_shape(&input, &weight, &p, &nd, out_shape);
-                ai3_tensor want = make_tensor(dtype, 4, out_shape);
-                ai3_tensor got = make_tensor(dtype, 4, out_shape);
+                ai3_tensor want = test_tensor(dtype, 4, out_shape);
+                ai3_tensor got = test_tensor(dtype, 4, out_shape);
                 if (dtype == AI3_FLOAT32) ai3_ref_conv2d_f32(&input, &weight, &bias, &p, &want);
                 else ai3_ref_conv2d_f64(&input, &weight, &bias, &p, &want);
                 size_t bytes = 0;
                 AI3_EXPECT(ai3_conv2d_plan_workspace_size(plan, &input, &bytes) == AI3_OK && bytes,
                            "workspace size: %s", ai3_last_error());
                 void *ws = ai3_alloc(bytes);
-                fill_nan(&got);
+                test_fill_nan(&got);
                 st = ai3_conv2d_plan_run(plan, &input, &got, ws, bytes);
-                AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(dtype, TILES[t]),
+                AI3_EXPECT(st == AI3_OK && test_relative_error(&got, &want) < tolerance(dtype, TILES[t]),
                            "F(%d) shape %d with workspace: %s", TILES[t], k, ai3_last_error());
-                fill_nan(&got);
+                test_fill_nan(&got);
                 st = ai3_conv2d_plan_run(plan, &input, &got, NULL, 0);
-                AI3_EXPECT(st == AI3_OK && relative_error(&got, &want) < tolerance(dtype, TILES[t]),
+                AI3_EXPECT(st == AI3_OK && test_relative_error(&got, &want) < tolerance(dtype, TILES[t]),
                            "F(%d) shape %d: %s", TILES[t], k, ai3_last_error());
                 ai3_free(ws);
                 free(input.data);
@@ -280,8 +245,8 @@ AI3_TEST(conv2d_winograd_plan_runs_many_shapes) {
  * the parameter; the other algorithms still run them. */
 AI3_TEST(conv2d_winograd_refuses_what_it_cannot_do) {
     const int64_t in_shape[4] = {1, 4, 12, 12};
-    ai3_tensor input = make_tensor(AI3_FLOAT32, 4, in_shape);
-    fill_random(&input);
+    ai3_tensor input = test_tensor(AI3_FLOAT32, 4, in_shape);
+    test_fill_random(&input);
     static const struct {
         int64_t k, stride, dilation;
         const char *word;
@@ -291,8 +256,8 @@ AI3_TEST(conv2d_winograd_refuses_what_it_cannot_do) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t w_shape[4] = {3, 4, cases[i].k, cases[i].k};
-        ai3_tensor weight = make_tensor(AI3_FLOAT32, 4, w_shape);
-        fill_random(&weight);
+        ai3_tensor weight = test_tensor(AI3_FLOAT32, 4, w_shape);
+        test_fill_random(&weight);
         ai3_conv2d_params p = ai3_conv2d_params_default();
         p.stride_h = cases[i].stride;
         p.dilation_w = cases[i].dilation;
@@ -300,7 +265,7 @@ AI3_TEST(conv2d_winograd_refuses_what_it_cannot_do) {
         int64_t out_shape[AI3_MAX_DIMS];
         AI3_EXPECT(ai3_conv2d_output_shape(&input, &weight, &p, &nd, out_shape) == AI3_OK,
                    "shape: %s", ai3_last_error());
-        ai3_tensor out = make_tensor(AI3_FLOAT32, 4, out_shape);
+        ai3_tensor out = test_tensor(AI3_FLOAT32, 4, out_shape);
         const ai3_status st = ai3_conv2d("winograd", &input, &weight, NULL, &p, &out);
         AI3_EXPECT(st == AI3_ERROR_UNSUPPORTED, "%s: status %d", cases[i].word, (int)st);
         AI3_EXPECT(strstr(ai3_last_error(), "winograd") && strstr(ai3_last_error(), cases[i].word),

@@ -12,43 +12,20 @@
 #include "ai3.h"
 #include "algorithms/algorithms.h"
 #include "harness.h"
+#include "tensors.h"
 #include "internal.h"
 
 /* ---- tensors ------------------------------------------------------------ */
 
-static ai3_tensor make(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = {.dtype = dtype, .device = AI3_DEVICE_CPU, .ndim = ndim};
-    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
-    size_t elem = dtype == AI3_FLOAT64 ? sizeof(double) : sizeof(float);
-    t.data = calloc((size_t)ai3_tensor_numel(&t) + 1, elem);
-    return t;
-}
-
-static double get(const ai3_tensor *t, int64_t i) {
-    return t->dtype == AI3_FLOAT64 ? ((double *)t->data)[i] : ((float *)t->data)[i];
-}
-
-static void set(ai3_tensor *t, int64_t i, double v) {
-    if (t->dtype == AI3_FLOAT64) ((double *)t->data)[i] = v;
-    else ((float *)t->data)[i] = (float)v;
-}
-
 /* Uniform in [-scale, scale). */
 static ai3_tensor make_random(ai3_dtype dtype, int ndim, const int64_t *shape, double scale) {
-    ai3_tensor t = make(dtype, ndim, shape);
-    for (int64_t i = 0; i < ai3_tensor_numel(&t); i++) set(&t, i, scale * ai3_test_uniform());
-    return t;
-}
-
-/* Filled with garbage so that an element left unwritten shows. */
-static ai3_tensor make_output(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = make(dtype, ndim, shape);
-    for (int64_t i = 0; i < ai3_tensor_numel(&t); i++) set(&t, i, 1e30);
+    ai3_tensor t = test_tensor(dtype, ndim, shape);
+    for (int64_t i = 0; i < ai3_tensor_numel(&t); i++) test_set(&t, i, scale * ai3_test_uniform());
     return t;
 }
 
 static ai3_tensor copy_of(const ai3_tensor *t) {
-    ai3_tensor c = make(t->dtype, t->ndim, t->shape);
+    ai3_tensor c = test_tensor(t->dtype, t->ndim, t->shape);
     memcpy(c.data, t->data, (size_t)ai3_tensor_numel(t) * ai3_dtype_size(t->dtype));
     return c;
 }
@@ -60,24 +37,6 @@ static ai3_tensor padded(const ai3_tensor *t, int ndim) {
     v.ndim = ndim;
     for (int i = 0; i < ndim; i++) v.shape[i] = i < lead ? 1 : t->shape[i - lead];
     return v;
-}
-
-static const char *dtype_name(ai3_dtype d) { return d == AI3_FLOAT64 ? "f64" : "f32"; }
-
-/* Elements of two tensors of one numel differing by more than
- * atol + rtol·|ref| (NaN must match NaN); reports the first few. */
-static int64_t compare(const ai3_tensor *got, const ai3_tensor *ref, double atol, double rtol,
-                       const char *what) {
-    int64_t n = ai3_tensor_numel(ref), bad = 0;
-    AI3_EXPECT(ai3_tensor_numel(got) == n, "%s: %lld elements, expected %lld", what,
-               (long long)ai3_tensor_numel(got), (long long)n);
-    for (int64_t i = 0; i < n; i++) {
-        double g = get(got, i), r = get(ref, i);
-        int ok = isnan(r) ? isnan(g) : g == r || fabs(g - r) <= atol + rtol * fabs(r);
-        if (!ok && bad++ < 3)
-            AI3_EXPECT(0, "%s: element %lld is %.9g, expected %.9g", what, (long long)i, g, r);
-    }
-    return bad;
 }
 
 static void free_all(ai3_tensor *ts[], int n) {
@@ -116,9 +75,9 @@ AI3_TEST(netops_batchnorm2d_matches_reference) {
         double eps = ai3_test_randint(0, 1) ? 1e-5 : 1e-3 * (1 + ai3_test_uniform());
         ai3_tensor x = make_random(dt, ndim, shape, 3.0);
         ai3_tensor mean = make_random(dt, 1, &c, 1.0), var = make_random(dt, 1, &c, 1.0);
-        for (int64_t k = 0; k < c; k++) set(&var, k, get(&var, k) + 1.05); /* positive */
+        for (int64_t k = 0; k < c; k++) test_set(&var, k, test_get(&var, k) + 1.05); /* positive */
         ai3_tensor w = make_random(dt, 1, &c, 2.0), b = make_random(dt, 1, &c, 1.0);
-        ai3_tensor y = make_output(dt, ndim, shape), ref = make(dt, ndim, shape);
+        ai3_tensor y = test_output(dt, ndim, shape), ref = test_tensor(dt, ndim, shape);
         ai3_status s = ai3_batchnorm2d(algo, &x, &mean, &var, has_w ? &w : NULL,
                                        has_b ? &b : NULL, eps, &y);
         AI3_EXPECT(s == AI3_OK, "batchnorm2d %s: %s", algo, ai3_last_error());
@@ -127,13 +86,13 @@ AI3_TEST(netops_batchnorm2d_matches_reference) {
             &x4, &mean, &var, has_w ? &w : NULL, has_b ? &b : NULL, eps, &r4);
         char what[128];
         snprintf(what, sizeof what, "batchnorm2d %s %s ndim=%d c=%lld w=%d b=%d", algo,
-                 dtype_name(dt), ndim, (long long)c, has_w, has_b);
-        compare(&y, &ref, atol_of(dt) * 10, rtol_of(dt), what);
+                 test_dtype_name(dt), ndim, (long long)c, has_w, has_b);
+        test_compare(&y, &ref, atol_of(dt) * 10, rtol_of(dt), what);
         /* In place: output aliasing input gives the same result. */
         ai3_tensor z = copy_of(&x);
         s = ai3_batchnorm2d(algo, &z, &mean, &var, has_w ? &w : NULL, has_b ? &b : NULL, eps, &z);
         AI3_EXPECT(s == AI3_OK, "batchnorm2d in place: %s", ai3_last_error());
-        compare(&z, &ref, atol_of(dt) * 10, rtol_of(dt), "batchnorm2d in place");
+        test_compare(&z, &ref, atol_of(dt) * 10, rtol_of(dt), "batchnorm2d in place");
         ai3_tensor *all[] = {&x, &mean, &var, &w, &b, &y, &ref, &z};
         free_all(all, 8);
     }
@@ -165,7 +124,7 @@ static void binary_sweep(int is_mul) {
         int64_t shape[AI3_MAX_DIMS];
         ai3_status s = ai3_broadcast_output_shape(&a, &b, &ndim, shape);
         AI3_EXPECT(s == AI3_OK, "broadcast shape: %s", ai3_last_error());
-        ai3_tensor y = make_output(dt, ndim, shape), ref = make(dt, ndim, shape);
+        ai3_tensor y = test_output(dt, ndim, shape), ref = test_tensor(dt, ndim, shape);
         s = is_mul ? ai3_mul(algo, &a, &b, &y) : ai3_add(algo, &a, &b, &y);
         AI3_EXPECT(s == AI3_OK, "%s %s: %s", op, algo, ai3_last_error());
         ai3_tensor pa = padded(&a, ndim), pb = padded(&b, ndim);
@@ -174,9 +133,9 @@ static void binary_sweep(int is_mul) {
         else
             (dt == AI3_FLOAT64 ? ai3_ref_add_f64 : ai3_ref_add_f32)(&pa, &pb, &ref);
         char what[128];
-        snprintf(what, sizeof what, "%s %s %s a=%d-d b=%d-d out=%d-d", op, algo, dtype_name(dt),
+        snprintf(what, sizeof what, "%s %s %s a=%d-d b=%d-d out=%d-d", op, algo, test_dtype_name(dt),
                  a.ndim, b.ndim, ndim);
-        compare(&y, &ref, 0, 0, what); /* one rounding, as the reference's */
+        test_compare(&y, &ref, 0, 0, what); /* one rounding, as the reference's */
         /* In place on whichever operand has the output's shape. */
         ai3_tensor *full = a.ndim == ndim && ai3_tensor_numel(&a) == ai3_tensor_numel(&y) ? &a
                            : b.ndim == ndim && ai3_tensor_numel(&b) == ai3_tensor_numel(&y) ? &b
@@ -184,7 +143,7 @@ static void binary_sweep(int is_mul) {
         if (full) {
             s = is_mul ? ai3_mul(algo, &a, &b, full) : ai3_add(algo, &a, &b, full);
             AI3_EXPECT(s == AI3_OK, "%s in place: %s", op, ai3_last_error());
-            compare(full, &ref, 0, 0, "in place");
+            test_compare(full, &ref, 0, 0, "in place");
         }
         ai3_tensor *all[] = {&a, &b, &y, &ref};
         free_all(all, 4);
@@ -200,12 +159,12 @@ AI3_TEST(netops_mul_squeeze_excitation) {
         ai3_dtype dt = dtypes[t % 2];
         int64_t xs[4] = {2, 96, 28, 28}, ss[4] = {2, 96, 1, 1};
         ai3_tensor x = make_random(dt, 4, xs, 1.0), sc = make_random(dt, 4, ss, 1.0);
-        ai3_tensor y = make_output(dt, 4, xs), ref = make(dt, 4, xs);
+        ai3_tensor y = test_output(dt, 4, xs), ref = test_tensor(dt, 4, xs);
         ai3_status s = t < 2 ? ai3_mul("direct", &x, &sc, &y) : ai3_mul("direct", &sc, &x, &y);
         AI3_EXPECT(s == AI3_OK, "mul: %s", ai3_last_error());
         for (int64_t i = 0; i < ai3_tensor_numel(&x); i++)
-            set(&ref, i, get(&x, i) * get(&sc, i / (28 * 28)));
-        compare(&y, &ref, 0, 0, "squeeze-and-excitation mul");
+            test_set(&ref, i, test_get(&x, i) * test_get(&sc, i / (28 * 28)));
+        test_compare(&y, &ref, 0, 0, "squeeze-and-excitation mul");
         ai3_tensor *all[] = {&x, &sc, &y, &ref};
         free_all(all, 4);
     }
@@ -237,14 +196,14 @@ AI3_TEST(netops_cat_matches_reference) {
         int64_t shape[AI3_MAX_DIMS];
         ai3_status s = ai3_cat_output_shape(ptrs, n, call_dim, &ndim, shape);
         AI3_EXPECT(s == AI3_OK && ndim == nd, "cat shape: %s", ai3_last_error());
-        ai3_tensor y = make_output(dt, ndim, shape), ref = make(dt, ndim, shape);
+        ai3_tensor y = test_output(dt, ndim, shape), ref = test_tensor(dt, ndim, shape);
         s = ai3_cat(algo, ptrs, n, call_dim, &y);
         AI3_EXPECT(s == AI3_OK, "cat %s: %s", algo, ai3_last_error());
         (dt == AI3_FLOAT64 ? ai3_ref_cat_f64 : ai3_ref_cat_f32)(ptrs, n, dim, &ref);
         char what[96];
-        snprintf(what, sizeof what, "cat %s %s nd=%d dim=%d n=%d", algo, dtype_name(dt), nd, dim,
+        snprintf(what, sizeof what, "cat %s %s nd=%d dim=%d n=%d", algo, test_dtype_name(dt), nd, dim,
                  n);
-        compare(&y, &ref, 0, 0, what);
+        test_compare(&y, &ref, 0, 0, what);
         for (int k = 0; k < n; k++) free(in[k].data);
         free(y.data), free(ref.data);
     }
@@ -291,21 +250,21 @@ AI3_TEST(netops_activations_match_reference) {
             if (t % 20 == 0 && nd > 0) shape[nd - 1] = 70000;
             /* Wide enough to reach every piece: clamps at ±3, ±6, exp's tails. */
             ai3_tensor x = make_random(dt, nd, shape, 9.0);
-            if (ai3_tensor_numel(&x) > 1) set(&x, 0, NAN);
+            if (ai3_tensor_numel(&x) > 1) test_set(&x, 0, NAN);
             double lo = act == HARDTANH && t % 3 ? -ai3_test_randint(0, 4) * 0.75 : 0;
             double hi = act == HARDTANH && t % 3 ? lo + ai3_test_randint(0, 6) * 0.8 : 6;
-            ai3_tensor y = make_output(dt, nd, shape), ref = make(dt, nd, shape);
+            ai3_tensor y = test_output(dt, nd, shape), ref = test_tensor(dt, nd, shape);
             ai3_status s = run_act(act, algo, &x, lo, hi, &y);
             AI3_EXPECT(s == AI3_OK, "%s %s: %s", act_names[act], algo, ai3_last_error());
             ref_act(act, &x, lo, hi, &ref);
             char what[96];
-            snprintf(what, sizeof what, "%s %s %s nd=%d", act_names[act], algo, dtype_name(dt),
+            snprintf(what, sizeof what, "%s %s %s nd=%d", act_names[act], algo, test_dtype_name(dt),
                      nd);
-            compare(&y, &ref, atol_of(dt), rtol_of(dt), what);
+            test_compare(&y, &ref, atol_of(dt), rtol_of(dt), what);
             ai3_tensor z = copy_of(&x); /* in place */
             s = run_act(act, algo, &z, lo, hi, &z);
             AI3_EXPECT(s == AI3_OK, "%s in place: %s", act_names[act], ai3_last_error());
-            compare(&z, &ref, atol_of(dt), rtol_of(dt), "in place");
+            test_compare(&z, &ref, atol_of(dt), rtol_of(dt), "in place");
             free(x.data), free(y.data), free(ref.data), free(z.data);
         }
     }
@@ -315,22 +274,22 @@ AI3_TEST(netops_activations_match_reference) {
 AI3_TEST(netops_activation_values) {
     double xs[] = {-4, -3, -1.5, 0, 1.5, 3, 7};
     int64_t n = 7;
-    ai3_tensor x = make(AI3_FLOAT64, 1, &n), y = make(AI3_FLOAT64, 1, &n);
-    for (int i = 0; i < 7; i++) set(&x, i, xs[i]);
+    ai3_tensor x = test_tensor(AI3_FLOAT64, 1, &n), y = test_tensor(AI3_FLOAT64, 1, &n);
+    for (int i = 0; i < 7; i++) test_set(&x, i, xs[i]);
     const double relu6[] = {0, 0, 0, 0, 1.5, 3, 6};
     const double hsig[] = {0, 0, 0.25, 0.5, 0.75, 1, 1};
     ai3_hardtanh("direct", &x, 0, 6, &y);
     for (int i = 0; i < 7; i++)
-        AI3_EXPECT(get(&y, i) == relu6[i], "relu6(%g) = %g", xs[i], get(&y, i));
+        AI3_EXPECT(test_get(&y, i) == relu6[i], "relu6(%g) = %g", xs[i], test_get(&y, i));
     ai3_hardsigmoid("direct", &x, &y);
     for (int i = 0; i < 7; i++)
-        AI3_EXPECT(get(&y, i) == hsig[i], "hardsigmoid(%g) = %g", xs[i], get(&y, i));
+        AI3_EXPECT(test_get(&y, i) == hsig[i], "hardsigmoid(%g) = %g", xs[i], test_get(&y, i));
     ai3_hardswish("direct", &x, &y);
     for (int i = 0; i < 7; i++)
-        AI3_EXPECT(get(&y, i) == xs[i] * hsig[i], "hardswish(%g) = %g", xs[i], get(&y, i));
+        AI3_EXPECT(test_get(&y, i) == xs[i] * hsig[i], "hardswish(%g) = %g", xs[i], test_get(&y, i));
     ai3_gelu("direct", &x, 0, &y);
-    AI3_EXPECT(fabs(get(&y, 4) - 1.5 * 0.9331927987311419) < 1e-15, "gelu(1.5) = %.17g",
-               get(&y, 4));
+    AI3_EXPECT(fabs(test_get(&y, 4) - 1.5 * 0.9331927987311419) < 1e-15, "gelu(1.5) = %.17g",
+               test_get(&y, 4));
     free(x.data), free(y.data);
 }
 
@@ -361,7 +320,7 @@ AI3_TEST(netops_mean_matches_reference) {
         int64_t oshape[AI3_MAX_DIMS];
         ai3_status s = ai3_mean_output_shape(&x, dims, n_dims, keepdim, &ndim, oshape);
         AI3_EXPECT(s == AI3_OK, "mean shape: %s", ai3_last_error());
-        ai3_tensor y = make_output(dt, ndim, oshape);
+        ai3_tensor y = test_output(dt, ndim, oshape);
         s = ai3_mean(algo, &x, n_dims ? dims : NULL, n_dims, keepdim, &y);
         AI3_EXPECT(s == AI3_OK, "mean %s: %s", algo, ai3_last_error());
         /* The reference takes sorted dims and a keepdim-shaped output. */
@@ -371,7 +330,7 @@ AI3_TEST(netops_mean_matches_reference) {
             kshape[d] = chosen[d] ? 1 : shape[d];
             if (chosen[d]) sorted[ns++] = d;
         }
-        ai3_tensor ref = make(dt, nd, kshape), xin = x;
+        ai3_tensor ref = test_tensor(dt, nd, kshape), xin = x;
         if (nd == 0) { /* a 0-d input is one element */
             xin.ndim = ref.ndim = 1;
             xin.shape[0] = ref.shape[0] = 1;
@@ -380,8 +339,8 @@ AI3_TEST(netops_mean_matches_reference) {
         (dt == AI3_FLOAT64 ? ai3_ref_mean_f64 : ai3_ref_mean_f32)(&xin, sorted, ns, &ref);
         char what[96];
         snprintf(what, sizeof what, "mean %s %s nd=%d n_dims=%d keepdim=%d", algo,
-                 dtype_name(dt), nd, n_dims, keepdim);
-        compare(&y, &ref, atol_of(dt), rtol_of(dt), what);
+                 test_dtype_name(dt), nd, n_dims, keepdim);
+        test_compare(&y, &ref, atol_of(dt), rtol_of(dt), what);
         free(x.data), free(y.data), free(ref.data);
     }
 }
@@ -410,13 +369,13 @@ AI3_TEST(netops_permute_matches_reference) {
         int64_t oshape[AI3_MAX_DIMS];
         ai3_status s = ai3_permute_output_shape(&x, call_perm, &ndim, oshape);
         AI3_EXPECT(s == AI3_OK && ndim == nd, "permute shape: %s", ai3_last_error());
-        ai3_tensor y = make_output(dt, ndim, oshape), ref = make(dt, ndim, oshape);
+        ai3_tensor y = test_output(dt, ndim, oshape), ref = test_tensor(dt, ndim, oshape);
         s = ai3_permute(algo, &x, call_perm, &y);
         AI3_EXPECT(s == AI3_OK, "permute %s: %s", algo, ai3_last_error());
         (dt == AI3_FLOAT64 ? ai3_ref_permute_f64 : ai3_ref_permute_f32)(&x, perm, &ref);
         char what[64];
-        snprintf(what, sizeof what, "permute %s %s nd=%d", algo, dtype_name(dt), nd);
-        compare(&y, &ref, 0, 0, what);
+        snprintf(what, sizeof what, "permute %s %s nd=%d", algo, test_dtype_name(dt), nd);
+        test_compare(&y, &ref, 0, 0, what);
         free(x.data), free(y.data), free(ref.data);
     }
 }
@@ -428,7 +387,7 @@ AI3_TEST(netops_permute_channel_shuffle) {
     int64_t shape[5] = {2, g, cg, h, w};
     ai3_tensor x = make_random(AI3_FLOAT32, 5, shape, 1.0);
     int64_t oshape[5] = {2, cg, g, h, w};
-    ai3_tensor y = make_output(AI3_FLOAT32, 5, oshape);
+    ai3_tensor y = test_output(AI3_FLOAT32, 5, oshape);
     ai3_status s = ai3_permute("default", &x, (const int[]){0, 2, 1, 3, 4}, &y);
     AI3_EXPECT(s == AI3_OK, "channel shuffle: %s", ai3_last_error());
     int64_t bad = 0;
@@ -436,8 +395,8 @@ AI3_TEST(netops_permute_channel_shuffle) {
         for (int64_t i = 0; i < cg; i++)
             for (int64_t j = 0; j < g; j++)
                 for (int64_t p = 0; p < h * w; p++) {
-                    double got = get(&y, ((n * cg + i) * g + j) * h * w + p);
-                    double want = get(&x, ((n * g + j) * cg + i) * h * w + p);
+                    double got = test_get(&y, ((n * cg + i) * g + j) * h * w + p);
+                    double want = test_get(&x, ((n * g + j) * cg + i) * h * w + p);
                     bad += got != want;
                 }
     AI3_EXPECT(bad == 0, "channel shuffle: %lld elements wrong", (long long)bad);
@@ -460,27 +419,27 @@ AI3_TEST(netops_layernorm_matches_reference) {
         double eps = ai3_test_randint(0, 1) ? 1e-5 : 1e-6;
         ai3_tensor x = make_random(dt, nd, shape, 2.0);
         for (int64_t i = 0; i < ai3_tensor_numel(&x); i++) /* a mean far from 0 */
-            set(&x, i, get(&x, i) + 3);
+            test_set(&x, i, test_get(&x, i) + 3);
         ai3_tensor w = make_random(dt, nn, shape + nd - nn, 2.0);
         ai3_tensor b = make_random(dt, nn, shape + nd - nn, 1.0);
-        ai3_tensor y = make_output(dt, nd, shape), ref = make(dt, nd, shape);
+        ai3_tensor y = test_output(dt, nd, shape), ref = test_tensor(dt, nd, shape);
         ai3_status s = ai3_layernorm(algo, &x, nn, has_w ? &w : NULL, has_b ? &b : NULL, eps, &y);
         AI3_EXPECT(s == AI3_OK, "layernorm %s: %s", algo, ai3_last_error());
         (dt == AI3_FLOAT64 ? ai3_ref_layernorm_f64 : ai3_ref_layernorm_f32)(
             &x, nn, has_w ? &w : NULL, has_b ? &b : NULL, eps, &ref);
         char what[96];
         snprintf(what, sizeof what, "layernorm %s %s nd=%d normalized=%d w=%d b=%d", algo,
-                 dtype_name(dt), nd, nn, has_w, has_b);
+                 test_dtype_name(dt), nd, nn, has_w, has_b);
         /* Outputs are at most ~11 in size; the mean and variance of a row of
          * len elements are summed in double with error up to ~len/8 ulps,
          * which only shows in float64. */
         int64_t len = ai3_tensor_numel(&w);
         double atol = dt == AI3_FLOAT64 ? 0x1p-53 * (double)(len / 8 + 16) * 11 : 1e-5;
-        compare(&y, &ref, atol, rtol_of(dt), what);
+        test_compare(&y, &ref, atol, rtol_of(dt), what);
         ai3_tensor z = copy_of(&x); /* in place */
         s = ai3_layernorm(algo, &z, nn, has_w ? &w : NULL, has_b ? &b : NULL, eps, &z);
         AI3_EXPECT(s == AI3_OK, "layernorm in place: %s", ai3_last_error());
-        compare(&z, &ref, atol, rtol_of(dt), "layernorm in place");
+        test_compare(&z, &ref, atol, rtol_of(dt), "layernorm in place");
         ai3_tensor *all[] = {&x, &w, &b, &y, &ref, &z};
         free_all(all, 6);
     }
@@ -503,7 +462,7 @@ AI3_TEST(netops_softmax_matches_reference) {
         /* Large values: without subtracting the maximum, exp overflows. */
         double scale = t % 3 == 0 ? 200.0 : 4.0;
         ai3_tensor x = make_random(dt, nd, shape, scale);
-        ai3_tensor y = make_output(dt, nd, shape), ref = make(dt, nd, shape);
+        ai3_tensor y = test_output(dt, nd, shape), ref = test_tensor(dt, nd, shape);
         ai3_status s = ai3_softmax(algo, &x, call_dim, &y);
         AI3_EXPECT(s == AI3_OK, "softmax %s: %s", algo, ai3_last_error());
         ai3_tensor xin = x, rin = ref;
@@ -513,15 +472,15 @@ AI3_TEST(netops_softmax_matches_reference) {
         }
         (dt == AI3_FLOAT64 ? ai3_ref_softmax_f64 : ai3_ref_softmax_f32)(&xin, dim, &rin);
         char what[96];
-        snprintf(what, sizeof what, "softmax %s %s nd=%d dim=%d scale=%g", algo, dtype_name(dt),
+        snprintf(what, sizeof what, "softmax %s %s nd=%d dim=%d scale=%g", algo, test_dtype_name(dt),
                  nd, call_dim, scale);
         /* exp of x - max is off by |x - max|·eps relatively. */
         double rtol = (dt == AI3_FLOAT64 ? 1e-15 : 1e-7) * (4 * scale + 10);
-        compare(&y, &ref, atol_of(dt), rtol, what);
+        test_compare(&y, &ref, atol_of(dt), rtol, what);
         ai3_tensor z = copy_of(&x); /* in place */
         s = ai3_softmax(algo, &z, call_dim, &z);
         AI3_EXPECT(s == AI3_OK, "softmax in place: %s", ai3_last_error());
-        compare(&z, &ref, atol_of(dt), rtol, "softmax in place");
+        test_compare(&z, &ref, atol_of(dt), rtol, "softmax in place");
         free(x.data), free(y.data), free(ref.data), free(z.data);
     }
 }
@@ -539,13 +498,13 @@ AI3_TEST(netops_softmax_matches_reference) {
 AI3_TEST(netops_bad_arguments) {
     const ai3_status BAD = AI3_ERROR_INVALID_ARGUMENT;
     ai3_tensor x4 = make_random(AI3_FLOAT32, 4, (int64_t[]){2, 3, 4, 5}, 1.0);
-    ai3_tensor y4 = make(AI3_FLOAT32, 4, (int64_t[]){2, 3, 4, 5});
-    ai3_tensor y4d = make(AI3_FLOAT64, 4, (int64_t[]){2, 3, 4, 5});
+    ai3_tensor y4 = test_tensor(AI3_FLOAT32, 4, (int64_t[]){2, 3, 4, 5});
+    ai3_tensor y4d = test_tensor(AI3_FLOAT64, 4, (int64_t[]){2, 3, 4, 5});
     ai3_tensor c3 = make_random(AI3_FLOAT32, 1, (int64_t[]){3}, 1.0);
     ai3_tensor c4 = make_random(AI3_FLOAT32, 1, (int64_t[]){4}, 1.0);
     ai3_tensor c3d = make_random(AI3_FLOAT64, 1, (int64_t[]){3}, 1.0);
     ai3_tensor v2 = make_random(AI3_FLOAT32, 2, (int64_t[]){4, 6}, 1.0);
-    ai3_tensor v2o = make(AI3_FLOAT32, 2, (int64_t[]){4, 6});
+    ai3_tensor v2o = test_tensor(AI3_FLOAT32, 2, (int64_t[]){4, 6});
 
     /* batchnorm2d */
     EXPECT_STATUS(ai3_batchnorm2d("direct", NULL, &c3, &c3, NULL, NULL, 1e-5, &y4), BAD);
@@ -581,7 +540,7 @@ AI3_TEST(netops_bad_arguments) {
 
     /* cat */
     const ai3_tensor *two[] = {&x4, &x4}, *mixed[] = {&x4, &v2}, *dts[] = {&c3, &c3d};
-    ai3_tensor cat_out = make(AI3_FLOAT32, 4, (int64_t[]){4, 3, 4, 5});
+    ai3_tensor cat_out = test_tensor(AI3_FLOAT32, 4, (int64_t[]){4, 3, 4, 5});
     EXPECT_STATUS(ai3_cat("direct", two, 0, 0, &cat_out), BAD);
     EXPECT_STATUS(ai3_cat("direct", NULL, 2, 0, &cat_out), BAD);
     EXPECT_STATUS(ai3_cat("direct", two, 2, 4, &cat_out), BAD);
@@ -592,7 +551,7 @@ AI3_TEST(netops_bad_arguments) {
     const ai3_tensor *self_cat[] = {&cat_out};
     EXPECT_STATUS(ai3_cat("direct", self_cat, 1, 0, &cat_out), BAD); /* aliasing */
     EXPECT_STATUS(ai3_cat("bogus", two, 2, 0, &cat_out), AI3_ERROR_UNKNOWN_ALGORITHM);
-    ai3_tensor scalar = make(AI3_FLOAT32, 0, NULL);
+    ai3_tensor scalar = test_tensor(AI3_FLOAT32, 0, NULL);
     const ai3_tensor *scalars[] = {&scalar};
     EXPECT_STATUS(ai3_cat_output_shape(scalars, 1, 0, &nd, shape), BAD);
 
@@ -614,7 +573,7 @@ AI3_TEST(netops_bad_arguments) {
     }
 
     /* mean */
-    ai3_tensor m_out = make(AI3_FLOAT32, 2, (int64_t[]){2, 3});
+    ai3_tensor m_out = test_tensor(AI3_FLOAT32, 2, (int64_t[]){2, 3});
     EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 4}, 2, 0, &m_out), BAD);
     EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, -2}, 2, 0, &m_out), BAD); /* twice */
     EXPECT_STATUS(ai3_mean("direct", &x4, NULL, 2, 0, &m_out), BAD);
@@ -626,7 +585,7 @@ AI3_TEST(netops_bad_arguments) {
                   AI3_ERROR_UNKNOWN_ALGORITHM);
 
     /* permute */
-    ai3_tensor p_out = make(AI3_FLOAT32, 4, (int64_t[]){2, 4, 5, 3});
+    ai3_tensor p_out = test_tensor(AI3_FLOAT32, 4, (int64_t[]){2, 4, 5, 3});
     EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, 3}, &p_out), BAD);
     EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, 4}, &p_out), BAD);
     EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, -5}, &p_out), BAD);

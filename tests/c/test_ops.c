@@ -9,40 +9,10 @@
 #include "ai3.h"
 #include "algorithms/algorithms.h"
 #include "harness.h"
+#include "tensors.h"
 #include "internal.h"
 
 /* ---- tensors ------------------------------------------------------------ */
-
-static ai3_tensor make(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = {.dtype = dtype, .device = AI3_DEVICE_CPU, .ndim = ndim};
-    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
-    size_t elem = dtype == AI3_FLOAT64 ? sizeof(double) : sizeof(float);
-    t.data = calloc((size_t)ai3_tensor_numel(&t) + 1, elem);
-    return t;
-}
-
-static double get(const ai3_tensor *t, int64_t i) {
-    return t->dtype == AI3_FLOAT64 ? ((double *)t->data)[i] : ((float *)t->data)[i];
-}
-
-static void set(ai3_tensor *t, int64_t i, double v) {
-    if (t->dtype == AI3_FLOAT64) ((double *)t->data)[i] = v;
-    else ((float *)t->data)[i] = (float)v;
-}
-
-static ai3_tensor make_random(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = make(dtype, ndim, shape);
-    for (int64_t i = 0; i < ai3_tensor_numel(&t); i++) set(&t, i, ai3_test_uniform());
-    return t;
-}
-
-/* An output tensor of the shape the library asks for, filled with garbage
- * so that an element left unwritten shows. */
-static ai3_tensor make_output(ai3_dtype dtype, int ndim, const int64_t *shape) {
-    ai3_tensor t = make(dtype, ndim, shape);
-    for (int64_t i = 0; i < ai3_tensor_numel(&t); i++) set(&t, i, 1e30);
-    return t;
-}
 
 /* The same memory seen as (N, C, H, W), N = 1 for an unbatched (C, H, W). */
 static ai3_tensor as_4d(const ai3_tensor *t) {
@@ -53,22 +23,6 @@ static ai3_tensor as_4d(const ai3_tensor *t) {
         for (int i = 0; i < 3; i++) v.shape[i + 1] = t->shape[i];
     }
     return v;
-}
-
-static const char *dtype_name(ai3_dtype d) { return d == AI3_FLOAT64 ? "f64" : "f32"; }
-
-/* Counts elements differing by more than atol + rtol·|ref| (NaN must match
- * NaN); returns the count and reports the first few. */
-static int64_t compare(const ai3_tensor *got, const ai3_tensor *ref, double atol, double rtol,
-                       const char *what) {
-    int64_t n = ai3_tensor_numel(ref), bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double g = get(got, i), r = get(ref, i);
-        int ok = isnan(r) ? isnan(g) : g == r || fabs(g - r) <= atol + rtol * fabs(r);
-        if (!ok && bad++ < 3) AI3_EXPECT(0, "%s: element %lld is %.9g, expected %.9g", what,
-                                         (long long)i, g, r);
-    }
-    return bad;
 }
 
 static const ai3_dtype dtypes[] = {AI3_FLOAT32, AI3_FLOAT64};
@@ -89,15 +43,15 @@ AI3_TEST(ops_linear_matches_reference) {
         ishape[ndim - 1] = in;
         int has_bias = ai3_test_randint(0, 3) != 0;
 
-        ai3_tensor x = make_random(dt, ndim, ishape);
-        ai3_tensor w = make_random(dt, 2, (int64_t[]){out, in});
-        ai3_tensor b = make_random(dt, 1, (int64_t[]){out});
+        ai3_tensor x = test_random(dt, ndim, ishape);
+        ai3_tensor w = test_random(dt, 2, (int64_t[]){out, in});
+        ai3_tensor b = test_random(dt, 1, (int64_t[]){out});
         int ondim;
         int64_t oshape[AI3_MAX_DIMS];
         ai3_status s = ai3_linear_output_shape(&x, &w, &ondim, oshape);
         AI3_EXPECT(s == AI3_OK && ondim == ndim && oshape[ndim - 1] == out,
                    "linear output shape: %s", ai3_last_error());
-        ai3_tensor y = make_output(dt, ondim, oshape), ref = make(dt, ondim, oshape);
+        ai3_tensor y = test_output(dt, ondim, oshape), ref = test_tensor(dt, ondim, oshape);
         s = ai3_linear(algo, &x, &w, has_bias ? &b : NULL, &y);
         AI3_EXPECT(s == AI3_OK, "linear %s: %s", algo, ai3_last_error());
         if (dt == AI3_FLOAT64)
@@ -108,8 +62,8 @@ AI3_TEST(ops_linear_matches_reference) {
         double tol = (dt == AI3_FLOAT64 ? 1e-15 : 1e-6) * (double)(in + 4);
         char what[160];
         snprintf(what, sizeof what, "linear %s %s ndim=%d in=%lld out=%lld bias=%d", algo,
-                 dtype_name(dt), ndim, (long long)in, (long long)out, has_bias);
-        compare(&y, &ref, tol, 0, what);
+                 test_dtype_name(dt), ndim, (long long)in, (long long)out, has_bias);
+        test_compare(&y, &ref, tol, 0, what);
         free(x.data), free(w.data), free(b.data), free(y.data), free(ref.data);
     }
 }
@@ -155,7 +109,7 @@ static void pool_sweep(int is_max) {
         int ndim;
         int64_t shape[4];
         ai3_pool2d_params p = random_pool(is_max, &ndim, shape);
-        ai3_tensor x = make_random(dt, ndim, shape);
+        ai3_tensor x = test_random(dt, ndim, shape);
         int ondim;
         int64_t oshape[AI3_MAX_DIMS];
         ai3_status s = is_max ? ai3_maxpool2d_output_shape(&x, &p, &ondim, oshape)
@@ -165,7 +119,7 @@ static void pool_sweep(int is_max) {
             free(x.data);
             continue;
         }
-        ai3_tensor y = make_output(dt, ondim, oshape), ref = make(dt, ondim, oshape);
+        ai3_tensor y = test_output(dt, ondim, oshape), ref = test_tensor(dt, ondim, oshape);
         s = is_max ? ai3_maxpool2d(algo, &x, &p, &y) : ai3_avgpool2d(algo, &x, &p, &y);
         AI3_EXPECT(s == AI3_OK, "%s %s: %s", op, algo, ai3_last_error());
         ai3_tensor x4 = as_4d(&x), r4 = as_4d(&ref);
@@ -177,7 +131,7 @@ static void pool_sweep(int is_max) {
         snprintf(what, sizeof what,
                  "%s %s %s in=%lldx%lld k=%lldx%lld s=%lldx%lld p=%lldx%lld d=%lldx%lld ceil=%d "
                  "incl=%d div=%lld",
-                 op, algo, dtype_name(dt), (long long)shape[ndim - 2], (long long)shape[ndim - 1],
+                 op, algo, test_dtype_name(dt), (long long)shape[ndim - 2], (long long)shape[ndim - 1],
                  (long long)p.kernel_h, (long long)p.kernel_w, (long long)p.stride_h,
                  (long long)p.stride_w, (long long)p.pad_h, (long long)p.pad_w,
                  (long long)p.dilation_h, (long long)p.dilation_w, p.ceil_mode,
@@ -186,7 +140,7 @@ static void pool_sweep(int is_max) {
          * is off by at most n·eps·n, and the divisor is at least 1. */
         double n = (double)(p.kernel_h * p.kernel_w);
         double tol = is_max ? 0 : n * n * (dt == AI3_FLOAT64 ? 0x1p-53 : 0x1p-24);
-        compare(&y, &ref, tol, 0, what);
+        test_compare(&y, &ref, tol, 0, what);
         free(x.data), free(y.data), free(ref.data);
     }
 }
@@ -242,14 +196,14 @@ AI3_TEST(ops_adaptiveavgpool2d_matches_reference) {
         shape[i++] = ai3_test_randint(1, 20);
         shape[i++] = ai3_test_randint(1, 20);
         int64_t oh = ai3_test_randint(1, 12), ow = ai3_test_randint(1, 12);
-        ai3_tensor x = make_random(dt, ndim, shape);
+        ai3_tensor x = test_random(dt, ndim, shape);
         int ondim;
         int64_t oshape[AI3_MAX_DIMS];
         ai3_status s = ai3_adaptiveavgpool2d_output_shape(&x, oh, ow, &ondim, oshape);
         AI3_EXPECT(s == AI3_OK && ondim == ndim && oshape[ndim - 2] == oh &&
                        oshape[ndim - 1] == ow,
                    "adaptiveavgpool2d output shape: %s", ai3_last_error());
-        ai3_tensor y = make_output(dt, ondim, oshape), ref = make(dt, ondim, oshape);
+        ai3_tensor y = test_output(dt, ondim, oshape), ref = test_tensor(dt, ondim, oshape);
         s = ai3_adaptiveavgpool2d(algo, &x, oh, ow, &y);
         AI3_EXPECT(s == AI3_OK, "adaptiveavgpool2d %s: %s", algo, ai3_last_error());
         ai3_tensor x4 = as_4d(&x), r4 = as_4d(&ref);
@@ -257,9 +211,9 @@ AI3_TEST(ops_adaptiveavgpool2d_matches_reference) {
                                                                                           &r4);
         char what[160];
         snprintf(what, sizeof what, "adaptiveavgpool2d %s %s %lldx%lld -> %lldx%lld", algo,
-                 dtype_name(dt), (long long)shape[ndim - 2], (long long)shape[ndim - 1],
+                 test_dtype_name(dt), (long long)shape[ndim - 2], (long long)shape[ndim - 1],
                  (long long)oh, (long long)ow);
-        compare(&y, &ref, dt == AI3_FLOAT64 ? 1e-14 : 1e-6, 0, what);
+        test_compare(&y, &ref, dt == AI3_FLOAT64 ? 1e-14 : 1e-6, 0, what);
         free(x.data), free(y.data), free(ref.data);
     }
 }
@@ -288,22 +242,22 @@ AI3_TEST(ops_relu_matches_reference) {
             shape[0] = 300;
             shape[1] = 1000 + t;
         }
-        ai3_tensor x = make_random(dt, ndim, shape);
+        ai3_tensor x = test_random(dt, ndim, shape);
         int64_t n = ai3_tensor_numel(&x);
         /* Special values: NaN, infinities, signed zeros. */
         const double specials[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0};
-        for (int k = 0; k < 5 && n > 1; k++) set(&x, ai3_test_randint(0, n - 1), specials[k]);
-        ai3_tensor ref = make(dt, ndim, shape);
+        for (int k = 0; k < 5 && n > 1; k++) test_set(&x, ai3_test_randint(0, n - 1), specials[k]);
+        ai3_tensor ref = test_tensor(dt, ndim, shape);
         (dt == AI3_FLOAT64 ? ai3_ref_relu_f64 : ai3_ref_relu_f32)(&x, &ref);
         char what[96];
-        snprintf(what, sizeof what, "relu %s %s numel=%lld", algo, dtype_name(dt), (long long)n);
+        snprintf(what, sizeof what, "relu %s %s numel=%lld", algo, test_dtype_name(dt), (long long)n);
         if (t % 3 == 0) { /* in place */
             AI3_EXPECT(ai3_relu(algo, &x, &x) == AI3_OK, "relu in place: %s", ai3_last_error());
-            compare(&x, &ref, 0, 0, what);
+            test_compare(&x, &ref, 0, 0, what);
         } else {
-            ai3_tensor y = make_output(dt, ndim, shape);
+            ai3_tensor y = test_output(dt, ndim, shape);
             AI3_EXPECT(ai3_relu(algo, &x, &y) == AI3_OK, "relu: %s", ai3_last_error());
-            compare(&y, &ref, 0, 0, what);
+            test_compare(&y, &ref, 0, 0, what);
             free(y.data);
         }
         free(x.data), free(ref.data);
@@ -312,12 +266,12 @@ AI3_TEST(ops_relu_matches_reference) {
 
 AI3_TEST(ops_relu_propagates_nan) {
     for (int d = 0; d < 2; d++) {
-        ai3_tensor x = make(dtypes[d], 1, (int64_t[]){40});
-        for (int64_t i = 0; i < 40; i++) set(&x, i, i % 2 ? NAN : -1.0 - (double)i);
+        ai3_tensor x = test_tensor(dtypes[d], 1, (int64_t[]){40});
+        for (int64_t i = 0; i < 40; i++) test_set(&x, i, i % 2 ? NAN : -1.0 - (double)i);
         AI3_EXPECT(ai3_relu("direct", &x, &x) == AI3_OK, "relu: %s", ai3_last_error());
         for (int64_t i = 0; i < 40; i++)
-            AI3_EXPECT(i % 2 ? isnan(get(&x, i)) : get(&x, i) == 0, "relu %s element %lld = %g",
-                       dtype_name(dtypes[d]), (long long)i, get(&x, i));
+            AI3_EXPECT(i % 2 ? isnan(test_get(&x, i)) : test_get(&x, i) == 0, "relu %s element %lld = %g",
+                       test_dtype_name(dtypes[d]), (long long)i, test_get(&x, i));
         free(x.data);
     }
 }
@@ -338,7 +292,7 @@ AI3_TEST(ops_flatten_matches_reference) {
         int end = (int)ai3_test_randint(start, span - 1);
         if (ai3_test_randint(0, 1)) start -= span; /* negative dims count from the end */
         if (ai3_test_randint(0, 1)) end -= span;
-        ai3_tensor x = make_random(dt, ndim, shape);
+        ai3_tensor x = test_random(dt, ndim, shape);
         int ondim;
         int64_t oshape[AI3_MAX_DIMS];
         ai3_status s = ai3_flatten_output_shape(&x, start, end, &ondim, oshape);
@@ -348,20 +302,20 @@ AI3_TEST(ops_flatten_matches_reference) {
             free(x.data);
             continue;
         }
-        ai3_tensor y = make_output(dt, ondim, oshape), ref = make(dt, ondim, oshape);
+        ai3_tensor y = test_output(dt, ondim, oshape), ref = test_tensor(dt, ondim, oshape);
         AI3_EXPECT(ai3_flatten(algo, &x, start, end, &y) == AI3_OK, "flatten: %s",
                    ai3_last_error());
         (dt == AI3_FLOAT64 ? ai3_ref_flatten_f64 : ai3_ref_flatten_f32)(&x, &ref);
         char what[96];
-        snprintf(what, sizeof what, "flatten %s %s ndim=%d %d..%d", algo, dtype_name(dt), ndim,
+        snprintf(what, sizeof what, "flatten %s %s ndim=%d %d..%d", algo, test_dtype_name(dt), ndim,
                  start, end);
-        compare(&y, &ref, 0, 0, what);
+        test_compare(&y, &ref, 0, 0, what);
         /* Output aliasing the input: the data must come through unchanged. */
         ai3_tensor alias = y;
         alias.data = x.data;
         AI3_EXPECT(ai3_flatten(algo, &x, start, end, &alias) == AI3_OK, "flatten in place: %s",
                    ai3_last_error());
-        compare(&alias, &ref, 0, 0, what);
+        test_compare(&alias, &ref, 0, 0, what);
         free(x.data), free(y.data), free(ref.data);
     }
 }
@@ -383,10 +337,10 @@ static void clear_error(void) { ai3_set_error(AI3_ERROR_INTERNAL, "%s", ""); }
 
 AI3_TEST(ops_linear_rejects_bad_arguments) {
     const ai3_status INVALID = AI3_ERROR_INVALID_ARGUMENT;
-    ai3_tensor x = make_random(AI3_FLOAT32, 2, (int64_t[]){3, 5});
-    ai3_tensor w = make_random(AI3_FLOAT32, 2, (int64_t[]){4, 5});
-    ai3_tensor b = make_random(AI3_FLOAT32, 1, (int64_t[]){4});
-    ai3_tensor y = make(AI3_FLOAT32, 2, (int64_t[]){3, 4});
+    ai3_tensor x = test_random(AI3_FLOAT32, 2, (int64_t[]){3, 5});
+    ai3_tensor w = test_random(AI3_FLOAT32, 2, (int64_t[]){4, 5});
+    ai3_tensor b = test_random(AI3_FLOAT32, 1, (int64_t[]){4});
+    ai3_tensor y = test_tensor(AI3_FLOAT32, 2, (int64_t[]){3, 4});
     AI3_EXPECT(ai3_linear("gemm", &x, &w, &b, &y) == AI3_OK, "valid call: %s", ai3_last_error());
 
     ai3_tensor scalar = x;
@@ -399,9 +353,9 @@ AI3_TEST(ops_linear_rejects_bad_arguments) {
     w3.ndim = 3;
     w3.shape[2] = 1;
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x, &w3, &b, &y));
-    ai3_tensor x_mismatch = make_random(AI3_FLOAT32, 2, (int64_t[]){3, 6});
+    ai3_tensor x_mismatch = test_random(AI3_FLOAT32, 2, (int64_t[]){3, 6});
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x_mismatch, &w, &b, &y));
-    ai3_tensor b_long = make_random(AI3_FLOAT32, 1, (int64_t[]){5});
+    ai3_tensor b_long = test_random(AI3_FLOAT32, 1, (int64_t[]){5});
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x, &w, &b_long, &y));
     ai3_tensor b_2d = b;
     b_2d.ndim = 2;
@@ -414,11 +368,11 @@ AI3_TEST(ops_linear_rejects_bad_arguments) {
     y_rank.ndim = 1;
     y_rank.shape[0] = 12;
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x, &w, &b, &y_rank));
-    ai3_tensor w64 = make_random(AI3_FLOAT64, 2, (int64_t[]){4, 5});
+    ai3_tensor w64 = test_random(AI3_FLOAT64, 2, (int64_t[]){4, 5});
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x, &w64, &b, &y));
-    ai3_tensor b64 = make_random(AI3_FLOAT64, 1, (int64_t[]){4});
+    ai3_tensor b64 = test_random(AI3_FLOAT64, 1, (int64_t[]){4});
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x, &w, &b64, &y));
-    ai3_tensor y64 = make(AI3_FLOAT64, 2, (int64_t[]){3, 4});
+    ai3_tensor y64 = test_tensor(AI3_FLOAT64, 2, (int64_t[]){3, 4});
     EXPECT_FAILS(INVALID, ai3_linear("gemm", &x, &w, &b, &y64));
     ai3_tensor null_data = x;
     null_data.data = NULL;
@@ -432,8 +386,8 @@ AI3_TEST(ops_linear_rejects_bad_arguments) {
 
 AI3_TEST(ops_pool2d_rejects_bad_arguments) {
     const ai3_status INVALID = AI3_ERROR_INVALID_ARGUMENT;
-    ai3_tensor x = make_random(AI3_FLOAT64, 4, (int64_t[]){2, 3, 8, 8});
-    ai3_tensor y = make(AI3_FLOAT64, 4, (int64_t[]){2, 3, 4, 4});
+    ai3_tensor x = test_random(AI3_FLOAT64, 4, (int64_t[]){2, 3, 8, 8});
+    ai3_tensor y = test_tensor(AI3_FLOAT64, 4, (int64_t[]){2, 3, 4, 4});
     ai3_pool2d_params good = ai3_pool2d_params_default(2, 2);
     AI3_EXPECT(ai3_maxpool2d("direct", &x, &good, &y) == AI3_OK, "%s", ai3_last_error());
     AI3_EXPECT(ai3_avgpool2d("direct", &x, &good, &y) == AI3_OK, "%s", ai3_last_error());
@@ -508,8 +462,8 @@ AI3_TEST(ops_pool2d_rejects_bad_arguments) {
 
 AI3_TEST(ops_adaptive_relu_flatten_reject_bad_arguments) {
     const ai3_status INVALID = AI3_ERROR_INVALID_ARGUMENT;
-    ai3_tensor x = make_random(AI3_FLOAT32, 4, (int64_t[]){1, 2, 7, 7});
-    ai3_tensor y = make(AI3_FLOAT32, 4, (int64_t[]){1, 2, 3, 3});
+    ai3_tensor x = test_random(AI3_FLOAT32, 4, (int64_t[]){1, 2, 7, 7});
+    ai3_tensor y = test_tensor(AI3_FLOAT32, 4, (int64_t[]){1, 2, 3, 3});
     AI3_EXPECT(ai3_adaptiveavgpool2d("direct", &x, 3, 3, &y) == AI3_OK, "%s", ai3_last_error());
     EXPECT_FAILS(INVALID, ai3_adaptiveavgpool2d("direct", &x, 0, 3, &y));
     EXPECT_FAILS(INVALID, ai3_adaptiveavgpool2d("direct", &x, 3, -1, &y));
@@ -520,7 +474,7 @@ AI3_TEST(ops_adaptive_relu_flatten_reject_bad_arguments) {
     EXPECT_FAILS(INVALID, ai3_adaptiveavgpool2d("direct", &x2, 3, 3, &y));
     EXPECT_FAILS(AI3_ERROR_UNKNOWN_ALGORITHM, ai3_adaptiveavgpool2d("gemm", &x, 3, 3, &y));
 
-    ai3_tensor same = make(AI3_FLOAT32, 4, (int64_t[]){1, 2, 7, 7});
+    ai3_tensor same = test_tensor(AI3_FLOAT32, 4, (int64_t[]){1, 2, 7, 7});
     ai3_tensor y_bad = same;
     y_bad.shape[2] = 6;
     EXPECT_FAILS(INVALID, ai3_relu("direct", &x, &y_bad));
@@ -530,7 +484,7 @@ AI3_TEST(ops_adaptive_relu_flatten_reject_bad_arguments) {
     EXPECT_FAILS(AI3_ERROR_UNKNOWN_ALGORITHM, ai3_relu("smm", &x, &same));
     EXPECT_FAILS(AI3_ERROR_UNKNOWN_ALGORITHM, ai3_relu("", &x, &same));
 
-    ai3_tensor flat = make(AI3_FLOAT32, 2, (int64_t[]){1, 98});
+    ai3_tensor flat = test_tensor(AI3_FLOAT32, 2, (int64_t[]){1, 98});
     AI3_EXPECT(ai3_flatten("direct", &x, 1, -1, &flat) == AI3_OK, "%s", ai3_last_error());
     EXPECT_FAILS(INVALID, ai3_flatten("direct", &x, 4, -1, &flat));
     EXPECT_FAILS(INVALID, ai3_flatten("direct", &x, -5, -1, &flat));
@@ -550,27 +504,27 @@ AI3_TEST(ops_linear_plan_matches_reference) {
     for (int di = 0; di < 2; di++) {
         const ai3_dtype dt = dtypes[di];
         const int64_t w_shape[2] = {7, 13}, out_features = 7;
-        ai3_tensor w = make_random(dt, 2, w_shape), b = make_random(dt, 1, &out_features);
+        ai3_tensor w = test_random(dt, 2, w_shape), b = test_random(dt, 1, &out_features);
         ai3_linear_plan *plan = NULL;
         AI3_EXPECT(ai3_linear_plan_create("default", &w, &b, &plan) == AI3_OK, "create: %s",
                    ai3_last_error());
-        ai3_tensor w_copy = make(dt, 2, w_shape);
+        ai3_tensor w_copy = test_tensor(dt, 2, w_shape);
         memcpy(w_copy.data, w.data, (size_t)ai3_tensor_numel(&w) * (dt == AI3_FLOAT64 ? 8 : 4));
-        for (int64_t i = 0; i < ai3_tensor_numel(&w); i++) set(&w, i, 99); /* must not matter */
+        for (int64_t i = 0; i < ai3_tensor_numel(&w); i++) test_set(&w, i, 99); /* must not matter */
         for (int64_t rows = 1; rows <= 9; rows += 4) {
             const int64_t x_shape[2] = {rows, 13}, y_shape[2] = {rows, 7};
-            ai3_tensor x = make_random(dt, 2, x_shape);
-            ai3_tensor want = make_output(dt, 2, y_shape), got = make_output(dt, 2, y_shape);
+            ai3_tensor x = test_random(dt, 2, x_shape);
+            ai3_tensor want = test_output(dt, 2, y_shape), got = test_output(dt, 2, y_shape);
             if (dt == AI3_FLOAT64) ai3_ref_linear_f64(&x, &w_copy, &b, &want);
             else ai3_ref_linear_f32(&x, &w_copy, &b, &want);
             AI3_EXPECT(ai3_linear_plan_run(plan, &x, &got) == AI3_OK, "run: %s", ai3_last_error());
-            compare(&got, &want, 1e-5, 1e-4, "linear plan");
+            test_compare(&got, &want, 1e-5, 1e-4, "linear plan");
             free(x.data);
             free(want.data);
             free(got.data);
         }
         const int64_t bad_shape[2] = {2, 12}, y_shape[2] = {2, 7};
-        ai3_tensor x = make_random(dt, 2, bad_shape), y = make_output(dt, 2, y_shape);
+        ai3_tensor x = test_random(dt, 2, bad_shape), y = test_output(dt, 2, y_shape);
         AI3_EXPECT(ai3_linear_plan_run(plan, &x, &y) == AI3_ERROR_INVALID_ARGUMENT,
                    "12 features ran on a 13-feature plan");
         ai3_linear_plan *other = NULL;
