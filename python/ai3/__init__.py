@@ -6,7 +6,7 @@ Two ways in:
   torch network in place; the network stays an ``nn.Module`` that trains,
   compiles, copies and pickles.
 * ``ai3.convert(module, algos)`` turns a whole network into an ``ai3.Model``
-  computed layer by layer by ai3.
+  run by ai3's C graph executor (one call into C per forward pass).
 
 Algorithms are chosen per operation instance with selectors (see
 ``ai3.selectors``). ``SUPPORTED_ALGORITHMS`` lists the built-in algorithms
