@@ -1,9 +1,10 @@
-/* silu, direct: x / (1 + exp(-x)) elementwise; output may alias input. */
+/* silu, direct: x / (1 + exp(-x)) elementwise, with the vectorisable exp of
+ * vexp.h; output may alias input. */
 #include "algorithms/algorithms.h"
 #include "internal.h"
 #include "real.h"
 
-#include <tgmath.h> /* exp, erf, tanh of `real` */
+#include "vexp.h"
 
 typedef struct {
     const real *x;
@@ -15,7 +16,7 @@ static void silu_range(void *ctx, int64_t begin, int64_t end) {
     const silu_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;
-    for (int64_t i = begin; i < end; i++) y[i] = x[i] / (1 + exp(-x[i]));
+    for (int64_t i = begin; i < end; i++) y[i] = x[i] / (1 + ai3_exp(-x[i]));
 }
 
 ai3_status AI3_TYPED(ai3_silu_direct)(const ai3_tensor *input, ai3_tensor *output) {
