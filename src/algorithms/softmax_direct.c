@@ -1,6 +1,7 @@
 /* softmax, direct: the input seen as (outer, size, inner) around `dim`.
- * Stable form: the maximum along dim is subtracted before exp, the sum is
- * kept in double, and the exps are scaled by its inverse. With inner == 1
+ * Stable form: the maximum along dim is subtracted before exp (the
+ * vectorisable one of vexp.h), the sum is kept in double, and the exps
+ * are scaled by its inverse. With inner == 1
  * each row is contiguous; otherwise a chunk of inner positions is handled
  * at once so the loops run along contiguous memory. Work is split over
  * rows (or outer × chunks). Output may alias input. */
@@ -8,7 +9,7 @@
 #include "internal.h"
 #include "real.h"
 
-#include <tgmath.h> /* exp of `real` */
+#include "vexp.h"
 
 #define CHUNK 128
 
@@ -27,11 +28,9 @@ static void softmax_rows(void *ctx, int64_t begin, int64_t end) {
         real *y = c->y + r * n;
         real m = x[0];
         for (int64_t k = 1; k < n; k++) m = x[k] > m ? x[k] : m;
+        for (int64_t k = 0; k < n; k++) y[k] = ai3_exp(x[k] - m);
         double sum = 0;
-        for (int64_t k = 0; k < n; k++) {
-            y[k] = exp(x[k] - m);
-            sum += (double)y[k];
-        }
+        for (int64_t k = 0; k < n; k++) sum += (double)y[k];
         const real scale = (real)(1.0 / sum);
         for (int64_t k = 0; k < n; k++) y[k] *= scale;
     }
@@ -58,7 +57,7 @@ static void softmax_strided(void *ctx, int64_t begin, int64_t end) {
         }
         for (int64_t k = 0; k < n; k++)
             for (int64_t j = 0; j < len; j++) {
-                real e = exp(x[k * inner + j] - m[j]);
+                real e = ai3_exp(x[k * inner + j] - m[j]);
                 y[k * inner + j] = e;
                 sum[j] += (double)e;
             }
