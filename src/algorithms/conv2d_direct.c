@@ -3,7 +3,7 @@
  *
  * The input is padded (and phase-split for strides) once into the wide
  * layout of conv2d_wide.h, where every kernel tap is a contiguous shifted
- * window. The micro-kernel keeps a block of output channels × TILE
+ * window (plain depthwise layers skip that copy: see below). The micro-kernel keeps a block of output channels × TILE
  * consecutive output positions in registers, loops over input channels and
  * taps, and broadcasts one weight per output channel.
  */
@@ -124,6 +124,56 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
+/* --- depthwise ------------------------------------------------------------
+ * One input and one output channel per group, zero padding, unit horizontal
+ * stride (most depthwise layers): straight from the input, with no padded
+ * copy, since such a layer is bound by memory traffic rather than
+ * arithmetic. Each output row starts at the bias; every tap adds its
+ * weight times the input row it meets, over the columns that land inside
+ * the input. */
+
+static bool plain_depthwise(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
+    return d->c_in_g == 1 && d->c_out_g == 1 && p->padding_mode == AI3_PADDING_ZEROS &&
+           p->stride_w == 1;
+}
+
+typedef struct {
+    const real *x, *w, *b;
+    real *y;
+    const ai3_conv2d_params *p;
+    const ai3_conv2d_dims *d;
+} depthwise_ctx;
+
+AI3_MULTIVERSION
+static void depthwise_planes(void *vctx, int64_t begin, int64_t end) {
+    const depthwise_ctx *c = vctx;
+    const ai3_conv2d_params *p = c->p;
+    const ai3_conv2d_dims *d = c->d;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const int64_t ch = plane % d->c_out;
+        const real *x = c->x + plane * d->h * d->w;
+        const real *wk = c->w + ch * d->kh * d->kw;
+        const real bias = c->b ? c->b[ch] : 0;
+        for (int64_t oy = 0; oy < d->oh; oy++) {
+            real *restrict yr = c->y + (plane * d->oh + oy) * d->ow;
+            for (int64_t ox = 0; ox < d->ow; ox++) yr[ox] = bias;
+            for (int64_t ky = 0; ky < d->kh; ky++) {
+                const int64_t iy = oy * p->stride_h + ky * p->dilation_h - p->pad_top;
+                if (iy < 0 || iy >= d->h) continue;
+                for (int64_t kx = 0; kx < d->kw; kx++) {
+                    const int64_t shift = kx * p->dilation_w - p->pad_left;
+                    const int64_t lo = AI3_MAX(0, -shift), hi = AI3_MIN(d->ow, d->w - shift);
+                    const real wv = wk[ky * d->kw + kx];
+                    const real *restrict xr = x + iy * d->w + shift;
+                    for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
+                }
+            }
+        }
+    }
+}
+
+/* --- everything else ---------------------------------------------------------- */
+
 /* Workspace: the tap offsets, then the prepared input with WIDE_TILE zeros
  * after it (a tile may run past the last valid position, and the last
  * channel's tiles past the end of the input, by less than a tile). */
@@ -135,6 +185,7 @@ static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_ar
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    if (plain_depthwise(&pb->params, d)) return 0;
     ai3_arena a = {NULL, 0};
     ai3_conv2d_wide s;
     int64_t *off;
@@ -145,6 +196,12 @@ static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    if (plain_depthwise(&pb->params, d)) {
+        depthwise_ctx dc = {input->data, pb->weight.data, pb->bias ? pb->bias->data : NULL,
+                            output->data, &pb->params, d};
+        ai3_parallel_for(d->n * d->c_out, 1, depthwise_planes, &dc);
+        return AI3_OK;
+    }
     ai3_arena a = {workspace, 0};
     ai3_conv2d_wide s;
     int64_t *off;
