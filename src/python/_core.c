@@ -267,6 +267,16 @@ static int tensor_views(const char *op, int count, PyObject *const objs[],
     return 0;
 }
 
+/* The views of the input and output of a call (tensor_views for the two). */
+static int input_output_views(const char *op, PyObject *input_obj, PyObject *output_obj,
+                              ai3_tensor *input, ai3_tensor *output)
+{
+    PyObject *const objs[] = {input_obj, output_obj};
+    const char *const names[] = {"input", "output"};
+    ai3_tensor *views[] = {input, output};
+    return tensor_views(op, 2, objs, names, views);
+}
+
 /* Returns a new reference to `output` after a successful call. */
 static PyObject *finish(ai3_status status, PyObject *output)
 {
@@ -375,10 +385,7 @@ static PyObject *py_maxpool2d(PyObject *self, PyObject *args)
                           &kh, &kw, &sh, &sw, &ph, &pw, &dh, &dw, &ceil_mode))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("maxpool2d", 2, objs, names, views) < 0)
+    if (input_output_views("maxpool2d", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_pool2d_params params = ai3_pool2d_params_default(kh, kw);
     params.stride_h = sh;
@@ -412,10 +419,7 @@ static PyObject *py_avgpool2d(PyObject *self, PyObject *args)
                           &divisor_override))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("avgpool2d", 2, objs, names, views) < 0)
+    if (input_output_views("avgpool2d", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_pool2d_params params = ai3_pool2d_params_default(kh, kw);
     params.stride_h = sh;
@@ -444,10 +448,7 @@ static PyObject *py_adaptiveavgpool2d(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "sOO:adaptiveavgpool2d", &algorithm, &input_obj, &output_obj))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("adaptiveavgpool2d", 2, objs, names, views) < 0)
+    if (input_output_views("adaptiveavgpool2d", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     if (output.ndim < 2) {
         PyErr_SetString(PyExc_ValueError,
@@ -472,10 +473,7 @@ static PyObject *py_relu(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "sOO:relu", &algorithm, &input_obj, &output_obj))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("relu", 2, objs, names, views) < 0)
+    if (input_output_views("relu", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -497,10 +495,7 @@ static PyObject *py_flatten(PyObject *self, PyObject *args)
                           &start_dim, &end_dim))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("flatten", 2, objs, names, views) < 0)
+    if (input_output_views("flatten", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -675,10 +670,7 @@ static PyObject *py_hardtanh(PyObject *self, PyObject *args)
                           &max_val))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("hardtanh", 2, objs, names, views) < 0)
+    if (input_output_views("hardtanh", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -754,10 +746,7 @@ static PyObject *py_gelu(PyObject *self, PyObject *args)
                           &tanh_approximation))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("gelu", 2, objs, names, views) < 0)
+    if (input_output_views("gelu", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -783,10 +772,7 @@ static PyObject *py_mean(PyObject *self, PyObject *args)
     if (n_dims < 0)
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("mean", 2, objs, names, views) < 0)
+    if (input_output_views("mean", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -810,10 +796,7 @@ static PyObject *py_permute(PyObject *self, PyObject *args)
     if (n < 0)
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("permute", 2, objs, names, views) < 0)
+    if (input_output_views("permute", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     if (n != input.ndim)
         return PyErr_Format(PyExc_ValueError,
@@ -868,10 +851,7 @@ static PyObject *py_softmax(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "sOOi:softmax", &algorithm, &input_obj, &output_obj, &dim))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("softmax", 2, objs, names, views) < 0)
+    if (input_output_views("softmax", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -1900,10 +1880,7 @@ static PyObject *py_conv2d_plan_run(PyObject *self, PyObject *args)
     if (!plan)
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("conv2d", 2, objs, names, views) < 0)
+    if (input_output_views("conv2d", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -1952,10 +1929,7 @@ static PyObject *py_linear_plan_run(PyObject *self, PyObject *args)
     if (!plan)
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views("linear", 2, objs, names, views) < 0)
+    if (input_output_views("linear", input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
