@@ -688,10 +688,7 @@ static PyObject *activation(PyObject *args, const char *format, const char *op,
     if (!PyArg_ParseTuple(args, format, &algorithm, &input_obj, &output_obj))
         return NULL;
     ai3_tensor input, output;
-    PyObject *const objs[] = {input_obj, output_obj};
-    const char *const names[] = {"input", "output"};
-    ai3_tensor *views[] = {&input, &output};
-    if (tensor_views(op, 2, objs, names, views) < 0)
+    if (input_output_views(op, input_obj, output_obj, &input, &output) < 0)
         return NULL;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
