@@ -24,15 +24,43 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
+/* AI3_API marks the library's functions: exported when building libai3
+ * (AI3_BUILDING_LIBRARY), imported by programs that use it. */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(AI3_BUILDING_LIBRARY)
 #define AI3_API __declspec(dllexport)
 #else
+#define AI3_API __declspec(dllimport)
+#endif
+#define AI3_PLUGIN_EXPORT __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
 #define AI3_API __attribute__((visibility("default")))
+#define AI3_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define AI3_API
+#define AI3_PLUGIN_EXPORT
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define AI3_PRINTF_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define AI3_PRINTF_FORMAT(fmt, args)
+#endif
+
+/* The version of this header; ai3_version() gives the library's. */
 #define AI3_VERSION_MAJOR 0
-#define AI3_VERSION_MINOR 1
+#define AI3_VERSION_MINOR 2
 #define AI3_VERSION_PATCH 0
+#define AI3_VERSION (AI3_VERSION_MAJOR * 10000 + AI3_VERSION_MINOR * 100 + AI3_VERSION_PATCH)
+/* Bumped whenever a struct, enum or function signature of this header
+ * changes incompatibly; plugins are checked against it when loaded. */
+#define AI3_ABI_VERSION 2
+
+/* The library's AI3_VERSION (a program may run with a newer libai3 than
+ * the header it was compiled with: same major version, same ABI). */
+AI3_API int ai3_version(void);
+/* The library's AI3_ABI_VERSION. */
+AI3_API int ai3_abi_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status codes and errors                                                   */
@@ -47,10 +75,12 @@ typedef enum ai3_status {
     AI3_ERROR_INTERNAL = 5
 } ai3_status;
 
-/* A static English name for a status code, e.g. "invalid argument". */
+/* A static English name for a status code, e.g. "invalid argument"; a
+ * string literal, valid forever. */
 AI3_API const char *ai3_status_string(ai3_status status);
 
-/* The message of the last failure on the calling thread ("" if none). */
+/* The message of the last failure on the calling thread ("" if none);
+ * valid until the next call into ai3 on that thread. */
 AI3_API const char *ai3_last_error(void);
 
 /* ------------------------------------------------------------------------ */
@@ -88,32 +118,18 @@ AI3_API int ai3_get_num_threads(void);
 /* Operations                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* The operations, generated from ai3_ops.inc (installed beside this
+ * header), which lists each with its name, default algorithm, parameter
+ * struct and algorithm signature. */
 typedef enum ai3_op {
-    AI3_OP_CONV2D = 0,
-    AI3_OP_LINEAR,
-    AI3_OP_MAXPOOL2D,
-    AI3_OP_AVGPOOL2D,
-    AI3_OP_ADAPTIVEAVGPOOL2D,
-    AI3_OP_RELU,
-    AI3_OP_FLATTEN,
-    AI3_OP_BATCHNORM2D,
-    AI3_OP_ADD,
-    AI3_OP_MUL,
-    AI3_OP_CAT,
-    AI3_OP_HARDTANH,
-    AI3_OP_SIGMOID,
-    AI3_OP_HARDSIGMOID,
-    AI3_OP_HARDSWISH,
-    AI3_OP_SILU,
-    AI3_OP_GELU,
-    AI3_OP_MEAN,
-    AI3_OP_PERMUTE,
-    AI3_OP_LAYERNORM,
-    AI3_OP_SOFTMAX,
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
+    AI3_OP_##ID,
+#include "ai3_ops.inc"
+#undef AI3_OP
     AI3_OP_COUNT
 } ai3_op;
 
-/* "conv2d", "linear", ... or NULL for an unknown op. */
+/* "conv2d", "linear", ... (static strings) or NULL for an unknown op. */
 AI3_API const char *ai3_op_name(ai3_op op);
 
 /* --- conv2d --------------------------------------------------------------
@@ -335,6 +351,96 @@ AI3_API ai3_status ai3_softmax(const char *algorithm, const ai3_tensor *input, i
                                ai3_tensor *output);
 
 /* ------------------------------------------------------------------------ */
+/* Any operation through one interface: plans                                */
+/* ------------------------------------------------------------------------ */
+
+/* The parameters of each operation, as the typed functions above take them
+ * (the conv2d and pooling structs are above). */
+typedef struct ai3_no_params {
+    char unused;
+} ai3_no_params;
+/* out_h or out_w 0 keeps that size of the input (None in PyTorch). */
+typedef struct ai3_adaptiveavgpool2d_params {
+    int64_t out_h, out_w;
+} ai3_adaptiveavgpool2d_params;
+typedef struct ai3_flatten_params {
+    int start_dim, end_dim;
+} ai3_flatten_params;
+typedef struct ai3_batchnorm2d_params {
+    double eps;
+} ai3_batchnorm2d_params;
+typedef struct ai3_cat_params {
+    int dim;
+} ai3_cat_params;
+typedef struct ai3_hardtanh_params {
+    double min_val, max_val;
+} ai3_hardtanh_params;
+typedef struct ai3_gelu_params {
+    int tanh_approximation;
+} ai3_gelu_params;
+typedef struct ai3_mean_params {
+    int n_dims; /* 0: every dimension */
+    int dims[AI3_MAX_DIMS];
+    int keepdim;
+} ai3_mean_params;
+typedef struct ai3_permute_params {
+    int ndim;
+    int perm[AI3_MAX_DIMS];
+} ai3_permute_params;
+typedef struct ai3_layernorm_params {
+    int normalized_ndim;
+    double eps;
+} ai3_layernorm_params;
+typedef struct ai3_softmax_params {
+    int dim;
+} ai3_softmax_params;
+
+/* The parameters of any operation: the member named after it. */
+typedef union ai3_op_params {
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
+    params name;
+#include "ai3_ops.inc"
+#undef AI3_OP
+} ai3_op_params;
+
+/* A plan computes one operation with one algorithm, for any input the
+ * operation accepts (plan once, run many, as the conv2d and linear plans
+ * above, which it uses for those two operations):
+ *
+ *   weights   the operation's constant tensors, copied into the plan:
+ *             conv2d and linear (weight, bias), batchnorm2d (running_mean,
+ *             running_var, weight, bias), layernorm (weight, bias); a bias,
+ *             a norm's weight and bias may be NULL. n_weights may be less
+ *             than the operation has (the rest are NULL). Others: none.
+ *   params    the operation's parameters (NULL for those without).
+ *   hint      the expected input (may be NULL; only its shape is read), for
+ *             the choice of "guess"/"default".
+ *
+ * ai3_plan_run computes on n_inputs tensors (two for add and mul, one or
+ * more for cat, one for the others) into output, of the shape
+ * ai3_plan_output_shape gives. `workspace` may be NULL (the plan then uses
+ * its own) or ai3_plan_workspace_size bytes, 64-byte aligned. A plan is
+ * immutable once made: several threads may run it at once. */
+typedef struct ai3_plan ai3_plan;
+
+AI3_API ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
+                                   const ai3_tensor *const *weights, const ai3_op_params *params,
+                                   const ai3_tensor *hint, ai3_plan **plan);
+AI3_API ai3_status ai3_plan_output_shape(const ai3_plan *plan, int n_inputs,
+                                         const ai3_tensor *const *inputs, int *out_ndim,
+                                         int64_t out_shape[AI3_MAX_DIMS]);
+AI3_API ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n_inputs,
+                                           const ai3_tensor *const *inputs, size_t *bytes);
+AI3_API ai3_status ai3_plan_run(const ai3_plan *plan, int n_inputs,
+                                const ai3_tensor *const *inputs, ai3_tensor *output,
+                                void *workspace, size_t workspace_bytes);
+AI3_API ai3_op ai3_plan_op(const ai3_plan *plan);
+/* The algorithm the plan runs ("default" and "guess" resolved); valid for
+ * the plan's lifetime. */
+AI3_API const char *ai3_plan_algorithm(const ai3_plan *plan);
+AI3_API void ai3_plan_destroy(ai3_plan *plan);
+
+/* ------------------------------------------------------------------------ */
 /* Graphs: a whole network run by the C core                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -346,8 +452,9 @@ AI3_API ai3_status ai3_softmax(const char *algorithm, const ai3_tensor *input, i
  *     ai3_graph *g;  int x, y, z;
  *     ai3_graph_create(AI3_FLOAT32, &g);
  *     ai3_graph_add_input(g, &x);
- *     ai3_graph_conv2d(g, "default", x, &weight, &bias, &params, NULL, &y);
- *     ai3_graph_relu(g, "default", y, &z);
+ *     const ai3_tensor *w[] = {&weight, &bias};
+ *     ai3_graph_op(g, AI3_OP_CONV2D, "default", 1, &x, 2, w, &params, NULL, &y);
+ *     ai3_graph_op(g, AI3_OP_RELU, "default", 1, &y, 0, NULL, NULL, NULL, &z);
  *     ai3_graph_set_outputs(g, 1, &z);
  *     ai3_graph_output_shapes(g, 1, &input, 1, &out_ndim, &out_shape);  (allocate)
  *     ai3_graph_run(g, 1, &input, 1, &output);
@@ -397,71 +504,23 @@ AI3_API ai3_status ai3_graph_set_outputs(ai3_graph *graph, int n_outputs, const 
 AI3_API int ai3_graph_num_inputs(const ai3_graph *graph);
 AI3_API int ai3_graph_num_outputs(const ai3_graph *graph);
 
-/* --- nodes: each operation of this header, with the same parameters; the
- * tensors (weights, statistics) are copied. Each writes the id of the value
- * it produces into *output. */
-
-/* conv2d through a plan made now; `input_shape` (may be NULL; its data is
- * not read) is the expected input, for "guess"/"default". */
-AI3_API ai3_status ai3_graph_conv2d(ai3_graph *graph, const char *algorithm, int input,
-                                    const ai3_tensor *weight, const ai3_tensor *bias,
-                                    const ai3_conv2d_params *params,
-                                    const ai3_tensor *input_shape, int *output);
-/* The algorithm the conv2d node producing `value` runs ("guess" and
- * "default" resolved), or NULL if `value` is not one. */
-AI3_API const char *ai3_graph_conv2d_algorithm(const ai3_graph *graph, int value);
-AI3_API ai3_status ai3_graph_linear(ai3_graph *graph, const char *algorithm, int input,
-                                    const ai3_tensor *weight, const ai3_tensor *bias,
-                                    int *output);
-AI3_API ai3_status ai3_graph_maxpool2d(ai3_graph *graph, const char *algorithm, int input,
-                                       const ai3_pool2d_params *params, int *output);
-AI3_API ai3_status ai3_graph_avgpool2d(ai3_graph *graph, const char *algorithm, int input,
-                                       const ai3_pool2d_params *params, int *output);
-/* out_h or out_w 0 keeps that size of the input (None in PyTorch). */
-AI3_API ai3_status ai3_graph_adaptiveavgpool2d(ai3_graph *graph, const char *algorithm,
-                                               int input, int64_t out_h, int64_t out_w,
-                                               int *output);
-AI3_API ai3_status ai3_graph_relu(ai3_graph *graph, const char *algorithm, int input,
-                                  int *output);
-/* With "default" a view of the input (no copy); another algorithm copies. */
-AI3_API ai3_status ai3_graph_flatten(ai3_graph *graph, const char *algorithm, int input,
-                                     int start_dim, int end_dim, int *output);
-AI3_API ai3_status ai3_graph_batchnorm2d(ai3_graph *graph, const char *algorithm, int input,
-                                         const ai3_tensor *running_mean,
-                                         const ai3_tensor *running_var,
-                                         const ai3_tensor *weight, const ai3_tensor *bias,
-                                         double eps, int *output);
-AI3_API ai3_status ai3_graph_add(ai3_graph *graph, const char *algorithm, int a, int b,
-                                 int *output);
-AI3_API ai3_status ai3_graph_mul(ai3_graph *graph, const char *algorithm, int a, int b,
-                                 int *output);
-AI3_API ai3_status ai3_graph_cat(ai3_graph *graph, const char *algorithm, int n_inputs,
-                                 const int *inputs, int dim, int *output);
-AI3_API ai3_status ai3_graph_hardtanh(ai3_graph *graph, const char *algorithm, int input,
-                                      double min_val, double max_val, int *output);
-AI3_API ai3_status ai3_graph_sigmoid(ai3_graph *graph, const char *algorithm, int input,
-                                     int *output);
-AI3_API ai3_status ai3_graph_hardsigmoid(ai3_graph *graph, const char *algorithm, int input,
-                                         int *output);
-AI3_API ai3_status ai3_graph_hardswish(ai3_graph *graph, const char *algorithm, int input,
-                                       int *output);
-AI3_API ai3_status ai3_graph_silu(ai3_graph *graph, const char *algorithm, int input,
-                                  int *output);
-AI3_API ai3_status ai3_graph_gelu(ai3_graph *graph, const char *algorithm, int input,
-                                  int tanh_approximation, int *output);
-AI3_API ai3_status ai3_graph_mean(ai3_graph *graph, const char *algorithm, int input,
-                                  const int *dims, int n_dims, int keepdim, int *output);
-AI3_API ai3_status ai3_graph_permute(ai3_graph *graph, const char *algorithm, int input,
-                                     int ndim, const int *perm, int *output);
+/* --- nodes: any operation, through a plan made now (see ai3_plan_create):
+ * `inputs` are n_inputs value ids, `weights` are copied into the plan.
+ * `hint` (may be NULL; its data is not read) is the expected input, for
+ * "guess"/"default". Writes the id of the value produced into *output.
+ * With "default", flatten is a view of its input (no copy). */
+AI3_API ai3_status ai3_graph_op(ai3_graph *graph, ai3_op op, const char *algorithm, int n_inputs,
+                                const int *inputs, int n_weights,
+                                const ai3_tensor *const *weights, const ai3_op_params *params,
+                                const ai3_tensor *hint, int *output);
+/* The algorithm the node producing `value` runs ("guess" and "default"
+ * resolved), or NULL if `value` is not a node's; valid while the graph
+ * lives. */
+AI3_API const char *ai3_graph_algorithm(const ai3_graph *graph, int value);
 /* Swaps dimensions dim0 and dim1 (negative count from the end): a permute
  * whose rank is that of the input at run time. */
 AI3_API ai3_status ai3_graph_transpose(ai3_graph *graph, const char *algorithm, int input,
                                        int dim0, int dim1, int *output);
-AI3_API ai3_status ai3_graph_layernorm(ai3_graph *graph, const char *algorithm, int input,
-                                       int normalized_ndim, const ai3_tensor *weight,
-                                       const ai3_tensor *bias, double eps, int *output);
-AI3_API ai3_status ai3_graph_softmax(ai3_graph *graph, const char *algorithm, int input,
-                                     int dim, int *output);
 
 /* One dimension of a reshape target: when `value` < 0, `size` (-1 for the
  * one dimension inferred from the element count); otherwise the size of
@@ -509,7 +568,8 @@ AI3_API ai3_status ai3_graph_peak_bytes(ai3_graph *graph, int n_inputs,
 
 /* The signature of an algorithm for each operation. The library validates
  * every argument and allocates nothing for the algorithm: it receives
- * contiguous tensors of one dtype on the CPU, 4-d for conv2d and the
+ * contiguous tensors of one dtype on the device it was registered for
+ * (CUDA algorithms run on the stream ai3 is given), 4-d for conv2d and the
  * pooling operations (an unbatched input arrives with N = 1), and writes
  * every element of output. It returns AI3_OK or a status after calling
  * ai3_set_error. */
@@ -520,9 +580,10 @@ typedef ai3_status (*ai3_linear_fn)(const ai3_tensor *input, const ai3_tensor *w
                                     const ai3_tensor *bias, ai3_tensor *output);
 typedef ai3_status (*ai3_pool2d_fn)(const ai3_tensor *input, const ai3_pool2d_params *params,
                                     ai3_tensor *output);
-typedef ai3_status (*ai3_adaptiveavgpool2d_fn)(const ai3_tensor *input, ai3_tensor *output);
-typedef ai3_status (*ai3_relu_fn)(const ai3_tensor *input, ai3_tensor *output);
-typedef ai3_status (*ai3_flatten_fn)(const ai3_tensor *input, ai3_tensor *output);
+/* relu, flatten, adaptiveavgpool2d (the output's shape says the size),
+ * sigmoid, hardsigmoid, hardswish, silu; output may alias input except for
+ * adaptiveavgpool2d. */
+typedef ai3_status (*ai3_unary_fn)(const ai3_tensor *input, ai3_tensor *output);
 /* batchnorm2d: input and output 4-d; weight and bias may be NULL. */
 typedef ai3_status (*ai3_batchnorm2d_fn)(const ai3_tensor *input, const ai3_tensor *running_mean,
                                          const ai3_tensor *running_var, const ai3_tensor *weight,
@@ -534,10 +595,8 @@ typedef ai3_status (*ai3_binary_fn)(const ai3_tensor *a, const ai3_tensor *b, ai
 /* cat: dim in [0, ndim). */
 typedef ai3_status (*ai3_cat_fn)(const ai3_tensor *const *inputs, int n_inputs, int dim,
                                  ai3_tensor *output);
-/* Activations; output may alias input. */
 typedef ai3_status (*ai3_hardtanh_fn)(const ai3_tensor *input, double min_val, double max_val,
                                       ai3_tensor *output);
-typedef ai3_status (*ai3_activation_fn)(const ai3_tensor *input, ai3_tensor *output);
 typedef ai3_status (*ai3_gelu_fn)(const ai3_tensor *input, int tanh_approximation,
                                   ai3_tensor *output);
 /* mean: input at least 1-d; dims sorted ascending, distinct, in
@@ -560,17 +619,24 @@ typedef ai3_status (*ai3_softmax_fn)(const ai3_tensor *input, int dim, ai3_tenso
 typedef void (*ai3_algorithm_fn)(void);
 
 /* Registers (or replaces a run-time registration of) the algorithm `name`
- * for `op`. Built-in names cannot be replaced; "default" is reserved.
- * The name is copied (at most 63 bytes). Thread-safe. */
-AI3_API ai3_status ai3_register_algorithm(ai3_op op, const char *name, ai3_algorithm_fn fn);
+ * for `op` on `device`: tensors on that device go to `fn`, which must have
+ * the op's signature (ai3_<kind>_fn, see ai3_ops.inc). The same name may
+ * be registered for several devices. Built-in names cannot be replaced;
+ * "default" is reserved. The name is copied (at most 63 bytes).
+ * Thread-safe, also against operations running on other threads. */
+AI3_API ai3_status ai3_register_algorithm(ai3_op op, const char *name, ai3_device device,
+                                          ai3_algorithm_fn fn);
 
-/* Removes a run-time registration. */
+/* Removes a run-time registration (of every device). Plans made with it
+ * keep the function: unload its library only after destroying them. */
 AI3_API ai3_status ai3_unregister_algorithm(ai3_op op, const char *name);
 
-/* Writes up to `capacity` names of the algorithms of `op` (built-in first,
- * then registered) into `names` and their total count into `*count`. The
- * strings stay valid until that registration is removed. */
-AI3_API ai3_status ai3_list_algorithms(ai3_op op, const char **names, int capacity, int *count);
+/* Writes up to `capacity` names of the algorithms of `op` on `device`
+ * (built-in first, then registered) into `names` and their total count
+ * into `*count`. Built-in names are static; registered ones stay valid
+ * until that registration is removed. */
+AI3_API ai3_status ai3_list_algorithms(ai3_op op, ai3_device device, const char **names,
+                                       int capacity, int *count);
 
 /* The algorithm that "default" stands for, for `op`. */
 AI3_API const char *ai3_default_algorithm(ai3_op op);
@@ -578,14 +644,32 @@ AI3_API const char *ai3_default_algorithm(ai3_op op);
 /* For algorithms: set the calling thread's error message, printf-style, and
  * return `status`. */
 AI3_API ai3_status ai3_set_error(ai3_status status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    AI3_PRINTF_FORMAT(2, 3);
 
-/* The name of the symbol a shared library of custom algorithms exports:
- * `ai3_status ai3_init_algorithms(void)`, called by ai3_load_algorithms. */
+/* --- plugins: shared libraries of algorithms ------------------------------
+ * A plugin exports
+ *
+ *     AI3_PLUGIN_EXPORT ai3_status ai3_init_algorithms(int abi_version);
+ *
+ * which registers its algorithms with ai3_register_algorithm. The library
+ * passes its AI3_ABI_VERSION; a plugin built against another returns
+ * AI3_ERROR_UNSUPPORTED (ai3_plugin_check_abi does this, with a message)
+ * instead of calling functions whose layout changed. Registration is
+ * thread-safe; a loaded plugin stays loaded for the process's lifetime. */
 #define AI3_INIT_SYMBOL "ai3_init_algorithms"
 
-/* Opens the shared library at `path` and calls its ai3_init_algorithms,
- * which registers its algorithms. */
+/* For plugins: AI3_OK when `abi_version` (what ai3_init_algorithms was
+ * passed) is the AI3_ABI_VERSION this plugin was compiled with; else
+ * AI3_ERROR_UNSUPPORTED with the message set. */
+static inline ai3_status ai3_plugin_check_abi(int abi_version) {
+    if (abi_version == AI3_ABI_VERSION) return AI3_OK;
+    return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                         "the plugin was built for ai3 ABI %d but this library has ABI %d; "
+                         "rebuild it against this ai3.h", AI3_ABI_VERSION, abi_version);
+}
+
+/* Opens the shared library at `path` and calls its ai3_init_algorithms
+ * with AI3_ABI_VERSION. */
 AI3_API ai3_status ai3_load_algorithms(const char *path);
 
 #ifdef __cplusplus

@@ -67,7 +67,7 @@ AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_winograd)
 
 /* Finds the conv2d algorithm `name` ("default" and "guess" already
  * resolved): a built-in (*impl) or one registered at run time (*registered). */
-ai3_status ai3_lookup_conv2d(const char *name, ai3_dtype dtype, const ai3_conv2d_algorithm **impl,
+ai3_status ai3_lookup_conv2d(const char *name, const ai3_tensor *like, const ai3_conv2d_algorithm **impl,
                              ai3_conv2d_fn *registered);
 
 /* The algorithm "guess" picks for this problem and input, by name. */

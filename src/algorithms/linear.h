@@ -27,7 +27,7 @@ extern const ai3_linear_algorithm ai3_linear_gemm_f64;
 
 /* Finds the linear algorithm `name` ("default" resolved): a built-in
  * (*impl) or one registered at run time (*registered). */
-ai3_status ai3_lookup_linear(const char *name, ai3_dtype dtype, const ai3_linear_algorithm **impl,
+ai3_status ai3_lookup_linear(const char *name, const ai3_tensor *like, const ai3_linear_algorithm **impl,
                              ai3_linear_fn *registered);
 
 #endif

@@ -7,30 +7,15 @@
 
 #include <pthread.h>
 
+/* A node computes an operation (kinds numbered as ai3_op) or is one of the
+ * graph's own kinds. */
 typedef enum node_kind {
-    NODE_CONV2D,
-    NODE_LINEAR,
-    NODE_MAXPOOL2D,
-    NODE_AVGPOOL2D,
-    NODE_ADAPTIVEAVGPOOL2D,
-    NODE_RELU,
-    NODE_FLATTEN,
-    NODE_RESHAPE,
-    NODE_BATCHNORM2D,
-    NODE_ADD,
-    NODE_MUL,
-    NODE_CAT,
-    NODE_HARDTANH,
-    NODE_SIGMOID,
-    NODE_HARDSIGMOID,
-    NODE_HARDSWISH,
-    NODE_SILU,
-    NODE_GELU,
-    NODE_MEAN,
-    NODE_PERMUTE,
-    NODE_LAYERNORM,
-    NODE_SOFTMAX,
-    NODE_CHUNK
+#define AI3_OP(ID, ...) NODE_##ID,
+#include "ai3_ops.inc"
+#undef AI3_OP
+    NODE_RESHAPE,   /* a view, its shape made per run from any values' shapes */
+    NODE_CHUNK,     /* torch.chunk: several outputs */
+    NODE_TRANSPOSE  /* a permute whose order is made per run from the input's rank */
 } node_kind;
 
 /* How a node's result is stored. */
@@ -40,31 +25,38 @@ typedef enum node_storage {
     STORE_INPLACE  /* may overwrite input 0 (or 1, for add/mul) if no later node reads it */
 } node_storage;
 
+/* The parameters of each kind of node. */
+typedef struct op_node {
+    ai3_plan *plan; /* the operation, its parameters and weights */
+    int view;       /* flatten with "default": a view, nothing to compute */
+} op_node;
+
+typedef struct reshape_node {
+    int ndim;
+    ai3_graph_dim dims[AI3_MAX_DIMS];
+} reshape_node;
+
+typedef struct chunk_node {
+    int chunks, dim;
+} chunk_node;
+
+typedef struct transpose_node {
+    char algorithm[64]; /* permute's */
+    int dim0, dim1;
+} transpose_node;
+
 typedef struct graph_node {
     node_kind kind;
-    char algorithm[64];
     int n_inputs;
     int *inputs;     /* value ids */
     int n_outputs;   /* 1, or the chunk count */
     int output;      /* the first output's value id; outputs are consecutive */
-
-    ai3_conv2d_params conv;
-    ai3_conv2d_plan *conv_plan;
-    ai3_tensor weight_shape;       /* the conv2d weight's shape (the plan holds the data) */
-    ai3_linear_plan *linear_plan;
-    int64_t linear_in, linear_out;  /* the linear weight's shape */
-    ai3_pool2d_params pool;
-    int64_t out_h, out_w;          /* adaptiveavgpool2d; 0 keeps the input's size */
-    int dim, dim2;                 /* flatten start/end, cat/softmax/chunk dim, ... */
-    int flag;                      /* mean keepdim, gelu tanh, flatten as a view,
-                                      permute as a transpose of dims[0], dims[1] */
-    int count;                     /* chunk count, layernorm normalized_ndim */
-    int n_dims;
-    int dims[AI3_MAX_DIMS];        /* mean dims, permute order */
-    ai3_graph_dim shape[AI3_MAX_DIMS]; /* reshape target, n_dims entries */
-    double lo, hi;                 /* hardtanh bounds; lo is eps for the norms */
-    ai3_tensor tensors[4];         /* owned copies: batchnorm mean, var, weight, bias;
-                                      layernorm weight, bias (data NULL if absent) */
+    union {          /* by kind: op for the operations */
+        op_node op;
+        reshape_node reshape;
+        chunk_node chunk;
+        transpose_node transpose;
+    } u;
 } graph_node;
 
 typedef enum value_kind { VALUE_INPUT, VALUE_CONSTANT, VALUE_NODE } value_kind;
@@ -96,17 +88,10 @@ struct ai3_graph {
     int arena_busy;
 };
 
-/* A non-NULL data pointer for shape-only tensor views: the shape functions
- * check that data is present but never read it. */
-extern char ai3_graph_shape_only[1];
-
 /* The shape of node's output(s) from its inputs' shapes (views with
  * non-NULL data); out[] has n_outputs entries. Sets the error message. */
-ai3_status ai3_graph_node_shapes(const ai3_graph *g, const graph_node *node,
-                                 const ai3_tensor *const *in, ai3_tensor *out);
-/* A reshape's target shape, whose sizes may come from any value's shape. */
-ai3_status ai3_graph_reshape_shape(const graph_node *node, const ai3_tensor *const *in,
-                                   const ai3_tensor *values, ai3_tensor *out);
+ai3_status ai3_graph_node_shapes(const graph_node *node, const ai3_tensor *const *in,
+                                 const ai3_tensor *values, ai3_tensor *out);
 /* Workspace bytes the node needs for inputs of these shapes. */
 ai3_status ai3_graph_node_workspace(const graph_node *node, const ai3_tensor *const *in,
                                     size_t *bytes);

@@ -14,15 +14,13 @@ struct graph_plan {
     int refs;           /* runs using it, plus one while cached */
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
-    ai3_tensor *values; /* every value's shape (data: ai3_graph_shape_only) */
+    ai3_tensor *values; /* every value's shape (data: ai3_shape_only) */
     int *root;          /* the value whose buffer each value lives in */
     int *bound;         /* per root: the graph output written in place, or -1 */
     size_t *offset;     /* per root in the arena: its offset, else NO_OFFSET */
     size_t arena_bytes; /* tensors, then the workspace */
     size_t tensor_bytes, total_bytes, workspace_bytes;
 };
-
-char ai3_graph_shape_only[1];
 
 static void free_plan(graph_plan *p) {
     if (!p) return;
@@ -79,9 +77,13 @@ static ai3_status check_inputs(const ai3_graph *g, int n, const ai3_tensor *inpu
                              g->n_inputs, g->n_inputs == 1 ? "" : "s", n);
     for (int i = 0; i < n; i++) {
         ai3_tensor t = inputs[i];
-        if (!need_data) t.data = ai3_graph_shape_only;
+        if (!need_data) t.data = ai3_shape_only;
         ai3_status s = ai3_check_tensor(&t, "input", "graph");
         if (s != AI3_OK) return s;
+        if (t.device != AI3_DEVICE_CPU)
+            return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                                 "graph: input %d is on %s; graphs run on the CPU", i,
+                                 ai3_device_name(t.device));
         if (t.dtype != g->dtype)
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "graph: input %d is %s but the graph computes in %s", i,
@@ -171,7 +173,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             else if (gv->kind == VALUE_CONSTANT) *t = g->constants[gv->index];
             t->dtype = g->dtype;
             t->device = AI3_DEVICE_CPU;
-            t->data = ai3_graph_shape_only;
+            t->data = ai3_shape_only;
             p->root[v] = v;
             p->bound[v] = -1;
             p->offset[v] = NO_OFFSET;
@@ -188,9 +190,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         const graph_node *node = &g->nodes[i];
         ai3_tensor *res = &p->values[node->output];
         for (int k = 0; k < node->n_inputs; k++) in[k] = &p->values[node->inputs[k]];
-        s = node->kind == NODE_RESHAPE ? AI3_OK : ai3_graph_node_shapes(g, node, in, res);
-        if (s == AI3_OK && node->kind == NODE_RESHAPE)
-            s = ai3_graph_reshape_shape(node, in, p->values, res);
+        s = ai3_graph_node_shapes(node, in, p->values, res);
         size_t ws = 0;
         if (s == AI3_OK) s = ai3_graph_node_workspace(node, in, &ws);
         if (s != AI3_OK) {
@@ -368,7 +368,7 @@ ai3_status ai3_graph_run(ai3_graph *g, int n_inputs, const ai3_tensor *inputs, i
     if (!arena || !t || !in) s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     for (int k = 0; s == AI3_OK && k < n_outputs; k++) {
         const ai3_tensor *want = &p->values[g->outputs[k]];
-        s = ai3_check_output(&outputs[k], g->dtype, want->ndim, want->shape, "graph");
+        s = ai3_check_output(&outputs[k], want, want->ndim, want->shape, "graph");
     }
     for (int v = 0; s == AI3_OK && v < g->n_values; v++) {
         int r = p->root[v];

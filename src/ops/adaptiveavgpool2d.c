@@ -1,5 +1,6 @@
 /* adaptiveavgpool2d: argument checks, output shape and dispatch. */
 #include "internal.h"
+#include "op.h"
 
 static const char *const OP = "adaptiveavgpool2d";
 
@@ -36,11 +37,34 @@ ai3_status ai3_adaptiveavgpool2d(const char *algorithm, const ai3_tensor *input,
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_adaptiveavgpool2d_output_shape(input, out_h, out_w, &ndim, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK) return s;
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_ADAPTIVEAVGPOOL2D, algorithm, input->dtype, &found)) != AI3_OK) return s;
-    ai3_adaptiveavgpool2d_fn fn = (ai3_adaptiveavgpool2d_fn)found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_ADAPTIVEAVGPOOL2D, algorithm, input, &found)) != AI3_OK) return s;
+    ai3_unary_fn fn = (ai3_unary_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
     return fn(&in4, &out4);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_tensor *x = in[0];
+    int64_t h = plan->params.adaptiveavgpool2d.out_h, w = plan->params.adaptiveavgpool2d.out_w;
+    if (x->ndim >= 2) { /* 0 keeps the input's size */
+        if (!h) h = x->shape[x->ndim - 2];
+        if (!w) w = x->shape[x->ndim - 1];
+    }
+    return ai3_adaptiveavgpool2d_output_shape(x, h, w, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    if (out->ndim < 2)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output must be 3-d or 4-d", OP);
+    return ai3_adaptiveavgpool2d(plan->algorithm, in[0], out->shape[out->ndim - 2],
+                                 out->shape[out->ndim - 1], out);
+}
+
+const ai3_op_impl ai3_adaptiveavgpool2d_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -1,5 +1,6 @@
 /* batchnorm2d (inference form): argument checks and dispatch. */
 #include "internal.h"
+#include "op.h"
 
 #include <math.h>
 
@@ -22,10 +23,9 @@ static ai3_status check_channel_vector(const ai3_tensor *t, const char *what, in
     return AI3_OK;
 }
 
-ai3_status ai3_batchnorm2d(const char *algorithm, const ai3_tensor *input,
-                           const ai3_tensor *running_mean, const ai3_tensor *running_var,
-                           const ai3_tensor *weight, const ai3_tensor *bias, double eps,
-                           ai3_tensor *output) {
+static ai3_status check(const ai3_tensor *input, const ai3_tensor *running_mean,
+                        const ai3_tensor *running_var, const ai3_tensor *weight,
+                        const ai3_tensor *bias, double eps) {
     ai3_status s = ai3_check_tensor(input, "input", OP);
     if (s != AI3_OK) return s;
     if (input->ndim != 3 && input->ndim != 4)
@@ -44,12 +44,41 @@ ai3_status ai3_batchnorm2d(const char *algorithm, const ai3_tensor *input,
     if (!(eps > 0) || isinf(eps))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: eps must be positive and finite, got %g", OP, eps);
-    if ((s = ai3_check_output(output, input->dtype, input->ndim, input->shape, OP)) != AI3_OK)
+    return AI3_OK;
+}
+
+ai3_status ai3_batchnorm2d(const char *algorithm, const ai3_tensor *input,
+                           const ai3_tensor *running_mean, const ai3_tensor *running_var,
+                           const ai3_tensor *weight, const ai3_tensor *bias, double eps,
+                           ai3_tensor *output) {
+    ai3_status s = check(input, running_mean, running_var, weight, bias, eps);
+    if (s != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, input->ndim, input->shape, OP)) != AI3_OK)
         return s;
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_BATCHNORM2D, algorithm, input->dtype, &found)) != AI3_OK)
+    if ((s = ai3_lookup_algorithm(AI3_OP_BATCHNORM2D, algorithm, input, &found)) != AI3_OK)
         return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
     return ((ai3_batchnorm2d_fn)found)(&in4, running_mean, running_var, weight, bias, eps, &out4);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_tensor *w[4];
+    for (int i = 0; i < 4; i++) w[i] = ai3_plan_weight(plan, i);
+    ai3_status s = check(in[0], w[0], w[1], w[2], w[3], plan->params.batchnorm2d.eps);
+    return s != AI3_OK ? s : ai3_same_shape(plan, n, in, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    const ai3_tensor *w[4];
+    for (int i = 0; i < 4; i++) w[i] = ai3_plan_weight(plan, i);
+    return ai3_batchnorm2d(plan->algorithm, in[0], w[0], w[1], w[2], w[3],
+                           plan->params.batchnorm2d.eps, out);
+}
+
+const ai3_op_impl ai3_batchnorm2d_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -5,6 +5,7 @@
  * is either whole in both or broadcast in both (so (N, C, H, W) + (N, C, 1, 1)
  * reaches the algorithm as (N·C, H·W) + (N·C, 1)). */
 #include "internal.h"
+#include "op.h"
 
 #include <string.h>
 
@@ -38,7 +39,7 @@ static ai3_status run(ai3_op op, const char *algorithm, const ai3_tensor *a,
     ai3_status s = ai3_broadcast_output_shape(a, b, &nd, shape);
     if (s != AI3_OK) return s;
     if ((s = ai3_check_same_dtype(a, b, name)) != AI3_OK) return s;
-    if ((s = ai3_check_output(output, a->dtype, nd, shape, name)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, a, nd, shape, name)) != AI3_OK) return s;
     const ai3_tensor *operands[2] = {a, b};
     for (int k = 0; k < 2; k++) {
         const ai3_tensor *t = operands[k];
@@ -50,7 +51,7 @@ static ai3_status run(ai3_op op, const char *algorithm, const ai3_tensor *a,
                                  name, k ? "b" : "a");
     }
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(op, algorithm, a->dtype, &found)) != AI3_OK) return s;
+    if ((s = ai3_lookup_algorithm(op, algorithm, a, &found)) != AI3_OK) return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
 
     ai3_tensor va = *a, vb = *b, vo = *output;
@@ -86,3 +87,23 @@ ai3_status ai3_mul(const char *algorithm, const ai3_tensor *a, const ai3_tensor 
                    ai3_tensor *output) {
     return run(AI3_OP_MUL, algorithm, a, b, output);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    return ai3_broadcast_output_shape(in[0], in[1], ndim, shape);
+}
+
+static ai3_status add_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                          ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_add(plan->algorithm, in[0], in[1], out);
+}
+
+static ai3_status mul_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                          ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_mul(plan->algorithm, in[0], in[1], out);
+}
+
+const ai3_op_impl ai3_add_impl = {.output_shape = plan_shape, .run = add_run};
+const ai3_op_impl ai3_mul_impl = {.output_shape = plan_shape, .run = mul_run};

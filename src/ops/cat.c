@@ -1,5 +1,6 @@
 /* cat: argument checks, output shape and dispatch. */
 #include "internal.h"
+#include "op.h"
 
 #include <stdio.h>
 
@@ -55,14 +56,28 @@ ai3_status ai3_cat(const char *algorithm, const ai3_tensor *const *inputs, int n
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_cat_output_shape(inputs, n_inputs, dim, &nd, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, inputs[0]->dtype, nd, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, inputs[0], nd, shape, OP)) != AI3_OK) return s;
     for (int k = 0; k < n_inputs; k++)
         if (inputs[k]->data && inputs[k]->data == output->data && ai3_tensor_numel(output) > 0)
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "%s: output must not share memory with input %d", OP, k);
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_CAT, algorithm, inputs[0]->dtype, &found)) != AI3_OK)
+    if ((s = ai3_lookup_algorithm(AI3_OP_CAT, algorithm, inputs[0], &found)) != AI3_OK)
         return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     return ((ai3_cat_fn)found)(inputs, n_inputs, dim < 0 ? dim + nd : dim, output);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    return ai3_cat_output_shape(in, n, plan->params.cat.dim, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_cat(plan->algorithm, in, n, plan->params.cat.dim, out);
+}
+
+const ai3_op_impl ai3_cat_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -1,6 +1,7 @@
 /* conv2d: argument checks, output shape, padding helpers and dispatch. */
 #include "algorithms/conv2d.h"
 #include "internal.h"
+#include "op.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -254,6 +255,7 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
     if (input_shape && (s = check_input(input_shape, weight, params)) != AI3_OK) return s;
     if (!algorithm)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: algorithm name is NULL");
+    if ((s = ai3_require_cpu(AI3_OP_CONV2D, algorithm, weight)) != AI3_OK) return s;
 
     ai3_conv2d_plan *plan = ai3_alloc(sizeof *plan);
     if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
@@ -287,7 +289,7 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
         name = ai3_conv2d_guess(&plan->pb, &d);
     }
     snprintf(plan->algorithm, sizeof plan->algorithm, "%s", name);
-    if ((s = ai3_lookup_conv2d(name, weight->dtype, &plan->impl, &plan->custom)) != AI3_OK ||
+    if ((s = ai3_lookup_conv2d(name, weight, &plan->impl, &plan->custom)) != AI3_OK ||
         (plan->impl && plan->impl->supports && (s = plan->impl->supports(&plan->pb)) != AI3_OK) ||
         (plan->impl && plan->impl->prepare && (s = plan->impl->prepare(&plan->pb)) != AI3_OK)) {
         ai3_conv2d_plan_destroy(plan);
@@ -313,7 +315,7 @@ static ai3_status check_run(const ai3_conv2d_plan *plan, const ai3_tensor *input
     if ((s = ai3_conv2d_output_shape(input, &plan->pb.weight, &plan->pb.params, &ndim, shape)) !=
         AI3_OK)
         return s;
-    if (output && (s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK)
+    if (output && (s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK)
         return s;
     *in4 = ai3_batched_4d(input);
     if (output) *out4 = ai3_batched_4d(output);
@@ -389,3 +391,39 @@ ai3_status ai3_conv2d(const char *algorithm, const ai3_tensor *input, const ai3_
     ai3_conv2d_plan_destroy(plan);
     return s;
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_create(ai3_plan *plan, const ai3_tensor *const *w, int n,
+                              const ai3_tensor *hint) {
+    if (n < 1 || !w[0])
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: the weight is required", OP);
+    return ai3_conv2d_plan_create(plan->algorithm, w[0], n > 1 ? w[1] : NULL,
+                                  &plan->params.conv2d, hint, (ai3_conv2d_plan **)&plan->state);
+}
+
+static void plan_destroy(ai3_plan *plan) { ai3_conv2d_plan_destroy(plan->state); }
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_conv2d_plan *cp = plan->state;
+    return ai3_conv2d_output_shape(in[0], &cp->pb.weight, &cp->pb.params, ndim, shape);
+}
+
+static ai3_status plan_workspace(const ai3_plan *plan, const ai3_tensor *const *in,
+                                 size_t *bytes) {
+    return ai3_conv2d_plan_workspace_size(plan->state, in[0], bytes);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_conv2d_plan_run(plan->state, in[0], out, workspace, workspace_bytes);
+}
+
+static const char *plan_algorithm(const ai3_plan *plan) {
+    return ai3_conv2d_plan_algorithm(plan->state);
+}
+
+const ai3_op_impl ai3_conv2d_impl = {.create = plan_create, .destroy = plan_destroy,
+                                     .output_shape = plan_shape, .workspace_size = plan_workspace,
+                                     .run = plan_run, .algorithm = plan_algorithm};

@@ -1,5 +1,6 @@
 /* flatten: argument checks, output shape and dispatch. */
 #include "internal.h"
+#include "op.h"
 
 static const char *const OP = "flatten";
 
@@ -44,10 +45,26 @@ ai3_status ai3_flatten(const char *algorithm, const ai3_tensor *input, int start
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_flatten_output_shape(input, start_dim, end_dim, &ndim, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK) return s;
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_FLATTEN, algorithm, input->dtype, &found)) != AI3_OK) return s;
-    ai3_flatten_fn fn = (ai3_flatten_fn)found;
+    if ((s = ai3_lookup_algorithm(AI3_OP_FLATTEN, algorithm, input, &found)) != AI3_OK) return s;
+    ai3_unary_fn fn = (ai3_unary_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     return fn(input, output);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_flatten_params *p = &plan->params.flatten;
+    return ai3_flatten_output_shape(in[0], p->start_dim, p->end_dim, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    const ai3_flatten_params *p = &plan->params.flatten;
+    return ai3_flatten(plan->algorithm, in[0], p->start_dim, p->end_dim, out);
+}
+
+const ai3_op_impl ai3_flatten_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -1,5 +1,6 @@
 /* layernorm: argument checks and dispatch. */
 #include "internal.h"
+#include "op.h"
 
 #include <math.h>
 
@@ -21,9 +22,8 @@ static ai3_status check_affine(const ai3_tensor *t, const char *what, const ai3_
     return AI3_OK;
 }
 
-ai3_status ai3_layernorm(const char *algorithm, const ai3_tensor *input, int normalized_ndim,
-                         const ai3_tensor *weight, const ai3_tensor *bias, double eps,
-                         ai3_tensor *output) {
+static ai3_status check(const ai3_tensor *input, int normalized_ndim, const ai3_tensor *weight,
+                        const ai3_tensor *bias, double eps) {
     ai3_status s = ai3_check_tensor(input, "input", OP);
     if (s != AI3_OK) return s;
     if (normalized_ndim < 1 || normalized_ndim > input->ndim)
@@ -35,11 +35,38 @@ ai3_status ai3_layernorm(const char *algorithm, const ai3_tensor *input, int nor
     if (!(eps > 0) || isinf(eps))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: eps must be positive and finite, got %g", OP, eps);
-    if ((s = ai3_check_output(output, input->dtype, input->ndim, input->shape, OP)) != AI3_OK)
+    return AI3_OK;
+}
+
+ai3_status ai3_layernorm(const char *algorithm, const ai3_tensor *input, int normalized_ndim,
+                         const ai3_tensor *weight, const ai3_tensor *bias, double eps,
+                         ai3_tensor *output) {
+    ai3_status s = check(input, normalized_ndim, weight, bias, eps);
+    if (s != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, input->ndim, input->shape, OP)) != AI3_OK)
         return s;
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_LAYERNORM, algorithm, input->dtype, &found)) != AI3_OK)
+    if ((s = ai3_lookup_algorithm(AI3_OP_LAYERNORM, algorithm, input, &found)) != AI3_OK)
         return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     return ((ai3_layernorm_fn)found)(input, normalized_ndim, weight, bias, eps, output);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_layernorm_params *p = &plan->params.layernorm;
+    ai3_status s = check(in[0], p->normalized_ndim, ai3_plan_weight(plan, 0),
+                         ai3_plan_weight(plan, 1), p->eps);
+    return s != AI3_OK ? s : ai3_same_shape(plan, n, in, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    const ai3_layernorm_params *p = &plan->params.layernorm;
+    return ai3_layernorm(plan->algorithm, in[0], p->normalized_ndim, ai3_plan_weight(plan, 0),
+                         ai3_plan_weight(plan, 1), p->eps, out);
+}
+
+const ai3_op_impl ai3_layernorm_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -1,6 +1,7 @@
 /* linear: argument checks, output shape and dispatch. */
 #include "algorithms/linear.h"
 #include "internal.h"
+#include "op.h"
 
 #include <string.h>
 
@@ -78,10 +79,13 @@ ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weigh
                              "linear: weight must be 2-d (out_features, in_features), got %d-d",
                              weight->ndim);
     if ((s = check_bias(weight, bias)) != AI3_OK) return s;
+    if (!algorithm)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: algorithm name is NULL");
+    if ((s = ai3_require_cpu(AI3_OP_LINEAR, algorithm, weight)) != AI3_OK) return s;
     ai3_linear_plan *plan = ai3_alloc(sizeof *plan);
     if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
     memset(plan, 0, sizeof *plan);
-    if ((s = ai3_lookup_linear(algorithm, weight->dtype, &plan->impl, &plan->custom)) != AI3_OK) {
+    if ((s = ai3_lookup_linear(algorithm, weight, &plan->impl, &plan->custom)) != AI3_OK) {
         ai3_linear_plan_destroy(plan);
         return s;
     }
@@ -105,7 +109,7 @@ ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *in
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_linear_output_shape(input, &plan->pb.weight, &ndim, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK) return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     if (plan->custom) return plan->custom(input, &plan->pb.weight, plan->pb.bias, output);
     return plan->impl->run(&plan->pb, input, output);
@@ -118,10 +122,36 @@ ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_
     ai3_status s = ai3_linear_output_shape(input, weight, &ndim, shape);
     if (s != AI3_OK) return s;
     if ((s = check_bias(weight, bias)) != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, ndim, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK) return s;
     ai3_linear_plan *plan;
     if ((s = ai3_linear_plan_create(algorithm, weight, bias, &plan)) != AI3_OK) return s;
     s = ai3_linear_plan_run(plan, input, output);
     ai3_linear_plan_destroy(plan);
     return s;
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_create(ai3_plan *plan, const ai3_tensor *const *w, int n,
+                              const ai3_tensor *hint) {
+    if (n < 1 || !w[0])
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: the weight is required", OP);
+    return ai3_linear_plan_create(plan->algorithm, w[0], n > 1 ? w[1] : NULL,
+                                  (ai3_linear_plan **)&plan->state);
+}
+
+static void plan_destroy(ai3_plan *plan) { ai3_linear_plan_destroy(plan->state); }
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_linear_plan *lp = plan->state;
+    return ai3_linear_output_shape(in[0], &lp->pb.weight, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_linear_plan_run(plan->state, in[0], out);
+}
+
+const ai3_op_impl ai3_linear_impl = {.create = plan_create, .destroy = plan_destroy,
+                                     .output_shape = plan_shape, .run = plan_run};

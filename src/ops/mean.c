@@ -4,6 +4,7 @@
  * are reduced or both kept, so a mean over (H, W) of (N, C, H, W) reaches
  * the algorithm as (N·C, H·W) reduced over dimension 1. */
 #include "internal.h"
+#include "op.h"
 
 static const char *const OP = "mean";
 
@@ -55,12 +56,12 @@ ai3_status ai3_mean(const char *algorithm, const ai3_tensor *input, const int *d
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_mean_output_shape(input, dims, n_dims, keepdim, &nd, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, nd, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, nd, shape, OP)) != AI3_OK) return s;
     if (input->data && input->data == output->data && ai3_tensor_numel(output) > 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: output must not share memory with input", OP);
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_MEAN, algorithm, input->dtype, &found)) != AI3_OK)
+    if ((s = ai3_lookup_algorithm(AI3_OP_MEAN, algorithm, input, &found)) != AI3_OK)
         return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
 
@@ -92,3 +93,19 @@ ai3_status ai3_mean(const char *algorithm, const ai3_tensor *input, const int *d
     vin.ndim = vout.ndim = m;
     return ((ai3_mean_fn)found)(&vin, vdims, nv, &vout);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    const ai3_mean_params *p = &plan->params.mean;
+    return ai3_mean_output_shape(in[0], p->dims, p->n_dims, p->keepdim, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    const ai3_mean_params *p = &plan->params.mean;
+    return ai3_mean(plan->algorithm, in[0], p->dims, p->n_dims, p->keepdim, out);
+}
+
+const ai3_op_impl ai3_mean_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -4,6 +4,7 @@
  * channel shuffle (N, g, C/g, H, W) -> (N, C/g, g, H, W) reaches the
  * algorithm as (N, g, C/g, H·W) with perm (0, 2, 1, 3)). */
 #include "internal.h"
+#include "op.h"
 
 static const char *const OP = "permute";
 
@@ -46,12 +47,12 @@ ai3_status ai3_permute(const char *algorithm, const ai3_tensor *input, const int
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = ai3_permute_output_shape(input, perm, &nd, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, nd, shape, OP)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, nd, shape, OP)) != AI3_OK) return s;
     if (input->data && input->data == output->data && ai3_tensor_numel(output) > 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: output must not share memory with input", OP);
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(AI3_OP_PERMUTE, algorithm, input->dtype, &found)) != AI3_OK)
+    if ((s = ai3_lookup_algorithm(AI3_OP_PERMUTE, algorithm, input, &found)) != AI3_OK)
         return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
 
@@ -92,3 +93,28 @@ ai3_status ai3_permute(const char *algorithm, const ai3_tensor *input, const int
     vin.ndim = vout.ndim = n_groups;
     return ((ai3_permute_fn)found)(&vin, vperm, &vout);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+/* The permutation must have one entry per input dimension. */
+static ai3_status check_rank(const ai3_plan *plan, const ai3_tensor *input) {
+    if (plan->params.permute.ndim != input->ndim)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: %d dimensions in the order for an input of %d", OP,
+                             plan->params.permute.ndim, input->ndim);
+    return AI3_OK;
+}
+
+static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
+                             int64_t *shape) {
+    ai3_status s = check_rank(plan, in[0]);
+    return s != AI3_OK ? s : ai3_permute_output_shape(in[0], plan->params.permute.perm, ndim, shape);
+}
+
+static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    ai3_status s = check_rank(plan, in[0]);
+    return s != AI3_OK ? s : ai3_permute(plan->algorithm, in[0], plan->params.permute.perm, out);
+}
+
+const ai3_op_impl ai3_permute_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -1,5 +1,6 @@
 /* maxpool2d and avgpool2d: argument checks, output shape and dispatch. */
 #include "internal.h"
+#include "op.h"
 
 ai3_pool2d_params ai3_pool2d_params_default(int64_t kernel_h, int64_t kernel_w) {
     ai3_pool2d_params p = {.kernel_h = kernel_h, .kernel_w = kernel_w,
@@ -78,9 +79,9 @@ static ai3_status run(const char *op, ai3_op id, const char *algorithm, const ai
     int64_t shape[AI3_MAX_DIMS];
     ai3_status s = check_and_shape(op, id == AI3_OP_MAXPOOL2D, input, p, &ndim, shape);
     if (s != AI3_OK) return s;
-    if ((s = ai3_check_output(output, input->dtype, ndim, shape, op)) != AI3_OK) return s;
+    if ((s = ai3_check_output(output, input, ndim, shape, op)) != AI3_OK) return s;
     ai3_algorithm_fn found;
-    if ((s = ai3_lookup_algorithm(id, algorithm, input->dtype, &found)) != AI3_OK) return s;
+    if ((s = ai3_lookup_algorithm(id, algorithm, input, &found)) != AI3_OK) return s;
     ai3_pool2d_fn fn = (ai3_pool2d_fn)found;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
     ai3_tensor in4 = ai3_batched_4d(input), out4 = ai3_batched_4d(output);
@@ -106,3 +107,29 @@ ai3_status ai3_avgpool2d(const char *algorithm, const ai3_tensor *input,
                          const ai3_pool2d_params *params, ai3_tensor *output) {
     return run("avgpool2d", AI3_OP_AVGPOOL2D, algorithm, input, params, output);
 }
+
+/* --- plans (ops/plan.c) --- */
+
+static ai3_status maxpool2d_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                  int *ndim, int64_t *shape) {
+    return ai3_maxpool2d_output_shape(in[0], &plan->params.maxpool2d, ndim, shape);
+}
+
+static ai3_status maxpool2d_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_maxpool2d(plan->algorithm, in[0], &plan->params.maxpool2d, out);
+}
+
+const ai3_op_impl ai3_maxpool2d_impl = {.output_shape = maxpool2d_shape, .run = maxpool2d_run};
+
+static ai3_status avgpool2d_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                  int *ndim, int64_t *shape) {
+    return ai3_avgpool2d_output_shape(in[0], &plan->params.avgpool2d, ndim, shape);
+}
+
+static ai3_status avgpool2d_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+    return ai3_avgpool2d(plan->algorithm, in[0], &plan->params.avgpool2d, out);
+}
+
+const ai3_op_impl ai3_avgpool2d_impl = {.output_shape = avgpool2d_shape, .run = avgpool2d_run};

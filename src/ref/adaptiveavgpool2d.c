@@ -2,7 +2,7 @@
  * [floor(i·size/n), ceil((i+1)·size/n)); sums in double. */
 #include <math.h>
 
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

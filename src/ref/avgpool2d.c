@@ -2,7 +2,7 @@
  * first clipped to the padded input (its size is the divisor with
  * count_include_pad), then to the input (the elements summed, and the
  * divisor without count_include_pad); divisor_override replaces both. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

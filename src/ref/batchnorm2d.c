@@ -1,6 +1,6 @@
 /* Reference batchnorm2d (inference): (x - mean) / sqrt(var + eps) · weight
  * + bias, element by element in double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,6 +1,6 @@
 /* Reference cat: every output element found by walking the inputs along
  * dim until the one that holds it. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -3,7 +3,7 @@
  * double. Padding is resolved per element with ai3_pad_source_index (not the
  * padded copy the fast algorithms build), so the tests check that path too.
  */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,5 +1,5 @@
 /* Reference flatten: element i of the output is element i of the input. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,6 +1,6 @@
 /* Reference gelu, in double: x/2 · (1 + erf(x/√2)), or with the tanh
  * approximation x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))). */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,5 +1,5 @@
 /* Reference hardswish: x · min(max(x + 3, 0), 6) / 6, NaN kept, in double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

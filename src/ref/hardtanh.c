@@ -1,5 +1,5 @@
 /* Reference hardtanh: min(max(x, min_val), max_val), NaN kept, in double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

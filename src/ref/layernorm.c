@@ -1,7 +1,7 @@
 /* Reference layernorm: per row of the last normalized_ndim dimensions, the
  * mean and the biased variance in double, then (x - mean) / sqrt(var + eps)
  * · weight + bias. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

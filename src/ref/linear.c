@@ -1,5 +1,5 @@
 /* Reference linear: each output a dot product accumulated in double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

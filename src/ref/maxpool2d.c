@@ -2,7 +2,7 @@
  * padding are skipped (they count as -inf) and a NaN wins, as in torch. */
 #include <math.h>
 
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,7 +1,7 @@
 /* Reference mean: each input element added, in double, to the output
  * element it reduces into (output in keepdim form, see ai3_mean_fn), then
  * every sum divided by the number of reduced elements. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

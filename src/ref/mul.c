@@ -1,7 +1,7 @@
 /* Reference mul with broadcasting: for each output index, the operands'
  * indices with broadcast dimensions pinned to 0. a, b and output have one
  * ndim (see ai3_binary_fn). */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

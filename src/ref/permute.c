@@ -1,6 +1,6 @@
 /* Reference permute: output index (i_0, ..., i_{n-1}) reads the input at
  * the index whose dimension perm[k] is i_k. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,7 +1,7 @@
 /* Reference relu: max(x, 0), with NaN kept as NaN (torch.relu does). */
 #include <math.h>
 
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,5 +1,5 @@
 /* Reference sigmoid: 1 / (1 + exp(-x)), in double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,5 +1,5 @@
 /* Reference silu: x · sigmoid(x), in double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -1,6 +1,6 @@
 /* Reference softmax along dim: exp(x - max) / Σ exp(x - max) per line, in
  * double. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "internal.h"
 #include "real.h"
 

@@ -71,18 +71,34 @@ void ai3_conv2d_pad_input(const ai3_tensor *input, const ai3_conv2d_params *p,
 
 /* --- registry (runtime/registry.c) -------------------------------------- */
 
-/* Finds the implementation of `name` ("default" resolved) for `op` and
- * `dtype`; AI3_ERROR_UNKNOWN_ALGORITHM (message set) if there is none. */
-ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype,
+/* Finds the implementation of `name` ("default" resolved) for `op` on the
+ * device and dtype of `like`; AI3_ERROR_UNKNOWN_ALGORITHM (message set) if
+ * there is none, AI3_ERROR_UNSUPPORTED if only other devices have it. */
+ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, const ai3_tensor *like,
                                 ai3_algorithm_fn *fn);
+const char *ai3_device_name(ai3_device device); /* "cpu", "cuda" */
+/* AI3_OK when some device has algorithm `name` ("default" included) for op. */
+ai3_status ai3_check_algorithm_name(ai3_op op, const char *name);
+/* Columns of ai3_ops.inc: tensors computed on (-1: one or more) and
+ * weights a plan keeps. */
+int ai3_op_num_inputs(ai3_op op);
+int ai3_op_num_weights(ai3_op op);
+/* AI3_OK for a CPU tensor; otherwise the lookup's error for `name` on the
+ * tensor's device, or AI3_ERROR_UNSUPPORTED (plans hold host copies). */
+ai3_status ai3_require_cpu(ai3_op op, const char *name, const ai3_tensor *t);
 
-/* Shared checks, each setting the error message on failure. */
+/* Shared checks, each setting the error message on failure. The output
+ * must have `like`'s dtype and device; same_dtype also checks the device. */
 ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op);
 ai3_status ai3_check_same_dtype(const ai3_tensor *a, const ai3_tensor *b, const char *op);
-ai3_status ai3_check_output(const ai3_tensor *out, ai3_dtype dtype, int ndim,
+ai3_status ai3_check_output(const ai3_tensor *out, const ai3_tensor *like, int ndim,
                             const int64_t *shape, const char *op);
 
 size_t ai3_dtype_size(ai3_dtype dtype);
+
+/* A non-NULL data pointer for shape-only tensor views: the shape functions
+ * check that data is present but never read it. */
+extern char ai3_shape_only[1];
 
 /* A 3-d (C, H, W) tensor viewed as (1, C, H, W); a 4-d one unchanged. */
 ai3_tensor ai3_batched_4d(const ai3_tensor *t);

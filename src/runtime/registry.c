@@ -1,6 +1,7 @@
 /*
- * The algorithm registry: (operation, name) -> implementation.
- * Built-in algorithms are a static table with a float and a double entry;
+ * The algorithm registry: (operation, name, device) -> implementation.
+ * Built-in algorithms are a static table generated from
+ * algorithms/algorithms.inc, with a float and a double entry each;
  * algorithms registered at run time are one function for both dtypes (they
  * read the dtype from the tensors).
  */
@@ -18,95 +19,40 @@
 typedef struct {
     ai3_op op;
     const char *name;
-    ai3_algorithm_fn f32, f64;     /* operations without plans */
+    ai3_device device;
+    ai3_algorithm_fn f32, f64;         /* operations without plans */
     const void *planned32, *planned64; /* conv2d and linear: an ai3_<op>_algorithm */
 } builtin_t;
 
-#define BUILTIN(op, name, fn) {op, name, (ai3_algorithm_fn)fn##_f32, (ai3_algorithm_fn)fn##_f64, NULL, NULL}
-#define CONV2D(name, impl) {AI3_OP_CONV2D, name, NULL, NULL, &impl##_f32, &impl##_f64}
-#define LINEAR(name, impl) {AI3_OP_LINEAR, name, NULL, NULL, &impl##_f32, &impl##_f64}
-
-/* To add an algorithm, add its line here (the first of an op is not
- * necessarily its default: see default_names). */
 static const builtin_t builtins[] = {
-    CONV2D("direct", ai3_conv2d_direct),
-    CONV2D("smm", ai3_conv2d_smm),
-    CONV2D("gemm", ai3_conv2d_gemm),
-    CONV2D("implicit gemm", ai3_conv2d_implicit_gemm),
-    CONV2D("implicit precomp gemm", ai3_conv2d_implicit_precomp_gemm),
-    CONV2D("winograd", ai3_conv2d_winograd),
-    /* resolved by plans into one of the above (ops/conv2d_guess.c) */
-    {AI3_OP_CONV2D, "guess", NULL, NULL, NULL, NULL},
-    LINEAR("gemm", ai3_linear_gemm),
-    BUILTIN(AI3_OP_MAXPOOL2D, "direct", ai3_maxpool2d_direct),
-    BUILTIN(AI3_OP_AVGPOOL2D, "direct", ai3_avgpool2d_direct),
-    BUILTIN(AI3_OP_ADAPTIVEAVGPOOL2D, "direct", ai3_adaptiveavgpool2d_direct),
-    BUILTIN(AI3_OP_RELU, "direct", ai3_relu_direct),
-    BUILTIN(AI3_OP_FLATTEN, "direct", ai3_flatten_direct),
-    BUILTIN(AI3_OP_BATCHNORM2D, "direct", ai3_batchnorm2d_direct),
-    BUILTIN(AI3_OP_ADD, "direct", ai3_add_direct),
-    BUILTIN(AI3_OP_MUL, "direct", ai3_mul_direct),
-    BUILTIN(AI3_OP_CAT, "direct", ai3_cat_direct),
-    BUILTIN(AI3_OP_HARDTANH, "direct", ai3_hardtanh_direct),
-    BUILTIN(AI3_OP_SIGMOID, "direct", ai3_sigmoid_direct),
-    BUILTIN(AI3_OP_HARDSIGMOID, "direct", ai3_hardsigmoid_direct),
-    BUILTIN(AI3_OP_HARDSWISH, "direct", ai3_hardswish_direct),
-    BUILTIN(AI3_OP_SILU, "direct", ai3_silu_direct),
-    BUILTIN(AI3_OP_GELU, "direct", ai3_gelu_direct),
-    BUILTIN(AI3_OP_MEAN, "direct", ai3_mean_direct),
-    BUILTIN(AI3_OP_PERMUTE, "direct", ai3_permute_direct),
-    BUILTIN(AI3_OP_LAYERNORM, "direct", ai3_layernorm_direct),
-    BUILTIN(AI3_OP_SOFTMAX, "direct", ai3_softmax_direct),
+#define AI3_ALGORITHM(OP, name, symbol, device)                                                \
+    {AI3_OP_##OP, name, AI3_DEVICE_##device, (ai3_algorithm_fn)symbol##_f32,               \
+     (ai3_algorithm_fn)symbol##_f64, NULL, NULL},
+#define AI3_PLANNED(OP, name, symbol, device) \
+    {AI3_OP_##OP, name, AI3_DEVICE_##device, NULL, NULL, &symbol##_f32, &symbol##_f64},
+#define AI3_CHOOSER(OP, name, device) {AI3_OP_##OP, name, AI3_DEVICE_##device, NULL, NULL, NULL, NULL},
+#include "algorithms/algorithms.inc"
+#undef AI3_ALGORITHM
+#undef AI3_PLANNED
+#undef AI3_CHOOSER
 };
 #define N_BUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
 static const char *const default_names[AI3_OP_COUNT] = {
-    [AI3_OP_CONV2D] = "guess",
-    [AI3_OP_LINEAR] = "gemm",
-    [AI3_OP_MAXPOOL2D] = "direct",
-    [AI3_OP_AVGPOOL2D] = "direct",
-    [AI3_OP_ADAPTIVEAVGPOOL2D] = "direct",
-    [AI3_OP_RELU] = "direct",
-    [AI3_OP_FLATTEN] = "direct",
-    [AI3_OP_BATCHNORM2D] = "direct",
-    [AI3_OP_ADD] = "direct",
-    [AI3_OP_MUL] = "direct",
-    [AI3_OP_CAT] = "direct",
-    [AI3_OP_HARDTANH] = "direct",
-    [AI3_OP_SIGMOID] = "direct",
-    [AI3_OP_HARDSIGMOID] = "direct",
-    [AI3_OP_HARDSWISH] = "direct",
-    [AI3_OP_SILU] = "direct",
-    [AI3_OP_GELU] = "direct",
-    [AI3_OP_MEAN] = "direct",
-    [AI3_OP_PERMUTE] = "direct",
-    [AI3_OP_LAYERNORM] = "direct",
-    [AI3_OP_SOFTMAX] = "direct",
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
+    default_algorithm,
+#include "ai3_ops.inc"
+#undef AI3_OP
 };
 
 static const char *const op_names[AI3_OP_COUNT] = {
-    [AI3_OP_CONV2D] = "conv2d",
-    [AI3_OP_LINEAR] = "linear",
-    [AI3_OP_MAXPOOL2D] = "maxpool2d",
-    [AI3_OP_AVGPOOL2D] = "avgpool2d",
-    [AI3_OP_ADAPTIVEAVGPOOL2D] = "adaptiveavgpool2d",
-    [AI3_OP_RELU] = "relu",
-    [AI3_OP_FLATTEN] = "flatten",
-    [AI3_OP_BATCHNORM2D] = "batchnorm2d",
-    [AI3_OP_ADD] = "add",
-    [AI3_OP_MUL] = "mul",
-    [AI3_OP_CAT] = "cat",
-    [AI3_OP_HARDTANH] = "hardtanh",
-    [AI3_OP_SIGMOID] = "sigmoid",
-    [AI3_OP_HARDSIGMOID] = "hardsigmoid",
-    [AI3_OP_HARDSWISH] = "hardswish",
-    [AI3_OP_SILU] = "silu",
-    [AI3_OP_GELU] = "gelu",
-    [AI3_OP_MEAN] = "mean",
-    [AI3_OP_PERMUTE] = "permute",
-    [AI3_OP_LAYERNORM] = "layernorm",
-    [AI3_OP_SOFTMAX] = "softmax",
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) #name,
+#include "ai3_ops.inc"
+#undef AI3_OP
 };
+
+static const char *const device_names[] = {[AI3_DEVICE_CPU] = "cpu", [AI3_DEVICE_CUDA] = "cuda"};
+#define N_DEVICES (int)(sizeof device_names / sizeof device_names[0])
 
 #define MAX_REGISTERED 128
 #define MAX_NAME 64
@@ -114,12 +60,16 @@ static const char *const op_names[AI3_OP_COUNT] = {
 typedef struct {
     int used;
     ai3_op op;
+    ai3_device device;
     char name[MAX_NAME];
     ai3_algorithm_fn fn;
 } registered_t;
 
 static registered_t registered[MAX_REGISTERED];
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int ai3_version(void) { return AI3_VERSION; }
+int ai3_abi_version(void) { return AI3_ABI_VERSION; }
 
 const char *ai3_op_name(ai3_op op) {
     return (unsigned)op < AI3_OP_COUNT ? op_names[op] : NULL;
@@ -129,16 +79,23 @@ const char *ai3_default_algorithm(ai3_op op) {
     return (unsigned)op < AI3_OP_COUNT ? default_names[op] : NULL;
 }
 
-static const builtin_t *find_builtin(ai3_op op, const char *name) {
+const char *ai3_device_name(ai3_device device) {
+    return (unsigned)device < (unsigned)N_DEVICES ? device_names[device] : "unknown device";
+}
+
+static const builtin_t *find_builtin(ai3_op op, const char *name, ai3_device device) {
     for (int i = 0; i < N_BUILTINS; i++)
-        if (builtins[i].op == op && strcmp(builtins[i].name, name) == 0) return &builtins[i];
+        if (builtins[i].op == op && builtins[i].device == device &&
+            strcmp(builtins[i].name, name) == 0)
+            return &builtins[i];
     return NULL;
 }
 
 /* Called with registry_lock held. */
-static registered_t *find_registered(ai3_op op, const char *name) {
+static registered_t *find_registered(ai3_op op, const char *name, ai3_device device) {
     for (int i = 0; i < MAX_REGISTERED; i++)
-        if (registered[i].used && registered[i].op == op && strcmp(registered[i].name, name) == 0)
+        if (registered[i].used && registered[i].op == op && registered[i].device == device &&
+            strcmp(registered[i].name, name) == 0)
             return &registered[i];
     return NULL;
 }
@@ -149,26 +106,35 @@ static ai3_status check_op(ai3_op op) {
     return AI3_OK;
 }
 
-ai3_status ai3_register_algorithm(ai3_op op, const char *name, ai3_algorithm_fn fn) {
-    if (check_op(op) != AI3_OK) return AI3_ERROR_INVALID_ARGUMENT;
+static ai3_status check_device(ai3_device device) {
+    if ((unsigned)device >= (unsigned)N_DEVICES)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "unknown device code %d", (int)device);
+    return AI3_OK;
+}
+
+ai3_status ai3_register_algorithm(ai3_op op, const char *name, ai3_device device,
+                                  ai3_algorithm_fn fn) {
+    if (check_op(op) != AI3_OK || check_device(device) != AI3_OK)
+        return AI3_ERROR_INVALID_ARGUMENT;
     if (!name || !fn)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "algorithm name and function are required");
     size_t len = strlen(name);
     if (len == 0 || len >= MAX_NAME)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "algorithm names must have 1 to %d bytes, got %zu", MAX_NAME - 1, len);
-    if (strcmp(name, "default") == 0 || find_builtin(op, name))
+    if (strcmp(name, "default") == 0 || find_builtin(op, name, device))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "'%s' is a built-in %s algorithm name and cannot be replaced", name,
                              op_names[op]);
     ai3_status status = AI3_OK;
     pthread_mutex_lock(&registry_lock);
-    registered_t *slot = find_registered(op, name);
+    registered_t *slot = find_registered(op, name, device);
     for (int i = 0; !slot && i < MAX_REGISTERED; i++)
         if (!registered[i].used) slot = &registered[i];
     if (slot) {
         slot->used = 1;
         slot->op = op;
+        slot->device = device;
         memcpy(slot->name, name, len + 1);
         slot->fn = fn;
     } else {
@@ -182,30 +148,35 @@ ai3_status ai3_register_algorithm(ai3_op op, const char *name, ai3_algorithm_fn 
 ai3_status ai3_unregister_algorithm(ai3_op op, const char *name) {
     if (check_op(op) != AI3_OK) return AI3_ERROR_INVALID_ARGUMENT;
     if (!name) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "algorithm name is NULL");
+    int found = 0;
     pthread_mutex_lock(&registry_lock);
-    registered_t *slot = find_registered(op, name);
-    if (slot) slot->used = 0;
+    for (int d = 0; d < N_DEVICES; d++) {
+        registered_t *slot = find_registered(op, name, (ai3_device)d);
+        if (slot) slot->used = 0, found = 1;
+    }
     pthread_mutex_unlock(&registry_lock);
-    if (!slot)
+    if (!found)
         return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM,
                              "no %s algorithm named '%s' was registered at run time", op_names[op],
                              name);
     return AI3_OK;
 }
 
-ai3_status ai3_list_algorithms(ai3_op op, const char **names, int capacity, int *count) {
-    if (check_op(op) != AI3_OK) return AI3_ERROR_INVALID_ARGUMENT;
+ai3_status ai3_list_algorithms(ai3_op op, ai3_device device, const char **names, int capacity,
+                               int *count) {
+    if (check_op(op) != AI3_OK || check_device(device) != AI3_OK)
+        return AI3_ERROR_INVALID_ARGUMENT;
     if (!count || (capacity > 0 && !names))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "names and count must not be NULL");
     int n = 0;
     for (int i = 0; i < N_BUILTINS; i++)
-        if (builtins[i].op == op) {
+        if (builtins[i].op == op && builtins[i].device == device) {
             if (n < capacity) names[n] = builtins[i].name;
             n++;
         }
     pthread_mutex_lock(&registry_lock);
     for (int i = 0; i < MAX_REGISTERED; i++)
-        if (registered[i].used && registered[i].op == op) {
+        if (registered[i].used && registered[i].op == op && registered[i].device == device) {
             if (n < capacity) names[n] = registered[i].name;
             n++;
         }
@@ -214,84 +185,144 @@ ai3_status ai3_list_algorithms(ai3_op op, const char **names, int capacity, int 
     return AI3_OK;
 }
 
-/* "a, b, c" of the algorithms of op, for error messages. */
-static void known_names(ai3_op op, char *buf, size_t size) {
+/* "'a', 'b', 'c'" of the algorithms of op on device, for error messages. */
+static void known_names(ai3_op op, ai3_device device, char *buf, size_t size) {
     const char *names[64];
     int count = 0;
-    ai3_list_algorithms(op, names, 64, &count);
+    ai3_list_algorithms(op, device, names, 64, &count);
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; i < count && i < 64 && used < size; i++)
         used += (size_t)snprintf(buf + used, size - used, "%s'%s'", i ? ", " : "", names[i]);
 }
 
-/* Finds `name` (already resolved from "default") among the built-ins and
- * the run-time registrations of op; sets the error when there is none. */
-static ai3_status lookup(ai3_op op, const char *name, const builtin_t **builtin,
-                         ai3_algorithm_fn *registered_fn) {
-    *builtin = find_builtin(op, name);
-    *registered_fn = NULL;
-    if (*builtin) return AI3_OK;
-    pthread_mutex_lock(&registry_lock);
-    registered_t *r = find_registered(op, name);
-    *registered_fn = r ? r->fn : NULL;
-    pthread_mutex_unlock(&registry_lock);
-    if (*registered_fn) return AI3_OK;
+/* The error for `name` missing on `device`: which devices have it, if any. */
+static ai3_status not_found(ai3_op op, const char *name, ai3_device device) {
+    char elsewhere[64] = "";
+    size_t used = 0;
+    for (int d = 0; d < N_DEVICES; d++) {
+        if (d == (int)device) continue;
+        pthread_mutex_lock(&registry_lock);
+        int has = find_builtin(op, name, (ai3_device)d) || find_registered(op, name, (ai3_device)d);
+        pthread_mutex_unlock(&registry_lock);
+        if (has && used < sizeof elsewhere)
+            used += (size_t)snprintf(elsewhere + used, sizeof elsewhere - used, "%s%s",
+                                     used ? ", " : "", device_names[d]);
+    }
+    if (used)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "%s: algorithm '%s' runs on %s only, but the tensors are on %s",
+                             op_names[op], name, elsewhere, device_names[device]);
     char known[512];
-    known_names(op, known, sizeof known);
+    known_names(op, device, known, sizeof known);
+    if (!known[0])
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "%s: this build of ai3 has no algorithm for tensors on %s",
+                             op_names[op], device_names[device]);
     return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                         "%s: unknown algorithm '%s'; known: 'default', %s%s", op_names[op], name,
-                         known,
+                         "%s: unknown algorithm '%s'; known on %s: 'default', %s%s", op_names[op],
+                         name, device_names[device], known,
                          strcmp(name, "custom") == 0
                              ? " (a 'custom' algorithm must be registered first, e.g. with "
                                "ai3_load_algorithms)"
                              : "");
 }
 
-ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, ai3_dtype dtype,
+/* Finds `name` (already resolved from "default") among the built-ins and
+ * the run-time registrations of op on device; sets the error when there is
+ * none. */
+static ai3_status lookup(ai3_op op, const char *name, ai3_device device,
+                         const builtin_t **builtin, ai3_algorithm_fn *registered_fn) {
+    if (check_device(device) != AI3_OK) return AI3_ERROR_INVALID_ARGUMENT;
+    *builtin = find_builtin(op, name, device);
+    *registered_fn = NULL;
+    if (*builtin) return AI3_OK;
+    pthread_mutex_lock(&registry_lock);
+    registered_t *r = find_registered(op, name, device);
+    *registered_fn = r ? r->fn : NULL;
+    pthread_mutex_unlock(&registry_lock);
+    if (*registered_fn) return AI3_OK;
+    return not_found(op, name, device);
+}
+
+static const char *resolve_default(ai3_op op, const char *name) {
+    return strcmp(name, "default") == 0 ? default_names[op] : name;
+}
+
+ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, const ai3_tensor *like,
                                 ai3_algorithm_fn *fn) {
     if (!name)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
                              op_names[op]);
-    if (strcmp(name, "default") == 0) name = default_names[op];
     const builtin_t *b;
-    ai3_status s = lookup(op, name, &b, fn);
-    if (s == AI3_OK && b) *fn = dtype == AI3_FLOAT64 ? b->f64 : b->f32;
+    ai3_status s = lookup(op, resolve_default(op, name), like->device, &b, fn);
+    if (s == AI3_OK && b) *fn = like->dtype == AI3_FLOAT64 ? b->f64 : b->f32;
     return s;
 }
 
 /* A planned operation's built-in (*impl) or run-time (*registered) algorithm. */
-static ai3_status lookup_planned(ai3_op op, const char *name, ai3_dtype dtype, const void **impl,
-                                 ai3_algorithm_fn *registered) {
+static ai3_status lookup_planned(ai3_op op, const char *name, const ai3_tensor *like,
+                                 const void **impl, ai3_algorithm_fn *registered) {
     const builtin_t *b;
-    ai3_status s = lookup(op, name, &b, registered);
-    *impl = b ? (dtype == AI3_FLOAT64 ? b->planned64 : b->planned32) : NULL;
+    *impl = NULL;
+    if (!name)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
+                             op_names[op]);
+    ai3_status s = lookup(op, resolve_default(op, name), like->device, &b, registered);
+    *impl = b ? (like->dtype == AI3_FLOAT64 ? b->planned64 : b->planned32) : NULL;
     if (s == AI3_OK && b && !*impl)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: '%s' is not an algorithm itself",
                              op_names[op], name);
     return s;
 }
 
-ai3_status ai3_lookup_conv2d(const char *name, ai3_dtype dtype, const ai3_conv2d_algorithm **impl,
-                             ai3_conv2d_fn *registered) {
+ai3_status ai3_lookup_conv2d(const char *name, const ai3_tensor *like,
+                             const ai3_conv2d_algorithm **impl, ai3_conv2d_fn *registered) {
     const void *found;
     ai3_algorithm_fn fn;
-    ai3_status s = lookup_planned(AI3_OP_CONV2D, name, dtype, &found, &fn);
+    ai3_status s = lookup_planned(AI3_OP_CONV2D, name, like, &found, &fn);
     *impl = found;
     *registered = (ai3_conv2d_fn)fn;
     return s;
 }
 
-ai3_status ai3_lookup_linear(const char *name, ai3_dtype dtype, const ai3_linear_algorithm **impl,
-                             ai3_linear_fn *registered) {
-    if (!name) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: algorithm name is NULL");
-    if (strcmp(name, "default") == 0) name = default_names[AI3_OP_LINEAR];
+ai3_status ai3_lookup_linear(const char *name, const ai3_tensor *like,
+                             const ai3_linear_algorithm **impl, ai3_linear_fn *registered) {
     const void *found;
     ai3_algorithm_fn fn;
-    ai3_status s = lookup_planned(AI3_OP_LINEAR, name, dtype, &found, &fn);
+    ai3_status s = lookup_planned(AI3_OP_LINEAR, name, like, &found, &fn);
     *impl = found;
     *registered = (ai3_linear_fn)fn;
     return s;
+}
+
+ai3_status ai3_check_algorithm_name(ai3_op op, const char *name) {
+    if (check_op(op) != AI3_OK) return AI3_ERROR_INVALID_ARGUMENT;
+    if (!name)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
+                             op_names[op]);
+    if (strlen(name) >= MAX_NAME)
+        return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM, "%s: algorithm name '%.40s...' is too "
+                             "long", op_names[op], name);
+    name = resolve_default(op, name);
+    for (int d = 0; d < N_DEVICES; d++) {
+        pthread_mutex_lock(&registry_lock);
+        int has = find_builtin(op, name, (ai3_device)d) || find_registered(op, name, (ai3_device)d);
+        pthread_mutex_unlock(&registry_lock);
+        if (has) return AI3_OK;
+    }
+    return not_found(op, name, AI3_DEVICE_CPU);
+}
+
+ai3_status ai3_require_cpu(ai3_op op, const char *name, const ai3_tensor *t) {
+    if (t->device == AI3_DEVICE_CPU) return AI3_OK;
+    const builtin_t *b;
+    ai3_algorithm_fn fn;
+    ai3_status s = lookup(op, resolve_default(op, name), t->device, &b, &fn);
+    if (s != AI3_OK) return s;
+    return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                         "%s: plans keep their weights in host memory; algorithm '%s' on %s "
+                         "cannot be planned", op_names[op], name, device_names[t->device]);
 }
 
 ai3_status ai3_load_algorithms(const char *path) {
@@ -305,17 +336,19 @@ ai3_status ai3_load_algorithms(const char *path) {
     if (!handle)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "could not load '%s': %s", path,
                              dlerror());
-    ai3_status (*init)(void) = (ai3_status(*)(void))dlsym(handle, AI3_INIT_SYMBOL);
+    ai3_status (*init)(int) = (ai3_status(*)(int))dlsym(handle, AI3_INIT_SYMBOL);
     if (!init) {
         dlclose(handle);
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "'%s' has no function %s", path,
                              AI3_INIT_SYMBOL);
     }
-    ai3_status status = init();
+    ai3_set_error(AI3_OK, "%s", ""); /* so that a failing init without a message is seen */
+    ai3_status status = init(AI3_ABI_VERSION);
     if (status != AI3_OK) {
-        const char *why = ai3_last_error();
-        if (!why[0]) ai3_set_error(status, "%s of '%s' failed", AI3_INIT_SYMBOL, path);
-        return status;
+        char why[384];
+        snprintf(why, sizeof why, "%s", ai3_last_error());
+        return ai3_set_error(status, "%s of '%s' failed%s%s", AI3_INIT_SYMBOL, path,
+                             why[0] ? ": " : "", why);
     }
     return AI3_OK; /* the library stays loaded: its functions are registered */
 }

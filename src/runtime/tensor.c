@@ -30,17 +30,15 @@ static void format_shape(const int64_t *shape, int ndim, char *buf, size_t size)
     if (used < size) snprintf(buf + used, size - used, ndim == 1 ? ",)" : ")");
 }
 
+char ai3_shape_only[1];
+
 ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op) {
     if (!t) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", op, what);
     if (t->dtype != AI3_FLOAT32 && t->dtype != AI3_FLOAT64)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: %s has an unknown dtype code %d (float32 or float64 expected)",
                              op, what, (int)t->dtype);
-    if (t->device == AI3_DEVICE_CUDA)
-        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                             "%s: %s is a CUDA tensor, and this build of ai3 has no CUDA support",
-                             op, what);
-    if (t->device != AI3_DEVICE_CPU)
+    if (t->device != AI3_DEVICE_CPU && t->device != AI3_DEVICE_CUDA)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has an unknown device code %d",
                              op, what, (int)t->device);
     if (t->ndim < 0 || t->ndim > AI3_MAX_DIMS)
@@ -58,6 +56,10 @@ ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *o
 }
 
 ai3_status ai3_check_same_dtype(const ai3_tensor *a, const ai3_tensor *b, const char *op) {
+    if (a->device != b->device)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: all tensors must be on one device, got %s and %s", op,
+                             ai3_device_name(a->device), ai3_device_name(b->device));
     if (a->dtype != b->dtype)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: all tensors must have one dtype, got %s and %s", op,
@@ -66,10 +68,14 @@ ai3_status ai3_check_same_dtype(const ai3_tensor *a, const ai3_tensor *b, const 
     return AI3_OK;
 }
 
-ai3_status ai3_check_output(const ai3_tensor *out, ai3_dtype dtype, int ndim,
+ai3_status ai3_check_output(const ai3_tensor *out, const ai3_tensor *like, int ndim,
                             const int64_t *shape, const char *op) {
     ai3_status s = ai3_check_tensor(out, "output", op);
     if (s != AI3_OK) return s;
+    if (out->device != like->device)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output is on %s but input on %s",
+                             op, ai3_device_name(out->device), ai3_device_name(like->device));
+    ai3_dtype dtype = like->dtype;
     int same = out->ndim == ndim && out->dtype == dtype;
     for (int i = 0; same && i < ndim; i++) same = out->shape[i] == shape[i];
     if (!same) {

@@ -1,7 +1,7 @@
 /* conv2d: every built-in CPU algorithm against the reference on random
  * valid parameters, the padding modes against their definition, and the
  * status codes of bad calls. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "harness.h"
 #include "tensors.h"
 #include "internal.h"

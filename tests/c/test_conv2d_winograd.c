@@ -1,7 +1,7 @@
 /* conv2d "winograd": F(2×2,3×3) and F(4×4,3×3) (forced in turn through
  * AI3_WINOGRAD_TILE) against the reference on random 3×3, stride 1,
  * dilation 1 problems, and its clear refusal of everything else. */
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "harness.h"
 #include "tensors.h"
 #include "internal.h"

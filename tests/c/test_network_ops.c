@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "ai3.h"
-#include "algorithms/algorithms.h"
+#include "ref/ref.h"
 #include "harness.h"
 #include "tensors.h"
 #include "internal.h"

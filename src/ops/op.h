@@ -1,0 +1,61 @@
+/*
+ * What each operation gives the generic plans (ops/plan.c): every ops/<op>.c
+ * defines `const ai3_op_impl ai3_<op>_impl`, built on its typed functions.
+ * The table of them is generated from ai3_ops.inc.
+ */
+#ifndef AI3_OPS_OP_H
+#define AI3_OPS_OP_H
+
+#include "internal.h"
+
+#define AI3_PLAN_MAX_WEIGHTS 4
+
+struct ai3_plan {
+    ai3_op op;
+    char algorithm[64];      /* as asked for; impl->algorithm may resolve it */
+    ai3_op_params params;
+    ai3_tensor weights[AI3_PLAN_MAX_WEIGHTS]; /* owned copies; data NULL when absent */
+    void *state;             /* what impl->create made (conv2d, linear: their plan) */
+};
+
+typedef struct ai3_op_impl {
+    /* NULL, or makes plan->state from the caller's weights (then the plan
+     * keeps no copies of its own) and the input hint (may be NULL). */
+    ai3_status (*create)(ai3_plan *plan, const ai3_tensor *const *weights, int n_weights,
+                         const ai3_tensor *hint);
+    void (*destroy)(ai3_plan *plan); /* NULL: nothing beyond the copies */
+    ai3_status (*output_shape)(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
+                               int *ndim, int64_t *shape);
+    /* NULL: no workspace */
+    ai3_status (*workspace_size)(const ai3_plan *plan, const ai3_tensor *const *in, size_t *bytes);
+    ai3_status (*run)(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
+                      ai3_tensor *out, void *workspace, size_t workspace_bytes);
+    const char *(*algorithm)(const ai3_plan *plan); /* NULL: plan->algorithm */
+} ai3_op_impl;
+
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
+    extern const ai3_op_impl ai3_##name##_impl;
+#include "ai3_ops.inc"
+#undef AI3_OP
+
+/* The weight slot i of a plan, or NULL when absent. */
+static inline const ai3_tensor *ai3_plan_weight(const ai3_plan *plan, int i) {
+    return plan->weights[i].data || plan->weights[i].ndim ? &plan->weights[i] : NULL;
+}
+
+/* Output shape = the first input's shape (elementwise operations). */
+ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
+                          int *ndim, int64_t *shape);
+
+/* The impl of an operation with no parameters or weights whose typed
+ * function is `ai3_status fn(const char *algorithm, const ai3_tensor *input,
+ * ai3_tensor *output)` and whose output has the input's shape. */
+#define AI3_UNARY_OP_IMPL(name)                                                             \
+    static ai3_status name##_plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in, \
+                                      ai3_tensor *out, void *ws, size_t wsb) {              \
+        return ai3_##name(plan->algorithm, in[0], out);                                     \
+    }                                                                                       \
+    const ai3_op_impl ai3_##name##_impl = {.output_shape = ai3_same_shape,                  \
+                                           .run = name##_plan_run};
+
+#endif

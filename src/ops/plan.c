@@ -1,0 +1,155 @@
+/* Plans of any operation (ai3_plan_*): argument checks, weight copies, and
+ * dispatch to each operation's ai3_op_impl (ops/<op>.c). */
+#include "op.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const ai3_op_impl *const impls[AI3_OP_COUNT] = {
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
+    &ai3_##name##_impl,
+#include "ai3_ops.inc"
+#undef AI3_OP
+};
+
+static const int n_inputs_of[AI3_OP_COUNT] = {
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) n_inputs,
+#include "ai3_ops.inc"
+#undef AI3_OP
+};
+
+static const int n_weights_of[AI3_OP_COUNT] = {
+#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) n_weights,
+#include "ai3_ops.inc"
+#undef AI3_OP
+};
+
+int ai3_op_num_inputs(ai3_op op) { return (unsigned)op < AI3_OP_COUNT ? n_inputs_of[op] : 0; }
+int ai3_op_num_weights(ai3_op op) { return (unsigned)op < AI3_OP_COUNT ? n_weights_of[op] : 0; }
+
+ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
+                          int *ndim, int64_t *shape) {
+    *ndim = in[0]->ndim;
+    for (int i = 0; i < in[0]->ndim; i++) shape[i] = in[0]->shape[i];
+    return AI3_OK;
+}
+
+static ai3_status copy_weight(const ai3_plan *plan, const ai3_tensor *t, ai3_tensor *copy) {
+    ai3_status s = ai3_check_tensor(t, "weight", ai3_op_name(plan->op));
+    if (s != AI3_OK) return s;
+    if ((s = ai3_require_cpu(plan->op, plan->algorithm, t)) != AI3_OK) return s;
+    size_t bytes = (size_t)ai3_tensor_numel(t) * ai3_dtype_size(t->dtype);
+    *copy = *t;
+    copy->data = ai3_alloc(bytes);
+    if (!copy->data) return AI3_ERROR_OUT_OF_MEMORY;
+    if (bytes) memcpy(copy->data, t->data, bytes);
+    return AI3_OK;
+}
+
+ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
+                           const ai3_tensor *const *weights, const ai3_op_params *params,
+                           const ai3_tensor *hint, ai3_plan **out) {
+    if (!out) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan: plan pointer is NULL");
+    *out = NULL;
+    if ((unsigned)op >= AI3_OP_COUNT)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan: unknown operation %d", (int)op);
+    const char *name = ai3_op_name(op);
+    ai3_status s = ai3_check_algorithm_name(op, algorithm);
+    if (s != AI3_OK) return s;
+    if (n_weights < 0 || n_weights > n_weights_of[op] || (n_weights > 0 && !weights))
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: takes 0 to %d weights, got %d%s",
+                             name, n_weights_of[op], n_weights,
+                             n_weights > 0 && !weights ? " and a NULL array" : "");
+    ai3_tensor hint_shape; /* only the shape is read */
+    if (hint) {
+        hint_shape = *hint;
+        hint_shape.data = ai3_shape_only;
+        hint = &hint_shape;
+        if ((s = ai3_check_tensor(hint, "hint", name)) != AI3_OK) return s;
+    }
+    ai3_plan *plan = ai3_alloc(sizeof *plan);
+    if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
+    memset(plan, 0, sizeof *plan);
+    plan->op = op;
+    snprintf(plan->algorithm, sizeof plan->algorithm, "%s", algorithm);
+    if (params) plan->params = *params;
+    const ai3_op_impl *impl = impls[op];
+    if (impl->create) {
+        s = impl->create(plan, weights, n_weights, hint);
+    } else {
+        for (int i = 0; s == AI3_OK && i < n_weights; i++)
+            if (weights[i]) s = copy_weight(plan, weights[i], &plan->weights[i]);
+    }
+    if (s != AI3_OK) {
+        ai3_plan_destroy(plan);
+        return s;
+    }
+    *out = plan;
+    return AI3_OK;
+}
+
+void ai3_plan_destroy(ai3_plan *plan) {
+    if (!plan) return;
+    if (impls[plan->op]->destroy) impls[plan->op]->destroy(plan);
+    for (int i = 0; i < AI3_PLAN_MAX_WEIGHTS; i++) ai3_free(plan->weights[i].data);
+    ai3_free(plan);
+}
+
+ai3_op ai3_plan_op(const ai3_plan *plan) { return plan ? plan->op : AI3_OP_COUNT; }
+
+const char *ai3_plan_algorithm(const ai3_plan *plan) {
+    if (!plan) return NULL;
+    return impls[plan->op]->algorithm ? impls[plan->op]->algorithm(plan) : plan->algorithm;
+}
+
+/* Checks the plan and its n inputs (count, each a valid tensor of one dtype
+ * and device). */
+static ai3_status check_inputs(const ai3_plan *plan, int n, const ai3_tensor *const *in) {
+    if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan is NULL");
+    const char *name = ai3_op_name(plan->op);
+    int want = n_inputs_of[plan->op];
+    if ((want >= 0 && n != want) || (want < 0 && n < 1) || !in)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: takes %s%d input%s, got %d", name,
+                             want < 0 ? "at least " : "", want < 0 ? 1 : want,
+                             want == 1 || want < 0 ? "" : "s", n);
+    for (int i = 0; i < n; i++) {
+        char what[24];
+        snprintf(what, sizeof what, "input %d", i);
+        ai3_status s = ai3_check_tensor(in[i], what, name);
+        if (s == AI3_OK && i > 0) s = ai3_check_same_dtype(in[0], in[i], name);
+        if (s != AI3_OK) return s;
+    }
+    return AI3_OK;
+}
+
+ai3_status ai3_plan_output_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                 int *out_ndim, int64_t out_shape[AI3_MAX_DIMS]) {
+    ai3_status s = check_inputs(plan, n, in);
+    if (s != AI3_OK) return s;
+    if (!out_ndim || !out_shape)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output shape pointers are NULL",
+                             ai3_op_name(plan->op));
+    return impls[plan->op]->output_shape(plan, n, in, out_ndim, out_shape);
+}
+
+ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                   size_t *bytes) {
+    ai3_status s = check_inputs(plan, n, in);
+    if (s != AI3_OK) return s;
+    if (!bytes)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: bytes is NULL",
+                             ai3_op_name(plan->op));
+    *bytes = 0;
+    const ai3_op_impl *impl = impls[plan->op];
+    return impl->workspace_size ? impl->workspace_size(plan, in, bytes) : AI3_OK;
+}
+
+ai3_status ai3_plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                        ai3_tensor *output, void *workspace, size_t workspace_bytes) {
+    ai3_status s = check_inputs(plan, n, in);
+    if (s != AI3_OK) return s;
+    if (!output)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output is NULL",
+                             ai3_op_name(plan->op));
+    return impls[plan->op]->run(plan, n, in, output, workspace, workspace_bytes);
+}
