@@ -109,10 +109,59 @@ AI3_API int64_t ai3_tensor_numel(const ai3_tensor *t);
 /* Threads                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Number of worker threads (including the caller) used by every operation.
- * n >= 1. The default is the number of online CPUs. */
+/* Number of threads (including the caller) an operation runs on, at most.
+ * 1 <= n <= 256. The default is the number of online CPUs, or the
+ * environment variable AI3_NUM_THREADS. Thread-safe; operations started
+ * afterwards use the new number. While an executor is installed (below), its
+ * own number of threads bounds it too: ai3_get_num_threads() gives the
+ * smaller of the two, which is what operations use. */
 AI3_API ai3_status ai3_set_num_threads(int n);
 AI3_API int ai3_get_num_threads(void);
+
+/* --- the executor of the parallel loops ------------------------------------
+ * Every operation splits its work into parallel loops. By default they run
+ * on ai3's own thread pool (the caller and worker threads that sleep between
+ * loops). A program that already has threads for parallel work (its own
+ * pool, or the OpenMP team of a framework it embeds) can hand ai3 a
+ * parallel-for instead, so that the two do not compete for the cores:
+ *
+ *     parallel_for(executor_ctx, n_tasks, task, task_ctx)
+ *
+ * must call task(task_ctx, i) exactly once for each i in [0, n_tasks) and
+ * return only when every call has returned. ai3 asks for at most
+ * `num_threads` tasks (and at most ai3_get_num_threads()); each task takes
+ * pieces of the loop until none is left and never waits for another task,
+ * so any schedule is correct: the tasks may run at once on several threads,
+ * in any order, or one after another on the calling thread (say, when the
+ * executor is busy); how many run at once only changes the speed.
+ *
+ * - Calls into it: parallel_for may be called from several threads at once
+ *   (each running an operation). Loops started from inside a task run
+ *   serially on that thread, so it is never entered again from its own
+ *   tasks. Tasks never throw or longjmp; parallel_for must not either.
+ * - Changing it: ai3_set_parallel_executor is thread-safe and may be called
+ *   while other threads run operations. A loop runs to its end on the
+ *   executor it started with; loops started afterwards use the new one (an
+ *   operation in flight may run its later loops on it). The call returns
+ *   only once no loop runs on the previous executor any more, so the
+ *   previous executor_ctx may be released as soon as it returns. It must
+ *   not be called from inside a task (AI3_ERROR_INVALID_ARGUMENT) nor from
+ *   parallel_for itself.
+ * - executor_ctx is not owned by ai3; it must stay valid until another
+ *   executor (or NULL) has been set and that call has returned.
+ * - num_threads (>= 1) is the number of threads parallel_for runs tasks on;
+ *   it bounds ai3_get_num_threads() as long as the executor is installed
+ *   (set the executor again to change it). With 1, loops run serially on
+ *   the calling thread and parallel_for is not called.
+ *
+ * parallel_for == NULL restores ai3's own thread pool (the other arguments
+ * are then ignored). Returns AI3_ERROR_INVALID_ARGUMENT if num_threads < 1
+ * or if called from inside a task. */
+typedef void (*ai3_parallel_task_fn)(void *task_ctx, int64_t index);
+typedef void (*ai3_parallel_for_fn)(void *executor_ctx, int64_t n_tasks,
+                                    ai3_parallel_task_fn task, void *task_ctx);
+AI3_API ai3_status ai3_set_parallel_executor(ai3_parallel_for_fn parallel_for,
+                                             void *executor_ctx, int num_threads);
 
 /* ------------------------------------------------------------------------ */
 /* Operations                                                                */

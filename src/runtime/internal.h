@@ -26,9 +26,10 @@ void ai3_free(void *p);
 
 /* --- threads --------------------------------------------------------------
  * Calls fn(ctx, begin, end) on disjoint sub-ranges covering [0, n), spread
- * over the pool; returns when all are done. Nested calls (from inside fn)
- * and calls made while another thread uses the pool run serially on the
- * calling thread. `grain` is the smallest useful sub-range (>= 1). */
+ * over the installed executor (ai3_set_parallel_executor) or else the own
+ * pool; returns when all are done. Nested calls (from inside fn), and calls
+ * made while another thread uses the own pool, run serially on the calling
+ * thread. `grain` is the smallest useful sub-range (>= 1). */
 typedef void (*ai3_range_fn)(void *ctx, int64_t begin, int64_t end);
 void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx);
 

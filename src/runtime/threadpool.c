@@ -1,32 +1,21 @@
 /*
- * The thread pool behind ai3_parallel_for, which splits [0, n) into
- * contiguous chunks, a few per thread, taken one at a time by the threads
- * (so a thread slowed by something else on its core takes fewer).
+ * ai3_parallel_for splits [0, n) into contiguous chunks, a few per thread,
+ * taken one at a time by the threads (so a thread slowed by something else
+ * on its core takes fewer).
  *
  * Two ways to run them:
  *
- * - Inside a process that already has an OpenMP runtime loaded (PyTorch's
- *   wheels carry libgomp), on that runtime's threads, through its
- *   GOMP_parallel entry point. PyTorch's OpenMP threads spin for a while
- *   after each of its operations; a second set of threads would then share
- *   the cores with spinning ones (measured: a 1×1 conv2d of ResNet-50 ran
- *   1.6× slower right after a torch operation). On the same threads the
- *   spinning ones simply take the work. No second runtime is loaded: ai3
- *   does not link OpenMP.
- * - Otherwise (a plain C program), ai3's own pthread pool: the caller and
- *   workers that block on a condition variable between jobs.
- *
- * AI3_THREAD_POOL=own forces the pthread pool.
+ * - On the executor the program installed with ai3_set_parallel_executor
+ *   (its own thread pool, or the OpenMP threads of a framework that embeds
+ *   ai3): one task per thread, each taking chunks until none is left.
+ * - Otherwise, ai3's own pthread pool: the caller and workers that block on
+ *   a condition variable between jobs.
  */
 #include "internal.h"
 
-#define _GNU_SOURCE /* RTLD_NOLOAD */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #define MAX_THREADS 256
@@ -65,6 +54,21 @@ static pool_t pool = {
 static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local int inside_job;
 
+/* --- an executor installed with ai3_set_parallel_executor ----------------
+ * Each installation is a record; a loop pins the record it starts with
+ * (users), so that replacing it can wait until no loop runs on it. */
+typedef struct {
+    ai3_parallel_for_fn parallel_for;
+    void *ctx;
+    int threads;
+    int users; /* loops running on it; under executor_lock */
+} executor_t;
+
+static pthread_mutex_t executor_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t executor_idle = PTHREAD_COND_INITIALIZER; /* users fell to 0 */
+static executor_t *_Atomic executor;  /* NULL: the own pool */
+static atomic_int executor_threads;   /* its thread count; 0 when none */
+
 static void chunk_of(int64_t n, int64_t parts, int64_t index, int64_t *begin, int64_t *end) {
     *begin = n * index / parts;
     *end = n * (index + 1) / parts;
@@ -72,6 +76,7 @@ static void chunk_of(int64_t n, int64_t parts, int64_t index, int64_t *begin, in
 
 /* Takes and runs chunks of `job` until none is left. */
 static void run_chunks(job_t *job) {
+    int was_inside = inside_job;
     inside_job = 1;
     for (;;) {
         int64_t chunk = atomic_fetch_add(&job->next_chunk, 1);
@@ -80,36 +85,8 @@ static void run_chunks(job_t *job) {
         chunk_of(job->n, job->n_chunks, chunk, &begin, &end);
         if (begin < end) job->fn(job->ctx, begin, end);
     }
-    inside_job = 0;
+    inside_job = was_inside;
 }
-
-/* --- the OpenMP runtime already in the process, if any ------------------- */
-
-typedef void (*gomp_parallel_fn)(void (*body)(void *), void *data, unsigned threads,
-                                 unsigned flags);
-static gomp_parallel_fn gomp_parallel;
-
-/* Finds GOMP_parallel in an OpenMP runtime the process has loaded (GNU's,
- * or LLVM's and Intel's, which provide the same entry point), without
- * loading one. */
-static void find_openmp(void) {
-    const char *choice = getenv("AI3_THREAD_POOL");
-    if (choice && strcmp(choice, "own") == 0) return;
-    FILE *maps = fopen("/proc/self/maps", "r");
-    if (!maps) return;
-    char line[4096];
-    while (!gomp_parallel && fgets(line, sizeof line, maps)) {
-        char *path = strchr(line, '/');
-        if (!path || !(strstr(path, "libgomp") || strstr(path, "libiomp") || strstr(path, "libomp")))
-            continue;
-        path[strcspn(path, "\n")] = '\0';
-        void *handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-        if (handle) gomp_parallel = (gomp_parallel_fn)dlsym(handle, "GOMP_parallel");
-    }
-    fclose(maps);
-}
-
-static void openmp_body(void *job) { run_chunks(job); }
 
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg; /* 1..n_workers; the caller is 0 */
@@ -147,6 +124,11 @@ static void reset_after_fork(void) {
     pool.n_workers = 0;
     pool.stopping = 0;
     inside_job = 0;
+    /* nor the loops that ran on the executor in other threads */
+    pthread_mutex_init(&executor_lock, NULL);
+    pthread_cond_init(&executor_idle, NULL);
+    executor_t *e = atomic_load(&executor);
+    if (e) e->users = 0;
 }
 
 static void stop_workers(void) {
@@ -160,6 +142,7 @@ static void stop_workers(void) {
 }
 
 static void register_fork_handler(void) { pthread_atfork(NULL, NULL, reset_after_fork); }
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
 
 /* Makes the pool hold `threads - 1` workers. Called with job_lock held. */
 static void resize(int threads) {
@@ -181,8 +164,8 @@ ai3_status ai3_set_num_threads(int n) {
     return AI3_OK;
 }
 
-/* Lock-free: algorithms ask from inside jobs. */
-int ai3_get_num_threads(void) {
+/* What ai3_set_num_threads asked for (or the default). */
+static int wanted_threads(void) {
     int n = atomic_load(&pool.wanted_threads);
     if (!n) {
         n = default_threads();
@@ -191,6 +174,60 @@ int ai3_get_num_threads(void) {
     }
     return n;
 }
+
+/* Lock-free: algorithms ask from inside jobs. */
+int ai3_get_num_threads(void) {
+    int n = wanted_threads(), limit = atomic_load(&executor_threads);
+    return limit ? AI3_MIN(n, limit) : n;
+}
+
+ai3_status ai3_set_parallel_executor(ai3_parallel_for_fn parallel_for, void *executor_ctx,
+                                     int num_threads) {
+    if (inside_job)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "the parallel executor cannot be changed from inside a parallel task");
+    executor_t *next = NULL;
+    if (parallel_for) {
+        if (num_threads < 1)
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "an executor's number of threads must be at least 1, got %d",
+                                 num_threads);
+        next = malloc(sizeof *next);
+        if (!next)
+            return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "out of memory for the executor");
+        *next = (executor_t){.parallel_for = parallel_for, .ctx = executor_ctx,
+                             .threads = num_threads};
+    }
+    pthread_once(&fork_handler_once, register_fork_handler);
+    pthread_mutex_lock(&executor_lock);
+    executor_t *previous = atomic_load(&executor);
+    atomic_store(&executor, next);
+    atomic_store(&executor_threads, next ? next->threads : 0);
+    /* Loops still running on the previous one finish there first. */
+    while (previous && previous->users > 0) pthread_cond_wait(&executor_idle, &executor_lock);
+    pthread_mutex_unlock(&executor_lock);
+    free(previous);
+    return AI3_OK;
+}
+
+/* The installed executor, pinned until unpin_executor; NULL if none. */
+static executor_t *pin_executor(void) {
+    if (!atomic_load(&executor)) return NULL; /* no lock on the own pool's path */
+    pthread_mutex_lock(&executor_lock);
+    executor_t *e = atomic_load(&executor);
+    if (e) e->users++;
+    pthread_mutex_unlock(&executor_lock);
+    return e;
+}
+
+static void unpin_executor(executor_t *e) {
+    pthread_mutex_lock(&executor_lock);
+    if (e->users > 0 && --e->users == 0) pthread_cond_broadcast(&executor_idle);
+    pthread_mutex_unlock(&executor_lock);
+}
+
+/* One task of a loop on the executor: chunks until none is left. */
+static void executor_task(void *job, int64_t index) { run_chunks(job); }
 
 void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
     if (n <= 0) return;
@@ -201,13 +238,19 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, find_openmp);
-    job_t job = {.n = n, .n_chunks = AI3_MIN(useful, (int64_t)threads * CHUNKS_PER_THREAD),
-                 .fn = fn, .ctx = ctx};
+    job_t job = {.n = n, .fn = fn, .ctx = ctx};
     atomic_init(&job.next_chunk, 0);
-    if (gomp_parallel) {
-        gomp_parallel(openmp_body, &job, (unsigned)threads, 0);
+
+    executor_t *e = pin_executor();
+    if (e) {
+        threads = AI3_MIN(threads, e->threads); /* it may have been replaced meanwhile */
+        if (threads <= 1) {
+            fn(ctx, 0, n);
+        } else {
+            job.n_chunks = AI3_MIN(useful, (int64_t)threads * CHUNKS_PER_THREAD);
+            e->parallel_for(e->ctx, threads, executor_task, &job);
+        }
+        unpin_executor(e);
         return;
     }
 
@@ -216,9 +259,8 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
-    static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
     pthread_once(&fork_handler_once, register_fork_handler);
-    resize(ai3_get_num_threads());
+    resize(wanted_threads());
     threads = AI3_MIN(threads, pool.n_workers + 1);
     job.n_chunks = AI3_MIN(useful, (int64_t)threads * CHUNKS_PER_THREAD);
 
