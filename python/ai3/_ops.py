@@ -1,16 +1,18 @@
-"""The torch custom ops ``ai3::<op>``: each operation as an opaque op that runs
-in eager mode, under autograd and under ``torch.compile``.
+"""ai3's operations for torch tensors: the functions at the bottom
+(:func:`conv2d`, :func:`linear`, ...) are what swapped modules call.
 
-For every op there is one validation function that checks the arguments and
-returns the output shape with plain arithmetic (so it also works on the
-symbolic sizes ``torch.compile`` traces with); the real implementation and
-the fake one both call it, so both raise the same clear errors. The real
-implementation makes the input contiguous, allocates the output with
-``torch.empty`` and lets the C core write it. Backward passes use torch's
-own gradient functions.
+Each computes through a plan of the C core (``_core.plan``: the operation,
+its algorithm, parameters and weights, made once and kept) and one call,
+``_core.run(plan, *inputs)``, which checks the inputs, allocates the output
+(``Tensor.new_empty``) and computes it with the GIL released.
 
-The functions at the bottom (:func:`conv2d`, :func:`linear`, ...) are what
-the rest of ai3 calls.
+A plain eager call (no autograd to record, no tracing, no torch dispatch or
+function mode) goes straight to ``_core.run``. Anything else goes through
+the torch custom op ``ai3::<op>``, which supports autograd (with torch's own
+gradient formulas) and ``torch.compile``. The custom ops' fake
+implementations compute the output shape in Python with plain arithmetic (it
+must work on the symbolic sizes ``torch.compile`` traces with); the tests
+check that these shape functions agree with the C core's.
 """
 
 from __future__ import annotations
@@ -104,17 +106,33 @@ def _empty_output(x: Tensor, shape) -> Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device)
 
 
+def _eager(*tensors) -> bool:
+    """Whether a call on `tensors` (None entries allowed) can go straight to
+    the C core: plain tensors, not meta, nothing for autograd to record, no
+    torch.compile tracing and no torch dispatch or function mode active."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or \
+            torch._C._is_torch_function_mode_enabled():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) is not Tensor or t.is_meta or (grad and t.requires_grad)):
+            return False
+    return True
+
+
 # ---------------------------------------------------------------------------
 # Plans: weights prepared once (re-laid out, packed, transformed) and reused
 # ---------------------------------------------------------------------------
 
-# id(weight) -> (weak reference to the weight, version key, {config: plan}):
-# plans live as long as their weight. The version key holds the weight's and
-# bias's version counters, which every in-place change (an optimizer step,
-# load_state_dict) increments, so a changed weight gets new plans on their
-# next use. Several configs (algorithms) may share one weight. (A
+# Plans of operations with weights, by the first weight given:
+# id(weight) -> (weak reference to it, version key, {config: plan}); plans
+# live as long as their weight. The version key holds every weight's version
+# counter, which every in-place change (an optimizer step, load_state_dict)
+# increments, so changed weights get new plans on their next use. (A
 # WeakKeyDictionary would compare tensors with ==, which is elementwise.)
 _plans: dict = {}
+# Plans of operations without weights: (op, algorithm, params) -> plan.
+_weightless: dict = {}
 
 
 def _forget(ref) -> None:
@@ -129,29 +147,49 @@ def clear_plans() -> None:
     ``torch.inference_mode``); optimizer steps, ``load_state_dict`` and other
     in-place changes are seen and re-plan by themselves."""
     _plans.clear()
+    _weightless.clear()
 
 
-def _keep_plan(weight: Tensor, bias: Optional[Tensor]) -> bool:
+def _keep_plan(*weights) -> bool:
     """Whether a plan may be kept for these weights: not while they are being
     trained (they change every step, and tools such as gradcheck perturb
     them through .data, which no version counter sees)."""
-    tensors = (weight,) if bias is None else (weight, bias)
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    return not (torch.is_grad_enabled() and
+                any(t is not None and t.requires_grad for t in weights))
 
 
-def _plan_for(weight: Tensor, bias: Optional[Tensor], config: tuple, make_plan):
-    if weight.is_inference() or (bias is not None and bias.is_inference()):
-        return make_plan()  # inference tensors have no version counter
-    version = (weight._version, weight.data_ptr(), weight.dtype,
-               None if bias is None else (id(bias), bias._version, bias.data_ptr()))
-    entry = _plans.get(id(weight))
-    if entry is None or entry[0]() is not weight:
-        entry = _plans[id(weight)] = (weakref.ref(weight, _forget), version, {})
+def _plan(op: str, algorithm: str, params: tuple, weights: tuple = (), keep: bool = True,
+          hint=None):
+    """The plan computing `op` with these parameters and weights: a kept one,
+    or a new one (kept if `keep`). `hint` is the expected input's shape."""
+    present = [t for t in weights if t is not None]
+    if not present:
+        key = (op, algorithm, params)
+        plan = _weightless.get(key)
+        if plan is None:
+            plan = _core.plan(op, algorithm, (), params)
+            if keep:
+                _weightless[key] = plan
+        return plan
+
+    def make():
+        return _core.plan(op, algorithm, tuple(None if t is None else t.detach().contiguous()
+                                                for t in weights), params, hint)
+
+    if not keep or any(t.is_inference() for t in present):
+        return make()  # inference tensors have no version counter
+    anchor = present[0]
+    version = tuple((id(t), t._version, t.data_ptr(), t.dtype) if t is not None else None
+                    for t in weights)
+    entry = _plans.get(id(anchor))
+    if entry is None or entry[0]() is not anchor:
+        entry = _plans[id(anchor)] = (weakref.ref(anchor, _forget), version, {})
     elif entry[1] != version:
-        entry = _plans[id(weight)] = (entry[0], version, {})
+        entry = _plans[id(anchor)] = (entry[0], version, {})
+    config = (op, algorithm, params)
     plan = entry[2].get(config)
     if plan is None:
-        plan = entry[2][config] = make_plan()
+        plan = entry[2][config] = make()
     return plan
 
 
@@ -229,21 +267,15 @@ def _conv2d_op(
     algorithm: str,
     keep_plan: bool,
 ) -> Tensor:
-    shape = _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
-    out = _empty_output(x, shape)
-    if out.numel() == 0:
-        return out
-    x = x.contiguous()
-    config = ("conv2d", algorithm, *stride, *padding, *dilation, groups, padding_mode)
+    return _conv2d_run(x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                       algorithm, keep_plan)
 
-    def make_plan():
-        return _core.conv2d_plan(
-            algorithm, weight.contiguous(), bias.contiguous() if bias is not None else None,
-            stride[0], stride[1], *padding, dilation[0], dilation[1], groups, padding_mode, x)
 
-    if not keep_plan:
-        return _core.conv2d_plan_run(make_plan(), x, out)
-    return _core.conv2d_plan_run(_plan_for(weight, bias, config, make_plan), x, out)
+def _conv2d_run(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
+                keep_plan):
+    params = (*stride, *padding, *dilation, groups, padding_mode)
+    plan = _plan("conv2d", algorithm, params, (weight, bias), keep_plan, tuple(x.shape))
+    return _core.run(plan, x)
 
 
 @_conv2d_op.register_fake
@@ -338,18 +370,7 @@ def _linear_shape(x, weight, bias, algorithm):
 @torch.library.custom_op("ai3::linear", mutates_args=())
 def _linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str,
                keep_plan: bool) -> Tensor:
-    out = _empty_output(x, _linear_shape(x, weight, bias, algorithm))
-    if out.numel() == 0:
-        return out
-    bias = bias.contiguous() if bias is not None else None
-    config = ("linear", algorithm)
-
-    def make_plan():
-        return _core.linear_plan(algorithm, weight.contiguous(),
-                                 bias.contiguous() if bias is not None else None)
-
-    plan = _plan_for(weight, bias, config, make_plan) if keep_plan else make_plan()
-    return _core.linear_plan_run(plan, x.contiguous(), out)
+    return _core.run(_plan("linear", algorithm, (), (weight, bias), keep_plan), x)
 
 
 @_linear_op.register_fake
@@ -424,12 +445,12 @@ def _maxpool2d_op(
     ceil_mode: bool,
     algorithm: str,
 ) -> Tensor:
-    shape = _maxpool2d_shape(x, kernel_size, stride, padding, dilation, ceil_mode, algorithm)
-    out = _empty_output(x, shape)
-    if out.numel() == 0:
-        return out
-    return _core.maxpool2d(algorithm, x.contiguous(), out, *kernel_size, *stride, *padding,
-                           *dilation, ceil_mode)
+    return _core.run(_plan("maxpool2d", algorithm, _maxpool2d_params(
+        kernel_size, stride, padding, dilation, ceil_mode)), x)
+
+
+def _maxpool2d_params(kernel_size, stride, padding, dilation, ceil_mode):
+    return (*kernel_size, *stride, *padding, *dilation, bool(ceil_mode), True, 0)
 
 
 @_maxpool2d_op.register_fake
@@ -472,13 +493,16 @@ def _avgpool2d_op(
     divisor_override: Optional[int],
     algorithm: str,
 ) -> Tensor:
-    shape = _avgpool2d_shape(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                             divisor_override, algorithm)
-    out = _empty_output(x, shape)
-    if out.numel() == 0:
-        return out
-    return _core.avgpool2d(algorithm, x.contiguous(), out, *kernel_size, *stride, *padding,
-                           ceil_mode, count_include_pad, divisor_override or 0)
+    return _core.run(_plan("avgpool2d", algorithm, _avgpool2d_params(
+        kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)), x)
+
+
+def _avgpool2d_params(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                      divisor_override):
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError("ai3 avgpool2d: divisor_override must not be zero")
+    return (*kernel_size, *stride, *padding, 1, 1, bool(ceil_mode), bool(count_include_pad),
+            divisor_override or 0)
 
 
 @_avgpool2d_op.register_fake
@@ -521,10 +545,7 @@ def _adaptiveavgpool2d_shape(x, output_size, algorithm):
 
 @torch.library.custom_op("ai3::adaptiveavgpool2d", mutates_args=())
 def _adaptiveavgpool2d_op(x: Tensor, output_size: list[int], algorithm: str) -> Tensor:
-    out = _empty_output(x, _adaptiveavgpool2d_shape(x, output_size, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.adaptiveavgpool2d(algorithm, x.contiguous(), out)
+    return _core.run(_plan("adaptiveavgpool2d", algorithm, tuple(output_size)), x)
 
 
 @_adaptiveavgpool2d_op.register_fake
@@ -558,10 +579,7 @@ def _relu_shape(x, algorithm):
 
 @torch.library.custom_op("ai3::relu", mutates_args=())
 def _relu_op(x: Tensor, algorithm: str) -> Tensor:
-    out = _empty_output(x, _relu_shape(x, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.relu(algorithm, x.contiguous(), out)
+    return _core.run(_plan("relu", algorithm, ()), x)
 
 
 @_relu_op.register_fake
@@ -609,10 +627,7 @@ def _flatten_shape(x, start_dim, end_dim, algorithm):
 
 @torch.library.custom_op("ai3::flatten", mutates_args=())
 def _flatten_op(x: Tensor, start_dim: int, end_dim: int, algorithm: str) -> Tensor:
-    out = _empty_output(x, _flatten_shape(x, start_dim, end_dim, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.flatten(algorithm, x.contiguous(), out, start_dim, end_dim)
+    return _core.run(_plan("flatten", algorithm, (start_dim, end_dim)), x)
 
 
 @_flatten_op.register_fake
@@ -652,8 +667,12 @@ def conv2d(
 ) -> Tensor:
     """2-d convolution; `padding` is explicit per side: (top, bottom, left, right)
     (see :func:`conv2d_padding`)."""
+    keep = _keep_plan(weight, bias)
+    if _eager(x, weight, bias):
+        return _conv2d_run(x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                           algorithm, keep)
     return torch.ops.ai3.conv2d(x, weight, bias, _ints(stride), _ints(padding), _ints(dilation),
-                                int(groups), padding_mode, algorithm, _keep_plan(weight, bias))
+                                int(groups), padding_mode, algorithm, keep)
 
 
 def conv2d_algorithm_for(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int,
@@ -661,9 +680,10 @@ def conv2d_algorithm_for(x: Tensor, weight: Tensor, stride, padding, dilation, g
     """The algorithm :func:`conv2d` runs for this input shape: `algorithm`
     itself, or what 'default' and 'guess' choose."""
     _conv2d_shape(x, weight, None, stride, padding, dilation, groups, padding_mode, algorithm)
-    plan = _core.conv2d_plan(algorithm, weight.contiguous(), None, *_ints(stride), *_ints(padding),
-                             *_ints(dilation), int(groups), padding_mode, x.contiguous())
-    return _core.conv2d_plan_algorithm(plan)
+    params = (*_ints(stride), *_ints(padding), *_ints(dilation), int(groups), padding_mode)
+    plan = _core.plan("conv2d", algorithm, (weight.detach().contiguous(),), params,
+                      tuple(x.shape))
+    return _core.plan_algorithm(plan)
 
 
 def conv2d_padding(
@@ -697,7 +717,10 @@ def conv2d_padding(
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str) -> Tensor:
     """x · weightᵀ + bias over the last dimension of x."""
-    return torch.ops.ai3.linear(x, weight, bias, algorithm, _keep_plan(weight, bias))
+    keep = _keep_plan(weight, bias)
+    if _eager(x, weight, bias):
+        return _core.run(_plan("linear", algorithm, (), (weight, bias), keep), x)
+    return torch.ops.ai3.linear(x, weight, bias, algorithm, keep)
 
 
 def maxpool2d(
@@ -709,6 +732,9 @@ def maxpool2d(
     ceil_mode: bool,
     algorithm: str,
 ) -> Tensor:
+    if _eager(x):
+        return _core.run(_plan("maxpool2d", algorithm, _maxpool2d_params(
+            kernel_size, stride, padding, dilation, ceil_mode)), x)
     return torch.ops.ai3.maxpool2d(x, _ints(kernel_size), _ints(stride), _ints(padding),
                                    _ints(dilation), bool(ceil_mode), algorithm)
 
@@ -723,6 +749,9 @@ def avgpool2d(
     divisor_override: Optional[int],
     algorithm: str,
 ) -> Tensor:
+    if _eager(x):
+        return _core.run(_plan("avgpool2d", algorithm, _avgpool2d_params(
+            kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)), x)
     return torch.ops.ai3.avgpool2d(x, _ints(kernel_size), _ints(stride), _ints(padding),
                                    bool(ceil_mode), bool(count_include_pad),
                                    None if divisor_override is None else int(divisor_override),
@@ -730,14 +759,20 @@ def avgpool2d(
 
 
 def adaptiveavgpool2d(x: Tensor, output_size: tuple[int, int], algorithm: str) -> Tensor:
+    if _eager(x):
+        return _core.run(_plan("adaptiveavgpool2d", algorithm, tuple(output_size)), x)
     return torch.ops.ai3.adaptiveavgpool2d(x, _ints(output_size), algorithm)
 
 
 def relu(x: Tensor, algorithm: str) -> Tensor:
+    if _eager(x):
+        return _core.run(_plan("relu", algorithm, ()), x)
     return torch.ops.ai3.relu(x, algorithm)
 
 
 def flatten(x: Tensor, start_dim: int, end_dim: int, algorithm: str) -> Tensor:
+    if _eager(x):
+        return _core.run(_plan("flatten", algorithm, (start_dim, end_dim)), x)
     return torch.ops.ai3.flatten(x, int(start_dim), int(end_dim), algorithm)
 
 # ===========================================================================
@@ -793,13 +828,8 @@ def _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps, algorith
 def _batchnorm2d_op(x: Tensor, running_mean: Tensor, running_var: Tensor,
                     weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
                     algorithm: str) -> Tensor:
-    out = _empty_output(x, _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps,
-                                              algorithm))
-    if out.numel() == 0:
-        return out
-    contig = [t.contiguous() if t is not None else None
-              for t in (x, running_mean, running_var, weight, bias)]
-    return _core.batchnorm2d(algorithm, *contig, float(eps), out)
+    return _core.run(_plan("batchnorm2d", algorithm, (float(eps),),
+                           (running_mean, running_var, weight, bias)), x)
 
 
 @_batchnorm2d_op.register_fake
@@ -873,10 +903,7 @@ def _binary_op(op):
         return _broadcast_shape(op, a, b, algorithm)
 
     def impl(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
-        out = _empty_output(a, shape_of(a, b, algorithm))
-        if out.numel() == 0:
-            return out
-        return getattr(_core, op)(algorithm, a.contiguous(), b.contiguous(), out)
+        return _core.run(_plan(op, algorithm, ()), a, b)
 
     custom = torch.library.custom_op(f"ai3::{op}", impl, mutates_args=())
     custom.register_fake(lambda a, b, algorithm: _empty_output(a, shape_of(a, b, algorithm)))
@@ -932,11 +959,7 @@ def _cat_shape(tensors, dim, algorithm):
 
 @torch.library.custom_op("ai3::cat", mutates_args=())
 def _cat_op(tensors: list[Tensor], dim: int, algorithm: str) -> Tensor:
-    shape = _cat_shape(tensors, dim, algorithm)
-    out = _empty_output(tensors[0], shape)
-    if out.numel() == 0:
-        return out
-    return _core.cat(algorithm, [t.contiguous() for t in tensors], dim, out)
+    return _core.run(_plan("cat", algorithm, (dim,)), tensors)
 
 
 @_cat_op.register_fake
@@ -969,10 +992,7 @@ def _hardtanh_shape(x, min_val, max_val, algorithm):
 
 @torch.library.custom_op("ai3::hardtanh", mutates_args=())
 def _hardtanh_op(x: Tensor, min_val: float, max_val: float, algorithm: str) -> Tensor:
-    out = _empty_output(x, _hardtanh_shape(x, min_val, max_val, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.hardtanh(algorithm, x.contiguous(), out, float(min_val), float(max_val))
+    return _core.run(_plan("hardtanh", algorithm, (float(min_val), float(max_val))), x)
 
 
 @_hardtanh_op.register_fake
@@ -998,10 +1018,7 @@ def _activation_op(op, backward_of):
     """ai3::<op>(x, algorithm) with backward_of(grad, x, out) as gradient."""
 
     def impl(x: Tensor, algorithm: str) -> Tensor:
-        out = _empty_output(x, _check_elementwise(op, x, algorithm))
-        if out.numel() == 0:
-            return out
-        return getattr(_core, op)(algorithm, x.contiguous(), out)
+        return _core.run(_plan(op, algorithm, ()), x)
 
     custom = torch.library.custom_op(f"ai3::{op}", impl, mutates_args=())
     custom.register_fake(lambda x, algorithm: _empty_output(x, _check_elementwise(op, x, algorithm)))
@@ -1032,10 +1049,13 @@ def _gelu_shape(x, approximate, algorithm):
 
 @torch.library.custom_op("ai3::gelu", mutates_args=())
 def _gelu_op(x: Tensor, approximate: str, algorithm: str) -> Tensor:
-    out = _empty_output(x, _gelu_shape(x, approximate, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.gelu(algorithm, x.contiguous(), out, approximate == "tanh")
+    return _core.run(_plan("gelu", algorithm, _gelu_params(approximate)), x)
+
+
+def _gelu_params(approximate):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"ai3 gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+    return (approximate == "tanh",)
 
 
 @_gelu_op.register_fake
@@ -1082,10 +1102,7 @@ def _mean_shape(x, dims, keepdim, algorithm):
 
 @torch.library.custom_op("ai3::mean", mutates_args=())
 def _mean_op(x: Tensor, dims: list[int], keepdim: bool, algorithm: str) -> Tensor:
-    out = _empty_output(x, _mean_shape(x, dims, keepdim, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.mean(algorithm, x.contiguous(), out, dims if x.dim() > 0 else [], keepdim)
+    return _core.run(_plan("mean", algorithm, (tuple(dims), bool(keepdim))), x)
 
 
 @_mean_op.register_fake
@@ -1130,10 +1147,7 @@ def _permute_shape(x, perm, algorithm):
 
 @torch.library.custom_op("ai3::permute", mutates_args=())
 def _permute_op(x: Tensor, perm: list[int], algorithm: str) -> Tensor:
-    out = _empty_output(x, _permute_shape(x, perm, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.permute(algorithm, x.contiguous(), out, perm)
+    return _core.run(_plan("permute", algorithm, (tuple(perm),)), x)
 
 
 @_permute_op.register_fake
@@ -1180,12 +1194,8 @@ def _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm):
 @torch.library.custom_op("ai3::layernorm", mutates_args=())
 def _layernorm_op(x: Tensor, normalized_ndim: int, weight: Optional[Tensor],
                   bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
-    out = _empty_output(x, _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm))
-    if out.numel() == 0:
-        return out
-    w = weight.contiguous() if weight is not None else None
-    b = bias.contiguous() if bias is not None else None
-    return _core.layernorm(algorithm, x.contiguous(), normalized_ndim, w, b, float(eps), out)
+    return _core.run(_plan("layernorm", algorithm, (normalized_ndim, float(eps)), (weight, bias)),
+                     x)
 
 
 @_layernorm_op.register_fake
@@ -1226,10 +1236,7 @@ def _softmax_shape(x, dim, algorithm):
 
 @torch.library.custom_op("ai3::softmax", mutates_args=())
 def _softmax_op(x: Tensor, dim: int, algorithm: str) -> Tensor:
-    out = _empty_output(x, _softmax_shape(x, dim, algorithm))
-    if out.numel() == 0:
-        return out
-    return _core.softmax(algorithm, x.contiguous(), out, dim)
+    return _core.run(_plan("softmax", algorithm, (dim,)), x)
 
 
 @_softmax_op.register_fake
@@ -1253,67 +1260,93 @@ _softmax_op.register_autograd(_softmax_backward, setup_context=_softmax_setup)
 # --- the functions the rest of ai3 calls --------------------------------------
 
 
+def _unary(op: str, x: Tensor, params: tuple, algorithm: str, custom, *args) -> Tensor:
+    """ai3::<op> on x: straight to the C core in a plain eager call, else
+    through the custom op `custom` (called with x, *args, algorithm)."""
+    if _eager(x):
+        return _core.run(_plan(op, algorithm, params), x)
+    return custom(x, *args, algorithm)
+
+
 def batchnorm2d(x: Tensor, running_mean: Tensor, running_var: Tensor, weight: Optional[Tensor],
                 bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
     """Batch norm in inference form: normalised with the running statistics."""
+    if _eager(x, running_mean, running_var, weight, bias):
+        return _core.run(_plan("batchnorm2d", algorithm, (float(eps),),
+                               (running_mean, running_var, weight, bias)), x)
     return torch.ops.ai3.batchnorm2d(x, running_mean, running_var, weight, bias, float(eps),
                                      algorithm)
 
 
 def add(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
     """a + b with broadcasting (same dtype)."""
+    if _eager(a, b):
+        return _core.run(_plan("add", algorithm, ()), a, b)
     return torch.ops.ai3.add(a, b, algorithm)
 
 
 def mul(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
     """a * b with broadcasting (same dtype)."""
+    if _eager(a, b):
+        return _core.run(_plan("mul", algorithm, ()), a, b)
     return torch.ops.ai3.mul(a, b, algorithm)
 
 
 def cat(tensors: Sequence[Tensor], dim: int, algorithm: str) -> Tensor:
-    return torch.ops.ai3.cat(list(tensors), int(dim), algorithm)
+    tensors = list(tensors)
+    if tensors and _eager(*tensors):
+        return _core.run(_plan("cat", algorithm, (int(dim),)), tensors)
+    return torch.ops.ai3.cat(tensors, int(dim), algorithm)
 
 
 def hardtanh(x: Tensor, min_val: float, max_val: float, algorithm: str) -> Tensor:
     """x clamped to [min_val, max_val]; ReLU6 is hardtanh(x, 0, 6)."""
-    return torch.ops.ai3.hardtanh(x, float(min_val), float(max_val), algorithm)
+    lo, hi = float(min_val), float(max_val)
+    return _unary("hardtanh", x, (lo, hi), algorithm, torch.ops.ai3.hardtanh, lo, hi)
 
 
 def sigmoid(x: Tensor, algorithm: str) -> Tensor:
-    return torch.ops.ai3.sigmoid(x, algorithm)
+    return _unary("sigmoid", x, (), algorithm, torch.ops.ai3.sigmoid)
 
 
 def hardsigmoid(x: Tensor, algorithm: str) -> Tensor:
-    return torch.ops.ai3.hardsigmoid(x, algorithm)
+    return _unary("hardsigmoid", x, (), algorithm, torch.ops.ai3.hardsigmoid)
 
 
 def hardswish(x: Tensor, algorithm: str) -> Tensor:
-    return torch.ops.ai3.hardswish(x, algorithm)
+    return _unary("hardswish", x, (), algorithm, torch.ops.ai3.hardswish)
 
 
 def silu(x: Tensor, algorithm: str) -> Tensor:
-    return torch.ops.ai3.silu(x, algorithm)
+    return _unary("silu", x, (), algorithm, torch.ops.ai3.silu)
 
 
 def gelu(x: Tensor, approximate: str, algorithm: str) -> Tensor:
     """gelu, exact ('none') or with approximate='tanh', as torch."""
-    return torch.ops.ai3.gelu(x, approximate, algorithm)
+    return _unary("gelu", x, _gelu_params(approximate), algorithm, torch.ops.ai3.gelu,
+                  approximate)
 
 
 def mean(x: Tensor, dims: Sequence[int], keepdim: bool, algorithm: str) -> Tensor:
     """Mean over `dims` (empty: every dimension)."""
-    return torch.ops.ai3.mean(x, _ints(dims), bool(keepdim), algorithm)
+    dims = _ints(dims)
+    return _unary("mean", x, (tuple(dims), bool(keepdim)), algorithm, torch.ops.ai3.mean, dims,
+                  bool(keepdim))
 
 
 def permute(x: Tensor, perm: Sequence[int], algorithm: str) -> Tensor:
-    return torch.ops.ai3.permute(x, _ints(perm), algorithm)
+    perm = _ints(perm)
+    return _unary("permute", x, (tuple(perm),), algorithm, torch.ops.ai3.permute, perm)
 
 
 def layernorm(x: Tensor, normalized_ndim: int, weight: Optional[Tensor], bias: Optional[Tensor],
               eps: float, algorithm: str) -> Tensor:
     """nn.LayerNorm over the last `normalized_ndim` dimensions."""
+    if _eager(x, weight, bias):
+        return _core.run(_plan("layernorm", algorithm, (int(normalized_ndim), float(eps)),
+                               (weight, bias)), x)
     return torch.ops.ai3.layernorm(x, int(normalized_ndim), weight, bias, float(eps), algorithm)
 
 
 def softmax(x: Tensor, dim: int, algorithm: str) -> Tensor:
-    return torch.ops.ai3.softmax(x, int(dim), algorithm)
+    return _unary("softmax", x, (int(dim),), algorithm, torch.ops.ai3.softmax, int(dim))

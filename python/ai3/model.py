@@ -28,7 +28,6 @@ Anything else is an UnsupportedError at convert time naming the node, its
 target and its position in the graph.
 """
 
-import numpy as np
 import torch
 import torch.fx
 from torch import nn
@@ -38,8 +37,7 @@ from . import _core, _ops, graph, selectors
 from ._errors import UnsupportedError
 
 _DTYPES = {torch.float32: torch.float32, torch.float64: torch.float64,
-           "float32": torch.float32, "float64": torch.float64,
-           np.float32: torch.float32, np.float64: torch.float64}
+           "float32": torch.float32, "float64": torch.float64}
 
 # The registry operation whose algorithms a step selects from (None: no
 # algorithm to choose, e.g. a reshape, which is a view).
@@ -61,8 +59,9 @@ class Layer:
     module_name: the qualified name of the source module, or None.
     inputs: the names of the layers (or 'input') whose results it reads.
     params: its parameters, as a dict.
-    weight, bias: for conv2d and linear, the Model's own copies (after
-        folding a batchnorm, whose name is in ``folded_batchnorm``).
+    weight_shape: for conv2d and linear, the weight's shape (the weights
+        themselves live in the C graph, after folding a batchnorm, whose name
+        is in ``folded_batchnorm``); has_bias: whether it has a bias.
     """
 
     def __init__(self, step, algorithm, inputs):
@@ -71,23 +70,25 @@ class Layer:
         self.algorithm = algorithm
         self.module_name = step.module_name
         self.inputs = inputs
+        self.resolved = None  # the algorithm 'default'/'guess' chose, from the C graph
         self.params = {k: v for k, v in step.params.items()
                        if not isinstance(v, torch.Tensor) and k != "batchnorm"}
-        self.weight = self.bias = None
+        self.weight_shape = None
+        self.has_bias = False
         self.folded_batchnorm = None
 
     def _describe_params(self):
         p = self.params
         if self.op == "conv2d":
-            oc, icg, kh, kw = self.weight.shape
+            oc, icg, kh, kw = self.weight_shape
             groups = p["groups"]
             return (f"{icg * groups}, {oc}, kernel=({kh}, {kw}), stride={p['stride']}, "
                     f"padding={p['padding']}, dilation={p['dilation']}, groups={groups}, "
-                    f"bias={self.bias is not None}, padding_mode='{p['padding_mode']}'"
+                    f"bias={self.has_bias}, padding_mode='{p['padding_mode']}'"
                     + (f", folded={self.folded_batchnorm}" if self.folded_batchnorm else ""))
         if self.op == "linear":
-            out_f, in_f = self.weight.shape
-            return f"{in_f}, {out_f}, bias={self.bias is not None}"
+            out_f, in_f = self.weight_shape
+            return f"{in_f}, {out_f}, bias={self.has_bias}"
         shown = ", ".join(f"{k}={v}" for k, v in p.items())
         if len(self.inputs) > 1:
             return ", ".join(self.inputs) + (", " + shown if shown else "")
@@ -98,8 +99,8 @@ class Layer:
         if self.algorithm is None:
             return f"{self.name}: {self.op}({params})"
         shown = self.algorithm
-        if shown == selectors.DEFAULT:
-            shown = f"default ({_core.default_algorithm(_selected_as(self.op))})"
+        if shown != self.resolved and self.resolved:
+            shown = f"{shown} ({self.resolved})"
         return f"{self.name}: {self.op}({params}{', ' if params else ''}algorithm='{shown}')"
 
 
@@ -133,10 +134,12 @@ class Model:
         out_type: None or torch.Tensor gives torch tensors; numpy.ndarray
         gives numpy arrays.
         """
-        if out_type not in (None, torch.Tensor, np.ndarray):
+        np = _numpy()
+        if out_type is not None and out_type is not torch.Tensor and \
+                (np is None or out_type is not np.ndarray):
             raise ValueError(f"out_type must be None, torch.Tensor or numpy.ndarray, not "
                              f"{out_type!r}")
-        if isinstance(x, np.ndarray):
+        if np is not None and isinstance(x, np.ndarray):
             if x.dtype.kind not in "fiub":
                 raise TypeError(f"cannot run on a numpy array of dtype {x.dtype}")
             x = torch.from_numpy(np.ascontiguousarray(x))
@@ -145,7 +148,7 @@ class Model:
                             f"{type(x).__name__}")
         x = x.detach().to(self.dtype).contiguous()
         outputs = _core.graph_run(self._graph, (x,))
-        if out_type is np.ndarray:
+        if out_type is not None and out_type is not torch.Tensor:
             outputs = tuple(o.numpy() for o in outputs)
         return outputs[0] if self._single else outputs
 
@@ -166,6 +169,15 @@ class Model:
         lines += [f"  {layer!r}," for layer in self.layers]
         lines.append("])")
         return "\n".join(lines)
+
+
+def _numpy():
+    """numpy if it is installed (ai3 does not need it), else None."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
 
 
 # --------------------------------------------------------------------------
@@ -263,8 +275,11 @@ def _op_name(key):
 
 def _model_dtype(module, dtype):
     if dtype is not None:
-        if isinstance(dtype, np.dtype):
-            dtype = str(dtype)
+        if not isinstance(dtype, (torch.dtype, str)) and _numpy() is not None:
+            try:
+                dtype = str(_numpy().dtype(dtype))  # numpy's float32, float64
+            except TypeError:
+                pass
         try:
             return _DTYPES[dtype]
         except (KeyError, TypeError):
@@ -302,8 +317,9 @@ def _as_module(step):
 
 
 def _own(t, dtype):
-    """A contiguous copy of `t` in `dtype`, detached from autograd."""
-    return t.detach().to(dtype=dtype, copy=True).contiguous()
+    """`t` in `dtype`, contiguous and detached (a copy only where needed: the
+    C graph copies what it keeps)."""
+    return None if t is None else t.detach().to(dtype=dtype).contiguous()
 
 
 def _conv_params(m):
@@ -348,83 +364,86 @@ def _build(translation, chosen, dtype, shapes):
             ids[v] = c_id
             names[v] = step.name
         _core.graph_set_name(g, outs[0], step.name)
+        if algorithm is not None:
+            layer.resolved = _core.graph_algorithm(g, outs[0])
         layers.append(layer)
     _core.graph_set_outputs(g, [value(v) for v in translation.outputs])
     return Model(g, layers, dtype, translation.single)
+
+
+def _pool_params(p):
+    kernel = _pair(p["kernel_size"])
+    stride = _pair(p["stride"] if p["stride"] not in (None, [], ()) else p["kernel_size"])
+    return (*kernel, *stride, *_pair(p["padding"]), *_pair(p.get("dilation", 1)),
+            bool(p["ceil_mode"]), bool(p.get("count_include_pad", True)),
+            p.get("divisor_override") or 0)
+
+
+def _gelu_params(step):
+    approximate = step.params["approximate"]
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedError(f"{step.name}: gelu approximate={approximate!r}")
+    return (approximate == "tanh",)
+
+
+# The parameter tuple (see _core.plan) of each operation with parameters,
+# from a translated step; operations not listed take none.
+_PARAMS = {
+    "maxpool2d": lambda step: _pool_params(step.params),
+    "avgpool2d": lambda step: _pool_params(step.params),
+    "adaptiveavgpool2d": lambda step: graph.adaptive_output_size(step.params["output_size"]),
+    "flatten": lambda step: (step.params["start_dim"], step.params["end_dim"]),
+    "batchnorm2d": lambda step: (float(step.params["eps"]),),
+    "cat": lambda step: (step.params["dim"],),
+    "hardtanh": lambda step: (float(step.params["min_val"]), float(step.params["max_val"])),
+    "gelu": _gelu_params,
+    "mean": lambda step: (tuple(step.params["dim"]), bool(step.params["keepdim"])),
+    "permute": lambda step: (tuple(step.params["dims"]),),
+    "layernorm": lambda step: (step.params["normalized_ndim"], float(step.params["eps"])),
+    "softmax": lambda step: (step.params["dim"],),
+}
+
+
+def _weights(step, layer, dtype):
+    """The weights of a step's node (the C graph copies them)."""
+    m, p = step.module, step.params
+    if step.op == "conv2d":
+        layer.params = _conv_params(m)
+        if p.get("batchnorm"):
+            layer.folded_batchnorm, bn = p["batchnorm"]
+            weight, bias = _folded(m, bn, dtype)
+        else:
+            weight, bias = _own(m.weight, dtype), _own(m.bias, dtype)
+    elif step.op == "linear":
+        weight, bias = _own(m.weight, dtype), _own(m.bias, dtype)
+    elif step.op == "batchnorm2d":
+        return tuple(_own(t, dtype) for t in (m.running_mean, m.running_var, m.weight, m.bias))
+    elif step.op == "layernorm":
+        return tuple(_own(p[k], dtype) for k in ("weight", "bias"))
+    else:
+        return ()
+    layer.weight_shape, layer.has_bias = tuple(weight.shape), bias is not None
+    return weight, bias
 
 
 def _add_step(g, step, algorithm, inputs, layer, dtype, shapes, value):
     """Adds one step's node to the C graph; the new value id(s). value()
     maps the translation's value numbers to the graph's ids."""
     op, p, x = step.op, step.params, inputs[0] if inputs else None
-    if op == "conv2d":
-        m = step.module
-        params = _conv_params(m)
-        layer.params = params
-        if p.get("batchnorm"):
-            layer.folded_batchnorm, bn = p["batchnorm"]
-            layer.weight, layer.bias = _folded(m, bn, dtype)
-        else:
-            layer.weight = _own(m.weight, dtype)
-            layer.bias = None if m.bias is None else _own(m.bias, dtype)
-        shape = shapes.get(step.node.name)
-        return _core.graph_conv2d(g, algorithm, x, layer.weight, layer.bias, *params["stride"],
-                                  *params["padding"], *params["dilation"], params["groups"],
-                                  params["padding_mode"], shape)
-    if op == "linear":
-        m = step.module
-        layer.weight = _own(m.weight, dtype)
-        layer.bias = None if m.bias is None else _own(m.bias, dtype)
-        return _core.graph_linear(g, algorithm, x, layer.weight, layer.bias)
-    if op in ("maxpool2d", "avgpool2d"):
-        kh, kw = _pair(p["kernel_size"])
-        sh, sw = _pair(p["stride"] if p["stride"] not in (None, [], ()) else p["kernel_size"])
-        ph, pw = _pair(p["padding"])
-        dh, dw = _pair(p.get("dilation", 1))
-        divisor = p.get("divisor_override") or 0
-        return _core.graph_pool(g, op, algorithm, x, kh, kw, sh, sw, ph, pw, dh, dw,
-                                bool(p["ceil_mode"]), bool(p.get("count_include_pad", True)),
-                                divisor)
-    if op == "adaptiveavgpool2d":
-        return _core.graph_adaptiveavgpool2d(g, algorithm, x,
-                                             *graph.adaptive_output_size(p["output_size"]))
-    if op in ("relu", "sigmoid", "hardsigmoid", "hardswish", "silu"):
-        return _core.graph_unary(g, op, algorithm, x)
-    if op == "hardtanh":
-        return _core.graph_hardtanh(g, algorithm, x, float(p["min_val"]), float(p["max_val"]))
-    if op == "gelu":
-        if p["approximate"] not in ("none", "tanh"):
-            raise UnsupportedError(f"{step.name}: gelu approximate={p['approximate']!r}")
-        return _core.graph_gelu(g, algorithm, x, p["approximate"] == "tanh")
-    if op == "flatten":
-        return _core.graph_flatten(g, algorithm, x, p["start_dim"], p["end_dim"])
     if op == "reshape":
         dims = [(value(d[0]), d[1]) if isinstance(d, tuple) else d for d in p["dims"]]
         return _core.graph_reshape(g, x, dims)
     if op == "chunk":
         return _core.graph_chunk(g, x, p["chunks"], p["dim"])
-    if op == "batchnorm2d":
-        m = step.module
-        own = [None if t is None else _own(t, dtype)
-               for t in (m.running_mean, m.running_var, m.weight, m.bias)]
-        return _core.graph_batchnorm2d(g, algorithm, x, *own, float(p["eps"]))
-    if op in ("add", "mul"):
-        return _core.graph_binary(g, op, algorithm, inputs[0], inputs[1])
-    if op == "cat":
-        return _core.graph_cat(g, algorithm, inputs, p["dim"])
-    if op == "mean":
-        return _core.graph_mean(g, algorithm, x, p["dim"], bool(p["keepdim"]))
-    if op == "permute":
-        return _core.graph_permute(g, algorithm, x, list(p["dims"]))
     if op == "transpose":
         return _core.graph_transpose(g, algorithm, x, p["dim0"], p["dim1"])
-    if op == "layernorm":
-        w, b = (None if t is None else _own(t, dtype) for t in (p["weight"], p["bias"]))
-        return _core.graph_layernorm(g, algorithm, x, p["normalized_ndim"], w, b,
-                                     float(p["eps"]))
-    if op == "softmax":
-        return _core.graph_softmax(g, algorithm, x, p["dim"])
-    raise AssertionError(op)
+    weights = _weights(step, layer, dtype)
+    if op != "conv2d":
+        return _core.graph_op(g, op, algorithm, inputs, weights,
+                              _PARAMS.get(op, lambda step: ())(step))
+    c = layer.params
+    params = (*c["stride"], *c["padding"], *c["dilation"], c["groups"], c["padding_mode"])
+    return _core.graph_op(g, op, algorithm, inputs, weights, params, shapes.get(step.node.name))
 
 
 def _input_shapes(root, traced, shape):

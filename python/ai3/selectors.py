@@ -33,23 +33,10 @@ from torch import nn
 
 from . import _core
 
-# The operations ai3 computes, by name, and the torch module of each.
-OPERATIONS = {
-    "conv2d": nn.Conv2d,
-    "linear": nn.Linear,
-    "maxpool2d": nn.MaxPool2d,
-    "avgpool2d": nn.AvgPool2d,
-    "adaptiveavgpool2d": nn.AdaptiveAvgPool2d,
-    "relu": nn.ReLU,
-    "flatten": nn.Flatten,
-    "batchnorm2d": nn.BatchNorm2d,
-    "hardtanh": nn.Hardtanh,  # nn.ReLU6 is an nn.Hardtanh(0, 6)
-    "sigmoid": nn.Sigmoid,
-    "hardsigmoid": nn.Hardsigmoid,
-    "hardswish": nn.Hardswish,
-    "silu": nn.SiLU,
-    "gelu": nn.GELU,
-}
+# The operations swap_operation replaces, by name, and the torch module of
+# each: those of the C core's operation table that stand for a torch.nn
+# module (nn.ReLU6 is an nn.Hardtanh(0, 6), so swapped as one).
+OPERATIONS = {name: getattr(nn, module) for name, _, _, _, module in _core.OPERATIONS if module}
 
 # Selects the instance computed by PyTorch (swap_operation only).
 TORCH = "torch"

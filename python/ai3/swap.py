@@ -247,19 +247,22 @@ def adaptive_output_size(output_size, input_shape):
             int(input_shape[-1]) if out_w is None else out_w)
 
 
-SWAPPED = {cls._ai3_op: cls for cls in (Conv2d, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
-                                        ReLU, Flatten, BatchNorm2d, Hardtanh, Sigmoid,
-                                        Hardsigmoid, Hardswish, SiLU, GELU)}
+# The swapped class of each operation in selectors.OPERATIONS: the classes
+# above that name an operation.
+SWAPPED = {cls._ai3_op: cls for cls in Swapped.__subclasses__()}
+if SWAPPED.keys() != selectors.OPERATIONS.keys():
+    raise ImportError(f"ai3: no swapped class for {set(selectors.OPERATIONS) - set(SWAPPED)}")
 
 
 def swap_operation(op_type, module, algos=None, sample_input_shape=None, *, swap_with=None):
     """Replaces, in place, every instance of an operation in `module` by one
     computed with the selected ai3 algorithm.
 
-    op_type: nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d,
-        nn.AdaptiveAvgPool2d, nn.ReLU, nn.Flatten, nn.BatchNorm2d,
-        nn.Hardtanh (which covers nn.ReLU6), nn.Sigmoid, nn.Hardsigmoid,
-        nn.Hardswish, nn.SiLU or nn.GELU, or its name ('conv2d', ...). Instances of the torch class and of ai3's swapped classes are
+    op_type: a torch module type of ai3.OPERATIONS (nn.Conv2d, nn.Linear,
+        nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.ReLU, nn.Flatten,
+        nn.BatchNorm2d, nn.Hardtanh (which covers nn.ReLU6), nn.Sigmoid,
+        nn.Hardsigmoid, nn.Hardswish, nn.SiLU, nn.GELU) or its name
+        ('conv2d', ...). Instances of the torch class and of ai3's swapped classes are
         swapped (so a swapped network can be swapped again); a subclass with
         its own forward is left alone.
     algos: a selector (see ai3.selectors): None (every instance gets

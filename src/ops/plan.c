@@ -99,7 +99,9 @@ ai3_op ai3_plan_op(const ai3_plan *plan) { return plan ? plan->op : AI3_OP_COUNT
 
 const char *ai3_plan_algorithm(const ai3_plan *plan) {
     if (!plan) return NULL;
-    return impls[plan->op]->algorithm ? impls[plan->op]->algorithm(plan) : plan->algorithm;
+    if (impls[plan->op]->algorithm) return impls[plan->op]->algorithm(plan);
+    return strcmp(plan->algorithm, "default") == 0 ? ai3_default_algorithm(plan->op)
+                                                   : plan->algorithm;
 }
 
 /* Checks the plan and its n inputs (count, each a valid tensor of one dtype

@@ -215,7 +215,7 @@ AI3_TEST(executor_gives_the_results_of_the_own_pool) {
     executor_init(&e);
     const char *names[64];
     int n_names = 0;
-    ai3_list_algorithms(AI3_OP_CONV2D, names, 64, &n_names);
+    ai3_list_algorithms(AI3_OP_CONV2D, AI3_DEVICE_CPU, names, 64, &n_names);
     AI3_EXPECT(n_names > 0, "no conv2d algorithm");
     for (int dt = 0; dt < 2; dt++) {
         const ai3_dtype dtype = dt ? AI3_FLOAT64 : AI3_FLOAT32;

@@ -37,6 +37,33 @@ static double max_rel_diff(const ai3_tensor *a, const ai3_tensor *b) {
     return worst;
 }
 
+/* ai3_graph_op with one input and no weights. */
+static ai3_status node1(ai3_graph *g, ai3_op op, const char *algorithm, int input,
+                        const ai3_op_params *params, int *output) {
+    return ai3_graph_op(g, op, algorithm, 1, &input, 0, NULL, params, NULL, output);
+}
+
+/* ai3_graph_op with several inputs and no weights or parameters. */
+static ai3_status join(ai3_graph *g, ai3_op op, const char *algorithm, int n, const int *inputs,
+                       const ai3_op_params *params, int *output) {
+    return ai3_graph_op(g, op, algorithm, n, inputs, 0, NULL, params, NULL, output);
+}
+
+/* A conv2d node (bias may be NULL). */
+static ai3_status conv(ai3_graph *g, const char *algorithm, int input, const ai3_tensor *weight,
+                       const ai3_tensor *bias, const ai3_conv2d_params *p, int *output) {
+    const ai3_tensor *w[2] = {weight, bias};
+    ai3_op_params params = {.conv2d = *p};
+    return ai3_graph_op(g, AI3_OP_CONV2D, algorithm, 1, &input, 2, w, &params, NULL, output);
+}
+
+/* A linear node. */
+static ai3_status linear(ai3_graph *g, const char *algorithm, int input,
+                         const ai3_tensor *weight, const ai3_tensor *bias, int *output) {
+    const ai3_tensor *w[2] = {weight, bias};
+    return ai3_graph_op(g, AI3_OP_LINEAR, algorithm, 1, &input, 2, w, NULL, NULL, output);
+}
+
 /* The test network: x → conv3x3 → relu ─┐
  *                   x → conv1x1 ────────add → c (output 1)
  *                   c → maxpool ┐
@@ -72,16 +99,19 @@ static void free_net(net *n) {
 static ai3_graph *build(const net *n, int *ok) {
     ai3_graph *g = NULL;
     int x, c1, r, c2, c, mp, ap, cat, fl, y;
+    ai3_op_params pool = {.maxpool2d = n->pool}; /* avgpool2d has the same struct */
     *ok = ai3_graph_create(AI3_FLOAT32, &g) == AI3_OK && ai3_graph_add_input(g, &x) == AI3_OK &&
-          ai3_graph_conv2d(g, "default", x, &n->w1, &n->b1, &n->p1, NULL, &c1) == AI3_OK &&
-          ai3_graph_relu(g, "default", c1, &r) == AI3_OK &&
-          ai3_graph_conv2d(g, "direct", x, &n->w2, NULL, &n->p2, NULL, &c2) == AI3_OK &&
-          ai3_graph_add(g, "default", r, c2, &c) == AI3_OK &&
-          ai3_graph_maxpool2d(g, "default", c, &n->pool, &mp) == AI3_OK &&
-          ai3_graph_avgpool2d(g, "default", c, &n->pool, &ap) == AI3_OK &&
-          ai3_graph_cat(g, "default", 2, (int[]){mp, ap}, 1, &cat) == AI3_OK &&
-          ai3_graph_flatten(g, "default", cat, 1, -1, &fl) == AI3_OK &&
-          ai3_graph_linear(g, "default", fl, &n->wl, &n->bl, &y) == AI3_OK &&
+          conv(g, "default", x, &n->w1, &n->b1, &n->p1, &c1) == AI3_OK &&
+          node1(g, AI3_OP_RELU, "default", c1, NULL, &r) == AI3_OK &&
+          conv(g, "direct", x, &n->w2, NULL, &n->p2, &c2) == AI3_OK &&
+          join(g, AI3_OP_ADD, "default", 2, (int[]){r, c2}, NULL, &c) == AI3_OK &&
+          node1(g, AI3_OP_MAXPOOL2D, "default", c, &pool, &mp) == AI3_OK &&
+          node1(g, AI3_OP_AVGPOOL2D, "default", c, &pool, &ap) == AI3_OK &&
+          join(g, AI3_OP_CAT, "default", 2, (int[]){mp, ap},
+               &(ai3_op_params){.cat = {.dim = 1}}, &cat) == AI3_OK &&
+          node1(g, AI3_OP_FLATTEN, "default", cat,
+                &(ai3_op_params){.flatten = {.start_dim = 1, .end_dim = -1}}, &fl) == AI3_OK &&
+          linear(g, "default", fl, &n->wl, &n->bl, &y) == AI3_OK &&
           ai3_graph_set_name(g, c1, "conv1") == AI3_OK &&
           ai3_graph_set_outputs(g, 2, (int[]){y, c}) == AI3_OK;
     return g;
@@ -182,8 +212,8 @@ AI3_TEST(graph_reuses_buffers) {
     ai3_conv2d_params p = ai3_conv2d_params_default();
     p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
     for (int i = 0; i < 6; i++) {
-        AI3_EXPECT(ai3_graph_conv2d(g, "default", v, &w, NULL, &p, NULL, &v) == AI3_OK, "conv");
-        AI3_EXPECT(ai3_graph_relu(g, "default", v, &v) == AI3_OK, "relu");
+        AI3_EXPECT(conv(g, "default", v, &w, NULL, &p, &v) == AI3_OK, "conv");
+        AI3_EXPECT(node1(g, AI3_OP_RELU, "default", v, NULL, &v) == AI3_OK, "relu");
     }
     ai3_graph_set_outputs(g, 1, &v);
     ai3_tensor x = {.dtype = AI3_FLOAT32, .ndim = 4, .shape = {2, 8, 16, 16}};
@@ -226,15 +256,18 @@ AI3_TEST(graph_channel_shuffle_and_chunk) {
                               {.value = -1, .size = -1}, {.value = x, .dim = 2},
                               {.value = x, .dim = -1}};
     AI3_EXPECT(ai3_graph_reshape(g, x, 5, split, &v) == AI3_OK, "%s", ai3_last_error());
-    AI3_EXPECT(ai3_graph_permute(g, "default", v, 5, (int[]){0, 2, 1, 3, 4}, &t) == AI3_OK,
-               "%s", ai3_last_error());
+    ai3_op_params perm = {.permute = {.ndim = 5, .perm = {0, 2, 1, 3, 4}}};
+    AI3_EXPECT(node1(g, AI3_OP_PERMUTE, "default", v, &perm, &t) == AI3_OK, "%s",
+               ai3_last_error());
     ai3_graph_dim merge[4] = {{.value = x, .dim = 0}, {.value = x, .dim = 1},
                               {.value = x, .dim = 2}, {.value = x, .dim = 3}};
     AI3_EXPECT(ai3_graph_reshape(g, t, 4, merge, &s2) == AI3_OK, "%s", ai3_last_error());
     AI3_EXPECT(ai3_graph_chunk(g, s2, 2, 1, pieces) == AI3_OK, "%s", ai3_last_error());
     AI3_EXPECT(pieces[1] == pieces[0] + 1, "chunk ids");
-    AI3_EXPECT(ai3_graph_mul(g, "default", pieces[1], z, &pm) == AI3_OK, "%s", ai3_last_error());
-    AI3_EXPECT(ai3_graph_add(g, "default", pieces[0], pm, &sum) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(join(g, AI3_OP_MUL, "default", 2, (int[]){pieces[1], z}, NULL, &pm) == AI3_OK,
+               "%s", ai3_last_error());
+    AI3_EXPECT(join(g, AI3_OP_ADD, "default", 2, (int[]){pieces[0], pm}, NULL, &sum) == AI3_OK,
+               "%s", ai3_last_error());
     AI3_EXPECT(ai3_graph_set_outputs(g, 4, (int[]){sum, s2, x, sum}) == AI3_OK, "outputs");
 
     int64_t n = 2, c = 6, h = 3, w = 4;
@@ -320,12 +353,14 @@ AI3_TEST(graph_rejects_bad_inputs_clearly) {
 
     /* building */
     int v;
-    AI3_EXPECT(ai3_graph_relu(g, "default", 99, &v) == AI3_ERROR_INVALID_ARGUMENT, "bad id");
-    AI3_EXPECT(ai3_graph_relu(g, "no such", 0, &v) == AI3_ERROR_UNKNOWN_ALGORITHM, "bad name");
+    AI3_EXPECT(node1(g, AI3_OP_RELU, "default", 99, NULL, &v) == AI3_ERROR_INVALID_ARGUMENT,
+               "bad id");
+    AI3_EXPECT(node1(g, AI3_OP_RELU, "no such", 0, NULL, &v) == AI3_ERROR_UNKNOWN_ALGORITHM,
+               "bad name");
     ai3_tensor w64 = n.w1;
     w64.dtype = AI3_FLOAT64;
-    AI3_EXPECT(ai3_graph_conv2d(g, "default", 0, &w64, NULL, &n.p1, NULL, &v) ==
-                   AI3_ERROR_INVALID_ARGUMENT, "weight dtype");
+    AI3_EXPECT(conv(g, "default", 0, &w64, NULL, &n.p1, &v) == AI3_ERROR_INVALID_ARGUMENT,
+               "weight dtype");
     AI3_EXPECT(ai3_graph_set_outputs(g, 0, NULL) == AI3_ERROR_INVALID_ARGUMENT, "no outputs");
     ai3_graph *none = g;
     AI3_EXPECT(ai3_graph_create((ai3_dtype)7, &none) == AI3_ERROR_INVALID_ARGUMENT && !none,

@@ -564,9 +564,10 @@ AI3_TEST(netops_bad_arguments) {
     EXPECT_STATUS(ai3_silu("direct", &x4, &v2o), BAD);
     EXPECT_STATUS(ai3_gelu("erf", &x4, 0, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
     {
-        ai3_tensor cuda = x4;
-        cuda.device = AI3_DEVICE_CUDA;
-        EXPECT_STATUS(ai3_silu("direct", &cuda, &y4), AI3_ERROR_UNSUPPORTED);
+        ai3_tensor cuda = x4, cuda_out = y4;
+        cuda.device = cuda_out.device = AI3_DEVICE_CUDA;
+        EXPECT_STATUS(ai3_silu("direct", &cuda, &cuda_out), AI3_ERROR_UNSUPPORTED);
+        EXPECT_STATUS(ai3_silu("direct", &cuda, &y4), BAD); /* mixed devices */
         ai3_tensor odd = x4;
         odd.dtype = (ai3_dtype)7;
         EXPECT_STATUS(ai3_sigmoid("direct", &odd, &y4), BAD);
@@ -632,7 +633,7 @@ AI3_TEST(netops_registry_names) {
         AI3_EXPECT(strcmp(ai3_default_algorithm(op), "direct") == 0, "%s default", names[i]);
         const char *algs[8];
         int count = 0;
-        ai3_list_algorithms(op, algs, 8, &count);
+        ai3_list_algorithms(op, AI3_DEVICE_CPU, algs, 8, &count);
         AI3_EXPECT(count >= 1 && strcmp(algs[0], "direct") == 0, "%s algorithms", names[i]);
     }
 }

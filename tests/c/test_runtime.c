@@ -60,7 +60,7 @@ AI3_TEST(runtime_registry_lists_builtins_and_defaults) {
     for (int op = 0; op < AI3_OP_COUNT; op++) {
         const char *names[32];
         int count = 0;
-        AI3_EXPECT(ai3_list_algorithms((ai3_op)op, names, 32, &count) == AI3_OK, "list");
+        AI3_EXPECT(ai3_list_algorithms((ai3_op)op, AI3_DEVICE_CPU, names, 32, &count) == AI3_OK, "list");
         AI3_EXPECT(count >= 1, "op %s has no algorithm", ai3_op_name((ai3_op)op));
         const char *def = ai3_default_algorithm((ai3_op)op);
         int found = 0;
@@ -68,7 +68,7 @@ AI3_TEST(runtime_registry_lists_builtins_and_defaults) {
         AI3_EXPECT(found, "default '%s' of %s is not registered", def, ai3_op_name((ai3_op)op));
     }
     int count;
-    AI3_EXPECT(ai3_list_algorithms(AI3_OP_COUNT, NULL, 0, &count) == AI3_ERROR_INVALID_ARGUMENT,
+    AI3_EXPECT(ai3_list_algorithms(AI3_OP_COUNT, AI3_DEVICE_CPU, NULL, 0, &count) == AI3_ERROR_INVALID_ARGUMENT,
                "bad op accepted");
     AI3_EXPECT(ai3_op_name(AI3_OP_COUNT) == NULL, "name of bad op");
 }
@@ -93,29 +93,35 @@ AI3_TEST(runtime_registry_runs_registered_algorithm) {
     ai3_tensor out = {.data = y, .dtype = AI3_FLOAT32, .ndim = 1, .shape = {4}};
     AI3_EXPECT(ai3_relu("custom", &in, &out) == AI3_ERROR_UNKNOWN_ALGORITHM, "unregistered ran");
     AI3_EXPECT(strstr(ai3_last_error(), "custom"), "message '%s'", ai3_last_error());
-    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "custom", (ai3_algorithm_fn)negate_relu) ==
-                   AI3_OK, "register");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "custom", AI3_DEVICE_CPU,
+                                      (ai3_algorithm_fn)negate_relu) == AI3_OK, "register");
     custom_calls = 0;
     AI3_EXPECT(ai3_relu("custom", &in, &out) == AI3_OK, "custom failed: %s", ai3_last_error());
     AI3_EXPECT(custom_calls == 1 && y[0] == -1 && y[3] == 4, "custom not called");
     const char *names[32];
     int count = 0;
-    ai3_list_algorithms(AI3_OP_RELU, names, 32, &count);
+    ai3_list_algorithms(AI3_OP_RELU, AI3_DEVICE_CPU, names, 32, &count);
     AI3_EXPECT(strcmp(names[count - 1], "custom") == 0, "not listed");
 
-    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "bad", (ai3_algorithm_fn)failing_relu) == AI3_OK,
-               "register");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "bad", AI3_DEVICE_CPU,
+                                      (ai3_algorithm_fn)failing_relu) == AI3_OK, "register");
     AI3_EXPECT(ai3_relu("bad", &in, &out) == AI3_ERROR_UNSUPPORTED, "status not passed on");
     AI3_EXPECT(strcmp(ai3_last_error(), "failing_relu: never works") == 0, "message");
 
-    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "direct", (ai3_algorithm_fn)negate_relu) ==
-                   AI3_ERROR_INVALID_ARGUMENT, "built-in replaced");
-    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "default", (ai3_algorithm_fn)negate_relu) ==
-                   AI3_ERROR_INVALID_ARGUMENT, "default replaced");
-    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "", (ai3_algorithm_fn)negate_relu) ==
-                   AI3_ERROR_INVALID_ARGUMENT, "empty name");
-    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "x", NULL) == AI3_ERROR_INVALID_ARGUMENT,
-               "NULL fn");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "direct", AI3_DEVICE_CPU,
+                                      (ai3_algorithm_fn)negate_relu) == AI3_ERROR_INVALID_ARGUMENT,
+               "built-in replaced");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "default", AI3_DEVICE_CPU,
+                                      (ai3_algorithm_fn)negate_relu) == AI3_ERROR_INVALID_ARGUMENT,
+               "default replaced");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "", AI3_DEVICE_CPU,
+                                      (ai3_algorithm_fn)negate_relu) == AI3_ERROR_INVALID_ARGUMENT,
+               "empty name");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "x", AI3_DEVICE_CPU, NULL) ==
+                   AI3_ERROR_INVALID_ARGUMENT, "NULL fn");
+    AI3_EXPECT(ai3_register_algorithm(AI3_OP_RELU, "x", (ai3_device)9,
+                                      (ai3_algorithm_fn)negate_relu) == AI3_ERROR_INVALID_ARGUMENT,
+               "unknown device");
     AI3_EXPECT(ai3_unregister_algorithm(AI3_OP_RELU, "custom") == AI3_OK, "unregister");
     AI3_EXPECT(ai3_unregister_algorithm(AI3_OP_RELU, "bad") == AI3_OK, "unregister");
     AI3_EXPECT(ai3_unregister_algorithm(AI3_OP_RELU, "custom") == AI3_ERROR_UNKNOWN_ALGORITHM,
@@ -151,9 +157,15 @@ AI3_TEST(runtime_tensor_checks_reject_bad_descriptors) {
     bad.dtype = (ai3_dtype)7;
     AI3_EXPECT(ai3_relu("direct", &bad, &out) == AI3_ERROR_INVALID_ARGUMENT, "dtype code");
     bad = out;
-    bad.device = AI3_DEVICE_CUDA;
-    AI3_EXPECT(ai3_relu("direct", &bad, &out) == AI3_ERROR_UNSUPPORTED, "cuda");
-    AI3_EXPECT(strstr(ai3_last_error(), "CUDA"), "message '%s'", ai3_last_error());
+    bad.device = (ai3_device)5;
+    AI3_EXPECT(ai3_relu("direct", &bad, &out) == AI3_ERROR_INVALID_ARGUMENT, "device code");
+    /* CUDA tensors are valid, but no built-in relu runs on them */
+    ai3_tensor cuda_out = out;
+    cuda_out.device = AI3_DEVICE_CUDA;
+    bad = cuda_out;
+    AI3_EXPECT(ai3_relu("direct", &bad, &cuda_out) == AI3_ERROR_UNSUPPORTED, "cuda");
+    AI3_EXPECT(strstr(ai3_last_error(), "cuda"), "message '%s'", ai3_last_error());
+    AI3_EXPECT(ai3_relu("direct", &bad, &out) == AI3_ERROR_INVALID_ARGUMENT, "mixed devices");
     bad = out;
     bad.data = NULL;
     AI3_EXPECT(ai3_relu("direct", &bad, &out) == AI3_ERROR_INVALID_ARGUMENT, "NULL data");

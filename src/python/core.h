@@ -1,0 +1,54 @@
+/*
+ * Shared by the files of the extension ai3._core: errors, torch tensor
+ * views, operation names and parameters. _core.c holds the module, plans.c
+ * the plans (swapped modules), graph.c the graphs (ai3.Model).
+ */
+#ifndef AI3_PY_CORE_H
+#define AI3_PY_CORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "ai3.h"
+
+/* Sets the Python exception for a failed call and returns NULL: invalid
+ * argument and unknown algorithm → ValueError, unsupported →
+ * ai3.UnsupportedError (a ValueError), out of memory → MemoryError, others →
+ * RuntimeError. Must run on the thread that made the call. */
+PyObject *ai3_py_raise(ai3_status status);
+
+/* Fills `out` with a view of the torch.Tensor `obj`: a contiguous float32 or
+ * float64 tensor on the CPU or a CUDA device. `op` and `what` name the call
+ * and the argument in messages. 0, or -1 with an exception set. */
+int ai3_py_view(PyObject *obj, const char *op, const char *what, ai3_tensor *out);
+
+/* As ai3_py_view, but a tensor that is not contiguous is first made so; the
+ * contiguous tensor (a new reference, or obj itself) goes to *keep, which
+ * the caller releases after the computation. */
+int ai3_py_input_view(PyObject *obj, const char *op, const char *what, ai3_tensor *out,
+                      PyObject **keep);
+
+/* The operation named by a str ('conv2d'); -1 with ValueError if none. */
+int ai3_py_op(PyObject *name);
+
+/* Fills `params` for `op` from a tuple (the order is in plans.c). */
+int ai3_py_params(ai3_op op, PyObject *tuple, ai3_op_params *params);
+
+/* Reads a sequence of at most `cap` ints; their count, or -1. */
+int ai3_py_ints(PyObject *seq, const char *what, int *out, int cap);
+
+/* A tuple of ints from a shape. */
+PyObject *ai3_py_shape(int ndim, const int64_t *shape);
+
+/* A shape-only tensor from a sequence of ints (data NULL, only its shape
+ * is read), of dtype `dtype`; 0 or -1. */
+int ai3_py_shape_view(PyObject *seq, ai3_dtype dtype, ai3_tensor *out);
+
+extern PyMethodDef ai3_py_plan_methods[];
+extern PyMethodDef ai3_py_graph_methods[];
+
+/* Installs torch's OpenMP threads as ai3's parallel executor
+ * (torch_threads.c); 1 if installed. */
+int ai3_py_install_torch_executor(void);
+
+#endif

@@ -1,0 +1,332 @@
+/* Graphs from Python (ai3.Model): a capsule holding an ai3_graph, built node
+ * by node and run with one call per forward pass. */
+#include "core.h"
+
+#include <string.h>
+
+#define GRAPH_CAPSULE "ai3.graph"
+#define MAX_IO 64
+
+static void destroy_graph(PyObject *capsule) {
+    ai3_graph_destroy(PyCapsule_GetPointer(capsule, GRAPH_CAPSULE));
+}
+
+static ai3_graph *graph_of(PyObject *capsule) {
+    return PyCapsule_GetPointer(capsule, GRAPH_CAPSULE);
+}
+
+/* The graph's dtype, kept as the capsule's context. */
+static ai3_dtype graph_dtype(PyObject *capsule) {
+    return (ai3_dtype)(intptr_t)PyCapsule_GetContext(capsule);
+}
+
+/* The value id written by a call, or the status as an exception (call it
+ * after the call, in its own statement: argument order is unspecified). */
+static PyObject *value_or_error(ai3_status status, int value) {
+    return status == AI3_OK ? PyLong_FromLong(value) : ai3_py_raise(status);
+}
+
+static PyObject *py_graph_create(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:graph_create", &name)) return NULL;
+    ai3_dtype dtype = strcmp(name, "float64") == 0 ? AI3_FLOAT64 : AI3_FLOAT32;
+    if (strcmp(name, "float32") != 0 && strcmp(name, "float64") != 0)
+        return PyErr_Format(PyExc_ValueError,
+                            "ai3 graph: dtype must be 'float32' or 'float64', not '%s'", name);
+    ai3_graph *graph;
+    ai3_status status = ai3_graph_create(dtype, &graph);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    PyObject *capsule = PyCapsule_New(graph, GRAPH_CAPSULE, destroy_graph);
+    if (!capsule) {
+        ai3_graph_destroy(graph);
+        return NULL;
+    }
+    if (PyCapsule_SetContext(capsule, (void *)(intptr_t)dtype) < 0) Py_CLEAR(capsule);
+    return capsule;
+}
+
+static PyObject *py_graph_input(PyObject *self, PyObject *capsule) {
+    ai3_graph *g = graph_of(capsule);
+    int value = -1;
+    if (!g) return NULL;
+    ai3_status status = ai3_graph_add_input(g, &value);
+    return value_or_error(status, value);
+}
+
+static PyObject *py_graph_constant(PyObject *self, PyObject *args) {
+    PyObject *capsule, *tensor;
+    if (!PyArg_ParseTuple(args, "OO:graph_constant", &capsule, &tensor)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    ai3_tensor view;
+    if (!g || ai3_py_view(tensor, "graph", "constant", &view) < 0) return NULL;
+    int value = -1;
+    ai3_status status = ai3_graph_add_constant(g, &view, &value);
+    return value_or_error(status, value);
+}
+
+static PyObject *py_graph_set_name(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    int value;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "Ois:graph_set_name", &capsule, &value, &name)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    if (!g) return NULL;
+    ai3_status status = ai3_graph_set_name(g, value, name);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_graph_set_outputs(PyObject *self, PyObject *args) {
+    PyObject *capsule, *values_obj;
+    if (!PyArg_ParseTuple(args, "OO:graph_set_outputs", &capsule, &values_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    int values[MAX_IO];
+    int n = g ? ai3_py_ints(values_obj, "graph outputs", values, MAX_IO) : -1;
+    if (n < 0) return NULL;
+    ai3_status status = ai3_graph_set_outputs(g, n, values);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    Py_RETURN_NONE;
+}
+
+/* graph_op(graph, op, algorithm, inputs, weights, params, hint_shape): adds
+ * a node; weights and params as for plan(). */
+static PyObject *py_graph_op(PyObject *self, PyObject *args) {
+    PyObject *capsule, *op_name, *inputs_obj, *weights_obj, *params_obj, *hint_obj = Py_None;
+    const char *algorithm;
+    if (!PyArg_ParseTuple(args, "OOsOOO|O:graph_op", &capsule, &op_name, &algorithm, &inputs_obj,
+                          &weights_obj, &params_obj, &hint_obj))
+        return NULL;
+    ai3_graph *g = graph_of(capsule);
+    int op = g ? ai3_py_op(op_name) : -1;
+    ai3_op_params params;
+    int inputs[MAX_IO];
+    int n_inputs = op >= 0 ? ai3_py_ints(inputs_obj, "node inputs", inputs, MAX_IO) : -1;
+    if (n_inputs < 0 || ai3_py_params((ai3_op)op, params_obj, &params) < 0) return NULL;
+    PyObject *weights = PySequence_Fast(weights_obj, "ai3: weights must be a sequence");
+    if (!weights) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(weights);
+    ai3_tensor views[4], hint;
+    const ai3_tensor *w[4] = {NULL};
+    if (n > 4) PyErr_SetString(PyExc_ValueError, "ai3: at most 4 weights");
+    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(weights, i);
+        if (t != Py_None && ai3_py_view(t, ai3_op_name((ai3_op)op), "weight", &views[i]) == 0)
+            w[i] = &views[i];
+    }
+    if (!PyErr_Occurred() && hint_obj != Py_None)
+        ai3_py_shape_view(hint_obj, graph_dtype(capsule), &hint);
+    if (PyErr_Occurred()) {
+        Py_DECREF(weights);
+        return NULL;
+    }
+    int value = -1;
+    ai3_status status = ai3_graph_op(g, (ai3_op)op, algorithm, n_inputs, inputs, (int)n, w,
+                                     &params, hint_obj != Py_None ? &hint : NULL, &value);
+    Py_DECREF(weights);
+    return value_or_error(status, value);
+}
+
+static PyObject *py_graph_algorithm(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    int value;
+    if (!PyArg_ParseTuple(args, "Oi:graph_algorithm", &capsule, &value)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    if (!g) return NULL;
+    const char *name = ai3_graph_algorithm(g, value);
+    if (!name) Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
+static PyObject *py_graph_transpose(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    const char *algorithm;
+    int input, dim0, dim1, value = -1;
+    if (!PyArg_ParseTuple(args, "Osiii:graph_transpose", &capsule, &algorithm, &input, &dim0,
+                          &dim1))
+        return NULL;
+    ai3_graph *g = graph_of(capsule);
+    if (!g) return NULL;
+    ai3_status status = ai3_graph_transpose(g, algorithm, input, dim0, dim1, &value);
+    return value_or_error(status, value);
+}
+
+/* graph_reshape(graph, input, dims): each dim an int (-1: inferred) or a
+ * pair (value id, dim) for that value's size along dim. */
+static PyObject *py_graph_reshape(PyObject *self, PyObject *args) {
+    PyObject *capsule, *dims_obj;
+    int input;
+    if (!PyArg_ParseTuple(args, "OiO:graph_reshape", &capsule, &input, &dims_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    PyObject *fast = g ? PySequence_Fast(dims_obj, "reshape dims must be a sequence") : NULL;
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    ai3_graph_dim dims[AI3_MAX_DIMS];
+    if (n > AI3_MAX_DIMS)
+        PyErr_Format(PyExc_ValueError, "ai3 graph: reshape to %zd dimensions (at most %d)", n,
+                     AI3_MAX_DIMS);
+    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++) {
+        PyObject *d = PySequence_Fast_GET_ITEM(fast, i);
+        dims[i] = (ai3_graph_dim){.value = -1};
+        if (PyTuple_Check(d))
+            PyArg_ParseTuple(d, "ii:reshape dim", &dims[i].value, &dims[i].dim);
+        else
+            dims[i].size = PyLong_AsLongLong(d);
+    }
+    Py_DECREF(fast);
+    if (PyErr_Occurred()) return NULL;
+    int value = -1;
+    ai3_status status = ai3_graph_reshape(g, input, (int)n, dims, &value);
+    return value_or_error(status, value);
+}
+
+static PyObject *py_graph_chunk(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    int input, chunks, dim;
+    if (!PyArg_ParseTuple(args, "Oiii:graph_chunk", &capsule, &input, &chunks, &dim)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    if (!g) return NULL;
+    if (chunks < 1 || chunks > 1024)
+        return PyErr_Format(PyExc_ValueError, "ai3 graph: chunk count %d (1 to 1024)", chunks);
+    int *values = PyMem_Malloc(sizeof *values * (size_t)chunks);
+    if (!values) return PyErr_NoMemory();
+    ai3_status status = ai3_graph_chunk(g, input, chunks, dim, values);
+    PyObject *result = NULL;
+    if (status != AI3_OK) {
+        ai3_py_raise(status);
+    } else if ((result = PyTuple_New(chunks))) {
+        for (int i = 0; i < chunks; i++) PyTuple_SET_ITEM(result, i, PyLong_FromLong(values[i]));
+    }
+    PyMem_Free(values);
+    return result;
+}
+
+/* Shape-only views of the graph's inputs from a sequence of shapes. */
+static int shape_views(PyObject *capsule, PyObject *shapes, ai3_tensor *views) {
+    PyObject *fast = PySequence_Fast(shapes, "input shapes must be a sequence");
+    if (!fast) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n > MAX_IO) PyErr_Format(PyExc_ValueError, "ai3 graph: at most %d inputs", MAX_IO);
+    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++)
+        ai3_py_shape_view(PySequence_Fast_GET_ITEM(fast, i), graph_dtype(capsule), &views[i]);
+    Py_DECREF(fast);
+    return PyErr_Occurred() ? -1 : (int)n;
+}
+
+/* The output shapes of the graph for these inputs, as a tuple of tuples. */
+static PyObject *output_shapes(ai3_graph *g, int n, const ai3_tensor *inputs) {
+    int n_out = ai3_graph_num_outputs(g), ndims[MAX_IO];
+    int64_t shapes[MAX_IO][AI3_MAX_DIMS];
+    if (n_out > MAX_IO) n_out = MAX_IO + 1; /* reported by the call */
+    ai3_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_graph_output_shapes(g, n, inputs, n_out, ndims, shapes);
+    Py_END_ALLOW_THREADS
+    if (status != AI3_OK) return ai3_py_raise(status);
+    PyObject *result = PyTuple_New(n_out);
+    for (int k = 0; result && k < n_out; k++) {
+        PyObject *shape = ai3_py_shape(ndims[k], shapes[k]);
+        if (!shape) Py_CLEAR(result);
+        else PyTuple_SET_ITEM(result, k, shape);
+    }
+    return result;
+}
+
+static PyObject *py_graph_output_shapes(PyObject *self, PyObject *args) {
+    PyObject *capsule, *shapes_obj;
+    if (!PyArg_ParseTuple(args, "OO:graph_output_shapes", &capsule, &shapes_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    ai3_tensor inputs[MAX_IO];
+    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    return n < 0 ? NULL : output_shapes(g, n, inputs);
+}
+
+static PyObject *py_graph_peak_bytes(PyObject *self, PyObject *args) {
+    PyObject *capsule, *shapes_obj;
+    if (!PyArg_ParseTuple(args, "OO:graph_peak_bytes", &capsule, &shapes_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    ai3_tensor inputs[MAX_IO];
+    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    if (n < 0) return NULL;
+    size_t peak, total, workspace;
+    ai3_status status = ai3_graph_peak_bytes(g, n, inputs, &peak, &total, &workspace);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    return Py_BuildValue("(nnn)", (Py_ssize_t)peak, (Py_ssize_t)total, (Py_ssize_t)workspace);
+}
+
+/* graph_run(graph, inputs): a tuple of new output tensors (new_empty of the
+ * first input). */
+static PyObject *py_graph_run(PyObject *self, PyObject *args) {
+    PyObject *capsule, *inputs_obj;
+    if (!PyArg_ParseTuple(args, "OO:graph_run", &capsule, &inputs_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    PyObject *fast = g ? PySequence_Fast(inputs_obj, "graph inputs must be a sequence") : NULL;
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    ai3_tensor inputs[MAX_IO], out_views[MAX_IO];
+    if (n < 1 || n > MAX_IO)
+        PyErr_Format(PyExc_ValueError, "ai3 model: takes 1 to %d inputs, got %zd", MAX_IO, n);
+    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++)
+        if (ai3_py_view(PySequence_Fast_GET_ITEM(fast, i), "model", "input", &inputs[i]) == 0 &&
+            inputs[i].dtype != graph_dtype(capsule))
+            PyErr_Format(PyExc_TypeError, "ai3 model: input %zd has dtype %s but the model "
+                         "computes in %s", i, inputs[i].dtype == AI3_FLOAT64 ? "torch.float64"
+                                                                          : "torch.float32",
+                         graph_dtype(capsule) == AI3_FLOAT64 ? "torch.float64" : "torch.float32");
+    PyObject *shapes = PyErr_Occurred() ? NULL : output_shapes(g, (int)n, inputs);
+    Py_ssize_t n_out = shapes ? PyTuple_GET_SIZE(shapes) : 0;
+    PyObject *outputs = shapes ? PyTuple_New(n_out) : NULL;
+    for (Py_ssize_t k = 0; outputs && k < n_out; k++) {
+        PyObject *t = PyObject_CallMethod(PySequence_Fast_GET_ITEM(fast, 0), "new_empty", "O",
+                                          PyTuple_GET_ITEM(shapes, k));
+        if (!t || ai3_py_view(t, "model", "output", &out_views[k]) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(outputs);
+            break;
+        }
+        PyTuple_SET_ITEM(outputs, k, t);
+    }
+    ai3_status status = AI3_OK;
+    if (outputs) {
+        Py_BEGIN_ALLOW_THREADS
+        status = ai3_graph_run(g, (int)n, inputs, (int)n_out, out_views);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(fast); /* the inputs stay alive until the run is done */
+    Py_XDECREF(shapes);
+    if (status != AI3_OK) {
+        Py_XDECREF(outputs);
+        return ai3_py_raise(status);
+    }
+    return outputs;
+}
+
+PyMethodDef ai3_py_graph_methods[] = {
+    {"graph_create", py_graph_create, METH_VARARGS,
+     "graph_create(dtype_name)\n--\n\nA new graph computing in 'float32' or 'float64'."},
+    {"graph_input", py_graph_input, METH_O, "graph_input(graph)\n--\n\nAdds an input."},
+    {"graph_constant", py_graph_constant, METH_VARARGS,
+     "graph_constant(graph, tensor)\n--\n\nAdds a constant (copied)."},
+    {"graph_set_name", py_graph_set_name, METH_VARARGS,
+     "graph_set_name(graph, value, name)\n--\n\nNames a value's node in messages."},
+    {"graph_set_outputs", py_graph_set_outputs, METH_VARARGS,
+     "graph_set_outputs(graph, values)\n--\n\nSets the graph's outputs."},
+    {"graph_op", py_graph_op, METH_VARARGS,
+     "graph_op(graph, op, algorithm, inputs, weights, params, hint_shape=None)\n--\n\n"
+     "Adds an operation node (weights and params as for plan()); returns its value id."},
+    {"graph_algorithm", py_graph_algorithm, METH_VARARGS,
+     "graph_algorithm(graph, value)\n--\n\nThe algorithm the node producing value runs."},
+    {"graph_transpose", py_graph_transpose, METH_VARARGS,
+     "graph_transpose(graph, algorithm, input, dim0, dim1)\n--\n\nAdds a transpose."},
+    {"graph_reshape", py_graph_reshape, METH_VARARGS,
+     "graph_reshape(graph, input, dims)\n--\n\nAdds a view of input in another shape."},
+    {"graph_chunk", py_graph_chunk, METH_VARARGS,
+     "graph_chunk(graph, input, chunks, dim)\n--\n\nAdds torch.chunk; returns the ids."},
+    {"graph_output_shapes", py_graph_output_shapes, METH_VARARGS,
+     "graph_output_shapes(graph, input_shapes)\n--\n\nThe output shapes (nothing is run)."},
+    {"graph_peak_bytes", py_graph_peak_bytes, METH_VARARGS,
+     "graph_peak_bytes(graph, input_shapes)\n--\n\n(peak, total, workspace) bytes of the "
+     "plan for inputs of these shapes."},
+    {"graph_run", py_graph_run, METH_VARARGS,
+     "graph_run(graph, inputs)\n--\n\nRuns the graph; returns a tuple of new tensors."},
+    {NULL, NULL, 0, NULL},
+};
