@@ -158,6 +158,13 @@ def _keep_plan(*weights) -> bool:
                 any(t is not None and t.requires_grad for t in weights))
 
 
+def _keep_norm_plan(*tensors) -> bool:
+    """Whether a batchnorm2d or layernorm plan may be kept: not for trainable
+    statistics or affine parameters (tools such as gradcheck change them
+    through .data, which no version counter sees; their plans are cheap)."""
+    return not any(t is not None and t.requires_grad for t in tensors)
+
+
 def _plan(op: str, algorithm: str, params: tuple, weights: tuple = (), keep: bool = True,
           hint=None):
     """The plan computing `op` with these parameters and weights: a kept one,
@@ -274,6 +281,8 @@ def _conv2d_op(
 def _conv2d_run(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
                 keep_plan):
     params = (*stride, *padding, *dilation, groups, padding_mode)
+    if len(params) != 10:  # the Python checks say which parameter is wrong
+        _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
     plan = _plan("conv2d", algorithm, params, (weight, bias), keep_plan, tuple(x.shape))
     return _core.run(plan, x)
 
@@ -759,6 +768,9 @@ def avgpool2d(
 
 
 def adaptiveavgpool2d(x: Tensor, output_size: tuple[int, int], algorithm: str) -> Tensor:
+    if min(output_size) < 1:  # (0 would mean "keep the input's size" to the C core)
+        raise ValueError(f"ai3 adaptiveavgpool2d: output_size must be at least 1, got "
+                         f"{tuple(output_size)}")
     if _eager(x):
         return _core.run(_plan("adaptiveavgpool2d", algorithm, tuple(output_size)), x)
     return torch.ops.ai3.adaptiveavgpool2d(x, _ints(output_size), algorithm)
@@ -828,8 +840,9 @@ def _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps, algorith
 def _batchnorm2d_op(x: Tensor, running_mean: Tensor, running_var: Tensor,
                     weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
                     algorithm: str) -> Tensor:
-    return _core.run(_plan("batchnorm2d", algorithm, (float(eps),),
-                           (running_mean, running_var, weight, bias)), x)
+    stats = (running_mean, running_var, weight, bias)
+    plan = _plan("batchnorm2d", algorithm, (float(eps),), stats, _keep_norm_plan(*stats))
+    return _core.run(plan, x)
 
 
 @_batchnorm2d_op.register_fake
@@ -1194,8 +1207,8 @@ def _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm):
 @torch.library.custom_op("ai3::layernorm", mutates_args=())
 def _layernorm_op(x: Tensor, normalized_ndim: int, weight: Optional[Tensor],
                   bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
-    return _core.run(_plan("layernorm", algorithm, (normalized_ndim, float(eps)), (weight, bias)),
-                     x)
+    return _core.run(_plan("layernorm", algorithm, (normalized_ndim, float(eps)), (weight, bias),
+                           _keep_norm_plan(weight, bias)), x)
 
 
 @_layernorm_op.register_fake
@@ -1272,8 +1285,9 @@ def batchnorm2d(x: Tensor, running_mean: Tensor, running_var: Tensor, weight: Op
                 bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
     """Batch norm in inference form: normalised with the running statistics."""
     if _eager(x, running_mean, running_var, weight, bias):
-        return _core.run(_plan("batchnorm2d", algorithm, (float(eps),),
-                               (running_mean, running_var, weight, bias)), x)
+        stats = (running_mean, running_var, weight, bias)
+        return _core.run(_plan("batchnorm2d", algorithm, (float(eps),), stats,
+                               _keep_norm_plan(*stats)), x)
     return torch.ops.ai3.batchnorm2d(x, running_mean, running_var, weight, bias, float(eps),
                                      algorithm)
 
@@ -1344,7 +1358,7 @@ def layernorm(x: Tensor, normalized_ndim: int, weight: Optional[Tensor], bias: O
     """nn.LayerNorm over the last `normalized_ndim` dimensions."""
     if _eager(x, weight, bias):
         return _core.run(_plan("layernorm", algorithm, (int(normalized_ndim), float(eps)),
-                               (weight, bias)), x)
+                               (weight, bias), _keep_norm_plan(weight, bias)), x)
     return torch.ops.ai3.layernorm(x, int(normalized_ndim), weight, bias, float(eps), algorithm)
 
 

@@ -119,6 +119,9 @@ static ai3_status copy_tensor(const ai3_graph *g, const ai3_tensor *t, const cha
     if (!t) return AI3_OK;
     ai3_status s = ai3_check_tensor(t, what, op);
     if (s != AI3_OK) return s;
+    if (t->device != AI3_DEVICE_CPU)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED, "%s: %s is on %s; graphs run on the CPU", op,
+                             what, ai3_device_name(t->device));
     if (t->dtype != g->dtype)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: %s is %s but the graph computes in %s", op, what,
@@ -268,7 +271,10 @@ const char *ai3_graph_algorithm(const ai3_graph *g, int value) {
     if (!g || value < 0 || value >= g->n_values || g->values[value].kind != VALUE_NODE)
         return NULL;
     const graph_node *node = &g->nodes[g->values[value].index];
-    if (node->kind == NODE_TRANSPOSE) return node->u.transpose.algorithm;
+    if (node->kind == NODE_TRANSPOSE)
+        return strcmp(node->u.transpose.algorithm, "default") == 0
+                   ? ai3_default_algorithm(AI3_OP_PERMUTE)
+                   : node->u.transpose.algorithm;
     return (int)node->kind < AI3_OP_COUNT ? ai3_plan_algorithm(node->u.op.plan) : NULL;
 }
 

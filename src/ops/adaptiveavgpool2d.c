@@ -48,23 +48,28 @@ ai3_status ai3_adaptiveavgpool2d(const char *algorithm, const ai3_tensor *input,
 
 /* --- plans (ops/plan.c) --- */
 
+/* The plan's output size for input x (0 keeps the input's size). */
+static void out_size(const ai3_plan *plan, const ai3_tensor *x, int64_t *h, int64_t *w) {
+    *h = plan->params.adaptiveavgpool2d.out_h;
+    *w = plan->params.adaptiveavgpool2d.out_w;
+    if (x->ndim >= 2) {
+        if (!*h) *h = x->shape[x->ndim - 2];
+        if (!*w) *w = x->shape[x->ndim - 1];
+    }
+}
+
 static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
                              int64_t *shape) {
-    const ai3_tensor *x = in[0];
-    int64_t h = plan->params.adaptiveavgpool2d.out_h, w = plan->params.adaptiveavgpool2d.out_w;
-    if (x->ndim >= 2) { /* 0 keeps the input's size */
-        if (!h) h = x->shape[x->ndim - 2];
-        if (!w) w = x->shape[x->ndim - 1];
-    }
-    return ai3_adaptiveavgpool2d_output_shape(x, h, w, ndim, shape);
+    int64_t h, w;
+    out_size(plan, in[0], &h, &w);
+    return ai3_adaptiveavgpool2d_output_shape(in[0], h, w, ndim, shape);
 }
 
 static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
                            ai3_tensor *out, void *workspace, size_t workspace_bytes) {
-    if (out->ndim < 2)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output must be 3-d or 4-d", OP);
-    return ai3_adaptiveavgpool2d(plan->algorithm, in[0], out->shape[out->ndim - 2],
-                                 out->shape[out->ndim - 1], out);
+    int64_t h, w;
+    out_size(plan, in[0], &h, &w);
+    return ai3_adaptiveavgpool2d(plan->algorithm, in[0], h, w, out);
 }
 
 const ai3_op_impl ai3_adaptiveavgpool2d_impl = {.output_shape = plan_shape, .run = plan_run};

@@ -13,9 +13,8 @@ ai3_pool2d_params ai3_pool2d_params_default(int64_t kernel_h, int64_t kernel_w) 
  * inside the input or the left padding. */
 static int64_t pooled_size(int64_t size, int64_t kernel, int64_t pad, int64_t stride,
                            int64_t dilation, int ceil_mode) {
-    int64_t span = size + 2 * pad - dilation * (kernel - 1) - 1;
-    if (span < 0) return 0;
-    int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+    int64_t span = size + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+    int64_t out = (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1; /* floor */
     if (ceil_mode && (out - 1) * stride >= size + pad) out--;
     return out;
 }

@@ -201,7 +201,7 @@ static PyObject *py_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         ai3_py_raise(status);
     } else {
         PyObject *size = ai3_py_shape(ndim, shape);
-        out = size ? PyObject_CallMethod(keep[0], "new_empty", "O", size) : NULL;
+        out = size ? PyObject_CallMethod(keep[0], "new_empty", "(O)", size) : NULL;
         Py_XDECREF(size);
         if (out && ai3_py_view(out, op, "output", &out_view) < 0) Py_CLEAR(out);
     }

@@ -32,17 +32,22 @@ static const ai3_dtype dtypes[] = {AI3_FLOAT32, AI3_FLOAT64};
                    ai3_last_error(), ai3_status_string(want));                         \
     } while (0)
 
-/* A tensor descriptor on `device` whose data cannot be touched: any read or
- * write faults. */
+/* Memory that cannot be read or written (any access faults), a different
+ * 4 KiB slot each call, so that two such tensors never overlap. */
+#define UNTOUCHABLE_SLOTS 256
 static void *untouchable(void) {
-    static void *page;
-    if (!page) {
-        page = mmap(NULL, 1 << 16, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (page == MAP_FAILED) page = NULL;
+    static char *region;
+    static int next;
+    if (!region) {
+        void *p = mmap(NULL, (size_t)UNTOUCHABLE_SLOTS << 12, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        region = p;
     }
-    return page;
+    return region + ((size_t)(next++ % UNTOUCHABLE_SLOTS) << 12);
 }
 
+/* A descriptor on `device` of untouchable memory (at most 4 KiB of it). */
 static ai3_tensor device_tensor(ai3_device device, ai3_dtype dtype, int ndim,
                                 const int64_t *shape) {
     ai3_tensor t = {.data = untouchable(), .dtype = dtype, .device = device, .ndim = ndim};
@@ -688,34 +693,30 @@ AI3_TEST(registry_cuda_tensors_need_cuda_algorithms) {
     EXPECT_ISOLATED(call_relu, &c, AI3_ERROR_UNSUPPORTED, "cpu");
     EXPECT_ISOLATED(call_sigmoid, &c, AI3_ERROR_UNSUPPORTED, "cpu");
     EXPECT_ISOLATED(call_softmax, &c, AI3_ERROR_UNSUPPORTED, "cpu");
-    EXPECT_ISOLATED(call_mean, &(unary_call){"default", &gin,
-                                             &(ai3_tensor){.data = untouchable(),
-                                                           .dtype = AI3_FLOAT32,
-                                                           .device = AI3_DEVICE_CUDA, .ndim = 2,
-                                                           .shape = {4, 1}}},
-                    AI3_ERROR_UNSUPPORTED, "cpu");
+    ai3_tensor gmean = device_tensor(AI3_DEVICE_CUDA, AI3_FLOAT32, 2, (int64_t[]){4, 1});
+    unary_call mean_call = {"default", &gin, &gmean};
+    EXPECT_ISOLATED(call_mean, &mean_call, AI3_ERROR_UNSUPPORTED, "cpu");
     EXPECT_ISOLATED(call_add, &c, AI3_ERROR_UNSUPPORTED, "cpu");
     EXPECT_ISOLATED(call_relu_plan, &c, AI3_ERROR_UNSUPPORTED, "cpu");
     ai3_tensor gflat = device_tensor(AI3_DEVICE_CUDA, AI3_FLOAT32, 1, (int64_t[]){24});
-    EXPECT_ISOLATED(call_flatten, &(unary_call){"default", &gin, &gflat}, AI3_ERROR_UNSUPPORTED,
-                    "cpu");
+    unary_call flatten_call = {"default", &gin, &gflat};
+    EXPECT_ISOLATED(call_flatten, &flatten_call, AI3_ERROR_UNSUPPORTED, "cpu");
     ai3_tensor gt = device_tensor(AI3_DEVICE_CUDA, AI3_FLOAT32, 2, (int64_t[]){6, 4});
-    EXPECT_ISOLATED(call_permute, &(unary_call){"direct", &gin, &gt}, AI3_ERROR_UNSUPPORTED,
-                    "cpu");
-    ai3_tensor gcat = device_tensor(AI3_DEVICE_CUDA, AI3_FLOAT32, 2, (int64_t[]){4, 6});
-    EXPECT_ISOLATED(call_cat, &(unary_call){"direct", &gin, &gcat}, AI3_ERROR_UNSUPPORTED, "cpu");
+    unary_call permute_call = {"direct", &gin, &gt};
+    EXPECT_ISOLATED(call_permute, &permute_call, AI3_ERROR_UNSUPPORTED, "cpu");
+    unary_call cat_call = {"direct", &gin, &gout};
+    EXPECT_ISOLATED(call_cat, &cat_call, AI3_ERROR_UNSUPPORTED, "cpu");
     /* an unknown name on a device without algorithms */
     c.algorithm = "nothing";
     EXPECT_ISOLATED(call_relu, &c, AI3_ERROR_UNSUPPORTED, "cuda");
 
     /* mixed devices are invalid, whichever side is on CUDA */
-    EXPECT_ISOLATED(call_relu, &(unary_call){"direct", &cin, &gout}, AI3_ERROR_INVALID_ARGUMENT,
-                    "cuda");
-    EXPECT_ISOLATED(call_relu, &(unary_call){"direct", &gin, &cout}, AI3_ERROR_INVALID_ARGUMENT,
-                    "cuda");
-    EXPECT_ISOLATED(call_relu_plan, &(unary_call){"direct", &cin, &gout},
-                    AI3_ERROR_INVALID_ARGUMENT, "cuda");
-    EXPECT_STATUS(ai3_add("direct", &cin, &gin, &cout), AI3_ERROR_INVALID_ARGUMENT);
+    unary_call to_cuda = {"direct", &cin, &gout}, from_cuda = {"direct", &gin, &cout};
+    EXPECT_ISOLATED(call_relu, &to_cuda, AI3_ERROR_INVALID_ARGUMENT, "cuda");
+    EXPECT_ISOLATED(call_relu, &from_cuda, AI3_ERROR_INVALID_ARGUMENT, "cuda");
+    EXPECT_ISOLATED(call_relu_plan, &to_cuda, AI3_ERROR_INVALID_ARGUMENT, "cuda");
+    unary_call add_mixed = {"direct", &cin, &gout};
+    EXPECT_ISOLATED(call_add, &add_mixed, AI3_ERROR_INVALID_ARGUMENT, "cuda");
     ai3_tensor bad_device = cin;
     bad_device.device = (ai3_device)7;
     EXPECT_STATUS(ai3_relu("direct", &bad_device, &cout), AI3_ERROR_INVALID_ARGUMENT);
@@ -995,6 +996,12 @@ AI3_TEST(graph_algorithm_reports_resolved_names) {
                "conv2d node runs '%s'", conv ? conv : "(null)");
     const char *relu = ai3_graph_algorithm(g, r);
     AI3_EXPECT(relu && strcmp(relu, "direct") == 0, "relu node runs '%s'", relu ? relu : "(null)");
+    int t2;
+    AI3_EXPECT(ai3_graph_transpose(g, "default", r, 0, 1, &t2) == AI3_OK, "transpose");
+    const char *tr = ai3_graph_algorithm(g, t2);
+    AI3_EXPECT(tr && strcmp(tr, ai3_default_algorithm(AI3_OP_PERMUTE)) == 0,
+               "transpose 'default' node reports '%s'", tr ? tr : "(null)");
+    AI3_EXPECT(ai3_graph_algorithm(g, pieces[0]) == NULL, "chunk has an algorithm");
     AI3_EXPECT(ai3_graph_algorithm(g, x) == NULL, "input has an algorithm");
     AI3_EXPECT(ai3_graph_algorithm(g, k) == NULL, "constant has an algorithm");
     AI3_EXPECT(ai3_graph_algorithm(g, -1) == NULL, "value -1");

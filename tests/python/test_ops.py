@@ -351,7 +351,7 @@ def conv(x=X, weight=W, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation
         (dict(x=X.to(torch.int64)), TypeError, "torch.int64"),
         (dict(x=X.half(), weight=W.half()), TypeError, "torch.float16"),
         (dict(x=X.bfloat16(), weight=W.bfloat16()), TypeError, "torch.bfloat16"),
-        (dict(weight=W.float()), TypeError, "dtype"),
+        (dict(weight=W.float()), ValueError, "dtype"),
         (dict(x=X[0, 0]), ValueError, "input must be"),
         (dict(x=X[None]), ValueError, "input must be"),
         (dict(weight=W[0]), ValueError, "weight must be"),
@@ -386,11 +386,11 @@ def test_conv2d_rejects_bad_arguments(kwargs, error, match):
         (lambda: _ops.maxpool2d(randn((8, 8)), (2, 2), (2, 2), (0, 0), (1, 1), False, "default"),
          ValueError, "input must be"),
         (lambda: _ops.maxpool2d(X, (2, 2), (2, 2), (2, 0), (1, 1), False, "default"),
-         ValueError, "half the kernel"),
+         ValueError, "half"),
         (lambda: _ops.maxpool2d(X, (9, 2), (1, 1), (0, 0), (1, 1), False, "default"),
-         ValueError, "smaller than"),
+         ValueError, "too small"),
         (lambda: _ops.maxpool2d(X, (0, 2), (1, 1), (0, 0), (1, 1), False, "default"),
-         ValueError, "kernel_size"),
+         ValueError, "kernel size"),
         (lambda: _ops.maxpool2d(X.half(), (2, 2), (2, 2), (0, 0), (1, 1), False, "default"),
          TypeError, "float16"),
         (lambda: _ops.avgpool2d(X, (2, 2), (2, 2), (0, 0), False, True, 0, "default"),
@@ -429,39 +429,41 @@ def test_cuda_tensors_are_refused_when_traced():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_tensors_are_refused_clearly():
     x = X.cuda()
-    with pytest.raises(ai3.UnsupportedError, match="CUDA"):
+    with pytest.raises(ai3.UnsupportedError, match="(?i)cuda"):
         conv(x=x, weight=W.cuda())
-    with pytest.raises(ai3.UnsupportedError, match="CUDA"):
-        _core.relu("default", x, torch.empty_like(x))
+    with pytest.raises(ai3.UnsupportedError, match="(?i)cuda"):
+        _ops.relu(x, "default")
 
 
 # The C boundary itself, called directly.
 
 def test_core_rejects_bad_tensors():
-    out = torch.empty(1, 6, 6, 6, dtype=torch.float64)
     args = (1, 1, 0, 0, 0, 0, 1, 1, 1, "zeros")
+    plan = _core.plan("conv2d", "direct", (W,), args)
+    assert torch.equal(_core.run(plan, X.transpose(2, 3).contiguous().transpose(2, 3)),
+                       _core.run(plan, X))  # a non-contiguous input is made contiguous
     with pytest.raises(ValueError, match="contiguous"):
-        _core.conv2d("direct", X.transpose(2, 3), W, None, out, *args)
+        _core.plan("conv2d", "direct", (W.transpose(2, 3),), args)
     with pytest.raises(TypeError, match="torch.Tensor"):
-        _core.conv2d("direct", X.numpy(), W, None, out, *args)
+        _core.run(plan, X.numpy())
     with pytest.raises(TypeError, match="float16"):
-        _core.conv2d("direct", X.half(), W, None, out, *args)
-    with pytest.raises(TypeError, match="dtype"):
-        _core.conv2d("direct", X, W, None, out.float(), *args)
-    with pytest.raises(ValueError, match="output"):
-        _core.conv2d("direct", X, W, None, out[:, :5].contiguous(), *args)
+        _core.run(plan, X.half())
+    with pytest.raises(ValueError, match="dtype"):
+        _core.run(plan, X.float())
     with pytest.raises(ValueError, match="unknown algorithm"):
-        _core.conv2d("no such algorithm", X, W, None, out, *args)
+        _core.plan("conv2d", "no such algorithm", (W,), args)
     with pytest.raises(ai3.UnsupportedError, match="meta"):
-        _core.relu("default", X.to("meta"), torch.empty_like(X, device="meta"))
+        _core.run(_core.plan("relu", "default", (), ()), X.to("meta"))
     with pytest.raises(ValueError, match="padding_mode"):
-        _core.conv2d("direct", X, W, None, out, *args[:-1], "mirror")
-    with pytest.raises(TypeError, match="output must be a torch.Tensor"):
-        _core.conv2d("direct", X, W, None, None, *args)
+        _core.plan("conv2d", "direct", (W,), args[:-1] + ("mirror",))
     with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
-        _core.linear("gemm", X, None, None, out)
+        _core.plan("linear", "gemm", ("W",), ())
+    with pytest.raises(ValueError, match="weight"):
+        _core.plan("conv2d", "direct", (), args)
     with pytest.raises(TypeError):
-        _core.conv2d("direct", X, W, None, out)
+        _core.plan("conv2d", "direct", (W,), args[:3])
+    with pytest.raises((TypeError, ValueError)):
+        _core.run("not a plan", X)
     with pytest.raises(ValueError, match="unknown operation"):
         _core.list_algorithms("conv3d")
 
@@ -491,6 +493,6 @@ def test_core_threads_and_registry():
                "flatten"):
         names = _core.list_algorithms(op)
         assert names and all(isinstance(name, str) for name in names)
-        assert _core.default_algorithm(op) in names
+        assert {r[0]: r[1] for r in _core.OPERATIONS}[op] in names
     with pytest.raises(ValueError, match="nonexistent"):
         _core.load_algorithms("nonexistent-ai3-algorithms.so")

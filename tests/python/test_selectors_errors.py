@@ -429,8 +429,11 @@ static ai3_status custom_relu(const ai3_tensor *input, ai3_tensor *output) {
     return AI3_OK;
 }
 
-AI3_API ai3_status ai3_init_algorithms(void) {
-    return ai3_register_algorithm(AI3_OP_RELU, "custom", (ai3_algorithm_fn)custom_relu);
+AI3_PLUGIN_EXPORT ai3_status ai3_init_algorithms(int abi_version) {
+    ai3_status s = ai3_plugin_check_abi(abi_version);
+    if (s != AI3_OK) return s;
+    return ai3_register_algorithm(AI3_OP_RELU, "custom", AI3_DEVICE_CPU,
+                                  (ai3_algorithm_fn)custom_relu);
 }
 """
 
@@ -463,3 +466,28 @@ def test_custom_algorithm_loaded_at_run_time(tmp_path):
         assert close(model(x), orig(x))
     with pytest.raises(ValueError, match="custom.*load_algorithms"):
         ai3.swap_conv2d(ConvNet(), "custom")  # registered for relu only
+
+
+STALE_PLUGIN = r"""
+#include "ai3.h"
+
+AI3_PLUGIN_EXPORT ai3_status ai3_init_algorithms(int abi_version) {
+    return ai3_plugin_check_abi(abi_version + 1); /* as if built for another ABI */
+}
+"""
+
+
+def test_plugin_built_for_another_abi_is_refused(tmp_path):
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    headers = [p for p in (pathlib.Path(__file__).resolve().parents[2] / "include",
+                           pathlib.Path(ai3.__file__).parent / "include")
+               if (p / "ai3.h").exists()]
+    if not compiler or not headers:
+        pytest.skip("needs a C compiler and ai3.h")
+    source = tmp_path / "stale.c"
+    source.write_text(STALE_PLUGIN)
+    library = tmp_path / "libstale.so"
+    subprocess.run([compiler, "-shared", "-fPIC", f"-I{headers[0]}", str(source), "-o",
+                    str(library)], check=True)
+    with pytest.raises(ai3.UnsupportedError, match="ABI"):
+        ai3.load_algorithms(str(library))
