@@ -89,9 +89,8 @@ ALWAYS_INLINE void pack_groups_r(int64_t xc, int64_t kc, const int R, const real
     }
 }
 
-AI3_MULTIVERSION
-static void pack_groups(int64_t xc, int64_t kc, int R, const real *src, int64_t xs, int64_t ks,
-                        real *restrict dst) {
+AI3_MULTIVERSION(pack_groups, int64_t, xc, int64_t, kc, int, R, const real *, src, int64_t, xs,
+                 int64_t, ks, real *restrict, dst) {
     switch (R) {
     case 4: pack_groups_r(xc, kc, 4, src, xs, ks, dst); break;
     case 6: pack_groups_r(xc, kc, 6, src, xs, ks, dst); break;
@@ -344,8 +343,8 @@ typedef struct dot_job {
     bool accumulate, split_rows;
 } dot_job;
 
-AI3_MULTIVERSION
-static void dot_block(const dot_job *d, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+AI3_MULTIVERSION(dot_block, const dot_job *, d, int64_t, i0, int64_t, i1, int64_t, j0,
+                 int64_t, j1) {
     for (int64_t pc = 0; pc < d->K; pc += DOT_KC) {
         int64_t kc = AI3_MIN(DOT_KC, d->K - pc);
         int64_t kv = kc - kc % DOT_V;
