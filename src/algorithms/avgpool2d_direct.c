@@ -37,8 +37,7 @@ static void axis_counts(int64_t n, int64_t size, int64_t kernel, int64_t stride,
     }
 }
 
-AI3_MULTIVERSION
-static void avg_planes(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(avg_planes, void *, ctx, int64_t, begin, int64_t, end) {
     const pool_ctx *c = ctx;
     const ai3_pool2d_params *p = c->p;
     const int64_t sw = p->stride_w;

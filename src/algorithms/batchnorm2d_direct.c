@@ -15,8 +15,7 @@ typedef struct {
     const real *scale, *shift;
 } bn_ctx;
 
-AI3_MULTIVERSION
-static void bn_planes(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(bn_planes, void *, ctx, int64_t, begin, int64_t, end) {
     const bn_ctx *c = ctx;
     for (int64_t p = begin; p < end; p++) {
         const real *x = c->x + p * c->plane;

@@ -22,8 +22,7 @@ typedef struct {
     int64_t stride_a[AI3_MAX_DIMS], stride_b[AI3_MAX_DIMS]; /* 0 where broadcast */
 } AI3_BINARY_NAME(ctx);
 
-AI3_MULTIVERSION
-static void AI3_BINARY_NAME(range)(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(AI3_BINARY_NAME(range), void *, ctx, int64_t, begin, int64_t, end) {
     const AI3_BINARY_NAME(ctx) *c = ctx;
     const int last = c->nd - 1;
     const int64_t len = c->shape[last];

@@ -24,9 +24,9 @@
  * for OCB output channels j and TILE positions i.
  */
 #define DEFINE_TILE_KERNEL(OCB, TW, NAME)                                                \
-    AI3_MULTIVERSION static void NAME(                                                   \
-        const real *restrict in, int64_t cs, const int64_t *restrict off, int64_t taps, \
-        int64_t c_in, const real *restrict w, int64_t w_oc, real *restrict tile) {      \
+    AI3_MULTIVERSION(NAME, const real *restrict, in, int64_t, cs,                        \
+                     const int64_t *restrict, off, int64_t, taps, int64_t, c_in,         \
+                     const real *restrict, w, int64_t, w_oc, real *restrict, tile) {     \
         real acc[OCB][TW];                                                             \
         for (int j = 0; j < OCB; j++)                                                    \
             for (int64_t i = 0; i < TW; i++) acc[j][i] = 0;                            \
@@ -144,8 +144,7 @@ typedef struct {
     const ai3_conv2d_dims *d;
 } depthwise_ctx;
 
-AI3_MULTIVERSION
-static void depthwise_planes(void *vctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(depthwise_planes, void *, vctx, int64_t, begin, int64_t, end) {
     const depthwise_ctx *c = vctx;
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;

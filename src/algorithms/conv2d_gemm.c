@@ -114,8 +114,7 @@ typedef struct {
 } im2col_ctx;
 
 /* Rows [begin, end) of the unrolled matrix. */
-AI3_MULTIVERSION
-static void im2col_rows(void *vctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(im2col_rows, void *, vctx, int64_t, begin, int64_t, end) {
     const im2col_ctx *c = vctx;
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;

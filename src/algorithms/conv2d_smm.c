@@ -47,8 +47,8 @@ AI3_ALWAYS_INLINE void copy_block(const view_ctx *c, int64_t k0, int64_t kc, int
 }
 
 /* The B callback (gemm.h): NR a constant for the tiles the kernels use. */
-AI3_MULTIVERSION AI3_NO_MEMCPY
-static void pack_b(void *vctx, int64_t k0, int64_t kc, int64_t n0, int64_t nc, real *dst) {
+AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, pack_b, void *, vctx, int64_t, k0, int64_t, kc, int64_t, n0,
+                      int64_t, nc, real *, dst) {
     const view_ctx *c = vctx;
     switch (c->nr) {
     case 8: copy_block(c, k0, kc, n0, nc, 8, dst); break;

@@ -370,12 +370,10 @@ ALWAYS_INLINE void input_tasks(const run_ctx *c, int64_t begin, int64_t end, con
     }
 }
 
-AI3_MULTIVERSION
-static void input_tasks_2(void *vctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(input_tasks_2, void *, vctx, int64_t, begin, int64_t, end) {
     input_tasks(vctx, begin, end, 2);
 }
-AI3_MULTIVERSION
-static void input_tasks_4(void *vctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(input_tasks_4, void *, vctx, int64_t, begin, int64_t, end) {
     input_tasks(vctx, begin, end, 4);
 }
 
@@ -423,12 +421,10 @@ ALWAYS_INLINE void output_tasks(const run_ctx *c, int64_t begin, int64_t end, co
     }
 }
 
-AI3_MULTIVERSION
-static void output_tasks_2(void *vctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(output_tasks_2, void *, vctx, int64_t, begin, int64_t, end) {
     output_tasks(vctx, begin, end, 2);
 }
-AI3_MULTIVERSION
-static void output_tasks_4(void *vctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(output_tasks_4, void *, vctx, int64_t, begin, int64_t, end) {
     output_tasks(vctx, begin, end, 4);
 }
 

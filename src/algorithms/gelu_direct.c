@@ -13,8 +13,7 @@ typedef struct {
     int tanh_approximation;
 } gelu_ctx;
 
-AI3_MULTIVERSION
-static void gelu_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(gelu_range, void *, ctx, int64_t, begin, int64_t, end) {
     const gelu_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

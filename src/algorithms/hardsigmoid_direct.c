@@ -9,8 +9,7 @@ typedef struct {
     real *y;
 } hardsigmoid_ctx;
 
-AI3_MULTIVERSION
-static void hardsigmoid_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(hardsigmoid_range, void *, ctx, int64_t, begin, int64_t, end) {
     const hardsigmoid_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

@@ -9,8 +9,7 @@ typedef struct {
     real *y;
 } hardswish_ctx;
 
-AI3_MULTIVERSION
-static void hardswish_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(hardswish_range, void *, ctx, int64_t, begin, int64_t, end) {
     const hardswish_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

@@ -10,8 +10,7 @@ typedef struct {
     real lo, hi;
 } hardtanh_ctx;
 
-AI3_MULTIVERSION
-static void hardtanh_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(hardtanh_range, void *, ctx, int64_t, begin, int64_t, end) {
     const hardtanh_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

@@ -16,8 +16,7 @@ typedef struct {
     double eps;
 } ln_ctx;
 
-AI3_MULTIVERSION
-static void ln_rows(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(ln_rows, void *, ctx, int64_t, begin, int64_t, end) {
     const ln_ctx *c = ctx;
     const int64_t len = c->len;
     for (int64_t r = begin; r < end; r++) {

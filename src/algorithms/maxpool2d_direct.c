@@ -24,8 +24,7 @@ static void tap_range(int64_t offset, int64_t stride, int64_t size, int64_t n, i
     *hi = AI3_MAX(*lo, AI3_MIN(b, n));
 }
 
-AI3_MULTIVERSION
-static void max_planes(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(max_planes, void *, ctx, int64_t, begin, int64_t, end) {
     const pool_ctx *c = ctx;
     const ai3_pool2d_params *p = c->p;
     const int64_t sw = p->stride_w;

@@ -34,8 +34,7 @@ static int64_t offset_of(int64_t i, int n, const int64_t *size, const int64_t *s
     return off;
 }
 
-AI3_MULTIVERSION
-static void mean_last_reduced(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(mean_last_reduced, void *, ctx, int64_t, begin, int64_t, end) {
     const mean_ctx *c = ctx;
     for (int64_t o = begin; o < end; o++) {
         int64_t base = offset_of(o, c->n_kept, c->kept_size, c->kept_stride);
@@ -54,8 +53,7 @@ static void mean_last_reduced(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-AI3_MULTIVERSION
-static void mean_last_kept(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(mean_last_kept, void *, ctx, int64_t, begin, int64_t, end) {
     const mean_ctx *c = ctx;
     double acc[CHUNK];
     for (int64_t w = begin; w < end; w++) {

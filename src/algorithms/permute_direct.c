@@ -17,8 +17,7 @@ typedef struct {
     int64_t stride[AI3_MAX_DIMS]; /* input stride of each output dimension */
 } permute_ctx;
 
-AI3_MULTIVERSION
-static void permute_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(permute_range, void *, ctx, int64_t, begin, int64_t, end) {
     const permute_ctx *c = ctx;
     const int last = c->nd - 1;
     const int64_t len = c->shape[last], step = c->stride[last];

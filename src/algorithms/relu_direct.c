@@ -8,8 +8,7 @@ typedef struct {
     real *y;
 } relu_ctx;
 
-AI3_MULTIVERSION
-static void relu_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(relu_range, void *, ctx, int64_t, begin, int64_t, end) {
     const relu_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

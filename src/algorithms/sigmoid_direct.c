@@ -11,8 +11,7 @@ typedef struct {
     real *y;
 } sigmoid_ctx;
 
-AI3_MULTIVERSION
-static void sigmoid_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(sigmoid_range, void *, ctx, int64_t, begin, int64_t, end) {
     const sigmoid_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

@@ -11,8 +11,7 @@ typedef struct {
     real *y;
 } silu_ctx;
 
-AI3_MULTIVERSION
-static void silu_range(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(silu_range, void *, ctx, int64_t, begin, int64_t, end) {
     const silu_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;

@@ -19,8 +19,7 @@ typedef struct {
     int64_t size, inner, chunks;
 } softmax_ctx;
 
-AI3_MULTIVERSION
-static void softmax_rows(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(softmax_rows, void *, ctx, int64_t, begin, int64_t, end) {
     const softmax_ctx *c = ctx;
     const int64_t n = c->size;
     for (int64_t r = begin; r < end; r++) {
@@ -36,8 +35,7 @@ static void softmax_rows(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-AI3_MULTIVERSION
-static void softmax_strided(void *ctx, int64_t begin, int64_t end) {
+AI3_MULTIVERSION(softmax_strided, void *, ctx, int64_t, begin, int64_t, end) {
     const softmax_ctx *c = ctx;
     const int64_t n = c->size, inner = c->inner;
     real m[CHUNK];

@@ -22,32 +22,42 @@
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* --- configs --------------------------------------------------------------
- * Blocking for Zen 4 class cores (32 KiB L1d, 1 MiB L2 per core, shared
- * L3): an MC×KC block of A takes about half of L2; a KC×NC block of B goes
- * to L3. The kernels need little bandwidth (an AVX-512 f32 step is 28 FMAs
- * per 184 bytes), so A and B both streaming from L2 keep them busy. */
+ * One per micro-kernel family (kernels/kernels.h), each declaring the ISA it
+ * needs. Blocking for Zen 4 class cores (32 KiB L1d, 1 MiB L2 per core,
+ * shared L3): an MC×KC block of A takes about half of L2; a KC×NC block of B
+ * goes to L3. The kernels need little bandwidth (an AVX-512 f32 step is 28
+ * FMAs per 184 bytes), so A and B both streaming from L2 keep them busy. */
+/* The value for float, or for double. */
 #if defined(AI3_REAL_DOUBLE)
-static const ai3_gemm_config configs[] = {
-    {"f64_gemm_4x4_scalar", AI3_ISA_GENERIC, 4, 4, 128, 256, 2048, ai3_f64_gemm_4x4_scalar},
-#if defined(__x86_64__)
-    {"f64_gemm_6x8_avx2", AI3_ISA_AVX2, 6, 8, 120, 384, 1536, ai3_f64_gemm_6x8_avx2},
-    {"f64_gemm_14x16_avx512", AI3_ISA_AVX512, 14, 16, 168, 384, 1536, ai3_f64_gemm_14x16_avx512},
-#endif
-};
+#define F32_F64(f32, f64) f64
 #else
+#define F32_F64(f32, f64) f32
+#endif
+#define STR(x) STR_(x)
+#define STR_(x) #x
+/* Named <dtype>_gemm_<MR>x<NR>_<family>, e.g. "f32_gemm_14x32_avx512". */
+#define CONFIG(family, isa, mr, nr, mc, kc, nc)                                             \
+    {F32_F64("f32", "f64") "_gemm_" STR(mr) "x" STR(nr) "_" #family, isa, mr, nr, mc, kc, nc, \
+     AI3_TYPED(ai3_gemm_kernel_##family)}
+
 static const ai3_gemm_config configs[] = {
-    {"f32_gemm_4x8_scalar", AI3_ISA_GENERIC, 4, 8, 128, 256, 2048, ai3_f32_gemm_4x8_scalar},
+    CONFIG(scalar, AI3_ISA_GENERIC, 4, F32_F64(8, 4), 128, 256, 2048),
 #if defined(__x86_64__)
-    {"f32_gemm_6x16_avx2", AI3_ISA_AVX2, 6, 16, 240, 384, 3072, ai3_f32_gemm_6x16_avx2},
-    {"f32_gemm_14x32_avx512", AI3_ISA_AVX512, 14, 32, 336, 384, 3072, ai3_f32_gemm_14x32_avx512},
+    CONFIG(avx2, AI3_ISA_AVX2, 6, F32_F64(16, 8), F32_F64(240, 120), 384, F32_F64(3072, 1536)),
+    CONFIG(avx512, AI3_ISA_AVX512, 14, F32_F64(32, 16), F32_F64(336, 168), 384,
+           F32_F64(3072, 1536)),
 #endif
 };
-#endif
 #define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
+/* The config of the highest ISA neither above `isa` nor above the CPU's best
+ * (the generic one always qualifies). */
 const ai3_gemm_config *AI3_TYPED(ai3_gemm_config_for_isa)(ai3_isa isa) {
-    int i = AI3_MIN((int)isa, (int)ai3_cpu_best_isa());
-    return &configs[AI3_MAX(0, AI3_MIN(i, N_CONFIGS - 1))];
+    ai3_isa want = AI3_MIN(isa, ai3_cpu_best_isa());
+    const ai3_gemm_config *best = NULL;
+    for (int i = 0; i < N_CONFIGS; i++)
+        if (configs[i].isa <= want && (!best || configs[i].isa > best->isa)) best = &configs[i];
+    return best ? best : &configs[0];
 }
 
 const ai3_gemm_config *AI3_TYPED(ai3_gemm_get_config)(void) {
@@ -89,9 +99,8 @@ ALWAYS_INLINE void pack_groups_r(int64_t xc, int64_t kc, const int R, const real
     }
 }
 
-AI3_MULTIVERSION
-static void pack_groups(int64_t xc, int64_t kc, int R, const real *src, int64_t xs, int64_t ks,
-                        real *restrict dst) {
+AI3_MULTIVERSION(pack_groups, int64_t, xc, int64_t, kc, int, R, const real *, src, int64_t, xs,
+                 int64_t, ks, real *restrict, dst) {
     switch (R) {
     case 4: pack_groups_r(xc, kc, 4, src, xs, ks, dst); break;
     case 6: pack_groups_r(xc, kc, 6, src, xs, ks, dst); break;
@@ -344,8 +353,8 @@ typedef struct dot_job {
     bool accumulate, split_rows;
 } dot_job;
 
-AI3_MULTIVERSION
-static void dot_block(const dot_job *d, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+AI3_MULTIVERSION(dot_block, const dot_job *, d, int64_t, i0, int64_t, i1, int64_t, j0,
+                 int64_t, j1) {
     for (int64_t pc = 0; pc < d->K; pc += DOT_KC) {
         int64_t kc = AI3_MIN(DOT_KC, d->K - pc);
         int64_t kv = kc - kc % DOT_V;

@@ -60,7 +60,8 @@ typedef enum ai3_gemm_operand_kind {
  *       ai3_gemm_ukernel_sfx ukernel;
  *   } ai3_gemm_config_sfx;
  *   ai3_gemm_get_config_sfx()       the config of the active ISA (ai3_cpu_isa())
- *   ai3_gemm_config_for_isa_sfx(i)  that of ISA i, clamped to what the CPU has
+ *   ai3_gemm_config_for_isa_sfx(i)  the config declaring the highest ISA neither
+ *                                   above i nor above what the CPU has
  * The pointers stay valid for the program's life.
  *
  * --- the callback contract ------------------------------------------------

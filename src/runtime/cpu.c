@@ -16,8 +16,8 @@ static ai3_isa detect(void) {
     return AI3_ISA_GENERIC;
 }
 
-/* -1: not decided yet. Decided once; ai3_cpu_set_isa overrides later. */
-static atomic_int best_isa = -1, active_isa = -1;
+/* -1: not detected yet. */
+static atomic_int best_isa = -1;
 
 ai3_isa ai3_cpu_best_isa(void) {
     int b = atomic_load_explicit(&best_isa, memory_order_relaxed);
@@ -38,21 +38,55 @@ static ai3_isa isa_from_env(void) {
     return best;
 }
 
+/* The active ISA, read by every multiversioned function (multiversion.h):
+ * -1 until decided (from AI3_ISA, once), then set by ai3_cpu_set_isa;
+ * AI3_MV_COUNTING added while dispatches are counted. */
+atomic_int ai3_multiversion_state = -1;
+static atomic_llong dispatches[AI3_MV_ISA_MASK + 1];
+
 ai3_isa ai3_cpu_isa(void) {
-    int a = atomic_load_explicit(&active_isa, memory_order_relaxed);
-    if (a < 0) {
+    int s = atomic_load_explicit(&ai3_multiversion_state, memory_order_relaxed);
+    if (s < 0) {
         int expected = -1;
-        atomic_compare_exchange_strong(&active_isa, &expected, (int)isa_from_env());
-        a = atomic_load(&active_isa);
+        atomic_compare_exchange_strong(&ai3_multiversion_state, &expected, (int)isa_from_env());
+        s = atomic_load(&ai3_multiversion_state);
     }
-    return (ai3_isa)a;
+    return (ai3_isa)(s & AI3_MV_ISA_MASK);
+}
+
+/* Sets the active ISA and whether dispatches are counted. */
+static void set_state(int isa, bool counting) {
+    atomic_store(&ai3_multiversion_state, isa | (counting ? AI3_MV_COUNTING : 0));
+}
+
+static bool counting(void) {
+    int s = atomic_load(&ai3_multiversion_state);
+    return s >= 0 && (s & AI3_MV_COUNTING);
 }
 
 ai3_isa ai3_cpu_set_isa(ai3_isa isa) {
     int best = (int)ai3_cpu_best_isa();
     int a = (int)isa < 0 ? 0 : AI3_MIN((int)isa, best);
-    atomic_store(&active_isa, a);
+    set_state(a, counting());
     return (ai3_isa)a;
+}
+
+int ai3_multiversion_isa_slow(void) {
+    int isa = (int)ai3_cpu_isa();
+    if (counting()) atomic_fetch_add_explicit(&dispatches[isa], 1, memory_order_relaxed);
+    return isa;
+}
+
+void ai3_multiversion_count(bool on) {
+    int isa = (int)ai3_cpu_isa();
+    if (on)
+        for (int i = 0; i <= AI3_MV_ISA_MASK; i++) atomic_store(&dispatches[i], 0);
+    set_state(isa, on);
+}
+
+int64_t ai3_multiversion_calls(int isa) {
+    if (isa < 0 || isa > AI3_MV_ISA_MASK) return 0;
+    return (int64_t)atomic_load(&dispatches[isa]);
 }
 
 const char *ai3_isa_name(ai3_isa isa) {

@@ -8,14 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Compile a hot function for AVX-512, AVX2+FMA and baseline x86-64; the
- * loader picks the best the CPU has (GNU ifunc). Elsewhere a no-op. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define AI3_MULTIVERSION \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define AI3_MULTIVERSION
-#endif
+/* AI3_MULTIVERSION(name, T1, p1, ...) { body }: a hot function compiled for
+ * AVX-512, AVX2+FMA and baseline x86-64, the variant of ai3_cpu_isa() chosen
+ * on every call. Elsewhere compiled once. */
+#include "multiversion.h"
 
 #define AI3_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AI3_MAX(a, b) ((a) > (b) ? (a) : (b))

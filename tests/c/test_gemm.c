@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +246,32 @@ AI3_TEST(gemm_cpu_isa_override) {
                "generic config is %s", ai3_gemm_get_config_f64()->name);
     ai3_cpu_set_isa(saved);
     AI3_EXPECT(ai3_cpu_isa() == saved, "ISA not restored");
+}
+
+/* A config is chosen by the ISA it declares: the highest not above the one
+ * asked for, nor above the CPU's best. Both dtypes come from one template
+ * per family: the same rows, and twice the float columns in the same
+ * registers; the names give dtype and tile. */
+AI3_TEST(gemm_config_by_declared_isa) {
+    ai3_isa best = ai3_cpu_best_isa();
+    for (int isa = AI3_ISA_GENERIC; isa <= AI3_ISA_AVX512; isa++) {
+        ai3_isa want = isa < (int)best ? (ai3_isa)isa : best;
+        const ai3_gemm_config_f32 *c32 = ai3_gemm_config_for_isa_f32((ai3_isa)isa);
+        const ai3_gemm_config_f64 *c64 = ai3_gemm_config_for_isa_f64((ai3_isa)isa);
+        AI3_EXPECT(c32->isa == want && c64->isa == want, "asked for %s: %s and %s",
+                   ai3_isa_name((ai3_isa)isa), c32->name, c64->name);
+        AI3_EXPECT(c32->mr == c64->mr && c32->nr == 2 * c64->nr, "%s and %s differ in shape",
+                   c32->name, c64->name);
+        char n32[64], n64[64];
+        snprintf(n32, sizeof n32, "f32_gemm_%dx%d_", c32->mr, c32->nr);
+        snprintf(n64, sizeof n64, "f64_gemm_%dx%d_", c64->mr, c64->nr);
+        AI3_EXPECT(strncmp(c32->name, n32, strlen(n32)) == 0 &&
+                       strncmp(c64->name, n64, strlen(n64)) == 0,
+                   "names %s and %s do not match their tiles", c32->name, c64->name);
+        const char *fam = strrchr(c32->name, '_');
+        AI3_EXPECT(fam && strcmp(fam, strrchr(c64->name, '_')) == 0, "%s and %s: two families",
+                   c32->name, c64->name);
+    }
 }
 
 /* --- the older entry points ---------------------------------------------------- */

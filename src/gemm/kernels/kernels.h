@@ -1,7 +1,9 @@
 /*
- * GEMM micro-kernels, one per file, named <dtype>_gemm_<MR>x<NR>_<isa>.
- * Each is compiled once, with the instruction-set flags its name says (see
- * CMakeLists.txt), and chosen at run time by gemm.c.
+ * GEMM micro-kernels, one template per instruction-set family, written once
+ * over `real` (runtime/real.h): gemm_<family>.h. CMake instantiates each for
+ * float and double (ai3_gemm_kernel_<family>_f32, _f64), compiled with the
+ * flags of the family (see CMakeLists.txt); gemm.c describes them in its
+ * configs and picks one at run time by the ISA each config declares.
  *
  * Every kernel has the same contract. For an mr×nr tile of C (1 <= mr <= MR,
  * 1 <= nr <= NR):
@@ -25,15 +27,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define AI3_DECLARE_GEMM_UKERNEL(name, real)                                                \
-    void name(int64_t kc, const real *a, const real *b, int64_t ldb, real *c, int64_t ldc, \
-              int mr, int nr, const real *bias_r, const real *bias_c, bool accumulate)
+/* The signature of a micro-kernel over element type T, to declare or define it. */
+#define AI3_GEMM_UKERNEL(name, T)                                                        \
+    void name(int64_t kc, const T *a, const T *b, int64_t ldb, T *c, int64_t ldc, int mr, \
+              int nr, const T *bias_r, const T *bias_c, bool accumulate)
 
-AI3_DECLARE_GEMM_UKERNEL(ai3_f32_gemm_4x8_scalar, float);
-AI3_DECLARE_GEMM_UKERNEL(ai3_f64_gemm_4x4_scalar, double);
-AI3_DECLARE_GEMM_UKERNEL(ai3_f32_gemm_6x16_avx2, float);
-AI3_DECLARE_GEMM_UKERNEL(ai3_f64_gemm_6x8_avx2, double);
-AI3_DECLARE_GEMM_UKERNEL(ai3_f32_gemm_14x32_avx512, float);
-AI3_DECLARE_GEMM_UKERNEL(ai3_f64_gemm_14x16_avx512, double);
+#define AI3_DECLARE_GEMM_KERNELS(family)                    \
+    AI3_GEMM_UKERNEL(ai3_gemm_kernel_##family##_f32, float); \
+    AI3_GEMM_UKERNEL(ai3_gemm_kernel_##family##_f64, double)
+
+AI3_DECLARE_GEMM_KERNELS(scalar);
+#if defined(__x86_64__)
+AI3_DECLARE_GEMM_KERNELS(avx2);
+AI3_DECLARE_GEMM_KERNELS(avx512);
+#endif
 
 #endif

@@ -1,60 +1,77 @@
 /*
- * f64 GEMM micro-kernel, 14×16 tile, AVX-512F (see kernels.h).
+ * GEMM micro-kernel, 14 rows × 2 zmm, AVX-512F (see kernels.h): 14×32 for
+ * float, 14×16 for double. A template over `real`, instantiated once per
+ * dtype with the AVX-512 flags (CMakeLists.txt).
  *
  * The tile is 14 rows × 2 zmm = 28 accumulators; with the two B vectors and
  * one broadcast of A that is 31 of the 32 registers. Each step of k loads
  * two B vectors and does 14 broadcast-FMAs per vector. Smaller tiles (the
  * edges of C) use the same code specialised for their row count, so an edge
- * of 3 rows costs 3 rows of FMAs, and a tile at most 8 wide uses one
- * vector per row. Columns past nr are masked off.
+ * of 3 rows costs 3 rows of FMAs, and a tile at most one vector wide uses
+ * one vector per row. Columns past nr are masked off.
  */
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "real.h"
 
+/* The dtype's vector, lane mask and intrinsics: V(fmadd) is _mm512_fmadd_ps
+ * or _mm512_fmadd_pd. */
+#if defined(AI3_REAL_DOUBLE)
+typedef __m512d vec;
+typedef __mmask8 vmask;
+#define V(op) _mm512_##op##_pd
+#else
+typedef __m512 vec;
+typedef __mmask16 vmask;
+#define V(op) _mm512_##op##_ps
+#endif
+
+#define LANES ((int)(64 / sizeof(real)))
 #define MR 14
-#define NR 16
+#define NR (2 * LANES)
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-ALWAYS_INLINE void tile(int64_t kc, const double *restrict a, const double *restrict b, int64_t ldb,
-                        double *restrict c, int64_t ldc, const int mr, const int nv, int nr,
-                        const double *bias_r, const double *bias_c, bool accumulate) {
-    __m512d acc[MR][2];
+ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict b, int64_t ldb,
+                        real *restrict c, int64_t ldc, const int mr, const int nv, int nr,
+                        const real *bias_r, const real *bias_c, bool accumulate) {
+    vec acc[MR][2];
 #pragma GCC unroll 14
     for (int i = 0; i < mr; i++)
-        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_pd();
+        for (int v = 0; v < nv; v++) acc[i][v] = V(setzero)();
     for (int64_t p = 0; p < kc; p++) {
-        __m512d b0 = _mm512_loadu_pd(b);
-        __m512d b1 = nv > 1 ? _mm512_loadu_pd(b + 8) : b0;
+        vec b0 = V(loadu)(b);
+        vec b1 = nv > 1 ? V(loadu)(b + LANES) : b0;
 #pragma GCC unroll 14
         for (int i = 0; i < mr; i++) {
-            __m512d ai = _mm512_set1_pd(a[i]);
-            acc[i][0] = _mm512_fmadd_pd(ai, b0, acc[i][0]);
-            if (nv > 1) acc[i][1] = _mm512_fmadd_pd(ai, b1, acc[i][1]);
+            vec ai = V(set1)(a[i]);
+            acc[i][0] = V(fmadd)(ai, b0, acc[i][0]);
+            if (nv > 1) acc[i][1] = V(fmadd)(ai, b1, acc[i][1]);
         }
         a += MR;
         b += ldb;
     }
     /* Lanes to store per vector. */
-    __mmask8 m[2];
-    m[0] = nr >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nr) - 1);
-    m[1] = nr >= 16 ? (__mmask8)0xFF : nr > 8 ? (__mmask8)((1u << (nr - 8)) - 1) : 0;
-    bool full = nr == 8 * nv;
-    __m512d bc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    const vmask all = (vmask)((1u << LANES) - 1);
+    vmask m[2];
+    m[0] = nr >= LANES ? all : (vmask)((1u << nr) - 1);
+    m[1] = nr >= 2 * LANES ? all : nr > LANES ? (vmask)((1u << (nr - LANES)) - 1) : 0;
+    bool full = nr == LANES * nv;
+    vec bc[2] = {V(setzero)(), V(setzero)()};
     if (bias_c)
-        for (int v = 0; v < nv; v++) bc[v] = _mm512_maskz_loadu_pd(m[v], bias_c + 8 * v);
+        for (int v = 0; v < nv; v++) bc[v] = V(maskz_loadu)(m[v], bias_c + LANES * v);
 #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) {
-        double *ci = c + i * ldc;
-        __m512d br = bias_r ? _mm512_set1_pd(bias_r[i]) : _mm512_setzero_pd();
+        real *ci = c + i * ldc;
+        vec br = bias_r ? V(set1)(bias_r[i]) : V(setzero)();
         for (int v = 0; v < nv; v++) {
-            __m512d r = _mm512_add_pd(acc[i][v], _mm512_add_pd(br, bc[v]));
+            vec r = V(add)(acc[i][v], V(add)(br, bc[v]));
             if (full) {
-                if (accumulate) r = _mm512_add_pd(r, _mm512_loadu_pd(ci + 8 * v));
-                _mm512_storeu_pd(ci + 8 * v, r);
+                if (accumulate) r = V(add)(r, V(loadu)(ci + LANES * v));
+                V(storeu)(ci + LANES * v, r);
             } else {
-                if (accumulate) r = _mm512_add_pd(r, _mm512_maskz_loadu_pd(m[v], ci + 8 * v));
-                _mm512_mask_storeu_pd(ci + 8 * v, m[v], r);
+                if (accumulate) r = V(add)(r, V(maskz_loadu)(m[v], ci + LANES * v));
+                V(mask_storeu)(ci + LANES * v, m[v], r);
             }
         }
     }
@@ -78,9 +95,7 @@ ALWAYS_INLINE void tile(int64_t kc, const double *restrict a, const double *rest
     default: tile(kc, a, b, ldb, c, ldc, 14, nv, nr, bias_r, bias_c, accumulate); break;  \
     }
 
-void ai3_f64_gemm_14x16_avx512(int64_t kc, const double *a, const double *b, int64_t ldb, double *c,
-                               int64_t ldc, int mr, int nr, const double *bias_r,
-                               const double *bias_c, bool accumulate) {
+AI3_GEMM_UKERNEL(AI3_TYPED(ai3_gemm_kernel_avx512), real) {
     if (nr > NR / 2) {
         ROWS(2)
     } else {
