@@ -78,3 +78,27 @@ def test_state_dict_original_to_swapped():
     assert isinstance(target.conv1, swap.Conv2d)
     x = randn(SEVEN_SHAPE, seed=8)
     assert close(target(x), orig(x))
+
+
+def test_import_without_numpy():
+    """ai3 does not need numpy: with it unavailable, import, swap and convert work."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'numpy' or name.startswith('numpy.'):\n"
+        "            raise ImportError('numpy is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import torch, ai3\n"
+        "net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()\n"
+        "x = torch.randn(1, 3, 8, 8)\n"
+        "assert torch.allclose(ai3.convert(net)(x), net(x), atol=1e-5)\n"
+        "assert 'numpy' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
