@@ -90,7 +90,7 @@ def test_import_without_numpy():
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'numpy' or name.startswith('numpy.'):\n"
-        "            raise ImportError('numpy is blocked')\n"
+        "            raise ModuleNotFoundError(\"No module named 'numpy'\")\n"
         "sys.meta_path.insert(0, Block())\n"
         "import warnings; warnings.simplefilter('ignore')\n"
         "import torch, ai3\n"
