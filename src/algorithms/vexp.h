@@ -37,7 +37,8 @@ static inline real ai3_exp(real x) {
     p = p * r + 1.0;
     /* 2^n as 2^a·2^b, each exponent well inside the normal range */
     int64_t a = (int64_t)n >> 1, b = (int64_t)n - a;
-    int64_t bits_a = (a + 1023) << 52, bits_b = (b + 1023) << 52;
+    /* unsigned shifts: a NaN input gives any n, and the result stays NaN */
+    uint64_t bits_a = (uint64_t)(a + 1023) << 52, bits_b = (uint64_t)(b + 1023) << 52;
     double scale_a, scale_b;
     memcpy(&scale_a, &bits_a, sizeof scale_a);
     memcpy(&scale_b, &bits_b, sizeof scale_b);
@@ -57,7 +58,7 @@ static inline real ai3_exp(real x) {
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     int32_t a = (int32_t)n >> 1, b = (int32_t)n - a;
-    int32_t bits_a = (a + 127) << 23, bits_b = (b + 127) << 23;
+    uint32_t bits_a = (uint32_t)(a + 127) << 23, bits_b = (uint32_t)(b + 127) << 23;
     float scale_a, scale_b;
     memcpy(&scale_a, &bits_a, sizeof scale_a);
     memcpy(&scale_b, &bits_b, sizeof scale_b);
