@@ -115,9 +115,14 @@ def _eager(*tensors) -> bool:
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if t is not None and (type(t) is not Tensor or t.is_meta or (grad and t.requires_grad)):
+        if t is not None and (type(t) not in _PLAIN or t.is_meta or (grad and t.requires_grad)):
             return False
     return True
+
+
+# Tensor types the C core takes as they are (subclasses such as FakeTensor go
+# through the custom ops).
+_PLAIN = (Tensor, torch.nn.Parameter)
 
 
 # ---------------------------------------------------------------------------

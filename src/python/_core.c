@@ -19,7 +19,7 @@
 
 static PyObject *torch_tensor_type, *torch_float32, *torch_float64;
 static PyObject *str_dtype, *str_device, *str_type, *str_shape, *str_data_ptr,
-    *str_is_contiguous, *str_contiguous;
+    *str_is_contiguous, *str_contiguous, *str_is_cpu, *str_is_cuda, *str_new_empty;
 static PyObject *unsupported_error; /* ai3.UnsupportedError */
 
 PyObject *ai3_py_raise(ai3_status status) {
@@ -39,7 +39,16 @@ PyObject *ai3_py_raise(ai3_status status) {
 /* torch.Tensor → ai3_tensor                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Reads obj.dtype and obj.device into out; 0 or -1. */
+/* The truth of the attribute `name` of obj: 1, 0, or -1 with an exception. */
+static int flag(PyObject *obj, PyObject *name) {
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (!value) return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* Reads obj.dtype and obj's device into out; 0 or -1. */
 static int dtype_device(PyObject *obj, const char *op, const char *what, ai3_tensor *out) {
     PyObject *dtype = PyObject_GetAttr(obj, str_dtype);
     if (!dtype) return -1;
@@ -51,22 +60,21 @@ static int dtype_device(PyObject *obj, const char *op, const char *what, ai3_ten
                      op, what, dtype);
     Py_DECREF(dtype);
     if (!ok) return -1;
+    int cpu = flag(obj, str_is_cpu), cuda = cpu ? 0 : flag(obj, str_is_cuda);
+    if (cpu < 0 || cuda < 0) return -1;
+    if (cpu || cuda) {
+        /* a CUDA tensor: the registry says which algorithms run there */
+        out->device = cpu ? AI3_DEVICE_CPU : AI3_DEVICE_CUDA;
+        return 0;
+    }
     PyObject *device = PyObject_GetAttr(obj, str_device);
     PyObject *type = device ? PyObject_GetAttr(device, str_type) : NULL;
     Py_XDECREF(device);
-    if (!type) return -1;
-    int status = 0;
-    if (PyUnicode_CompareWithASCIIString(type, "cpu") == 0) {
-        out->device = AI3_DEVICE_CPU;
-    } else if (PyUnicode_CompareWithASCIIString(type, "cuda") == 0) {
-        out->device = AI3_DEVICE_CUDA; /* the registry says which algorithms run there */
-    } else {
+    if (type)
         PyErr_Format(unsupported_error, "ai3 %s: %s is on device '%U'; ai3 computes on the CPU",
                      op, what, type);
-        status = -1;
-    }
-    Py_DECREF(type);
-    return status;
+    Py_XDECREF(type);
+    return -1;
 }
 
 static int is_contiguous(PyObject *obj) {
@@ -75,6 +83,15 @@ static int is_contiguous(PyObject *obj) {
     int truth = PyObject_IsTrue(r);
     Py_DECREF(r);
     return truth;
+}
+
+/* The data pointer of a tensor; 0 or -1. */
+static int data_ptr(PyObject *obj, ai3_tensor *out) {
+    PyObject *ptr = PyObject_CallMethodNoArgs(obj, str_data_ptr);
+    if (!ptr) return -1;
+    out->data = PyLong_AsVoidPtr(ptr);
+    Py_DECREF(ptr);
+    return out->data || !PyErr_Occurred() ? 0 : -1;
 }
 
 /* Shape and data pointer of a tensor already checked. */
@@ -95,19 +112,14 @@ static int shape_and_data(PyObject *obj, const char *op, const char *what, ai3_t
     for (Py_ssize_t i = 0; i < ndim; i++) out->shape[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, i));
     Py_DECREF(shape);
     if (PyErr_Occurred()) return -1;
-    PyObject *ptr = PyObject_CallMethodNoArgs(obj, str_data_ptr);
-    if (!ptr) return -1;
-    out->data = PyLong_AsVoidPtr(ptr);
-    Py_DECREF(ptr);
-    return out->data || !PyErr_Occurred() ? 0 : -1;
+    return data_ptr(obj, out);
 }
 
 static int check_type(PyObject *obj, const char *op, const char *what) {
-    int is_tensor = PyObject_IsInstance(obj, torch_tensor_type);
-    if (is_tensor == 0)
-        PyErr_Format(PyExc_TypeError, "ai3 %s: %s must be a torch.Tensor, not %s", op, what,
-                     Py_TYPE(obj)->tp_name);
-    return is_tensor == 1 ? 0 : -1;
+    if (PyObject_TypeCheck(obj, (PyTypeObject *)torch_tensor_type)) return 0;
+    PyErr_Format(PyExc_TypeError, "ai3 %s: %s must be a torch.Tensor, not %s", op, what,
+                 Py_TYPE(obj)->tp_name);
+    return -1;
 }
 
 int ai3_py_view(PyObject *obj, const char *op, const char *what, ai3_tensor *out) {
@@ -130,6 +142,18 @@ int ai3_py_input_view(PyObject *obj, const char *op, const char *what, ai3_tenso
     *keep = contiguous ? obj : PyObject_CallMethodNoArgs(obj, str_contiguous);
     if (!*keep) return -1;
     return shape_and_data(*keep, op, what, out);
+}
+
+PyObject *ai3_py_new_output(PyObject *like, const ai3_tensor *like_view, int ndim,
+                            const int64_t *shape, ai3_tensor *view) {
+    PyObject *size = ai3_py_shape(ndim, shape);
+    PyObject *out = size ? PyObject_CallMethodOneArg(like, str_new_empty, size) : NULL;
+    Py_XDECREF(size);
+    *view = *like_view;
+    view->ndim = ndim;
+    for (int d = 0; d < ndim; d++) view->shape[d] = shape[d];
+    if (out && data_ptr(out, view) < 0) Py_CLEAR(out);
+    return out;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -286,7 +310,8 @@ static int init_globals(void) {
         {&str_dtype, "dtype"},       {&str_device, "device"},
         {&str_type, "type"},         {&str_shape, "shape"},
         {&str_data_ptr, "data_ptr"}, {&str_is_contiguous, "is_contiguous"},
-        {&str_contiguous, "contiguous"},
+        {&str_contiguous, "contiguous"}, {&str_is_cpu, "is_cpu"},
+        {&str_is_cuda, "is_cuda"},       {&str_new_empty, "new_empty"},
     };
     for (size_t i = 0; i < sizeof interned / sizeof interned[0]; i++)
         if (!*interned[i].slot && !(*interned[i].slot = PyUnicode_InternFromString(interned[i].text)))
@@ -297,6 +322,8 @@ static int init_globals(void) {
     PyObject *torch = unsupported_error ? PyImport_ImportModule("torch") : NULL;
     if (!torch) return -1;
     torch_tensor_type = PyObject_GetAttrString(torch, "Tensor");
+    if (torch_tensor_type && !PyType_Check(torch_tensor_type))
+        Py_CLEAR(torch_tensor_type);
     torch_float32 = PyObject_GetAttrString(torch, "float32");
     torch_float64 = PyObject_GetAttrString(torch, "float64");
     Py_DECREF(torch);

@@ -28,6 +28,11 @@ int ai3_py_view(PyObject *obj, const char *op, const char *what, ai3_tensor *out
 int ai3_py_input_view(PyObject *obj, const char *op, const char *what, ai3_tensor *out,
                       PyObject **keep);
 
+/* A new contiguous tensor of `shape`, with like's dtype and device
+ * (like.new_empty), and its view in *view (like_view is like's view). */
+PyObject *ai3_py_new_output(PyObject *like, const ai3_tensor *like_view, int ndim,
+                            const int64_t *shape, ai3_tensor *view);
+
 /* The operation named by a str ('conv2d'); -1 with ValueError if none. */
 int ai3_py_op(PyObject *name);
 

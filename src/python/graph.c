@@ -276,10 +276,11 @@ static PyObject *py_graph_run(PyObject *self, PyObject *args) {
     Py_ssize_t n_out = shapes ? PyTuple_GET_SIZE(shapes) : 0;
     PyObject *outputs = shapes ? PyTuple_New(n_out) : NULL;
     for (Py_ssize_t k = 0; outputs && k < n_out; k++) {
-        PyObject *t = PyObject_CallMethod(PySequence_Fast_GET_ITEM(fast, 0), "new_empty", "(O)",
-                                          PyTuple_GET_ITEM(shapes, k));
-        if (!t || ai3_py_view(t, "model", "output", &out_views[k]) < 0) {
-            Py_XDECREF(t);
+        ai3_tensor want;
+        ai3_py_shape_view(PyTuple_GET_ITEM(shapes, k), inputs[0].dtype, &want);
+        PyObject *t = ai3_py_new_output(PySequence_Fast_GET_ITEM(fast, 0), &inputs[0], want.ndim,
+                                        want.shape, &out_views[k]);
+        if (!t) {
             Py_CLEAR(outputs);
             break;
         }

@@ -200,10 +200,7 @@ static PyObject *py_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (status != AI3_OK) {
         ai3_py_raise(status);
     } else {
-        PyObject *size = ai3_py_shape(ndim, shape);
-        out = size ? PyObject_CallMethod(keep[0], "new_empty", "(O)", size) : NULL;
-        Py_XDECREF(size);
-        if (out && ai3_py_view(out, op, "output", &out_view) < 0) Py_CLEAR(out);
+        out = ai3_py_new_output(keep[0], &views[0], ndim, shape, &out_view);
     }
     if (out) {
         Py_BEGIN_ALLOW_THREADS
