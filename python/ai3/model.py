@@ -70,12 +70,19 @@ class Layer:
         self.algorithm = algorithm
         self.module_name = step.module_name
         self.inputs = inputs
-        self.resolved = None  # the algorithm 'default'/'guess' chose, from the C graph
+        self._node = None  # (C graph, value id) of its node, where the algorithm is read
         self.params = {k: v for k, v in step.params.items()
                        if not isinstance(v, torch.Tensor) and k != "batchnorm"}
         self.weight_shape = None
         self.has_bias = False
         self.folded_batchnorm = None
+
+    @property
+    def resolved(self):
+        """The algorithm the node runs: what 'default' and 'guess' chose (a
+        'guess' made without sample_input_shape chooses at the first input),
+        or None for an operation without algorithms."""
+        return _core.graph_algorithm(*self._node) if self._node else None
 
     def _describe_params(self):
         p = self.params
@@ -329,7 +336,8 @@ def _conv_params(m):
 
 
 def _folded(conv, bn, dtype):
-    """conv's weight and bias with the eval-mode batchnorm bn applied."""
+    """conv's weight and bias with the eval-mode batchnorm bn applied (the
+    per-channel factors in float64; the weight scaled in `dtype`, one copy)."""
     scale = bn.running_var.detach().double().add(bn.eps).rsqrt()
     if bn.weight is not None:
         scale = scale * bn.weight.detach().double()
@@ -338,8 +346,8 @@ def _folded(conv, bn, dtype):
         bias = bias + conv.bias.detach().double() * scale
     if bn.bias is not None:
         bias = bias + bn.bias.detach().double()
-    weight = conv.weight.detach().double() * scale.reshape(-1, 1, 1, 1)
-    return weight.to(dtype).contiguous(), bias.to(dtype).contiguous()
+    weight = conv.weight.detach().to(dtype) * scale.to(dtype).reshape(-1, 1, 1, 1)
+    return weight.contiguous(), bias.to(dtype).contiguous()
 
 
 def _build(translation, chosen, dtype, shapes):
@@ -365,7 +373,7 @@ def _build(translation, chosen, dtype, shapes):
             names[v] = step.name
         _core.graph_set_name(g, outs[0], step.name)
         if algorithm is not None:
-            layer.resolved = _core.graph_algorithm(g, outs[0])
+            layer._node = (g, outs[0])
         layers.append(layer)
     _core.graph_set_outputs(g, [value(v) for v in translation.outputs])
     return Model(g, layers, dtype, translation.single)

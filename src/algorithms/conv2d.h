@@ -16,7 +16,10 @@
 /* What a plan knows before it sees an input. */
 typedef struct ai3_conv2d_problem {
     ai3_conv2d_params params;
-    ai3_tensor weight;       /* the plan's own copy: (C_out, C_in / groups, KH, KW) */
+    /* (C_out, C_in / groups, KH, KW). Its data is the caller's during
+     * prepare, for algorithms that have one (the plan keeps only what prepare
+     * makes: run must not read it); the plan's own copy for the others. */
+    ai3_tensor weight;
     const ai3_tensor *bias;  /* the plan's own copy, or NULL */
     void *state;             /* what prepare made, or NULL */
     /* The input the plan expects (the caller's input_shape), if given: a

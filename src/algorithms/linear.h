@@ -10,7 +10,8 @@
 #include "internal.h"
 
 typedef struct ai3_linear_problem {
-    ai3_tensor weight;      /* the plan's own copy: (out_features, in_features) */
+    /* (out_features, in_features): data as for conv2d (conv2d.h) */
+    ai3_tensor weight;
     const ai3_tensor *bias; /* the plan's own copy, or NULL */
     void *state;            /* what prepare made, or NULL */
 } ai3_linear_problem;

@@ -111,40 +111,22 @@ ai3_status ai3_graph_add_input(ai3_graph *g, int *value) {
     return AI3_OK;
 }
 
-/* A copy of `t` (checked: the graph's dtype) into *copy; a NULL `t` gives
- * an empty slot. */
-static ai3_status copy_tensor(const ai3_graph *g, const ai3_tensor *t, const char *what,
-                              const char *op, ai3_tensor *copy) {
-    memset(copy, 0, sizeof *copy);
-    if (!t) return AI3_OK;
-    ai3_status s = ai3_check_tensor(t, what, op);
-    if (s != AI3_OK) return s;
-    if (t->device != AI3_DEVICE_CPU)
-        return ai3_set_error(AI3_ERROR_UNSUPPORTED, "%s: %s is on %s; graphs run on the CPU", op,
-                             what, ai3_device_name(t->device));
-    if (t->dtype != g->dtype)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "%s: %s is %s but the graph computes in %s", op, what,
-                             t->dtype == AI3_FLOAT64 ? "float64" : "float32",
-                             g->dtype == AI3_FLOAT64 ? "float64" : "float32");
-    size_t bytes = (size_t)ai3_tensor_numel(t) * ai3_dtype_size(t->dtype);
-    *copy = *t;
-    copy->data = ai3_alloc(bytes);
-    if (!copy->data) return AI3_ERROR_OUT_OF_MEMORY;
-    if (bytes) memcpy(copy->data, t->data, bytes);
-    return AI3_OK;
-}
-
 ai3_status ai3_graph_add_constant(ai3_graph *g, const ai3_tensor *tensor, int *value) {
     ai3_status s = check_graph(g, value, "constant");
     if (s != AI3_OK) return s;
     if (!tensor)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph constant: tensor is NULL");
+    if ((s = ai3_check_tensor(tensor, "tensor", "graph constant")) != AI3_OK) return s;
+    if (tensor->device != AI3_DEVICE_CPU)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED, "graph constant: the tensor is on %s; "
+                             "graphs run on the CPU", ai3_device_name(tensor->device));
+    if (tensor->dtype != g->dtype)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "graph constant: the tensor is not of the graph's dtype");
     ai3_tensor *c = realloc(g->constants, sizeof *c * (size_t)(g->n_constants + 1));
     if (!c) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     g->constants = c;
-    if ((s = copy_tensor(g, tensor, "tensor", "graph constant", &c[g->n_constants])) != AI3_OK)
-        return s;
+    if ((s = ai3_tensor_copy(tensor, &c[g->n_constants])) != AI3_OK) return s;
     int id = new_value(g, VALUE_CONSTANT, g->n_constants);
     if (id < 0) {
         ai3_free(c[g->n_constants].data);

@@ -4,6 +4,7 @@
 #include "op.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include <string.h>
@@ -220,6 +221,12 @@ struct ai3_conv2d_plan {
     ai3_conv2d_fn custom;             /* one registered at run time */
     ai3_conv2d_problem pb;
     ai3_tensor bias;
+    /* "guess" without an expected input: the choice (and the prepared
+     * weights) wait for the first input, the weights in pb.weight until then.
+     * The choice is made once, under choice_lock, which also guards reading
+     * `algorithm`. */
+    atomic_int pending;
+    pthread_mutex_t choice_lock;
     /* The workspace kept between runs (grown as needed), so that repeated
      * runs do not pay for fresh pages; a run finding it busy allocates. */
     pthread_mutex_t workspace_lock;
@@ -231,18 +238,33 @@ void ai3_conv2d_plan_destroy(ai3_conv2d_plan *plan) {
     if (!plan) return;
     if (plan->impl && plan->impl->release && plan->pb.state) plan->impl->release(plan->pb.state);
     pthread_mutex_destroy(&plan->workspace_lock);
+    pthread_mutex_destroy(&plan->choice_lock);
     ai3_free(plan->workspace);
-    ai3_free(plan->pb.weight.data);
+    if (plan->pb.weight.data != ai3_shape_only) ai3_free(plan->pb.weight.data);
     ai3_free(plan->bias.data);
     ai3_free(plan);
 }
 
-/* A copy of t's data into fresh memory. */
-static void *copy_data(const ai3_tensor *t) {
-    size_t bytes = (size_t)ai3_tensor_numel(t) * ai3_dtype_size(t->dtype);
-    void *p = ai3_alloc(bytes);
-    if (p) memcpy(p, t->data, bytes);
-    return p;
+/* Chooses the plan's algorithm `name` ("guess": by the input dims d) and
+ * hands it the weights `weight`. An algorithm that prepares its own form of
+ * the weights reads them only in prepare, so the plan keeps no copy; the
+ * others read pb.weight at each run: the plan's own copy (`owned`, if it has
+ * one already, or a new one). */
+static ai3_status choose(ai3_conv2d_plan *plan, const char *name, const ai3_tensor *weight,
+                         const ai3_conv2d_dims *d, int owned) {
+    if (strcmp(name, "guess") == 0) name = ai3_conv2d_guess(&plan->pb, d);
+    snprintf(plan->algorithm, sizeof plan->algorithm, "%s", name);
+    ai3_status s = ai3_lookup_conv2d(name, weight, &plan->impl, &plan->custom);
+    if (s == AI3_OK && plan->impl && plan->impl->supports) s = plan->impl->supports(&plan->pb);
+    if (s != AI3_OK) return s;
+    if (plan->impl && plan->impl->prepare) {
+        plan->pb.weight.data = weight->data;
+        s = plan->impl->prepare(&plan->pb);
+        if (owned) ai3_free(weight->data);
+        plan->pb.weight.data = ai3_shape_only;
+        return s;
+    }
+    return owned ? AI3_OK : ai3_tensor_copy(weight, &plan->pb.weight);
 }
 
 ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weight,
@@ -261,37 +283,29 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
     if (!plan) return AI3_ERROR_OUT_OF_MEMORY;
     memset(plan, 0, sizeof *plan);
     pthread_mutex_init(&plan->workspace_lock, NULL);
+    pthread_mutex_init(&plan->choice_lock, NULL);
     plan->pb.params = *params;
     plan->pb.weight = *weight;
-    plan->pb.weight.data = copy_data(weight);
-    if (bias) {
-        plan->bias = *bias;
-        plan->bias.data = copy_data(bias);
-        plan->pb.bias = &plan->bias;
-    }
-    if (!plan->pb.weight.data || (bias && !plan->bias.data)) {
+    plan->pb.weight.data = ai3_shape_only; /* the data: once the algorithm is known */
+    if (bias && ai3_tensor_copy(bias, &plan->bias) != AI3_OK) {
         ai3_conv2d_plan_destroy(plan);
         return AI3_ERROR_OUT_OF_MEMORY;
     }
-
+    plan->pb.bias = bias ? &plan->bias : NULL;
+    const char *name = strcmp(algorithm, "default") == 0 ? ai3_default_algorithm(AI3_OP_CONV2D)
+                                                         : algorithm;
     if (input_shape) {
         plan->pb.has_hint = 1;
         ai3_conv2d_get_dims(input_shape, weight, params, &plan->pb.hint);
+        s = choose(plan, name, weight, &plan->pb.hint, 0);
+    } else if (strcmp(name, "guess") == 0) {
+        snprintf(plan->algorithm, sizeof plan->algorithm, "guess");
+        atomic_store(&plan->pending, 1);
+        s = ai3_tensor_copy(weight, &plan->pb.weight);
+    } else {
+        s = choose(plan, name, weight, NULL, 0);
     }
-    const char *name = strcmp(algorithm, "default") == 0 ? ai3_default_algorithm(AI3_OP_CONV2D)
-                                                         : algorithm;
-    if (strcmp(name, "guess") == 0) {
-        /* Without an input shape, guess for a mid-network 56×56 map. */
-        ai3_tensor guess_input = {.dtype = weight->dtype, .ndim = 4,
-                                  .shape = {1, weight->shape[1] * params->groups, 56, 56}};
-        ai3_conv2d_dims d = plan->pb.hint;
-        if (!input_shape) ai3_conv2d_get_dims(&guess_input, weight, params, &d);
-        name = ai3_conv2d_guess(&plan->pb, &d);
-    }
-    snprintf(plan->algorithm, sizeof plan->algorithm, "%s", name);
-    if ((s = ai3_lookup_conv2d(name, weight, &plan->impl, &plan->custom)) != AI3_OK ||
-        (plan->impl && plan->impl->supports && (s = plan->impl->supports(&plan->pb)) != AI3_OK) ||
-        (plan->impl && plan->impl->prepare && (s = plan->impl->prepare(&plan->pb)) != AI3_OK)) {
+    if (s != AI3_OK) {
         ai3_conv2d_plan_destroy(plan);
         return s;
     }
@@ -299,8 +313,27 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
     return AI3_OK;
 }
 
+/* Makes the choice a pending "guess" plan waited for, for input dims d. */
+static ai3_status settle(const ai3_conv2d_plan *plan, const ai3_conv2d_dims *d) {
+    if (!atomic_load_explicit(&plan->pending, memory_order_acquire)) return AI3_OK;
+    ai3_conv2d_plan *mut = (ai3_conv2d_plan *)plan; /* made once, under the lock */
+    ai3_status s = AI3_OK;
+    pthread_mutex_lock(&mut->choice_lock);
+    if (atomic_load_explicit(&mut->pending, memory_order_relaxed)) {
+        mut->pb.has_hint = 1;
+        mut->pb.hint = *d;
+        ai3_tensor weight = mut->pb.weight;
+        s = choose(mut, "guess", &weight, d, 1);
+        if (s == AI3_OK) atomic_store_explicit(&mut->pending, 0, memory_order_release);
+    }
+    pthread_mutex_unlock(&mut->choice_lock);
+    return s;
+}
+
 const char *ai3_conv2d_plan_algorithm(const ai3_conv2d_plan *plan) {
-    return plan ? plan->algorithm : NULL;
+    if (!plan || !atomic_load_explicit(&plan->pending, memory_order_acquire))
+        return plan ? plan->algorithm : NULL; /* fixed from here on */
+    return "guess";
 }
 
 /* Checks input and output (unless NULL) against the plan; fills the 4-d
@@ -320,7 +353,7 @@ static ai3_status check_run(const ai3_conv2d_plan *plan, const ai3_tensor *input
     *in4 = ai3_batched_4d(input);
     if (output) *out4 = ai3_batched_4d(output);
     ai3_conv2d_get_dims(in4, &plan->pb.weight, &plan->pb.params, d);
-    return AI3_OK;
+    return settle(plan, d);
 }
 
 static size_t workspace_bytes(const ai3_conv2d_plan *plan, const ai3_conv2d_dims *d) {

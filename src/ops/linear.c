@@ -43,7 +43,7 @@ struct ai3_linear_plan {
 void ai3_linear_plan_destroy(ai3_linear_plan *plan) {
     if (!plan) return;
     if (plan->impl && plan->impl->release && plan->pb.state) plan->impl->release(plan->pb.state);
-    ai3_free(plan->pb.weight.data);
+    if (plan->pb.weight.data != ai3_shape_only) ai3_free(plan->pb.weight.data);
     ai3_free(plan->bias.data);
     ai3_free(plan);
 }
@@ -60,13 +60,6 @@ static ai3_status check_bias(const ai3_tensor *weight, const ai3_tensor *bias) {
     return AI3_OK;
 }
 
-static int copy_into(ai3_tensor *dst, const ai3_tensor *src) {
-    size_t bytes = (size_t)ai3_tensor_numel(src) * ai3_dtype_size(src->dtype);
-    *dst = *src;
-    dst->data = ai3_alloc(bytes);
-    if (dst->data) memcpy(dst->data, src->data, bytes);
-    return dst->data != NULL;
-}
 
 ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weight,
                                   const ai3_tensor *bias, ai3_linear_plan **out) {
@@ -89,12 +82,19 @@ ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weigh
         ai3_linear_plan_destroy(plan);
         return s;
     }
-    if (!copy_into(&plan->pb.weight, weight) || (bias && !copy_into(&plan->bias, bias))) {
-        ai3_linear_plan_destroy(plan);
-        return AI3_ERROR_OUT_OF_MEMORY;
-    }
+    plan->pb.weight = *weight;
+    plan->pb.weight.data = ai3_shape_only;
     plan->pb.bias = bias ? &plan->bias : NULL;
-    if (plan->impl && plan->impl->prepare && (s = plan->impl->prepare(&plan->pb)) != AI3_OK) {
+    s = bias ? ai3_tensor_copy(bias, &plan->bias) : AI3_OK;
+    /* As conv2d plans: no copy of the weights when prepare makes its own. */
+    if (s == AI3_OK && plan->impl && plan->impl->prepare) {
+        plan->pb.weight.data = weight->data;
+        s = plan->impl->prepare(&plan->pb);
+        plan->pb.weight.data = ai3_shape_only;
+    } else if (s == AI3_OK) {
+        s = ai3_tensor_copy(weight, &plan->pb.weight);
+    }
+    if (s != AI3_OK) {
         ai3_linear_plan_destroy(plan);
         return s;
     }

@@ -38,12 +38,7 @@ static ai3_status copy_weight(const ai3_plan *plan, const ai3_tensor *t, ai3_ten
     ai3_status s = ai3_check_tensor(t, "weight", ai3_op_name(plan->op));
     if (s != AI3_OK) return s;
     if ((s = ai3_require_cpu(plan->op, plan->algorithm, t)) != AI3_OK) return s;
-    size_t bytes = (size_t)ai3_tensor_numel(t) * ai3_dtype_size(t->dtype);
-    *copy = *t;
-    copy->data = ai3_alloc(bytes);
-    if (!copy->data) return AI3_ERROR_OUT_OF_MEMORY;
-    if (bytes) memcpy(copy->data, t->data, bytes);
-    return AI3_OK;
+    return ai3_tensor_copy(t, copy);
 }
 
 ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,

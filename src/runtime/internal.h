@@ -97,6 +97,10 @@ size_t ai3_dtype_size(ai3_dtype dtype);
  * check that data is present but never read it. */
 extern char ai3_shape_only[1];
 
+/* *dst = src with its data copied into fresh 64-byte aligned memory (host
+ * tensors); AI3_ERROR_OUT_OF_MEMORY with the message set on failure. */
+ai3_status ai3_tensor_copy(const ai3_tensor *src, ai3_tensor *dst);
+
 /* A 3-d (C, H, W) tensor viewed as (1, C, H, W); a 4-d one unchanged. */
 ai3_tensor ai3_batched_4d(const ai3_tensor *t);
 

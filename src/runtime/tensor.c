@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int64_t ai3_tensor_numel(const ai3_tensor *t) {
     int64_t n = 1;
@@ -31,6 +32,15 @@ static void format_shape(const int64_t *shape, int ndim, char *buf, size_t size)
 }
 
 char ai3_shape_only[1];
+
+ai3_status ai3_tensor_copy(const ai3_tensor *src, ai3_tensor *dst) {
+    size_t bytes = (size_t)ai3_tensor_numel(src) * ai3_dtype_size(src->dtype);
+    *dst = *src;
+    dst->data = ai3_alloc(bytes);
+    if (!dst->data) return AI3_ERROR_OUT_OF_MEMORY;
+    if (bytes) memcpy(dst->data, src->data, bytes);
+    return AI3_OK;
+}
 
 ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op) {
     if (!t) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", op, what);

@@ -551,6 +551,19 @@ AI3_TEST(plans_report_the_resolved_algorithm) {
                 ai3_status s = ai3_plan_create(AI3_OP_CONV2D, names[n], 1, ws, &p,
                                                with_hint ? &hint : NULL, &plan);
                 AI3_EXPECT(s == AI3_OK, "conv2d '%s' plan: %s", names[n], ai3_last_error());
+                if (!with_hint) {
+                    /* without an expected input, the choice waits for the first one */
+                    AI3_EXPECT(strcmp(ai3_plan_algorithm(plan), "guess") == 0,
+                               "conv2d '%s' plan without a hint chose '%s' early", names[n],
+                               ai3_plan_algorithm(plan));
+                    char unread;
+                    ai3_tensor first = hint;
+                    first.data = &unread; /* only its shape is read */
+                    const ai3_tensor *in[1] = {&first};
+                    size_t bytes;
+                    AI3_EXPECT(ai3_plan_workspace_size(plan, 1, in, &bytes) == AI3_OK, "%s",
+                               ai3_last_error());
+                }
                 const char *algo = ai3_plan_algorithm(plan);
                 AI3_EXPECT(algo && strcmp(algo, "guess") != 0 && strcmp(algo, "default") != 0 &&
                                is_listed(AI3_OP_CONV2D, AI3_DEVICE_CPU, algo),

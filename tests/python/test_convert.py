@@ -296,6 +296,9 @@ def test_input_of_the_wrong_shape_names_the_node():
 
 def test_repr_lists_layers_and_algorithms():
     model = ai3.convert(ConvNet(), {"conv2d": [CONV_ALGOS[0], CONV_ALGOS[-1]]})
+    # without sample_input_shape, 'guess' chooses at the first input
+    assert model.layers[3].resolved == "guess"
+    model(randn((1, 3, 224, 224), seed=0))
     text = repr(model)
     assert text.startswith("Model(dtype=torch.float32")
     assert f"conv1: conv2d(3, 16" in text and f"algorithm='{CONV_ALGOS[0]}'" in text
