@@ -184,12 +184,8 @@ def _plan(op: str, algorithm: str, params: tuple, weights: tuple = (), keep: boo
                 _weightless[key] = plan
         return plan
 
-    def make():
-        return _core.plan(op, algorithm, tuple(None if t is None else t.detach().contiguous()
-                                                for t in weights), params, hint)
-
     if not keep or any(t.is_inference() for t in present):
-        return make()  # inference tensors have no version counter
+        return _new_plan(op, algorithm, params, weights, hint)  # (no version counter)
     anchor = present[0]
     version = tuple((id(t), t._version, t.data_ptr(), t.dtype) if t is not None else None
                     for t in weights)
@@ -201,8 +197,13 @@ def _plan(op: str, algorithm: str, params: tuple, weights: tuple = (), keep: boo
     config = (op, algorithm, params)
     plan = entry[2].get(config)
     if plan is None:
-        plan = entry[2][config] = make()
+        plan = entry[2][config] = _new_plan(op, algorithm, params, weights, hint)
     return plan
+
+
+def _new_plan(op, algorithm, params, weights, hint):
+    return _core.plan(op, algorithm, tuple(None if t is None else t.detach().contiguous()
+                                           for t in weights), params, hint)
 
 
 # ---------------------------------------------------------------------------
@@ -746,11 +747,9 @@ def maxpool2d(
     ceil_mode: bool,
     algorithm: str,
 ) -> Tensor:
-    if _eager(x):
-        return _core.run(_plan("maxpool2d", algorithm, _maxpool2d_params(
-            kernel_size, stride, padding, dilation, ceil_mode)), x)
-    return torch.ops.ai3.maxpool2d(x, _ints(kernel_size), _ints(stride), _ints(padding),
-                                   _ints(dilation), bool(ceil_mode), algorithm)
+    params = _maxpool2d_params(kernel_size, stride, padding, dilation, ceil_mode)
+    return _unary("maxpool2d", x, params, algorithm, torch.ops.ai3.maxpool2d, _ints(kernel_size),
+                  _ints(stride), _ints(padding), _ints(dilation), bool(ceil_mode))
 
 
 def avgpool2d(
@@ -763,34 +762,29 @@ def avgpool2d(
     divisor_override: Optional[int],
     algorithm: str,
 ) -> Tensor:
-    if _eager(x):
-        return _core.run(_plan("avgpool2d", algorithm, _avgpool2d_params(
-            kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)), x)
-    return torch.ops.ai3.avgpool2d(x, _ints(kernel_size), _ints(stride), _ints(padding),
-                                   bool(ceil_mode), bool(count_include_pad),
-                                   None if divisor_override is None else int(divisor_override),
-                                   algorithm)
+    params = _avgpool2d_params(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                               divisor_override)
+    return _unary("avgpool2d", x, params, algorithm, torch.ops.ai3.avgpool2d, _ints(kernel_size),
+                  _ints(stride), _ints(padding), bool(ceil_mode), bool(count_include_pad),
+                  None if divisor_override is None else int(divisor_override))
 
 
 def adaptiveavgpool2d(x: Tensor, output_size: tuple[int, int], algorithm: str) -> Tensor:
     if min(output_size) < 1:  # (0 would mean "keep the input's size" to the C core)
         raise ValueError(f"ai3 adaptiveavgpool2d: output_size must be at least 1, got "
                          f"{tuple(output_size)}")
-    if _eager(x):
-        return _core.run(_plan("adaptiveavgpool2d", algorithm, tuple(output_size)), x)
-    return torch.ops.ai3.adaptiveavgpool2d(x, _ints(output_size), algorithm)
+    size = _ints(output_size)
+    return _unary("adaptiveavgpool2d", x, tuple(size), algorithm,
+                  torch.ops.ai3.adaptiveavgpool2d, size)
 
 
 def relu(x: Tensor, algorithm: str) -> Tensor:
-    if _eager(x):
-        return _core.run(_plan("relu", algorithm, ()), x)
-    return torch.ops.ai3.relu(x, algorithm)
+    return _unary("relu", x, (), algorithm, torch.ops.ai3.relu)
 
 
 def flatten(x: Tensor, start_dim: int, end_dim: int, algorithm: str) -> Tensor:
-    if _eager(x):
-        return _core.run(_plan("flatten", algorithm, (start_dim, end_dim)), x)
-    return torch.ops.ai3.flatten(x, int(start_dim), int(end_dim), algorithm)
+    dims = (int(start_dim), int(end_dim))
+    return _unary("flatten", x, dims, algorithm, torch.ops.ai3.flatten, *dims)
 
 # ===========================================================================
 # The operations whole networks need: batchnorm2d, add, mul, cat, the

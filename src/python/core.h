@@ -39,6 +39,12 @@ int ai3_py_op(PyObject *name);
 /* Fills `params` for `op` from a tuple (the order is in plans.c). */
 int ai3_py_params(ai3_op op, PyObject *tuple, ai3_op_params *params);
 
+/* Views of a sequence of at most 4 weights of `op` (tensors or None: w[i]
+ * NULL) into views[] and w[]; their count, or -1. *keep holds the sequence
+ * (released by the caller after the call that reads them). */
+int ai3_py_weights(PyObject *seq, ai3_op op, ai3_tensor views[4], const ai3_tensor *w[4],
+                   PyObject **keep);
+
 /* Reads a sequence of at most `cap` ints; their count, or -1. */
 int ai3_py_ints(PyObject *seq, const char *what, int *out, int cap);
 

@@ -102,17 +102,11 @@ static PyObject *py_graph_op(PyObject *self, PyObject *args) {
     int inputs[MAX_IO];
     int n_inputs = op >= 0 ? ai3_py_ints(inputs_obj, "node inputs", inputs, MAX_IO) : -1;
     if (n_inputs < 0 || ai3_py_params((ai3_op)op, params_obj, &params) < 0) return NULL;
-    PyObject *weights = PySequence_Fast(weights_obj, "ai3: weights must be a sequence");
-    if (!weights) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(weights);
     ai3_tensor views[4], hint;
-    const ai3_tensor *w[4] = {NULL};
-    if (n > 4) PyErr_SetString(PyExc_ValueError, "ai3: at most 4 weights");
-    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++) {
-        PyObject *t = PySequence_Fast_GET_ITEM(weights, i);
-        if (t != Py_None && ai3_py_view(t, ai3_op_name((ai3_op)op), "weight", &views[i]) == 0)
-            w[i] = &views[i];
-    }
+    const ai3_tensor *w[4];
+    PyObject *weights;
+    int n = ai3_py_weights(weights_obj, (ai3_op)op, views, w, &weights);
+    if (n < 0) return NULL;
     if (!PyErr_Occurred() && hint_obj != Py_None)
         ai3_py_shape_view(hint_obj, graph_dtype(capsule), &hint);
     if (PyErr_Occurred()) {
@@ -120,7 +114,7 @@ static PyObject *py_graph_op(PyObject *self, PyObject *args) {
         return NULL;
     }
     int value = -1;
-    ai3_status status = ai3_graph_op(g, (ai3_op)op, algorithm, n_inputs, inputs, (int)n, w,
+    ai3_status status = ai3_graph_op(g, (ai3_op)op, algorithm, n_inputs, inputs, n, w,
                                      &params, hint_obj != Py_None ? &hint : NULL, &value);
     Py_DECREF(weights);
     return value_or_error(status, value);

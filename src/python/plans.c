@@ -96,6 +96,26 @@ int ai3_py_params(ai3_op op, PyObject *t, ai3_op_params *p) {
     }
 }
 
+int ai3_py_weights(PyObject *seq, ai3_op op, ai3_tensor views[4], const ai3_tensor *w[4],
+                   PyObject **keep) {
+    static const char *const names[] = {"weight", "bias"},
+                             *const stats[] = {"running_mean", "running_var", "weight", "bias"};
+    *keep = PySequence_Fast(seq, "ai3: weights must be a sequence");
+    if (!*keep) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(*keep);
+    if (n > 4) PyErr_SetString(PyExc_ValueError, "ai3: at most 4 weights");
+    for (Py_ssize_t i = 0; i < 4; i++) w[i] = NULL;
+    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(*keep, i);
+        const char *what = op == AI3_OP_BATCHNORM2D ? stats[i] : names[i % 2];
+        if (t != Py_None && ai3_py_view(t, ai3_op_name(op), what, &views[i]) == 0)
+            w[i] = &views[i];
+    }
+    if (!PyErr_Occurred()) return (int)n;
+    Py_CLEAR(*keep);
+    return -1;
+}
+
 static void destroy_plan(PyObject *capsule) {
     ai3_plan_destroy(PyCapsule_GetPointer(capsule, PLAN_CAPSULE));
 }
@@ -113,20 +133,11 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
     int op = ai3_py_op(op_name);
     ai3_op_params params;
     if (op < 0 || ai3_py_params((ai3_op)op, params_obj, &params) < 0) return NULL;
-    PyObject *weights = PySequence_Fast(weights_obj, "ai3: weights must be a sequence");
-    if (!weights) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(weights);
     ai3_tensor views[4];
-    const ai3_tensor *w[4] = {NULL};
-    if (n > 4) PyErr_SetString(PyExc_ValueError, "ai3: at most 4 weights");
-    for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++) {
-        PyObject *t = PySequence_Fast_GET_ITEM(weights, i);
-        static const char *const names[] = {"weight", "bias"},
-                                 *const stats[] = {"running_mean", "running_var", "weight", "bias"};
-        const char *what = op == AI3_OP_BATCHNORM2D ? stats[i] : names[i % 2];
-        if (t != Py_None && ai3_py_view(t, ai3_op_name((ai3_op)op), what, &views[i]) == 0)
-            w[i] = &views[i];
-    }
+    const ai3_tensor *w[4];
+    PyObject *weights;
+    int n = ai3_py_weights(weights_obj, (ai3_op)op, views, w, &weights);
+    if (n < 0) return NULL;
     ai3_tensor hint;
     if (!PyErr_Occurred() && hint_obj != Py_None)
         ai3_py_shape_view(hint_obj, n && w[0] ? w[0]->dtype : AI3_FLOAT32, &hint);
@@ -137,7 +148,7 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
     ai3_plan *plan;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
-    status = ai3_plan_create((ai3_op)op, algorithm, (int)n, w, &params,
+    status = ai3_plan_create((ai3_op)op, algorithm, n, w, &params,
                              hint_obj != Py_None ? &hint : NULL, &plan);
     Py_END_ALLOW_THREADS
     Py_DECREF(weights);

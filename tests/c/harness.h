@@ -31,6 +31,15 @@ void ai3_test_fail(const char *file, int line, const char *fmt, ...)
         if (!(cond)) ai3_test_fail(__FILE__, __LINE__, __VA_ARGS__);          \
     } while (0)
 
+/* Expects `call` to return status `want` with a message set (ai3.h). */
+#define AI3_EXPECT_STATUS(call, want)                                                  \
+    do {                                                                               \
+        ai3_status got_ = (call);                                                      \
+        AI3_EXPECT(got_ == (want) && ai3_last_error()[0] != '\0',                      \
+                   "%s gave %s (\"%s\"), expected %s", #call, ai3_status_string(got_), \
+                   ai3_last_error(), ai3_status_string(want));                         \
+    } while (0)
+
 /* Deterministic random numbers for the running test (seeded per test). */
 uint64_t ai3_test_rand(void);
 /* Uniform integer in [lo, hi]. */

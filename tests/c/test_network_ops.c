@@ -487,14 +487,6 @@ AI3_TEST(netops_softmax_matches_reference) {
 
 /* ---- bad arguments ------------------------------------------------------ */
 
-#define EXPECT_STATUS(call, want)                                                      \
-    do {                                                                               \
-        ai3_status got_ = (call);                                                      \
-        AI3_EXPECT(got_ == (want) && ai3_last_error()[0] != '\0',                      \
-                   "%s gave %s (\"%s\"), expected %s", #call, ai3_status_string(got_), \
-                   ai3_last_error(), ai3_status_string(want));                         \
-    } while (0)
-
 AI3_TEST(netops_bad_arguments) {
     const ai3_status BAD = AI3_ERROR_INVALID_ARGUMENT;
     ai3_tensor x4 = make_random(AI3_FLOAT32, 4, (int64_t[]){2, 3, 4, 5}, 1.0);
@@ -507,113 +499,113 @@ AI3_TEST(netops_bad_arguments) {
     ai3_tensor v2o = test_tensor(AI3_FLOAT32, 2, (int64_t[]){4, 6});
 
     /* batchnorm2d */
-    EXPECT_STATUS(ai3_batchnorm2d("direct", NULL, &c3, &c3, NULL, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &v2, &c3, &c3, NULL, NULL, 1e-5, &v2o), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c4, &c3, NULL, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, NULL, NULL, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, &c3d, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, &c4, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, NULL, 0.0, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, NULL, NAN, &y4), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, NULL, 1e-5, &y4d), BAD);
-    EXPECT_STATUS(ai3_batchnorm2d("nope", &x4, &c3, &c3, NULL, NULL, 1e-5, &y4),
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", NULL, &c3, &c3, NULL, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &v2, &c3, &c3, NULL, NULL, 1e-5, &v2o), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c4, &c3, NULL, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, NULL, NULL, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, &c3d, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, &c4, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, NULL, 0.0, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, NULL, NAN, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("direct", &x4, &c3, &c3, NULL, NULL, 1e-5, &y4d), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d("nope", &x4, &c3, &c3, NULL, NULL, 1e-5, &y4),
                   AI3_ERROR_UNKNOWN_ALGORITHM);
-    EXPECT_STATUS(ai3_batchnorm2d(NULL, &x4, &c3, &c3, NULL, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_batchnorm2d(NULL, &x4, &c3, &c3, NULL, NULL, 1e-5, &y4), BAD);
 
     /* add, mul */
     int nd;
     int64_t shape[AI3_MAX_DIMS];
-    EXPECT_STATUS(ai3_broadcast_output_shape(&x4, &v2, &nd, shape), BAD); /* 5 vs 6 */
-    EXPECT_STATUS(ai3_broadcast_output_shape(&x4, &c3, NULL, shape), BAD);
-    EXPECT_STATUS(ai3_add("direct", &x4, &v2, &y4), BAD);
-    EXPECT_STATUS(ai3_add("direct", &x4, NULL, &y4), BAD);
-    EXPECT_STATUS(ai3_add("direct", &c3, &c3d, &c3), BAD); /* mixed dtypes */
-    EXPECT_STATUS(ai3_mul("direct", &x4, &x4, &v2o), BAD);  /* wrong output shape */
-    EXPECT_STATUS(ai3_mul("fast", &x4, &x4, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
+    AI3_EXPECT_STATUS(ai3_broadcast_output_shape(&x4, &v2, &nd, shape), BAD); /* 5 vs 6 */
+    AI3_EXPECT_STATUS(ai3_broadcast_output_shape(&x4, &c3, NULL, shape), BAD);
+    AI3_EXPECT_STATUS(ai3_add("direct", &x4, &v2, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_add("direct", &x4, NULL, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_add("direct", &c3, &c3d, &c3), BAD); /* mixed dtypes */
+    AI3_EXPECT_STATUS(ai3_mul("direct", &x4, &x4, &v2o), BAD);  /* wrong output shape */
+    AI3_EXPECT_STATUS(ai3_mul("fast", &x4, &x4, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
     {   /* output aliasing a broadcast operand */
         ai3_tensor row = make_random(AI3_FLOAT32, 1, (int64_t[]){6}, 1.0);
         ai3_tensor alias = v2o;
         alias.data = row.data;
-        EXPECT_STATUS(ai3_add("direct", &v2, &row, &alias), BAD);
+        AI3_EXPECT_STATUS(ai3_add("direct", &v2, &row, &alias), BAD);
         free(row.data);
     }
 
     /* cat */
     const ai3_tensor *two[] = {&x4, &x4}, *mixed[] = {&x4, &v2}, *dts[] = {&c3, &c3d};
     ai3_tensor cat_out = test_tensor(AI3_FLOAT32, 4, (int64_t[]){4, 3, 4, 5});
-    EXPECT_STATUS(ai3_cat("direct", two, 0, 0, &cat_out), BAD);
-    EXPECT_STATUS(ai3_cat("direct", NULL, 2, 0, &cat_out), BAD);
-    EXPECT_STATUS(ai3_cat("direct", two, 2, 4, &cat_out), BAD);
-    EXPECT_STATUS(ai3_cat("direct", two, 2, -5, &cat_out), BAD);
-    EXPECT_STATUS(ai3_cat("direct", two, 2, 1, &cat_out), BAD); /* output shape */
-    EXPECT_STATUS(ai3_cat("direct", mixed, 2, 0, &cat_out), BAD);
-    EXPECT_STATUS(ai3_cat("direct", dts, 2, 0, &cat_out), BAD);
+    AI3_EXPECT_STATUS(ai3_cat("direct", two, 0, 0, &cat_out), BAD);
+    AI3_EXPECT_STATUS(ai3_cat("direct", NULL, 2, 0, &cat_out), BAD);
+    AI3_EXPECT_STATUS(ai3_cat("direct", two, 2, 4, &cat_out), BAD);
+    AI3_EXPECT_STATUS(ai3_cat("direct", two, 2, -5, &cat_out), BAD);
+    AI3_EXPECT_STATUS(ai3_cat("direct", two, 2, 1, &cat_out), BAD); /* output shape */
+    AI3_EXPECT_STATUS(ai3_cat("direct", mixed, 2, 0, &cat_out), BAD);
+    AI3_EXPECT_STATUS(ai3_cat("direct", dts, 2, 0, &cat_out), BAD);
     const ai3_tensor *self_cat[] = {&cat_out};
-    EXPECT_STATUS(ai3_cat("direct", self_cat, 1, 0, &cat_out), BAD); /* aliasing */
-    EXPECT_STATUS(ai3_cat("bogus", two, 2, 0, &cat_out), AI3_ERROR_UNKNOWN_ALGORITHM);
+    AI3_EXPECT_STATUS(ai3_cat("direct", self_cat, 1, 0, &cat_out), BAD); /* aliasing */
+    AI3_EXPECT_STATUS(ai3_cat("bogus", two, 2, 0, &cat_out), AI3_ERROR_UNKNOWN_ALGORITHM);
     ai3_tensor scalar = test_tensor(AI3_FLOAT32, 0, NULL);
     const ai3_tensor *scalars[] = {&scalar};
-    EXPECT_STATUS(ai3_cat_output_shape(scalars, 1, 0, &nd, shape), BAD);
+    AI3_EXPECT_STATUS(ai3_cat_output_shape(scalars, 1, 0, &nd, shape), BAD);
 
     /* activations */
-    EXPECT_STATUS(ai3_hardtanh("direct", &x4, 1.0, -1.0, &y4), BAD);
-    EXPECT_STATUS(ai3_hardtanh("direct", &x4, NAN, 1.0, &y4), BAD);
-    EXPECT_STATUS(ai3_sigmoid("direct", &x4, &y4d), BAD);
-    EXPECT_STATUS(ai3_hardsigmoid("direct", NULL, &y4), BAD);
-    EXPECT_STATUS(ai3_hardswish("direct", &x4, NULL), BAD);
-    EXPECT_STATUS(ai3_silu("direct", &x4, &v2o), BAD);
-    EXPECT_STATUS(ai3_gelu("erf", &x4, 0, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
+    AI3_EXPECT_STATUS(ai3_hardtanh("direct", &x4, 1.0, -1.0, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_hardtanh("direct", &x4, NAN, 1.0, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_sigmoid("direct", &x4, &y4d), BAD);
+    AI3_EXPECT_STATUS(ai3_hardsigmoid("direct", NULL, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_hardswish("direct", &x4, NULL), BAD);
+    AI3_EXPECT_STATUS(ai3_silu("direct", &x4, &v2o), BAD);
+    AI3_EXPECT_STATUS(ai3_gelu("erf", &x4, 0, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
     {
         ai3_tensor cuda = x4, cuda_out = y4;
         cuda.device = cuda_out.device = AI3_DEVICE_CUDA;
-        EXPECT_STATUS(ai3_silu("direct", &cuda, &cuda_out), AI3_ERROR_UNSUPPORTED);
-        EXPECT_STATUS(ai3_silu("direct", &cuda, &y4), BAD); /* mixed devices */
+        AI3_EXPECT_STATUS(ai3_silu("direct", &cuda, &cuda_out), AI3_ERROR_UNSUPPORTED);
+        AI3_EXPECT_STATUS(ai3_silu("direct", &cuda, &y4), BAD); /* mixed devices */
         ai3_tensor odd = x4;
         odd.dtype = (ai3_dtype)7;
-        EXPECT_STATUS(ai3_sigmoid("direct", &odd, &y4), BAD);
+        AI3_EXPECT_STATUS(ai3_sigmoid("direct", &odd, &y4), BAD);
     }
 
     /* mean */
     ai3_tensor m_out = test_tensor(AI3_FLOAT32, 2, (int64_t[]){2, 3});
-    EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 4}, 2, 0, &m_out), BAD);
-    EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, -2}, 2, 0, &m_out), BAD); /* twice */
-    EXPECT_STATUS(ai3_mean("direct", &x4, NULL, 2, 0, &m_out), BAD);
-    EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 3}, -1, 0, &m_out), BAD);
-    EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 3}, 2, 1, &m_out), BAD); /* keepdim */
-    EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 3}, 2, 0, &y4), BAD);
-    EXPECT_STATUS(ai3_mean_output_shape(&x4, (const int[]){9}, 1, 0, &nd, shape), BAD);
-    EXPECT_STATUS(ai3_mean("avg", &x4, (const int[]){2, 3}, 2, 0, &m_out),
+    AI3_EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 4}, 2, 0, &m_out), BAD);
+    AI3_EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, -2}, 2, 0, &m_out), BAD); /* twice */
+    AI3_EXPECT_STATUS(ai3_mean("direct", &x4, NULL, 2, 0, &m_out), BAD);
+    AI3_EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 3}, -1, 0, &m_out), BAD);
+    AI3_EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 3}, 2, 1, &m_out), BAD); /* keepdim */
+    AI3_EXPECT_STATUS(ai3_mean("direct", &x4, (const int[]){2, 3}, 2, 0, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_mean_output_shape(&x4, (const int[]){9}, 1, 0, &nd, shape), BAD);
+    AI3_EXPECT_STATUS(ai3_mean("avg", &x4, (const int[]){2, 3}, 2, 0, &m_out),
                   AI3_ERROR_UNKNOWN_ALGORITHM);
 
     /* permute */
     ai3_tensor p_out = test_tensor(AI3_FLOAT32, 4, (int64_t[]){2, 4, 5, 3});
-    EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, 3}, &p_out), BAD);
-    EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, 4}, &p_out), BAD);
-    EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, -5}, &p_out), BAD);
-    EXPECT_STATUS(ai3_permute("direct", &x4, NULL, &p_out), BAD);
-    EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 3, 2, 1}, &p_out), BAD); /* shape */
-    EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 1, 2, 3}, &x4), BAD); /* alias */
-    EXPECT_STATUS(ai3_permute("copy", &x4, (const int[]){0, 2, 3, 1}, &p_out),
+    AI3_EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, 3}, &p_out), BAD);
+    AI3_EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, 4}, &p_out), BAD);
+    AI3_EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 2, 3, -5}, &p_out), BAD);
+    AI3_EXPECT_STATUS(ai3_permute("direct", &x4, NULL, &p_out), BAD);
+    AI3_EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 3, 2, 1}, &p_out), BAD); /* shape */
+    AI3_EXPECT_STATUS(ai3_permute("direct", &x4, (const int[]){0, 1, 2, 3}, &x4), BAD); /* alias */
+    AI3_EXPECT_STATUS(ai3_permute("copy", &x4, (const int[]){0, 2, 3, 1}, &p_out),
                   AI3_ERROR_UNKNOWN_ALGORITHM);
 
     /* layernorm */
     ai3_tensor w45 = make_random(AI3_FLOAT32, 2, (int64_t[]){4, 5}, 1.0);
     ai3_tensor w54 = make_random(AI3_FLOAT32, 2, (int64_t[]){5, 4}, 1.0);
-    EXPECT_STATUS(ai3_layernorm("direct", &x4, 0, NULL, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_layernorm("direct", &x4, 5, NULL, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w54, NULL, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w45, &c3, 1e-5, &y4), BAD);
-    EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w45, &w45, -1.0, &y4), BAD);
-    EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w45, &w45, 1e-5, &y4d), BAD);
-    EXPECT_STATUS(ai3_layernorm("welford", &x4, 2, &w45, &w45, 1e-5, &y4),
+    AI3_EXPECT_STATUS(ai3_layernorm("direct", &x4, 0, NULL, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_layernorm("direct", &x4, 5, NULL, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w54, NULL, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w45, &c3, 1e-5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w45, &w45, -1.0, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_layernorm("direct", &x4, 2, &w45, &w45, 1e-5, &y4d), BAD);
+    AI3_EXPECT_STATUS(ai3_layernorm("welford", &x4, 2, &w45, &w45, 1e-5, &y4),
                   AI3_ERROR_UNKNOWN_ALGORITHM);
 
     /* softmax */
-    EXPECT_STATUS(ai3_softmax("direct", &x4, 4, &y4), BAD);
-    EXPECT_STATUS(ai3_softmax("direct", &x4, -5, &y4), BAD);
-    EXPECT_STATUS(ai3_softmax("direct", &x4, 1, &v2o), BAD);
-    EXPECT_STATUS(ai3_softmax("direct", &x4, 1, NULL), BAD);
-    EXPECT_STATUS(ai3_softmax("log", &x4, 1, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
+    AI3_EXPECT_STATUS(ai3_softmax("direct", &x4, 4, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_softmax("direct", &x4, -5, &y4), BAD);
+    AI3_EXPECT_STATUS(ai3_softmax("direct", &x4, 1, &v2o), BAD);
+    AI3_EXPECT_STATUS(ai3_softmax("direct", &x4, 1, NULL), BAD);
+    AI3_EXPECT_STATUS(ai3_softmax("log", &x4, 1, &y4), AI3_ERROR_UNKNOWN_ALGORITHM);
 
     ai3_tensor *all[] = {&x4, &y4, &y4d, &c3, &c4, &c3d, &v2, &v2o, &cat_out, &scalar,
                          &m_out, &p_out, &w45, &w54};

@@ -438,19 +438,25 @@ AI3_PLUGIN_EXPORT ai3_status ai3_init_algorithms(int abi_version) {
 """
 
 
-def test_custom_algorithm_loaded_at_run_time(tmp_path):
+def build_plugin(tmp_path, name, code):
+    """A shared library of algorithms compiled from `code`; skips without a
+    C compiler or ai3.h."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     headers = [p for p in (pathlib.Path(__file__).resolve().parents[2] / "include",
                            pathlib.Path(ai3.__file__).parent / "include")
                if (p / "ai3.h").exists()]
     if not compiler or not headers:
         pytest.skip("needs a C compiler and ai3.h")
-    source = tmp_path / "custom_relu.c"
-    source.write_text(CUSTOM_RELU)
-    library = tmp_path / "libcustom_relu.so"
+    source = tmp_path / f"{name}.c"
+    source.write_text(code)
+    library = tmp_path / f"lib{name}.so"
     subprocess.run([compiler, "-shared", "-fPIC", "-O1", f"-I{headers[0]}", str(source), "-o",
                     str(library)], check=True)
-    ai3.load_algorithms(str(library))
+    return str(library)
+
+
+def test_custom_algorithm_loaded_at_run_time(tmp_path):
+    ai3.load_algorithms(build_plugin(tmp_path, "custom_relu", CUSTOM_RELU))
     assert "custom" in ai3.list_algorithms("relu")
     assert "custom" not in ai3.SUPPORTED_ALGORITHMS["relu"]
 
@@ -478,16 +484,6 @@ AI3_PLUGIN_EXPORT ai3_status ai3_init_algorithms(int abi_version) {
 
 
 def test_plugin_built_for_another_abi_is_refused(tmp_path):
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    headers = [p for p in (pathlib.Path(__file__).resolve().parents[2] / "include",
-                           pathlib.Path(ai3.__file__).parent / "include")
-               if (p / "ai3.h").exists()]
-    if not compiler or not headers:
-        pytest.skip("needs a C compiler and ai3.h")
-    source = tmp_path / "stale.c"
-    source.write_text(STALE_PLUGIN)
-    library = tmp_path / "libstale.so"
-    subprocess.run([compiler, "-shared", "-fPIC", f"-I{headers[0]}", str(source), "-o",
-                    str(library)], check=True)
+    library = build_plugin(tmp_path, "stale", STALE_PLUGIN)
     with pytest.raises(ai3.UnsupportedError, match="ABI"):
-        ai3.load_algorithms(str(library))
+        ai3.load_algorithms(library)
