@@ -16,15 +16,11 @@ const char *ai3_graph_node_op(const graph_node *node) {
 }
 
 node_storage ai3_graph_node_storage(const graph_node *node) {
-    switch (node->kind) {
-    case NODE_RESHAPE: return STORE_VIEW;
-    case NODE_FLATTEN: return node->u.op.view ? STORE_VIEW : STORE_NEW;
-    case NODE_RELU: case NODE_BATCHNORM2D: case NODE_ADD: case NODE_MUL: case NODE_HARDTANH:
-    case NODE_SIGMOID: case NODE_HARDSIGMOID: case NODE_HARDSWISH: case NODE_SILU:
-    case NODE_GELU: case NODE_LAYERNORM: case NODE_SOFTMAX:
+    if (node->kind == NODE_RESHAPE || (node->kind == NODE_FLATTEN && node->u.op.view))
+        return STORE_VIEW;
+    if ((int)node->kind < AI3_OP_COUNT && ai3_op_in_place((ai3_op)node->kind))
         return STORE_INPLACE;
-    default: return STORE_NEW;
-    }
+    return STORE_NEW;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -82,14 +82,16 @@ static ai3_status hardtanh_run(const ai3_plan *plan, int n, const ai3_tensor *co
                         plan->params.hardtanh.max_val, out);
 }
 
-const ai3_op_impl ai3_hardtanh_impl = {.output_shape = hardtanh_shape, .run = hardtanh_run};
+const ai3_op_impl ai3_hardtanh_impl = {.output_shape = hardtanh_shape, .run = hardtanh_run,
+                                       .in_place = true};
 
 static ai3_status gelu_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
                            ai3_tensor *out, void *workspace, size_t workspace_bytes) {
     return ai3_gelu(plan->algorithm, in[0], plan->params.gelu.tanh_approximation, out);
 }
 
-const ai3_op_impl ai3_gelu_impl = {.output_shape = ai3_same_shape, .run = gelu_run};
+const ai3_op_impl ai3_gelu_impl = {.output_shape = ai3_same_shape, .run = gelu_run,
+                                   .in_place = true};
 
 AI3_UNARY_OP_IMPL(sigmoid)
 AI3_UNARY_OP_IMPL(hardsigmoid)

@@ -81,4 +81,5 @@ static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const 
                            plan->params.batchnorm2d.eps, out);
 }
 
-const ai3_op_impl ai3_batchnorm2d_impl = {.output_shape = plan_shape, .run = plan_run};
+const ai3_op_impl ai3_batchnorm2d_impl = {.output_shape = plan_shape, .run = plan_run,
+                                          .in_place = true};

@@ -105,5 +105,7 @@ static ai3_status mul_run(const ai3_plan *plan, int n, const ai3_tensor *const *
     return ai3_mul(plan->algorithm, in[0], in[1], out);
 }
 
-const ai3_op_impl ai3_add_impl = {.output_shape = plan_shape, .run = add_run};
-const ai3_op_impl ai3_mul_impl = {.output_shape = plan_shape, .run = mul_run};
+const ai3_op_impl ai3_add_impl = {.output_shape = plan_shape, .run = add_run,
+                                  .in_place = true};
+const ai3_op_impl ai3_mul_impl = {.output_shape = plan_shape, .run = mul_run,
+                                  .in_place = true};

@@ -69,4 +69,5 @@ static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const 
                          ai3_plan_weight(plan, 1), p->eps, out);
 }
 
-const ai3_op_impl ai3_layernorm_impl = {.output_shape = plan_shape, .run = plan_run};
+const ai3_op_impl ai3_layernorm_impl = {.output_shape = plan_shape, .run = plan_run,
+                                        .in_place = true};

@@ -31,6 +31,9 @@ typedef struct ai3_op_impl {
     ai3_status (*run)(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
                       ai3_tensor *out, void *workspace, size_t workspace_bytes);
     const char *(*algorithm)(const ai3_plan *plan); /* NULL: plan->algorithm */
+    /* The output may be the first input's memory (or the second's, for add
+     * and mul): elementwise operations, which the graph runs in place. */
+    bool in_place;
 } ai3_op_impl;
 
 #define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
@@ -56,6 +59,6 @@ ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *
         return ai3_##name(plan->algorithm, in[0], out);                                     \
     }                                                                                       \
     const ai3_op_impl ai3_##name##_impl = {.output_shape = ai3_same_shape,                  \
-                                           .run = name##_plan_run};
+                                           .run = name##_plan_run, .in_place = true};
 
 #endif

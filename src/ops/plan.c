@@ -5,27 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
-static const ai3_op_impl *const impls[AI3_OP_COUNT] = {
+/* Each operation's row of ai3_ops.inc and its impl (ops/<op>.c). */
+static const struct {
+    const ai3_op_impl *impl;
+    int n_inputs, n_weights;
+} ops[AI3_OP_COUNT] = {
 #define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
-    &ai3_##name##_impl,
+    {&ai3_##name##_impl, n_inputs, n_weights},
 #include "ai3_ops.inc"
 #undef AI3_OP
 };
 
-static const int n_inputs_of[AI3_OP_COUNT] = {
-#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) n_inputs,
-#include "ai3_ops.inc"
-#undef AI3_OP
-};
-
-static const int n_weights_of[AI3_OP_COUNT] = {
-#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) n_weights,
-#include "ai3_ops.inc"
-#undef AI3_OP
-};
-
-int ai3_op_num_inputs(ai3_op op) { return (unsigned)op < AI3_OP_COUNT ? n_inputs_of[op] : 0; }
-int ai3_op_num_weights(ai3_op op) { return (unsigned)op < AI3_OP_COUNT ? n_weights_of[op] : 0; }
+int ai3_op_num_inputs(ai3_op op) { return (unsigned)op < AI3_OP_COUNT ? ops[op].n_inputs : 0; }
+int ai3_op_num_weights(ai3_op op) { return (unsigned)op < AI3_OP_COUNT ? ops[op].n_weights : 0; }
+bool ai3_op_in_place(ai3_op op) { return (unsigned)op < AI3_OP_COUNT && ops[op].impl->in_place; }
 
 ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
                           int *ndim, int64_t *shape) {
@@ -51,9 +44,9 @@ ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
     const char *name = ai3_op_name(op);
     ai3_status s = ai3_check_algorithm_name(op, algorithm);
     if (s != AI3_OK) return s;
-    if (n_weights < 0 || n_weights > n_weights_of[op] || (n_weights > 0 && !weights))
+    if (n_weights < 0 || n_weights > ops[op].n_weights || (n_weights > 0 && !weights))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: takes 0 to %d weights, got %d%s",
-                             name, n_weights_of[op], n_weights,
+                             name, ops[op].n_weights, n_weights,
                              n_weights > 0 && !weights ? " and a NULL array" : "");
     ai3_tensor hint_shape; /* only the shape is read */
     if (hint) {
@@ -68,7 +61,7 @@ ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
     plan->op = op;
     snprintf(plan->algorithm, sizeof plan->algorithm, "%s", algorithm);
     if (params) plan->params = *params;
-    const ai3_op_impl *impl = impls[op];
+    const ai3_op_impl *impl = ops[op].impl;
     if (impl->create) {
         s = impl->create(plan, weights, n_weights, hint);
     } else {
@@ -85,7 +78,7 @@ ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
 
 void ai3_plan_destroy(ai3_plan *plan) {
     if (!plan) return;
-    if (impls[plan->op]->destroy) impls[plan->op]->destroy(plan);
+    if (ops[plan->op].impl->destroy) ops[plan->op].impl->destroy(plan);
     for (int i = 0; i < AI3_PLAN_MAX_WEIGHTS; i++) ai3_free(plan->weights[i].data);
     ai3_free(plan);
 }
@@ -94,7 +87,7 @@ ai3_op ai3_plan_op(const ai3_plan *plan) { return plan ? plan->op : AI3_OP_COUNT
 
 const char *ai3_plan_algorithm(const ai3_plan *plan) {
     if (!plan) return NULL;
-    if (impls[plan->op]->algorithm) return impls[plan->op]->algorithm(plan);
+    if (ops[plan->op].impl->algorithm) return ops[plan->op].impl->algorithm(plan);
     return strcmp(plan->algorithm, "default") == 0 ? ai3_default_algorithm(plan->op)
                                                    : plan->algorithm;
 }
@@ -104,7 +97,7 @@ const char *ai3_plan_algorithm(const ai3_plan *plan) {
 static ai3_status check_inputs(const ai3_plan *plan, int n, const ai3_tensor *const *in) {
     if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan is NULL");
     const char *name = ai3_op_name(plan->op);
-    int want = n_inputs_of[plan->op];
+    int want = ops[plan->op].n_inputs;
     if ((want >= 0 && n != want) || (want < 0 && n < 1) || !in)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: takes %s%d input%s, got %d", name,
                              want < 0 ? "at least " : "", want < 0 ? 1 : want,
@@ -126,7 +119,7 @@ ai3_status ai3_plan_output_shape(const ai3_plan *plan, int n, const ai3_tensor *
     if (!out_ndim || !out_shape)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output shape pointers are NULL",
                              ai3_op_name(plan->op));
-    return impls[plan->op]->output_shape(plan, n, in, out_ndim, out_shape);
+    return ops[plan->op].impl->output_shape(plan, n, in, out_ndim, out_shape);
 }
 
 ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor *const *in,
@@ -137,7 +130,7 @@ ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: bytes is NULL",
                              ai3_op_name(plan->op));
     *bytes = 0;
-    const ai3_op_impl *impl = impls[plan->op];
+    const ai3_op_impl *impl = ops[plan->op].impl;
     return impl->workspace_size ? impl->workspace_size(plan, in, bytes) : AI3_OK;
 }
 
@@ -148,5 +141,5 @@ ai3_status ai3_plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in
     if (!output)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output is NULL",
                              ai3_op_name(plan->op));
-    return impls[plan->op]->run(plan, n, in, output, workspace, workspace_bytes);
+    return ops[plan->op].impl->run(plan, n, in, output, workspace, workspace_bytes);
 }

@@ -48,4 +48,5 @@ static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const 
     return ai3_softmax(plan->algorithm, in[0], plan->params.softmax.dim, out);
 }
 
-const ai3_op_impl ai3_softmax_impl = {.output_shape = plan_shape, .run = plan_run};
+const ai3_op_impl ai3_softmax_impl = {.output_shape = plan_shape, .run = plan_run,
+                                      .in_place = true};

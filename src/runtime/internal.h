@@ -80,6 +80,8 @@ ai3_status ai3_check_algorithm_name(ai3_op op, const char *name);
  * weights a plan keeps. */
 int ai3_op_num_inputs(ai3_op op);
 int ai3_op_num_weights(ai3_op op);
+/* Whether the op's output may be its input's memory (ops/op.h). */
+bool ai3_op_in_place(ai3_op op);
 /* AI3_OK for a CPU tensor; otherwise the lookup's error for `name` on the
  * tensor's device, or AI3_ERROR_UNSUPPORTED (plans hold host copies). */
 ai3_status ai3_require_cpu(ai3_op op, const char *name, const ai3_tensor *t);

@@ -38,15 +38,12 @@ static const builtin_t builtins[] = {
 };
 #define N_BUILTINS (int)(sizeof builtins / sizeof builtins[0])
 
-static const char *const default_names[AI3_OP_COUNT] = {
+/* Each operation's name and default algorithm (ai3_ops.inc). */
+static const struct {
+    const char *name, *default_algorithm;
+} ops[AI3_OP_COUNT] = {
 #define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
-    default_algorithm,
-#include "ai3_ops.inc"
-#undef AI3_OP
-};
-
-static const char *const op_names[AI3_OP_COUNT] = {
-#define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) #name,
+    {#name, default_algorithm},
 #include "ai3_ops.inc"
 #undef AI3_OP
 };
@@ -72,11 +69,11 @@ int ai3_version(void) { return AI3_VERSION; }
 int ai3_abi_version(void) { return AI3_ABI_VERSION; }
 
 const char *ai3_op_name(ai3_op op) {
-    return (unsigned)op < AI3_OP_COUNT ? op_names[op] : NULL;
+    return (unsigned)op < AI3_OP_COUNT ? ops[op].name : NULL;
 }
 
 const char *ai3_default_algorithm(ai3_op op) {
-    return (unsigned)op < AI3_OP_COUNT ? default_names[op] : NULL;
+    return (unsigned)op < AI3_OP_COUNT ? ops[op].default_algorithm : NULL;
 }
 
 const char *ai3_device_name(ai3_device device) {
@@ -125,7 +122,7 @@ ai3_status ai3_register_algorithm(ai3_op op, const char *name, ai3_device device
     if (strcmp(name, "default") == 0 || find_builtin(op, name, device))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "'%s' is a built-in %s algorithm name and cannot be replaced", name,
-                             op_names[op]);
+                             ops[op].name);
     ai3_status status = AI3_OK;
     pthread_mutex_lock(&registry_lock);
     registered_t *slot = find_registered(op, name, device);
@@ -157,7 +154,7 @@ ai3_status ai3_unregister_algorithm(ai3_op op, const char *name) {
     pthread_mutex_unlock(&registry_lock);
     if (!found)
         return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                             "no %s algorithm named '%s' was registered at run time", op_names[op],
+                             "no %s algorithm named '%s' was registered at run time", ops[op].name,
                              name);
     return AI3_OK;
 }
@@ -212,15 +209,15 @@ static ai3_status not_found(ai3_op op, const char *name, ai3_device device) {
     if (used)
         return ai3_set_error(AI3_ERROR_UNSUPPORTED,
                              "%s: algorithm '%s' runs on %s only, but the tensors are on %s",
-                             op_names[op], name, elsewhere, device_names[device]);
+                             ops[op].name, name, elsewhere, device_names[device]);
     char known[512];
     known_names(op, device, known, sizeof known);
     if (!known[0])
         return ai3_set_error(AI3_ERROR_UNSUPPORTED,
                              "%s: this build of ai3 has no algorithm for tensors on %s",
-                             op_names[op], device_names[device]);
+                             ops[op].name, device_names[device]);
     return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                         "%s: unknown algorithm '%s'; known on %s: 'default', %s%s", op_names[op],
+                         "%s: unknown algorithm '%s'; known on %s: 'default', %s%s", ops[op].name,
                          name, device_names[device], known,
                          strcmp(name, "custom") == 0
                              ? " (a 'custom' algorithm must be registered first, e.g. with "
@@ -246,14 +243,14 @@ static ai3_status lookup(ai3_op op, const char *name, ai3_device device,
 }
 
 static const char *resolve_default(ai3_op op, const char *name) {
-    return strcmp(name, "default") == 0 ? default_names[op] : name;
+    return strcmp(name, "default") == 0 ? ops[op].default_algorithm : name;
 }
 
 ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, const ai3_tensor *like,
                                 ai3_algorithm_fn *fn) {
     if (!name)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
-                             op_names[op]);
+                             ops[op].name);
     const builtin_t *b;
     ai3_status s = lookup(op, resolve_default(op, name), like->device, &b, fn);
     if (s == AI3_OK && b) *fn = like->dtype == AI3_FLOAT64 ? b->f64 : b->f32;
@@ -267,12 +264,12 @@ static ai3_status lookup_planned(ai3_op op, const char *name, const ai3_tensor *
     *impl = NULL;
     if (!name)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
-                             op_names[op]);
+                             ops[op].name);
     ai3_status s = lookup(op, resolve_default(op, name), like->device, &b, registered);
     *impl = b ? (like->dtype == AI3_FLOAT64 ? b->planned64 : b->planned32) : NULL;
     if (s == AI3_OK && b && !*impl)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: '%s' is not an algorithm itself",
-                             op_names[op], name);
+                             ops[op].name, name);
     return s;
 }
 
@@ -300,10 +297,10 @@ ai3_status ai3_check_algorithm_name(ai3_op op, const char *name) {
     if (check_op(op) != AI3_OK) return AI3_ERROR_INVALID_ARGUMENT;
     if (!name)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL",
-                             op_names[op]);
+                             ops[op].name);
     if (strlen(name) >= MAX_NAME)
         return ai3_set_error(AI3_ERROR_UNKNOWN_ALGORITHM, "%s: algorithm name '%.40s...' is too "
-                             "long", op_names[op], name);
+                             "long", ops[op].name, name);
     name = resolve_default(op, name);
     for (int d = 0; d < N_DEVICES; d++) {
         pthread_mutex_lock(&registry_lock);
@@ -322,7 +319,7 @@ ai3_status ai3_require_cpu(ai3_op op, const char *name, const ai3_tensor *t) {
     if (s != AI3_OK) return s;
     return ai3_set_error(AI3_ERROR_UNSUPPORTED,
                          "%s: plans keep their weights in host memory; algorithm '%s' on %s "
-                         "cannot be planned", op_names[op], name, device_names[t->device]);
+                         "cannot be planned", ops[op].name, name, device_names[t->device]);
 }
 
 ai3_status ai3_load_algorithms(const char *path) {
