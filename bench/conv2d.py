@@ -43,8 +43,9 @@ def conv_call(x, weight, bias, algorithm):
 
 
 def workspace_bytes(x, weight, bias, algorithm):
-    plan = _core.conv2d_plan(algorithm, weight, bias, 1, 1, 1, 1, 1, 1, 1, 1, 1, "zeros", x)
-    return _core.conv2d_plan_workspace_size(plan, x), _core.conv2d_plan_algorithm(plan)
+    plan = _core.plan("conv2d", algorithm, (weight, bias), (1, 1, 1, 1, 1, 1, 1, 1, 1, "zeros"),
+                      tuple(x.shape))
+    return _core.workspace_size(plan, tuple(x.shape)), _core.plan_algorithm(plan)
 
 
 def measure(n, shape, algorithms, repeats):

@@ -220,6 +220,7 @@ struct ai3_conv2d_plan {
     const ai3_conv2d_algorithm *impl; /* a built-in algorithm, or */
     ai3_conv2d_fn custom;             /* one registered at run time */
     ai3_conv2d_problem pb;
+    ai3_tensor weight_shape; /* the weight's shape (no data): never changes */
     ai3_tensor bias;
     /* "guess" without an expected input: the choice (and the prepared
      * weights) wait for the first input, the weights in pb.weight until then.
@@ -285,8 +286,9 @@ ai3_status ai3_conv2d_plan_create(const char *algorithm, const ai3_tensor *weigh
     pthread_mutex_init(&plan->workspace_lock, NULL);
     pthread_mutex_init(&plan->choice_lock, NULL);
     plan->pb.params = *params;
-    plan->pb.weight = *weight;
-    plan->pb.weight.data = ai3_shape_only; /* the data: once the algorithm is known */
+    plan->weight_shape = *weight;
+    plan->weight_shape.data = ai3_shape_only;
+    plan->pb.weight = plan->weight_shape; /* the data: once the algorithm is known */
     if (bias && ai3_tensor_copy(bias, &plan->bias) != AI3_OK) {
         ai3_conv2d_plan_destroy(plan);
         return AI3_ERROR_OUT_OF_MEMORY;
@@ -345,14 +347,14 @@ static ai3_status check_run(const ai3_conv2d_plan *plan, const ai3_tensor *input
     if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: plan is NULL");
     int ndim;
     int64_t shape[AI3_MAX_DIMS];
-    if ((s = ai3_conv2d_output_shape(input, &plan->pb.weight, &plan->pb.params, &ndim, shape)) !=
+    if ((s = ai3_conv2d_output_shape(input, &plan->weight_shape, &plan->pb.params, &ndim, shape)) !=
         AI3_OK)
         return s;
     if (output && (s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK)
         return s;
     *in4 = ai3_batched_4d(input);
     if (output) *out4 = ai3_batched_4d(output);
-    ai3_conv2d_get_dims(in4, &plan->pb.weight, &plan->pb.params, d);
+    ai3_conv2d_get_dims(in4, &plan->weight_shape, &plan->pb.params, d);
     return settle(plan, d);
 }
 
@@ -440,7 +442,7 @@ static void plan_destroy(ai3_plan *plan) { ai3_conv2d_plan_destroy(plan->state);
 static ai3_status plan_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in, int *ndim,
                              int64_t *shape) {
     const ai3_conv2d_plan *cp = plan->state;
-    return ai3_conv2d_output_shape(in[0], &cp->pb.weight, &cp->pb.params, ndim, shape);
+    return ai3_conv2d_output_shape(in[0], &cp->weight_shape, &cp->pb.params, ndim, shape);
 }
 
 static ai3_status plan_workspace(const ai3_plan *plan, const ai3_tensor *const *in,

@@ -226,27 +226,47 @@ static PyObject *py_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-/* output_shape(plan, *shapes): the output's shape for inputs of these
- * shapes (nothing is computed). */
-static PyObject *py_output_shape(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* The plan and shape-only inputs of output_shape and workspace_size
+ * (plan, *shapes); the input count, or -1. */
+static int plan_and_shapes(PyObject *const *args, Py_ssize_t nargs, ai3_plan **plan,
+                           ai3_tensor *views, const ai3_tensor **in) {
     if (nargs < 2 || nargs - 1 > MAX_INPUTS) {
-        PyErr_SetString(PyExc_TypeError, "output_shape(plan, *shapes) needs a plan and shapes");
-        return NULL;
+        PyErr_SetString(PyExc_TypeError, "takes a plan and the inputs' shapes");
+        return -1;
     }
-    ai3_plan *plan = plan_of(args[0]);
-    if (!plan) return NULL;
-    ai3_tensor views[MAX_INPUTS];
-    const ai3_tensor *in[MAX_INPUTS];
+    if (!(*plan = plan_of(args[0]))) return -1;
     for (Py_ssize_t i = 1; i < nargs; i++) {
-        if (ai3_py_shape_view(args[i], AI3_FLOAT32, &views[i - 1]) < 0) return NULL;
+        if (ai3_py_shape_view(args[i], AI3_FLOAT32, &views[i - 1]) < 0) return -1;
         views[i - 1].data = &views[i - 1]; /* never read */
         in[i - 1] = &views[i - 1];
     }
-    int ndim;
+    return (int)nargs - 1;
+}
+
+/* output_shape(plan, *shapes): the output's shape for inputs of these
+ * shapes (nothing is computed). */
+static PyObject *py_output_shape(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    ai3_plan *plan;
+    ai3_tensor views[MAX_INPUTS];
+    const ai3_tensor *in[MAX_INPUTS];
+    int n = plan_and_shapes(args, nargs, &plan, views, in), ndim;
     int64_t shape[AI3_MAX_DIMS];
-    ai3_status status = ai3_plan_output_shape(plan, (int)nargs - 1, in, &ndim, shape);
-    if (status != AI3_OK) return ai3_py_raise(status);
-    return ai3_py_shape(ndim, shape);
+    if (n < 0) return NULL;
+    ai3_status status = ai3_plan_output_shape(plan, n, in, &ndim, shape);
+    return status == AI3_OK ? ai3_py_shape(ndim, shape) : ai3_py_raise(status);
+}
+
+/* workspace_size(plan, *shapes): the scratch bytes a run on inputs of these
+ * shapes needs (a 'guess' plan made without a hint chooses here). */
+static PyObject *py_workspace_size(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    ai3_plan *plan;
+    ai3_tensor views[MAX_INPUTS];
+    const ai3_tensor *in[MAX_INPUTS];
+    int n = plan_and_shapes(args, nargs, &plan, views, in);
+    size_t bytes;
+    if (n < 0) return NULL;
+    ai3_status status = ai3_plan_workspace_size(plan, n, in, &bytes);
+    return status == AI3_OK ? PyLong_FromSize_t(bytes) : ai3_py_raise(status);
 }
 
 PyMethodDef ai3_py_plan_methods[] = {
@@ -260,5 +280,8 @@ PyMethodDef ai3_py_plan_methods[] = {
      "run(plan, *inputs)\n--\n\nRuns the plan; returns a new output tensor."},
     {"output_shape", (PyCFunction)(void (*)(void))py_output_shape, METH_FASTCALL,
      "output_shape(plan, *shapes)\n--\n\nThe output's shape for inputs of these shapes."},
+    {"workspace_size", (PyCFunction)(void (*)(void))py_workspace_size, METH_FASTCALL,
+     "workspace_size(plan, *shapes)\n--\n\nThe scratch bytes a run on inputs of these "
+     "shapes needs."},
     {NULL, NULL, 0, NULL},
 };

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -616,4 +617,56 @@ AI3_TEST(conv2d_direct_plain_depthwise_matches_reference) {
             continue;
         check_case(&c, "direct", i % 2 ? AI3_FLOAT64 : AI3_FLOAT32, 1);
     }
+}
+
+/* A "guess" plan made without an expected input chooses at its first input;
+ * several threads giving it its first inputs at once agree, and compute. */
+typedef struct {
+    const ai3_conv2d_plan *plan;
+    const ai3_tensor *input;
+    ai3_tensor output;
+    ai3_status status;
+} first_run;
+
+static void *run_first(void *arg) {
+    first_run *r = arg;
+    r->status = ai3_conv2d_plan_run(r->plan, r->input, &r->output, NULL, 0);
+    return NULL;
+}
+
+AI3_TEST(conv2d_guess_plan_chooses_once_at_its_first_input) {
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    const int64_t w_shape[4] = {32, 32, 3, 3}, in_shape[4] = {1, 32, 20, 20};
+    ai3_tensor weight = test_random(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor input = test_random(AI3_FLOAT32, 4, in_shape);
+    ai3_conv2d_plan *plan = NULL;
+    AI3_EXPECT(ai3_conv2d_plan_create("guess", &weight, NULL, &p, NULL, &plan) == AI3_OK, "%s",
+               ai3_last_error());
+    if (!plan) return;
+    AI3_EXPECT(strcmp(ai3_conv2d_plan_algorithm(plan), "guess") == 0, "chose before an input");
+    int nd;
+    int64_t out_shape[AI3_MAX_DIMS];
+    ai3_conv2d_output_shape(&input, &weight, &p, &nd, out_shape);
+    ai3_tensor want = test_tensor(AI3_FLOAT32, nd, out_shape);
+    ai3_ref_conv2d_f32(&input, &weight, NULL, &p, &want);
+    enum { THREADS = 4 };
+    first_run runs[THREADS];
+    pthread_t threads[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        runs[i] = (first_run){plan, &input, test_tensor(AI3_FLOAT32, nd, out_shape), AI3_OK};
+        pthread_create(&threads[i], NULL, run_first, &runs[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        AI3_EXPECT(runs[i].status == AI3_OK && test_relative_error(&runs[i].output, &want) < 1e-4,
+                   "thread %d: %s", i, ai3_last_error());
+        free(runs[i].output.data);
+    }
+    const char *chosen = ai3_conv2d_plan_algorithm(plan);
+    AI3_EXPECT(strcmp(chosen, "guess") != 0, "still 'guess' after its first input");
+    ai3_conv2d_plan_destroy(plan);
+    free(weight.data);
+    free(input.data);
+    free(want.data);
 }
