@@ -7,9 +7,11 @@ its algorithm, parameters and weights, made once and kept) and one call,
 (``Tensor.new_empty``) and computes it with the GIL released.
 
 A plain eager call (no autograd to record, no tracing, no torch dispatch or
-function mode) goes straight to ``_core.run``. Anything else goes through
-the torch custom op ``ai3::<op>``, which supports autograd (with torch's own
-gradient formulas) and ``torch.compile``. The custom ops' fake
+function mode) goes straight to ``_core.run``; an eager call that autograd
+records goes through a ``torch.autograd.Function`` around the same call
+(torch's own gradient formulas). Anything else goes through the torch custom
+op ``ai3::<op>``, which has the same gradient formulas and supports
+``torch.compile``. The custom ops' fake
 implementations compute the output shape in Python with plain arithmetic (it
 must work on the symbolic sizes ``torch.compile`` traces with); the tests
 check that these shape functions agree with the C core's.
@@ -106,18 +108,72 @@ def _empty_output(x: Tensor, shape) -> Tensor:
     return torch.empty(shape, dtype=x.dtype, device=x.device)
 
 
-def _eager(*tensors) -> bool:
-    """Whether a call on `tensors` (None entries allowed) can go straight to
-    the C core: plain tensors, not meta, nothing for autograd to record, no
-    torch.compile tracing and no torch dispatch or function mode active."""
+# How a call runs (see _path).
+_CUSTOM_OP, _DIRECT, _AUTOGRAD = 0, 1, 2
+
+
+def _path(*tensors) -> int:
+    """How a call on `tensors` (None entries allowed) runs: _DIRECT (straight
+    to the C core) for plain tensors, not meta, with nothing for autograd to
+    record; _AUTOGRAD (a torch.autograd.Function around the same call) when
+    autograd records; _CUSTOM_OP (the torch custom op) under torch.compile,
+    a torch dispatch or function mode, a functorch transform, or for tensor
+    subclasses."""
     if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or \
-            torch._C._is_torch_function_mode_enabled():
-        return False
+            torch._C._is_torch_function_mode_enabled() or \
+            torch._C._are_functorch_transforms_active():
+        return _CUSTOM_OP
     grad = torch.is_grad_enabled()
+    path = _DIRECT
     for t in tensors:
-        if t is not None and (type(t) not in _PLAIN or t.is_meta or (grad and t.requires_grad)):
-            return False
-    return True
+        if t is None:
+            continue
+        if type(t) not in _PLAIN or t.is_meta:
+            return _CUSTOM_OP
+        if grad and t.requires_grad:
+            path = _AUTOGRAD
+    return path
+
+
+# The implementation of each custom op (by custom op), and the
+# autograd.Function that runs it with the op's gradient formulas in eager
+# mode (by name; cheaper to call than the custom op, which goes through
+# torch's dispatcher).
+_IMPLS: dict = {}
+_FUNCTIONS: dict = {}
+
+
+def _custom_op(name: str):
+    """torch.library.custom_op("ai3::<name>") that also records the function."""
+    def define(fn):
+        custom = torch.library.custom_op(f"ai3::{name}", fn, mutates_args=())
+        _IMPLS[custom] = (name, fn)
+        return custom
+    return define
+
+
+def _register_autograd(custom, backward, setup) -> None:
+    custom.register_autograd(backward, setup_context=setup)
+    name, fn = _IMPLS[custom]
+
+    # forward(ctx, ...) rather than a separate setup_context: apply() then
+    # skips binding the arguments to the signature, which costs more than
+    # the whole call.
+    def forward(ctx, *args):
+        output = fn(*args)
+        setup(ctx, args, output)
+        return output
+
+    _FUNCTIONS[name] = type(f"{name}_function", (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
+def _through_torch(path: int, op: str, *args):
+    """ai3::<op>(*args) as _path chose: its autograd.Function, else the
+    custom op."""
+    if path == _AUTOGRAD:
+        return _FUNCTIONS[op].apply(*args)
+    return getattr(torch.ops.ai3, op)(*args)
 
 
 # Tensor types the C core takes as they are (subclasses such as FakeTensor go
@@ -267,7 +323,7 @@ def _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mo
     return (*x.shape[:-3], c_out, oh, ow)
 
 
-@torch.library.custom_op("ai3::conv2d", mutates_args=())
+@_custom_op("conv2d")
 def _conv2d_op(
     x: Tensor,
     weight: Tensor,
@@ -352,7 +408,7 @@ def _conv2d_backward(ctx, grad):
     return (grad_x, grad_weight, grad_bias if mask[2] else None) + (None,) * 7
 
 
-_conv2d_op.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
+_register_autograd(_conv2d_op, _conv2d_backward, _conv2d_setup)
 
 # ---------------------------------------------------------------------------
 # linear
@@ -382,7 +438,7 @@ def _linear_shape(x, weight, bias, algorithm):
     return (*x.shape[:-1], out_features)
 
 
-@torch.library.custom_op("ai3::linear", mutates_args=())
+@_custom_op("linear")
 def _linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str,
                keep_plan: bool) -> Tensor:
     return _core.run(_plan("linear", algorithm, (), (weight, bias), keep_plan), x)
@@ -412,7 +468,7 @@ def _linear_backward(ctx, grad):
     return grad_x, grad_weight, grad_bias, None, None
 
 
-_linear_op.register_autograd(_linear_backward, setup_context=_linear_setup)
+_register_autograd(_linear_op, _linear_backward, _linear_setup)
 
 # ---------------------------------------------------------------------------
 # maxpool2d and avgpool2d
@@ -450,7 +506,7 @@ def _maxpool2d_shape(x, kernel_size, stride, padding, dilation, ceil_mode, algor
     return _pool_shape("maxpool2d", x, kernel_size, stride, padding, dilation, ceil_mode, algorithm)
 
 
-@torch.library.custom_op("ai3::maxpool2d", mutates_args=())
+@_custom_op("maxpool2d")
 def _maxpool2d_op(
     x: Tensor,
     kernel_size: list[int],
@@ -487,7 +543,7 @@ def _maxpool2d_backward(ctx, grad):
     return grad_x, None, None, None, None, None, None
 
 
-_maxpool2d_op.register_autograd(_maxpool2d_backward, setup_context=_maxpool2d_setup)
+_register_autograd(_maxpool2d_op, _maxpool2d_backward, _maxpool2d_setup)
 
 
 def _avgpool2d_shape(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
@@ -497,7 +553,7 @@ def _avgpool2d_shape(x, kernel_size, stride, padding, ceil_mode, count_include_p
     return _pool_shape("avgpool2d", x, kernel_size, stride, padding, (1, 1), ceil_mode, algorithm)
 
 
-@torch.library.custom_op("ai3::avgpool2d", mutates_args=())
+@_custom_op("avgpool2d")
 def _avgpool2d_op(
     x: Tensor,
     kernel_size: list[int],
@@ -539,7 +595,7 @@ def _avgpool2d_backward(ctx, grad):
     return grad_x, None, None, None, None, None, None, None
 
 
-_avgpool2d_op.register_autograd(_avgpool2d_backward, setup_context=_avgpool2d_setup)
+_register_autograd(_avgpool2d_op, _avgpool2d_backward, _avgpool2d_setup)
 
 # ---------------------------------------------------------------------------
 # adaptiveavgpool2d
@@ -558,7 +614,7 @@ def _adaptiveavgpool2d_shape(x, output_size, algorithm):
     return (*x.shape[:-2], output_size[0], output_size[1])
 
 
-@torch.library.custom_op("ai3::adaptiveavgpool2d", mutates_args=())
+@_custom_op("adaptiveavgpool2d")
 def _adaptiveavgpool2d_op(x: Tensor, output_size: list[int], algorithm: str) -> Tensor:
     return _core.run(_plan("adaptiveavgpool2d", algorithm, tuple(output_size)), x)
 
@@ -577,8 +633,7 @@ def _adaptiveavgpool2d_backward(ctx, grad):
     return torch.ops.aten._adaptive_avg_pool2d_backward(grad, x), None, None
 
 
-_adaptiveavgpool2d_op.register_autograd(_adaptiveavgpool2d_backward,
-                                        setup_context=_adaptiveavgpool2d_setup)
+_register_autograd(_adaptiveavgpool2d_op, _adaptiveavgpool2d_backward, _adaptiveavgpool2d_setup)
 
 # ---------------------------------------------------------------------------
 # relu
@@ -592,7 +647,7 @@ def _relu_shape(x, algorithm):
     return x.shape
 
 
-@torch.library.custom_op("ai3::relu", mutates_args=())
+@_custom_op("relu")
 def _relu_op(x: Tensor, algorithm: str) -> Tensor:
     return _core.run(_plan("relu", algorithm, ()), x)
 
@@ -611,7 +666,7 @@ def _relu_backward(ctx, grad):
     return torch.ops.aten.threshold_backward(grad, out, 0), None
 
 
-_relu_op.register_autograd(_relu_backward, setup_context=_relu_setup)
+_register_autograd(_relu_op, _relu_backward, _relu_setup)
 
 # ---------------------------------------------------------------------------
 # flatten
@@ -640,7 +695,7 @@ def _flatten_shape(x, start_dim, end_dim, algorithm):
     return (*shape[:start], merged, *shape[end + 1 :])
 
 
-@torch.library.custom_op("ai3::flatten", mutates_args=())
+@_custom_op("flatten")
 def _flatten_op(x: Tensor, start_dim: int, end_dim: int, algorithm: str) -> Tensor:
     return _core.run(_plan("flatten", algorithm, (start_dim, end_dim)), x)
 
@@ -658,7 +713,7 @@ def _flatten_backward(ctx, grad):
     return grad.reshape(ctx.input_shape), None, None, None
 
 
-_flatten_op.register_autograd(_flatten_backward, setup_context=_flatten_setup)
+_register_autograd(_flatten_op, _flatten_backward, _flatten_setup)
 
 # ---------------------------------------------------------------------------
 # The functions the rest of ai3 calls
@@ -683,11 +738,12 @@ def conv2d(
     """2-d convolution; `padding` is explicit per side: (top, bottom, left, right)
     (see :func:`conv2d_padding`)."""
     keep = _keep_plan(weight, bias)
-    if _eager(x, weight, bias):
+    path = _path(x, weight, bias)
+    if path == _DIRECT:
         return _conv2d_run(x, weight, bias, stride, padding, dilation, groups, padding_mode,
                            algorithm, keep)
-    return torch.ops.ai3.conv2d(x, weight, bias, _ints(stride), _ints(padding), _ints(dilation),
-                                int(groups), padding_mode, algorithm, keep)
+    return _through_torch(path, "conv2d", x, weight, bias, _ints(stride), _ints(padding),
+                          _ints(dilation), int(groups), padding_mode, algorithm, keep)
 
 
 def conv2d_algorithm_for(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int,
@@ -733,9 +789,10 @@ def conv2d_padding(
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str) -> Tensor:
     """x · weightᵀ + bias over the last dimension of x."""
     keep = _keep_plan(weight, bias)
-    if _eager(x, weight, bias):
+    path = _path(x, weight, bias)
+    if path == _DIRECT:
         return _core.run(_plan("linear", algorithm, (), (weight, bias), keep), x)
-    return torch.ops.ai3.linear(x, weight, bias, algorithm, keep)
+    return _through_torch(path, "linear", x, weight, bias, algorithm, keep)
 
 
 def maxpool2d(
@@ -748,7 +805,7 @@ def maxpool2d(
     algorithm: str,
 ) -> Tensor:
     params = _maxpool2d_params(kernel_size, stride, padding, dilation, ceil_mode)
-    return _unary("maxpool2d", x, params, algorithm, torch.ops.ai3.maxpool2d, _ints(kernel_size),
+    return _unary("maxpool2d", x, params, algorithm, _ints(kernel_size),
                   _ints(stride), _ints(padding), _ints(dilation), bool(ceil_mode))
 
 
@@ -764,7 +821,7 @@ def avgpool2d(
 ) -> Tensor:
     params = _avgpool2d_params(kernel_size, stride, padding, ceil_mode, count_include_pad,
                                divisor_override)
-    return _unary("avgpool2d", x, params, algorithm, torch.ops.ai3.avgpool2d, _ints(kernel_size),
+    return _unary("avgpool2d", x, params, algorithm, _ints(kernel_size),
                   _ints(stride), _ints(padding), bool(ceil_mode), bool(count_include_pad),
                   None if divisor_override is None else int(divisor_override))
 
@@ -774,17 +831,16 @@ def adaptiveavgpool2d(x: Tensor, output_size: tuple[int, int], algorithm: str) -
         raise ValueError(f"ai3 adaptiveavgpool2d: output_size must be at least 1, got "
                          f"{tuple(output_size)}")
     size = _ints(output_size)
-    return _unary("adaptiveavgpool2d", x, tuple(size), algorithm,
-                  torch.ops.ai3.adaptiveavgpool2d, size)
+    return _unary("adaptiveavgpool2d", x, tuple(size), algorithm, size)
 
 
 def relu(x: Tensor, algorithm: str) -> Tensor:
-    return _unary("relu", x, (), algorithm, torch.ops.ai3.relu)
+    return _unary("relu", x, (), algorithm)
 
 
 def flatten(x: Tensor, start_dim: int, end_dim: int, algorithm: str) -> Tensor:
     dims = (int(start_dim), int(end_dim))
-    return _unary("flatten", x, dims, algorithm, torch.ops.ai3.flatten, *dims)
+    return _unary("flatten", x, dims, algorithm, *dims)
 
 # ===========================================================================
 # The operations whole networks need: batchnorm2d, add, mul, cat, the
@@ -835,7 +891,7 @@ def _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps, algorith
     return x.shape
 
 
-@torch.library.custom_op("ai3::batchnorm2d", mutates_args=())
+@_custom_op("batchnorm2d")
 def _batchnorm2d_op(x: Tensor, running_mean: Tensor, running_var: Tensor,
                     weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
                     algorithm: str) -> Tensor:
@@ -873,7 +929,7 @@ def _batchnorm2d_backward(ctx, grad):
     return grad_x, None, None, grad_w, grad_b, None, None
 
 
-_batchnorm2d_op.register_autograd(_batchnorm2d_backward, setup_context=_batchnorm2d_setup)
+_register_autograd(_batchnorm2d_op, _batchnorm2d_backward, _batchnorm2d_setup)
 
 # --- add, mul (broadcasting) ------------------------------------------------
 
@@ -917,7 +973,7 @@ def _binary_op(op):
     def impl(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
         return _core.run(_plan(op, algorithm, ()), a, b)
 
-    custom = torch.library.custom_op(f"ai3::{op}", impl, mutates_args=())
+    custom = _custom_op(op)(impl)
     custom.register_fake(lambda a, b, algorithm: _empty_output(a, shape_of(a, b, algorithm)))
 
     def setup(ctx, inputs, output):
@@ -938,7 +994,7 @@ def _binary_op(op):
         gb = _sum_to(gb, shape_b) if ctx.needs_input_grad[1] else None
         return ga, gb, None
 
-    custom.register_autograd(backward, setup_context=setup)
+    _register_autograd(custom, backward, setup)
     return custom
 
 
@@ -969,7 +1025,7 @@ def _cat_shape(tensors, dim, algorithm):
     return (*first.shape[:d], total, *first.shape[d + 1:])
 
 
-@torch.library.custom_op("ai3::cat", mutates_args=())
+@_custom_op("cat")
 def _cat_op(tensors: list[Tensor], dim: int, algorithm: str) -> Tensor:
     return _core.run(_plan("cat", algorithm, (dim,)), tensors)
 
@@ -990,7 +1046,7 @@ def _cat_backward(ctx, grad):
     return list(grad.split(ctx.sizes, ctx.dim)), None, None
 
 
-_cat_op.register_autograd(_cat_backward, setup_context=_cat_setup)
+_register_autograd(_cat_op, _cat_backward, _cat_setup)
 
 # --- activations --------------------------------------------------------------
 
@@ -1002,7 +1058,7 @@ def _hardtanh_shape(x, min_val, max_val, algorithm):
     return _check_elementwise("hardtanh", x, algorithm)
 
 
-@torch.library.custom_op("ai3::hardtanh", mutates_args=())
+@_custom_op("hardtanh")
 def _hardtanh_op(x: Tensor, min_val: float, max_val: float, algorithm: str) -> Tensor:
     return _core.run(_plan("hardtanh", algorithm, (float(min_val), float(max_val))), x)
 
@@ -1023,7 +1079,7 @@ def _hardtanh_backward(ctx, grad):
     return torch.ops.aten.hardtanh_backward(grad, x, *ctx.bounds), None, None, None
 
 
-_hardtanh_op.register_autograd(_hardtanh_backward, setup_context=_hardtanh_setup)
+_register_autograd(_hardtanh_op, _hardtanh_backward, _hardtanh_setup)
 
 
 def _activation_op(op, backward_of):
@@ -1032,7 +1088,7 @@ def _activation_op(op, backward_of):
     def impl(x: Tensor, algorithm: str) -> Tensor:
         return _core.run(_plan(op, algorithm, ()), x)
 
-    custom = torch.library.custom_op(f"ai3::{op}", impl, mutates_args=())
+    custom = _custom_op(op)(impl)
     custom.register_fake(lambda x, algorithm: _empty_output(x, _check_elementwise(op, x, algorithm)))
 
     def setup(ctx, inputs, output):
@@ -1042,7 +1098,7 @@ def _activation_op(op, backward_of):
         x, out = ctx.saved_tensors
         return backward_of(grad, x, out), None
 
-    custom.register_autograd(backward, setup_context=setup)
+    _register_autograd(custom, backward, setup)
     return custom
 
 
@@ -1059,7 +1115,7 @@ def _gelu_shape(x, approximate, algorithm):
     return _check_elementwise("gelu", x, algorithm)
 
 
-@torch.library.custom_op("ai3::gelu", mutates_args=())
+@_custom_op("gelu")
 def _gelu_op(x: Tensor, approximate: str, algorithm: str) -> Tensor:
     return _core.run(_plan("gelu", algorithm, _gelu_params(approximate)), x)
 
@@ -1085,7 +1141,7 @@ def _gelu_backward(ctx, grad):
     return _aten.gelu_backward(grad, x, approximate=ctx.approximate), None, None
 
 
-_gelu_op.register_autograd(_gelu_backward, setup_context=_gelu_setup)
+_register_autograd(_gelu_op, _gelu_backward, _gelu_setup)
 
 # --- mean -------------------------------------------------------------------
 
@@ -1112,7 +1168,7 @@ def _mean_shape(x, dims, keepdim, algorithm):
                  if keepdim or d not in reduced)
 
 
-@torch.library.custom_op("ai3::mean", mutates_args=())
+@_custom_op("mean")
 def _mean_op(x: Tensor, dims: list[int], keepdim: bool, algorithm: str) -> Tensor:
     return _core.run(_plan("mean", algorithm, (tuple(dims), bool(keepdim))), x)
 
@@ -1139,7 +1195,7 @@ def _mean_backward(ctx, grad):
     return grad.expand(ctx.shape) / count, None, None, None
 
 
-_mean_op.register_autograd(_mean_backward, setup_context=_mean_setup)
+_register_autograd(_mean_op, _mean_backward, _mean_setup)
 
 # --- permute ----------------------------------------------------------------
 
@@ -1157,7 +1213,7 @@ def _permute_shape(x, perm, algorithm):
     return tuple(x.shape[p] for p in norm)
 
 
-@torch.library.custom_op("ai3::permute", mutates_args=())
+@_custom_op("permute")
 def _permute_op(x: Tensor, perm: list[int], algorithm: str) -> Tensor:
     return _core.run(_plan("permute", algorithm, (tuple(perm),)), x)
 
@@ -1177,7 +1233,7 @@ def _permute_backward(ctx, grad):
     return grad.permute(ctx.inverse), None, None
 
 
-_permute_op.register_autograd(_permute_backward, setup_context=_permute_setup)
+_register_autograd(_permute_op, _permute_backward, _permute_setup)
 
 # --- layernorm ----------------------------------------------------------------
 
@@ -1203,7 +1259,7 @@ def _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm):
     return x.shape
 
 
-@torch.library.custom_op("ai3::layernorm", mutates_args=())
+@_custom_op("layernorm")
 def _layernorm_op(x: Tensor, normalized_ndim: int, weight: Optional[Tensor],
                   bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
     return _core.run(_plan("layernorm", algorithm, (normalized_ndim, float(eps)), (weight, bias),
@@ -1233,7 +1289,7 @@ def _layernorm_backward(ctx, grad):
     return gx, None, gw, gb, None, None
 
 
-_layernorm_op.register_autograd(_layernorm_backward, setup_context=_layernorm_setup)
+_register_autograd(_layernorm_op, _layernorm_backward, _layernorm_setup)
 
 # --- softmax ------------------------------------------------------------------
 
@@ -1246,7 +1302,7 @@ def _softmax_shape(x, dim, algorithm):
     return x.shape
 
 
-@torch.library.custom_op("ai3::softmax", mutates_args=())
+@_custom_op("softmax")
 def _softmax_op(x: Tensor, dim: int, algorithm: str) -> Tensor:
     return _core.run(_plan("softmax", algorithm, (dim,)), x)
 
@@ -1267,99 +1323,103 @@ def _softmax_backward(ctx, grad):
     return _aten._softmax_backward_data(grad, out, ctx.dim, ctx.dtype), None, None
 
 
-_softmax_op.register_autograd(_softmax_backward, setup_context=_softmax_setup)
+_register_autograd(_softmax_op, _softmax_backward, _softmax_setup)
 
 # --- the functions the rest of ai3 calls --------------------------------------
 
 
-def _unary(op: str, x: Tensor, params: tuple, algorithm: str, custom, *args) -> Tensor:
-    """ai3::<op> on x: straight to the C core in a plain eager call, else
-    through the custom op `custom` (called with x, *args, algorithm)."""
-    if _eager(x):
+def _unary(op: str, x: Tensor, params: tuple, algorithm: str, *args) -> Tensor:
+    """ai3::<op>(x, *args, algorithm) of an operation without weights: straight
+    to the C core when _path allows (params: the plan's parameters)."""
+    path = _path(x)
+    if path == _DIRECT:
         return _core.run(_plan(op, algorithm, params), x)
-    return custom(x, *args, algorithm)
+    return _through_torch(path, op, x, *args, algorithm)
 
 
 def batchnorm2d(x: Tensor, running_mean: Tensor, running_var: Tensor, weight: Optional[Tensor],
                 bias: Optional[Tensor], eps: float, algorithm: str) -> Tensor:
     """Batch norm in inference form: normalised with the running statistics."""
-    if _eager(x, running_mean, running_var, weight, bias):
-        stats = (running_mean, running_var, weight, bias)
+    stats = (running_mean, running_var, weight, bias)
+    path = _path(x, *stats)
+    if path == _DIRECT:
         return _core.run(_plan("batchnorm2d", algorithm, (float(eps),), stats,
                                _keep_norm_plan(*stats)), x)
-    return torch.ops.ai3.batchnorm2d(x, running_mean, running_var, weight, bias, float(eps),
-                                     algorithm)
+    return _through_torch(path, "batchnorm2d", x, *stats, float(eps), algorithm)
 
 
 def add(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
     """a + b with broadcasting (same dtype)."""
-    if _eager(a, b):
+    path = _path(a, b)
+    if path == _DIRECT:
         return _core.run(_plan("add", algorithm, ()), a, b)
-    return torch.ops.ai3.add(a, b, algorithm)
+    return _through_torch(path, "add", a, b, algorithm)
 
 
 def mul(a: Tensor, b: Tensor, algorithm: str) -> Tensor:
     """a * b with broadcasting (same dtype)."""
-    if _eager(a, b):
+    path = _path(a, b)
+    if path == _DIRECT:
         return _core.run(_plan("mul", algorithm, ()), a, b)
-    return torch.ops.ai3.mul(a, b, algorithm)
+    return _through_torch(path, "mul", a, b, algorithm)
 
 
 def cat(tensors: Sequence[Tensor], dim: int, algorithm: str) -> Tensor:
     tensors = list(tensors)
-    if tensors and _eager(*tensors):
+    if tensors and _path(*tensors) == _DIRECT:
         return _core.run(_plan("cat", algorithm, (int(dim),)), tensors)
+    # (a list of tensors is no autograd.Function input: the custom op records it)
     return torch.ops.ai3.cat(tensors, int(dim), algorithm)
 
 
 def hardtanh(x: Tensor, min_val: float, max_val: float, algorithm: str) -> Tensor:
     """x clamped to [min_val, max_val]; ReLU6 is hardtanh(x, 0, 6)."""
     lo, hi = float(min_val), float(max_val)
-    return _unary("hardtanh", x, (lo, hi), algorithm, torch.ops.ai3.hardtanh, lo, hi)
+    return _unary("hardtanh", x, (lo, hi), algorithm, lo, hi)
 
 
 def sigmoid(x: Tensor, algorithm: str) -> Tensor:
-    return _unary("sigmoid", x, (), algorithm, torch.ops.ai3.sigmoid)
+    return _unary("sigmoid", x, (), algorithm)
 
 
 def hardsigmoid(x: Tensor, algorithm: str) -> Tensor:
-    return _unary("hardsigmoid", x, (), algorithm, torch.ops.ai3.hardsigmoid)
+    return _unary("hardsigmoid", x, (), algorithm)
 
 
 def hardswish(x: Tensor, algorithm: str) -> Tensor:
-    return _unary("hardswish", x, (), algorithm, torch.ops.ai3.hardswish)
+    return _unary("hardswish", x, (), algorithm)
 
 
 def silu(x: Tensor, algorithm: str) -> Tensor:
-    return _unary("silu", x, (), algorithm, torch.ops.ai3.silu)
+    return _unary("silu", x, (), algorithm)
 
 
 def gelu(x: Tensor, approximate: str, algorithm: str) -> Tensor:
     """gelu, exact ('none') or with approximate='tanh', as torch."""
-    return _unary("gelu", x, _gelu_params(approximate), algorithm, torch.ops.ai3.gelu,
-                  approximate)
+    return _unary("gelu", x, _gelu_params(approximate), algorithm, approximate)
 
 
 def mean(x: Tensor, dims: Sequence[int], keepdim: bool, algorithm: str) -> Tensor:
     """Mean over `dims` (empty: every dimension)."""
     dims = _ints(dims)
-    return _unary("mean", x, (tuple(dims), bool(keepdim)), algorithm, torch.ops.ai3.mean, dims,
-                  bool(keepdim))
+    return _unary("mean", x, (tuple(dims), bool(keepdim)), algorithm, dims, bool(keepdim))
 
 
 def permute(x: Tensor, perm: Sequence[int], algorithm: str) -> Tensor:
     perm = _ints(perm)
-    return _unary("permute", x, (tuple(perm),), algorithm, torch.ops.ai3.permute, perm)
+    return _unary("permute", x, (tuple(perm),), algorithm, perm)
 
 
 def layernorm(x: Tensor, normalized_ndim: int, weight: Optional[Tensor], bias: Optional[Tensor],
               eps: float, algorithm: str) -> Tensor:
     """nn.LayerNorm over the last `normalized_ndim` dimensions."""
-    if _eager(x, weight, bias):
+    path = _path(x, weight, bias)
+    if path == _DIRECT:
         return _core.run(_plan("layernorm", algorithm, (int(normalized_ndim), float(eps)),
                                (weight, bias), _keep_norm_plan(weight, bias)), x)
-    return torch.ops.ai3.layernorm(x, int(normalized_ndim), weight, bias, float(eps), algorithm)
+    return _through_torch(path, "layernorm", x, int(normalized_ndim), weight, bias, float(eps),
+                          algorithm)
 
 
 def softmax(x: Tensor, dim: int, algorithm: str) -> Tensor:
-    return _unary("softmax", x, (int(dim),), algorithm, torch.ops.ai3.softmax, int(dim))
+    return _unary("softmax", x, (int(dim),), algorithm, int(dim))

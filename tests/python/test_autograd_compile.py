@@ -208,3 +208,40 @@ def test_compile_reports_bad_arguments_clearly():
     # Dynamo wraps the fake implementation's ValueError in a RuntimeError that quotes it.
     with pytest.raises((ValueError, RuntimeError), match="input has 3 channels"):
         compiled(*inputs)
+
+
+class _NoOpMode(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("through_custom_op", [False, True])
+def test_eager_paths_give_torch_gradients(through_custom_op):
+    """Eager autograd runs ai3's autograd.Function; under a torch function
+    mode it runs the custom op instead. Both give torch's gradients."""
+    x = randn((2, 4, 9, 9), torch.float64, 7).requires_grad_()
+    w = randn((6, 4, 3, 3), torch.float64, 8).requires_grad_()
+    b = randn((6,), torch.float64, 9).requires_grad_()
+    lin = randn((5, 6 * 3 * 3), torch.float64, 10).requires_grad_()
+
+    def net(conv, pool, relu, linear):
+        y = relu(pool(conv(x, w, b)))
+        return linear(y.flatten(1), lin).sum()
+
+    ours = (lambda x, w, b: _ops.conv2d(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1, "zeros",
+                                        "default"),
+            lambda y: _ops.maxpool2d(y, (3, 3), (3, 3), (0, 0), (1, 1), False, "default"),
+            lambda y: _ops.relu(y, "default"),
+            lambda y, weight: _ops.linear(y, weight, None, "default"))
+    theirs = (lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda y: F.max_pool2d(y, 3),
+              torch.relu, lambda y, weight: F.linear(y, weight))
+    if through_custom_op:
+        with _NoOpMode():
+            assert _ops._path(x, w) == _ops._CUSTOM_OP
+            grads = torch.autograd.grad(net(*ours), (x, w, b, lin))
+    else:
+        assert _ops._path(x, w) == _ops._AUTOGRAD
+        grads = torch.autograd.grad(net(*ours), (x, w, b, lin))
+    want = torch.autograd.grad(net(*theirs), (x, w, b, lin))
+    for g, t in zip(grads, want):
+        assert_close(g, t, torch.float64)
