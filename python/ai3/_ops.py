@@ -804,9 +804,12 @@ def maxpool2d(
     ceil_mode: bool,
     algorithm: str,
 ) -> Tensor:
-    params = _maxpool2d_params(kernel_size, stride, padding, dilation, ceil_mode)
-    return _unary("maxpool2d", x, params, algorithm, _ints(kernel_size),
-                  _ints(stride), _ints(padding), _ints(dilation), bool(ceil_mode))
+    path = _path(x)
+    if path == _DIRECT:
+        params = _maxpool2d_params(kernel_size, stride, padding, dilation, ceil_mode)
+        return _core.run(_plan("maxpool2d", algorithm, params), x)
+    return _through_torch(path, "maxpool2d", x, _ints(kernel_size), _ints(stride),
+                          _ints(padding), _ints(dilation), bool(ceil_mode), algorithm)
 
 
 def avgpool2d(
@@ -819,11 +822,14 @@ def avgpool2d(
     divisor_override: Optional[int],
     algorithm: str,
 ) -> Tensor:
-    params = _avgpool2d_params(kernel_size, stride, padding, ceil_mode, count_include_pad,
-                               divisor_override)
-    return _unary("avgpool2d", x, params, algorithm, _ints(kernel_size),
-                  _ints(stride), _ints(padding), bool(ceil_mode), bool(count_include_pad),
-                  None if divisor_override is None else int(divisor_override))
+    path = _path(x)
+    if path == _DIRECT:
+        params = _avgpool2d_params(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                   divisor_override)
+        return _core.run(_plan("avgpool2d", algorithm, params), x)
+    return _through_torch(path, "avgpool2d", x, _ints(kernel_size), _ints(stride),
+                          _ints(padding), bool(ceil_mode), bool(count_include_pad),
+                          None if divisor_override is None else int(divisor_override), algorithm)
 
 
 def adaptiveavgpool2d(x: Tensor, output_size: tuple[int, int], algorithm: str) -> Tensor:
