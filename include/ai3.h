@@ -54,7 +54,7 @@ extern "C" {
 #define AI3_VERSION (AI3_VERSION_MAJOR * 10000 + AI3_VERSION_MINOR * 100 + AI3_VERSION_PATCH)
 /* Bumped whenever a struct, enum or function signature of this header
  * changes incompatibly; plugins are checked against it when loaded. */
-#define AI3_ABI_VERSION 2
+#define AI3_ABI_VERSION 3
 
 /* The library's AI3_VERSION (a program may run with a newer libai3 than
  * the header it was compiled with: same major version, same ABI). */
@@ -89,17 +89,26 @@ AI3_API const char *ai3_last_error(void);
 
 #define AI3_MAX_DIMS 8
 
-typedef enum ai3_dtype { AI3_FLOAT32 = 0, AI3_FLOAT64 = 1 } ai3_dtype;
+/* float16 (IEEE half) and bfloat16 are computed on CUDA devices only. */
+typedef enum ai3_dtype {
+    AI3_FLOAT32 = 0,
+    AI3_FLOAT64 = 1,
+    AI3_FLOAT16 = 2,
+    AI3_BFLOAT16 = 3
+} ai3_dtype;
 
 typedef enum ai3_device { AI3_DEVICE_CPU = 0, AI3_DEVICE_CUDA = 1 } ai3_device;
 
-/* A view of caller-owned, C-contiguous memory. */
+/* A view of caller-owned, C-contiguous memory. For a CUDA tensor, data is
+ * a device pointer and device_index the device's ordinal (0 for the first
+ * GPU); it is ignored on the CPU. */
 typedef struct ai3_tensor {
     void *data;
     ai3_dtype dtype;
     ai3_device device;
     int ndim;
     int64_t shape[AI3_MAX_DIMS];
+    int device_index;
 } ai3_tensor;
 
 /* Number of elements (product of the shape; 1 for ndim == 0). */
@@ -484,6 +493,51 @@ AI3_API ai3_status ai3_plan_run(const ai3_plan *plan, int n_inputs,
                                 const ai3_tensor *const *inputs, ai3_tensor *output,
                                 void *workspace, size_t workspace_bytes);
 AI3_API ai3_op ai3_plan_op(const ai3_plan *plan);
+
+/* --- plans on CUDA devices -------------------------------------------------
+ * A plan whose weights are on a CUDA device computes there (a plan without
+ * weights computes on whichever device its inputs are). Its work goes to the
+ * CUDA backend, a second shared library (libai3_cuda, beside libai3) loaded
+ * on first use, which uses the cuDNN, cuBLAS and CUDA runtime libraries the
+ * process has loaded or the loader finds; a program that never passes a
+ * CUDA tensor needs neither them nor a GPU.
+ *
+ * Unlike host plans, a CUDA plan does not copy its weights: it reads them
+ * in place on every run (so a plan stays valid while they are trained in
+ * place), and they must outlive it. Inputs, output and weights must all be
+ * on the plan's device (same device_index). ai3_plan_run on CUDA tensors
+ * runs on the default stream; ai3_plan_run_stream takes the stream. Both
+ * return as soon as the work is enqueued: the output is ready when the
+ * stream reaches it. The workspace is device memory of at least
+ * ai3_plan_workspace_size bytes, which must stay untouched until the
+ * stream has done the work; NULL makes the plan take (and give back) its
+ * own, stream-ordered. Errors a launch reports are returned; errors the GPU
+ * meets later surface at the caller's next synchronisation. */
+typedef struct ai3_plan_options {
+    /* float32 conv2d and linear may compute with TF32 tensor cores (as
+     * torch.backends.cudnn.allow_tf32 / torch.backends.cuda.matmul.allow_tf32);
+     * 0 keeps full float32 precision. Ignored elsewhere. */
+    int allow_tf32;
+} ai3_plan_options;
+
+/* ai3_plan_create with options (NULL: all zero). */
+AI3_API ai3_status ai3_plan_create_with(ai3_op op, const char *algorithm, int n_weights,
+                                        const ai3_tensor *const *weights,
+                                        const ai3_op_params *params, const ai3_tensor *hint,
+                                        const ai3_plan_options *options, ai3_plan **plan);
+/* ai3_plan_run on `stream` (a cudaStream_t of the tensors' device; NULL:
+ * the default stream). Host plans ignore it. */
+AI3_API ai3_status ai3_plan_run_stream(const ai3_plan *plan, int n_inputs,
+                                       const ai3_tensor *const *inputs, ai3_tensor *output,
+                                       void *workspace, size_t workspace_bytes, void *stream);
+
+/* AI3_OK when the CUDA backend is built and loads (it need not find a
+ * GPU); otherwise AI3_ERROR_UNSUPPORTED with the reason as the message. */
+AI3_API ai3_status ai3_cuda_available(void);
+/* What the CUDA backend computes with, e.g. "CUDA runtime 13000, cuDNN
+ * 91900, cuBLAS 130000, 1 device"; "" when it is not available. Valid
+ * until the next call. */
+AI3_API const char *ai3_cuda_describe(void);
 /* The algorithm the plan runs ("default" and "guess" resolved); valid for
  * the plan's lifetime. */
 AI3_API const char *ai3_plan_algorithm(const ai3_plan *plan);

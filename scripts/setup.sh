@@ -13,5 +13,11 @@ if ! .venv/bin/python -c "import torch, torchvision, pytest, hypothesis" 2>/dev/
     echo "setup: installing torch, torchvision, pytest, hypothesis into .venv"
     "${pip[@]}" torch torchvision pytest hypothesis numpy
 fi
+# The CUDA backend is built where nvcc is found, against the cuDNN and
+# cuBLAS of torch's nvidia-* wheels (pip builds in an isolated environment,
+# so their folder is passed on).
+if nvidia=$(.venv/bin/python -c "import nvidia, os; print(os.path.dirname(nvidia.__file__) if nvidia.__file__ else list(nvidia.__path__)[0])" 2>/dev/null); then
+    export AI3_NVIDIA_ROOT=$nvidia
+fi
 echo "setup: building and installing ai3 into .venv"
 "${pip[@]}" .

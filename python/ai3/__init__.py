@@ -32,28 +32,54 @@ SUPPORTED_ALGORITHMS = {op: list(_core.list_algorithms(op)) for op in OPERATIONS
 DEFAULT_ALGOS = {op: "default" for op in OPERATIONS}
 
 
-def _built_with(flag):
-    return bool(getattr(_core, flag, False))
+def backends():
+    """What this build of ai3 computes on, here: ``{'cpu': {...}, 'cuda': {...}}``.
+
+    ``cuda['built']`` says whether this build has the CUDA backend,
+    ``cuda['available']`` whether it loads in this process (it is loaded on
+    this call if it was not), ``cuda['devices']`` how many GPUs torch sees,
+    and ``cuda['detail']`` what it computes with (CUDA runtime, cuDNN and
+    cuBLAS versions) or why it is not available. Calling this needs no GPU.
+    """
+    import os
+    import torch
+    built = os.path.exists(os.path.join(os.path.dirname(_core.__file__), "libai3_cuda.so"))
+    available, detail = _ops.cuda_backend() if built else (
+        False, "this build of ai3 has no CUDA backend (built without a CUDA compiler, cuDNN "
+               "or cuBLAS)")
+    return {
+        "cpu": {"available": True, "threads": _core.get_num_threads()},
+        "cuda": {"built": built, "available": available,
+                 "devices": torch.cuda.device_count() if available else 0, "detail": detail},
+    }
+
+
+def _computes_on_gpu():
+    cuda = backends()["cuda"]
+    return cuda["available"] and cuda["devices"] > 0
 
 
 def using_cudnn():
-    """Whether this build computes with cuDNN."""
-    return _built_with("USING_CUDNN")
+    """Whether ai3 computes CUDA tensors' convolutions with cuDNN here: its
+    CUDA backend is built and loads, and torch sees a GPU."""
+    return _computes_on_gpu()
 
 
 def using_cublas():
-    """Whether this build computes with cuBLAS."""
-    return _built_with("USING_CUBLAS")
+    """Whether ai3 computes CUDA tensors' linear layers with cuBLAS here (as
+    :func:`using_cudnn`)."""
+    return _computes_on_gpu()
 
 
 def using_sycl():
-    """Whether this build computes with SYCL."""
-    return _built_with("USING_SYCL")
+    """Whether this build computes with SYCL (it never does: ai3's GPU backend
+    is CUDA)."""
+    return False
 
 
 def using_mps_and_metal():
-    """Whether this build computes with Apple's MPS and Metal."""
-    return _built_with("USING_MPS_AND_METAL")
+    """Whether this build computes with Apple's MPS and Metal (it never does)."""
+    return False
 
 
 def set_num_threads(n):
@@ -73,16 +99,18 @@ def load_algorithms(path):
     _core.load_algorithms(path)
 
 
-def list_algorithms(op_type):
-    """The algorithms of an operation now, built-in then registered ones
-    ('default' not included)."""
+def list_algorithms(op_type, device="cpu"):
+    """The algorithms of an operation on a device ('cpu' or 'cuda') now,
+    built-in then registered ones ('default' not included). CUDA lists
+    cuDNN's convolution algorithms too, and is empty where the CUDA backend
+    is not available (see :func:`backends`)."""
     from .selectors import op_name
-    return list(_core.list_algorithms(op_name(op_type)))
+    return list(_core.list_algorithms(op_name(op_type), str(device).split(":")[0]))
 
 
 __all__ = [
     "swap_operation", "swap_conv2d", "convert", "Model", "Layer", "SUPPORTED_ALGORITHMS",
     "DEFAULT_ALGOS", "using_cudnn", "using_cublas", "using_sycl", "using_mps_and_metal",
-    "set_num_threads", "get_num_threads", "load_algorithms", "list_algorithms",
+    "set_num_threads", "get_num_threads", "load_algorithms", "list_algorithms", "backends",
     "UnsupportedError", "clear_plans", "__version__",
 ]

@@ -46,13 +46,17 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # ---------------------------------------------------------------------------
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 def _check_tensor(op: str, what: str, t: Tensor, like: Optional[Tensor] = None) -> None:
-    """dtype float32/float64, a device ai3 computes on, and (given `like`) the
-    same dtype and device as `like`."""
-    if t.dtype not in (torch.float32, torch.float64):
+    """dtype float32/float64 (float16/bfloat16 too on CUDA), a device ai3
+    computes on, and (given `like`) the same dtype and device as `like`."""
+    cuda = t.device.type == "cuda"
+    if t.dtype not in (torch.float32, torch.float64) and not (cuda and t.dtype in _HALF):
         raise TypeError(
             f"ai3 {op}: {what} has dtype {t.dtype}; ai3 computes in torch.float32 and "
-            "torch.float64 only"
+            "torch.float64 (and torch.float16 and torch.bfloat16 on CUDA devices)"
         )
     if like is not None:
         if t.dtype != like.dtype:
@@ -60,22 +64,48 @@ def _check_tensor(op: str, what: str, t: Tensor, like: Optional[Tensor] = None) 
         if t.device != like.device:
             raise ValueError(f"ai3 {op}: {what} is on {t.device} but input is on {like.device}")
     # "meta" is accepted so that shapes can be propagated without data.
-    if t.device.type not in ("cpu", "meta"):
+    if t.device.type not in ("cpu", "meta", "cuda"):
         raise UnsupportedError(
-            f"ai3 {op}: {what} is on {t.device}, but this build of ai3 computes on the CPU "
-            "only; CUDA tensors are not supported by this build"
+            f"ai3 {op}: {what} is on {t.device}; ai3 computes on the CPU and on CUDA devices"
         )
+    if cuda:
+        available, why = cuda_backend()
+        if not available:
+            raise UnsupportedError(f"ai3 {op}: {what} is on {t.device}, but {why}")
 
 
-def _check_algorithm(op: str, algorithm: str) -> None:
+_cuda_backend = None
+
+
+def cuda_backend() -> tuple:
+    """(True, what it computes with) when ai3's CUDA backend loads in this
+    process, else (False, why not). The first call loads it (and with it the
+    cuDNN and cuBLAS that torch has loaded)."""
+    global _cuda_backend
+    if _cuda_backend is None:
+        _cuda_backend = _core.cuda_backend()
+    return _cuda_backend
+
+
+def _check_algorithm(op: str, algorithm: str, device: str = "cpu") -> None:
     if algorithm == "default":
         return
-    known = _core.list_algorithms(op)
+    known = _core.list_algorithms(op, "cuda" if device == "cuda" else "cpu")
     if algorithm not in known:
         raise ValueError(
-            f"ai3 {op}: unknown algorithm {algorithm!r}; known: "
+            f"ai3 {op}: unknown algorithm {algorithm!r}"
+            + (" on CUDA devices" if device == "cuda" else "") + "; known: "
             + ", ".join(("default",) + tuple(known))
         )
+
+
+def _autocast(x: Tensor, *tensors):
+    """x and tensors in torch.autocast's dtype when it is on for x's CUDA
+    device, as torch's own conv2d and linear compute; else unchanged."""
+    if x.is_cuda and torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+        return tuple(t if t is None or t.dtype == dtype else t.to(dtype) for t in (x, *tensors))
+    return (x, *tensors)
 
 
 def _check_ndim(op: str, x: Tensor, allowed: Sequence[int], layout: str) -> None:
@@ -240,26 +270,47 @@ def _plan(op: str, algorithm: str, params: tuple, weights: tuple = (), keep: boo
                 _weightless[key] = plan
         return plan
 
-    if not keep or any(t.is_inference() for t in present):
-        return _new_plan(op, algorithm, params, weights, hint)  # (no version counter)
     anchor = present[0]
-    version = tuple((id(t), t._version, t.data_ptr(), t.dtype) if t is not None else None
-                    for t in weights)
+    tf32 = False
+    if anchor.is_cuda:
+        # A CUDA plan reads its weights in place: training does not make it
+        # stale, so it is kept by the weights' identity and memory (and by
+        # the TF32 flag torch has now), not their version. A weight that is
+        # not contiguous would be read through a copy: never kept.
+        keep = all(t.is_contiguous() for t in present)
+        tf32 = anchor.dtype == torch.float32 and _allow_tf32(op)
+        version = tuple((id(t), t.data_ptr(), t.dtype) if t is not None else None
+                        for t in weights)
+    elif not keep or any(t.is_inference() for t in present):
+        return _new_plan(op, algorithm, params, weights, hint)  # (no version counter)
+    else:
+        version = tuple((id(t), t._version, t.data_ptr(), t.dtype) if t is not None else None
+                        for t in weights)
+    if not keep:
+        return _new_plan(op, algorithm, params, weights, hint, tf32)
     entry = _plans.get(id(anchor))
     if entry is None or entry[0]() is not anchor:
         entry = _plans[id(anchor)] = (weakref.ref(anchor, _forget), version, {})
     elif entry[1] != version:
         entry = _plans[id(anchor)] = (entry[0], version, {})
-    config = (op, algorithm, params)
+    config = (op, algorithm, params, tf32)
     plan = entry[2].get(config)
     if plan is None:
-        plan = entry[2][config] = _new_plan(op, algorithm, params, weights, hint)
+        plan = entry[2][config] = _new_plan(op, algorithm, params, weights, hint, tf32)
     return plan
 
 
-def _new_plan(op, algorithm, params, weights, hint):
+def _allow_tf32(op: str) -> bool:
+    """torch's flag for float32 on TF32 tensor cores: cuDNN's for conv2d,
+    cuBLAS's for linear."""
+    if op == "conv2d":
+        return torch._C._get_cudnn_allow_tf32()
+    return op == "linear" and torch._C._get_cublas_allow_tf32()
+
+
+def _new_plan(op, algorithm, params, weights, hint, allow_tf32=False):
     return _core.plan(op, algorithm, tuple(None if t is None else t.detach().contiguous()
-                                           for t in weights), params, hint)
+                                           for t in weights), params, hint, allow_tf32)
 
 
 # ---------------------------------------------------------------------------
@@ -317,7 +368,7 @@ def _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mo
             f"ai3 conv2d: input of size {(h, w)} padded to {(hp, wp)} is smaller than the "
             f"(dilated) kernel {(ekh, ekw)}"
         )
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     oh = (hp - ekh) // stride[0] + 1
     ow = (wp - ekw) // stride[1] + 1
     return (*x.shape[:-3], c_out, oh, ow)
@@ -434,7 +485,7 @@ def _linear_shape(x, weight, bias, algorithm):
         )
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != out_features):
         raise ValueError(f"ai3 linear: bias must have shape ({out_features},), got {tuple(bias.shape)}")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     return (*x.shape[:-1], out_features)
 
 
@@ -498,7 +549,7 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode, algori
             f"ai3 {op}: input of size {(h, w)} with padding {tuple(padding)} is smaller than "
             f"the (dilated) kernel {tuple(kernel_size)}; the output would be {(oh, ow)}"
         )
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     return (*x.shape[:-2], oh, ow)
 
 
@@ -610,7 +661,7 @@ def _adaptiveavgpool2d_shape(x, output_size, algorithm):
     _check_positive(op, "output_size", output_size)
     if x.shape[-2] < 1 or x.shape[-1] < 1:
         raise ValueError(f"ai3 adaptiveavgpool2d: input of shape {tuple(x.shape)} is empty")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     return (*x.shape[:-2], output_size[0], output_size[1])
 
 
@@ -643,7 +694,7 @@ _register_autograd(_adaptiveavgpool2d_op, _adaptiveavgpool2d_backward, _adaptive
 def _relu_shape(x, algorithm):
     _check_tensor("relu", "input", x)
     _check_ndim("relu", x, range(0, 9), "a tensor of at most 8 dimensions")
-    _check_algorithm("relu", algorithm)
+    _check_algorithm("relu", algorithm, x.device.type)
     return x.shape
 
 
@@ -677,7 +728,7 @@ def _flatten_shape(x, start_dim, end_dim, algorithm):
     op = "flatten"
     _check_tensor(op, "input", x)
     _check_ndim(op, x, range(0, 9), "a tensor of at most 8 dimensions")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     ndim = max(x.dim(), 1)  # a 0-d tensor flattens like a 1-d one
     start = start_dim + ndim if start_dim < 0 else start_dim
     end = end_dim + ndim if end_dim < 0 else end_dim
@@ -737,6 +788,7 @@ def conv2d(
 ) -> Tensor:
     """2-d convolution; `padding` is explicit per side: (top, bottom, left, right)
     (see :func:`conv2d_padding`)."""
+    x, weight, bias = _autocast(x, weight, bias)
     keep = _keep_plan(weight, bias)
     path = _path(x, weight, bias)
     if path == _DIRECT:
@@ -788,6 +840,7 @@ def conv2d_padding(
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], algorithm: str) -> Tensor:
     """x · weightᵀ + bias over the last dimension of x."""
+    x, weight, bias = _autocast(x, weight, bias)
     keep = _keep_plan(weight, bias)
     path = _path(x, weight, bias)
     if path == _DIRECT:
@@ -864,7 +917,7 @@ __all__ += [
 def _check_elementwise(op, x, algorithm):
     _check_tensor(op, "input", x)
     _check_ndim(op, x, range(0, 9), "a tensor of at most 8 dimensions")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     return x.shape
 
 
@@ -887,13 +940,17 @@ def _batchnorm2d_shape(x, running_mean, running_var, weight, bias, eps, algorith
                     ("weight", weight), ("bias", bias)):
         if t is None:
             continue
-        _check_tensor(op, what, t, x)
+        # float32 statistics with a half CUDA input (autocast) are read as such
+        mixed = x.device.type == "cuda" and x.dtype in _HALF and t.dtype == torch.float32
+        _check_tensor(op, what, t, None if mixed else x)
+        if mixed and t.device != x.device:
+            raise ValueError(f"ai3 {op}: {what} is on {t.device} but input is on {x.device}")
         if t.dim() != 1 or t.shape[0] != c:
             raise ValueError(f"ai3 batchnorm2d: {what} must have shape ({c},) (the input's "
                              f"channels), got {tuple(t.shape)}")
     if not eps > 0 or eps == float("inf"):
         raise ValueError(f"ai3 batchnorm2d: eps must be positive and finite, got {eps}")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     return x.shape
 
 
@@ -949,7 +1006,7 @@ def _broadcast_shape(op, a, b, algorithm):
         raise ValueError(f"ai3 {op}: a is on {a.device} but b is on {b.device}")
     if a.dim() > 8 or b.dim() > 8:
         raise ValueError(f"ai3 {op}: at most 8 dimensions are supported")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, a.device.type)
     nd = max(a.dim(), b.dim())
     sa = (1,) * (nd - a.dim()) + tuple(a.shape)
     sb = (1,) * (nd - b.dim()) + tuple(b.shape)
@@ -1027,7 +1084,7 @@ def _cat_shape(tensors, dim, algorithm):
             raise ValueError(f"ai3 cat: tensor {i} has shape {tuple(t.shape)}, which differs "
                              f"from tensor 0's {tuple(first.shape)} outside dimension {d}")
         total = total + t.shape[d]
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, first.device.type)
     return (*first.shape[:d], total, *first.shape[d + 1:])
 
 
@@ -1167,7 +1224,7 @@ def _mean_shape(x, dims, keepdim, algorithm):
     _check_tensor("mean", "input", x)
     _check_ndim("mean", x, range(0, 9), "a tensor of at most 8 dimensions")
     reduced = set(_mean_dims(x, dims))
-    _check_algorithm("mean", algorithm)
+    _check_algorithm("mean", algorithm, x.device.type)
     if x.dim() == 0:
         return ()
     return tuple(1 if d in reduced else s for d, s in enumerate(x.shape)
@@ -1215,7 +1272,7 @@ def _permute_shape(x, perm, algorithm):
     norm = [_norm_dim("permute", "perm entry", p, x.dim()) for p in perm]
     if sorted(norm) != list(range(x.dim())):
         raise ValueError(f"ai3 permute: {tuple(perm)} is not a permutation of the dimensions")
-    _check_algorithm("permute", algorithm)
+    _check_algorithm("permute", algorithm, x.device.type)
     return tuple(x.shape[p] for p in norm)
 
 
@@ -1261,7 +1318,7 @@ def _layernorm_shape(x, normalized_ndim, weight, bias, eps, algorithm):
                              f"{tuple(t.shape)}")
     if not eps > 0 or eps == float("inf"):
         raise ValueError(f"ai3 layernorm: eps must be positive and finite, got {eps}")
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, x.device.type)
     return x.shape
 
 
@@ -1304,7 +1361,7 @@ def _softmax_shape(x, dim, algorithm):
     _check_tensor("softmax", "input", x)
     _check_ndim("softmax", x, range(0, 9), "a tensor of at most 8 dimensions")
     _norm_dim("softmax", "dim", dim, max(x.dim(), 1))
-    _check_algorithm("softmax", algorithm)
+    _check_algorithm("softmax", algorithm, x.device.type)
     return x.shape
 
 

@@ -74,8 +74,13 @@ def computes(module, op):
 
 
 def algorithms(op, *, allow_torch=False):
-    """Every name a selector may give for `op`, as things stand now."""
+    """Every name a selector may give for `op`, as things stand now: those
+    of the CPU and, where torch sees a GPU, those of CUDA devices (a swapped
+    module may move between them; a name that its device lacks fails when
+    it runs there, saying so)."""
     names = [DEFAULT] + [n for n in _core.list_algorithms(op) if n != DEFAULT]
+    if torch.cuda.is_available():
+        names += [n for n in _core.list_algorithms(op, "cuda") if n not in names]
     if allow_torch:
         names.append(TORCH)
     return names

@@ -79,7 +79,8 @@ class Conv2d(Swapped, nn.Conv2d):
         """The algorithm this layer runs on inputs of `input_shape` (what
         'default' and 'guess' choose for that shape)."""
         padding = _ops.conv2d_padding(self.padding, self.kernel_size, self.dilation)
-        return _ops.conv2d_algorithm_for(torch.empty(input_shape, dtype=self.weight.dtype),
+        return _ops.conv2d_algorithm_for(torch.empty(input_shape, dtype=self.weight.dtype,
+                                                     device=self.weight.device),
                                          self.weight.detach(), _pair(self.stride), padding,
                                          _pair(self.dilation), self.groups, self.padding_mode,
                                          self.algorithm)

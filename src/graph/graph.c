@@ -236,7 +236,11 @@ ai3_status ai3_graph_op(ai3_graph *g, ai3_op op, const char *algorithm, int n_in
         s = ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph %s: takes %d input%s, got %d", name,
                           want, want == 1 ? "" : "s", n_inputs);
     for (int i = 0; s == AI3_OK && weights && i < n_weights; i++)
-        if (weights[i] && weights[i]->dtype != g->dtype)
+        if (weights[i] && weights[i]->device != AI3_DEVICE_CPU)
+            s = ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                              "graph %s: weight %d is on %s; graphs run on the CPU", name, i,
+                              ai3_device_name(weights[i]->device));
+        else if (weights[i] && weights[i]->dtype != g->dtype)
             s = ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                               "graph %s: weight %d is not of the graph's dtype", name, i);
     if (s == AI3_OK)

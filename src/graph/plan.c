@@ -87,8 +87,8 @@ static ai3_status check_inputs(const ai3_graph *g, int n, const ai3_tensor *inpu
         if (t.dtype != g->dtype)
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "graph: input %d is %s but the graph computes in %s", i,
-                                 t.dtype == AI3_FLOAT64 ? "float64" : "float32",
-                                 g->dtype == AI3_FLOAT64 ? "float64" : "float32");
+                                 ai3_dtype_name(t.dtype),
+                                 ai3_dtype_name(g->dtype));
     }
     return AI3_OK;
 }

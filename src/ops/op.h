@@ -8,15 +8,7 @@
 
 #include "internal.h"
 
-#define AI3_PLAN_MAX_WEIGHTS 4
-
-struct ai3_plan {
-    ai3_op op;
-    char algorithm[64];      /* as asked for; impl->algorithm may resolve it */
-    ai3_op_params params;
-    ai3_tensor weights[AI3_PLAN_MAX_WEIGHTS]; /* owned copies; data NULL when absent */
-    void *state;             /* what impl->create made (conv2d, linear: their plan) */
-};
+#include "plan.h"
 
 typedef struct ai3_op_impl {
     /* NULL, or makes plan->state from the caller's weights (then the plan

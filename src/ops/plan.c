@@ -1,6 +1,7 @@
 /* Plans of any operation (ai3_plan_*): argument checks, weight copies, and
  * dispatch to each operation's ai3_op_impl (ops/<op>.c). */
 #include "op.h"
+#include "cuda_backend.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,30 +29,67 @@ ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *
 }
 
 static ai3_status copy_weight(const ai3_plan *plan, const ai3_tensor *t, ai3_tensor *copy) {
-    ai3_status s = ai3_check_tensor(t, "weight", ai3_op_name(plan->op));
-    if (s != AI3_OK) return s;
-    if ((s = ai3_require_cpu(plan->op, plan->algorithm, t)) != AI3_OK) return s;
-    return ai3_tensor_copy(t, copy);
+    ai3_status s = ai3_require_cpu(plan->op, plan->algorithm, t);
+    return s != AI3_OK ? s : ai3_tensor_copy(t, copy);
 }
 
-ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
-                           const ai3_tensor *const *weights, const ai3_op_params *params,
-                           const ai3_tensor *hint, ai3_plan **out) {
+/* Checks the weights and finds their device: every present weight valid, on
+ * one device, of one dtype. *first is the first present one (or NULL). */
+static ai3_status check_weights(ai3_op op, int n, const ai3_tensor *const *weights,
+                                const ai3_tensor **first) {
+    static const char *const what[] = {"weight 0", "weight 1", "weight 2", "weight 3"};
+    *first = NULL;
+    for (int i = 0; i < n; i++) {
+        if (!weights[i]) continue;
+        ai3_status s = ai3_check_tensor(weights[i], what[i], ai3_op_name(op));
+        if (s == AI3_OK && *first) s = ai3_check_same_dtype(*first, weights[i], ai3_op_name(op));
+        if (s != AI3_OK) return s;
+        if (!*first) *first = weights[i];
+    }
+    return AI3_OK;
+}
+
+/* The plan's weights as views of the caller's device memory, and the CUDA
+ * backend's state. */
+static ai3_status create_cuda_plan(ai3_plan *plan, int n, const ai3_tensor *const *weights,
+                                   const ai3_tensor *hint) {
+    const ai3_cuda_backend *cuda = ai3_cuda_backend_get();
+    if (!cuda) return AI3_ERROR_UNSUPPORTED;
+    plan->borrowed = true;
+    for (int i = 0; i < n; i++)
+        if (weights[i]) plan->weights[i] = *weights[i];
+    return cuda->plan_create(plan, hint);
+}
+
+ai3_status ai3_plan_create_with(ai3_op op, const char *algorithm, int n_weights,
+                                const ai3_tensor *const *weights, const ai3_op_params *params,
+                                const ai3_tensor *hint, const ai3_plan_options *options,
+                                ai3_plan **out) {
     if (!out) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan: plan pointer is NULL");
     *out = NULL;
     if ((unsigned)op >= AI3_OP_COUNT)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan: unknown operation %d", (int)op);
     const char *name = ai3_op_name(op);
-    ai3_status s = ai3_check_algorithm_name(op, algorithm);
-    if (s != AI3_OK) return s;
+    if (!algorithm)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: algorithm name is NULL", name);
     if (n_weights < 0 || n_weights > ops[op].n_weights || (n_weights > 0 && !weights))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: takes 0 to %d weights, got %d%s",
                              name, ops[op].n_weights, n_weights,
                              n_weights > 0 && !weights ? " and a NULL array" : "");
+    const ai3_tensor *first;
+    ai3_status s = check_weights(op, n_weights, weights, &first);
+    if (s != AI3_OK) return s;
+    bool cuda = first && first->device == AI3_DEVICE_CUDA;
+    /* the CUDA backend knows its own names (cuDNN's algorithms) */
+    if (!cuda && (s = ai3_check_algorithm_name(op, algorithm)) != AI3_OK) return s;
     ai3_tensor hint_shape; /* only the shape is read */
     if (hint) {
         hint_shape = *hint;
         hint_shape.data = ai3_shape_only;
+        if (first) {
+            hint_shape.dtype = first->dtype;
+            hint_shape.device = first->device;
+        }
         hint = &hint_shape;
         if ((s = ai3_check_tensor(hint, "hint", name)) != AI3_OK) return s;
     }
@@ -61,8 +99,13 @@ ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
     plan->op = op;
     snprintf(plan->algorithm, sizeof plan->algorithm, "%s", algorithm);
     if (params) plan->params = *params;
+    if (options) plan->options = *options;
+    plan->device = first ? first->device : AI3_DEVICE_CPU;
+    plan->device_index = cuda ? first->device_index : 0;
     const ai3_op_impl *impl = ops[op].impl;
-    if (impl->create) {
+    if (cuda) {
+        s = create_cuda_plan(plan, n_weights, weights, hint);
+    } else if (impl->create) {
         s = impl->create(plan, weights, n_weights, hint);
     } else {
         for (int i = 0; s == AI3_OK && i < n_weights; i++)
@@ -76,8 +119,20 @@ ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
     return AI3_OK;
 }
 
+ai3_status ai3_plan_create(ai3_op op, const char *algorithm, int n_weights,
+                           const ai3_tensor *const *weights, const ai3_op_params *params,
+                           const ai3_tensor *hint, ai3_plan **out) {
+    return ai3_plan_create_with(op, algorithm, n_weights, weights, params, hint, NULL, out);
+}
+
 void ai3_plan_destroy(ai3_plan *plan) {
     if (!plan) return;
+    if (plan->borrowed) {
+        const ai3_cuda_backend *cuda = ai3_cuda_backend_get(); /* loaded when it was made */
+        if (cuda && plan->state) cuda->plan_destroy(plan);
+        ai3_free(plan);
+        return;
+    }
     if (ops[plan->op].impl->destroy) ops[plan->op].impl->destroy(plan);
     for (int i = 0; i < AI3_PLAN_MAX_WEIGHTS; i++) ai3_free(plan->weights[i].data);
     ai3_free(plan);
@@ -87,13 +142,14 @@ ai3_op ai3_plan_op(const ai3_plan *plan) { return plan ? plan->op : AI3_OP_COUNT
 
 const char *ai3_plan_algorithm(const ai3_plan *plan) {
     if (!plan) return NULL;
+    if (plan->borrowed) return ai3_cuda_backend_get()->plan_algorithm(plan);
     if (ops[plan->op].impl->algorithm) return ops[plan->op].impl->algorithm(plan);
     return strcmp(plan->algorithm, "default") == 0 ? ai3_default_algorithm(plan->op)
                                                    : plan->algorithm;
 }
 
 /* Checks the plan and its n inputs (count, each a valid tensor of one dtype
- * and device). */
+ * and device, the plan's device if it has weights). */
 static ai3_status check_inputs(const ai3_plan *plan, int n, const ai3_tensor *const *in) {
     if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "plan is NULL");
     const char *name = ai3_op_name(plan->op);
@@ -109,7 +165,42 @@ static ai3_status check_inputs(const ai3_plan *plan, int n, const ai3_tensor *co
         if (s == AI3_OK && i > 0) s = ai3_check_same_dtype(in[0], in[i], name);
         if (s != AI3_OK) return s;
     }
+    bool has_weights = false;
+    for (int i = 0; i < AI3_PLAN_MAX_WEIGHTS; i++) has_weights |= ai3_plan_weight(plan, i) != NULL;
+    if (has_weights && (plan->device != in[0]->device ||
+                        (plan->device == AI3_DEVICE_CUDA &&
+                         plan->device_index != in[0]->device_index))) {
+        char weights_on[32], input_on[32];
+        ai3_device_label(plan->device, plan->device_index, weights_on, sizeof weights_on);
+        ai3_device_label(in[0]->device, in[0]->device_index, input_on, sizeof input_on);
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: the plan's weights are on %s but the input is on %s; make "
+                             "the plan with weights on the input's device", name, weights_on,
+                             input_on);
+    }
     return AI3_OK;
+}
+
+/* A CUDA backend for inputs on a CUDA device, or NULL with the error set. */
+static const ai3_cuda_backend *cuda_for(const ai3_tensor *in) {
+    return in->device == AI3_DEVICE_CUDA ? ai3_cuda_backend_get() : NULL;
+}
+
+/* A plan without weights whose algorithm was registered at run time for
+ * CUDA tensors: its typed function calls that (the CUDA backend is not
+ * involved). */
+static bool registered_for_cuda(const ai3_plan *plan) {
+    return !plan->borrowed && ai3_is_registered(plan->op, plan->algorithm, AI3_DEVICE_CUDA);
+}
+
+static ai3_status output_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                               int *ndim, int64_t *shape) {
+    if (plan->borrowed && plan->op == AI3_OP_CONV2D)
+        return ai3_conv2d_output_shape(in[0], &plan->weights[0], &plan->params.conv2d, ndim,
+                                       shape);
+    if (plan->borrowed && plan->op == AI3_OP_LINEAR)
+        return ai3_linear_output_shape(in[0], &plan->weights[0], ndim, shape);
+    return ops[plan->op].impl->output_shape(plan, n, in, ndim, shape);
 }
 
 ai3_status ai3_plan_output_shape(const ai3_plan *plan, int n, const ai3_tensor *const *in,
@@ -119,7 +210,7 @@ ai3_status ai3_plan_output_shape(const ai3_plan *plan, int n, const ai3_tensor *
     if (!out_ndim || !out_shape)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output shape pointers are NULL",
                              ai3_op_name(plan->op));
-    return ops[plan->op].impl->output_shape(plan, n, in, out_ndim, out_shape);
+    return output_shape(plan, n, in, out_ndim, out_shape);
 }
 
 ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor *const *in,
@@ -130,16 +221,39 @@ ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: bytes is NULL",
                              ai3_op_name(plan->op));
     *bytes = 0;
+    if (in[0]->device == AI3_DEVICE_CUDA && !registered_for_cuda(plan)) {
+        const ai3_cuda_backend *cuda = cuda_for(in[0]);
+        if (!cuda) return AI3_ERROR_UNSUPPORTED;
+        int ndim; /* the input checked against the weights first */
+        int64_t shape[AI3_MAX_DIMS];
+        if ((s = output_shape(plan, n, in, &ndim, shape)) != AI3_OK) return s;
+        return cuda->workspace_size(plan, n, in, bytes);
+    }
     const ai3_op_impl *impl = ops[plan->op].impl;
     return impl->workspace_size ? impl->workspace_size(plan, in, bytes) : AI3_OK;
 }
 
-ai3_status ai3_plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
-                        ai3_tensor *output, void *workspace, size_t workspace_bytes) {
+ai3_status ai3_plan_run_stream(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                               ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                               void *stream) {
     ai3_status s = check_inputs(plan, n, in);
     if (s != AI3_OK) return s;
-    if (!output)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output is NULL",
-                             ai3_op_name(plan->op));
+    const char *name = ai3_op_name(plan->op);
+    if (!output) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output is NULL", name);
+    if (in[0]->device == AI3_DEVICE_CUDA && !registered_for_cuda(plan)) {
+        const ai3_cuda_backend *cuda = cuda_for(in[0]);
+        if (!cuda) return AI3_ERROR_UNSUPPORTED;
+        int ndim;
+        int64_t shape[AI3_MAX_DIMS];
+        if ((s = output_shape(plan, n, in, &ndim, shape)) != AI3_OK ||
+            (s = ai3_check_output(output, in[0], ndim, shape, name)) != AI3_OK)
+            return s;
+        return cuda->run(plan, n, in, output, workspace, workspace_bytes, stream);
+    }
     return ops[plan->op].impl->run(plan, n, in, output, workspace, workspace_bytes);
+}
+
+ai3_status ai3_plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                        ai3_tensor *output, void *workspace, size_t workspace_bytes) {
+    return ai3_plan_run_stream(plan, n, in, output, workspace, workspace_bytes, NULL);
 }

@@ -17,9 +17,11 @@
 #define AI3_VERSION_STRING \
     AI3_STR(AI3_VERSION_MAJOR) "." AI3_STR(AI3_VERSION_MINOR) "." AI3_STR(AI3_VERSION_PATCH)
 
-static PyObject *torch_tensor_type, *torch_float32, *torch_float64;
+static PyObject *torch_tensor_type, *torch_float32, *torch_float64, *torch_float16,
+    *torch_bfloat16, *torch_uint8;
 static PyObject *str_dtype, *str_device, *str_type, *str_shape, *str_data_ptr,
-    *str_is_contiguous, *str_contiguous, *str_is_cpu, *str_is_cuda, *str_new_empty;
+    *str_is_contiguous, *str_contiguous, *str_is_cpu, *str_is_cuda, *str_new_empty,
+    *str_get_device;
 static PyObject *unsupported_error; /* ai3.UnsupportedError */
 
 PyObject *ai3_py_raise(ai3_status status) {
@@ -48,30 +50,49 @@ static int flag(PyObject *obj, PyObject *name) {
     return truth;
 }
 
-/* Reads obj.dtype and obj's device into out; 0 or -1. */
+/* Reads obj.dtype and obj's device (and CUDA device index) into out; 0 or
+ * -1. float16 and bfloat16 are taken on CUDA devices only. */
 static int dtype_device(PyObject *obj, const char *op, const char *what, ai3_tensor *out) {
     PyObject *dtype = PyObject_GetAttr(obj, str_dtype);
     if (!dtype) return -1;
-    int ok = dtype == torch_float32 || dtype == torch_float64;
-    out->dtype = dtype == torch_float64 ? AI3_FLOAT64 : AI3_FLOAT32;
+    int half = dtype == torch_float16 || dtype == torch_bfloat16;
+    int ok = dtype == torch_float32 || dtype == torch_float64 || half;
+    out->dtype = dtype == torch_float64   ? AI3_FLOAT64
+                 : dtype == torch_float16 ? AI3_FLOAT16
+                 : dtype == torch_bfloat16 ? AI3_BFLOAT16
+                                           : AI3_FLOAT32;
+    out->device_index = 0;
     if (!ok)
         PyErr_Format(PyExc_TypeError,
-                     "ai3 %s: %s has dtype %S; ai3 computes in torch.float32 and torch.float64",
-                     op, what, dtype);
+                     "ai3 %s: %s has dtype %S; ai3 computes in torch.float32 and torch.float64 "
+                     "(and torch.float16 and torch.bfloat16 on CUDA devices)", op, what, dtype);
+    int cpu = ok ? flag(obj, str_is_cpu) : -1;
+    if (cpu == 1 && half)
+        PyErr_Format(PyExc_TypeError,
+                     "ai3 %s: %s has dtype %S; on the CPU ai3 computes in torch.float32 and "
+                     "torch.float64 (half types run on CUDA devices)", op, what, dtype);
     Py_DECREF(dtype);
-    if (!ok) return -1;
-    int cpu = flag(obj, str_is_cpu), cuda = cpu ? 0 : flag(obj, str_is_cuda);
-    if (cpu < 0 || cuda < 0) return -1;
-    if (cpu || cuda) {
-        /* a CUDA tensor: the registry says which algorithms run there */
-        out->device = cpu ? AI3_DEVICE_CPU : AI3_DEVICE_CUDA;
+    if (!ok || cpu < 0 || (cpu && half)) return -1;
+    if (cpu) {
+        out->device = AI3_DEVICE_CPU;
         return 0;
+    }
+    int cuda = flag(obj, str_is_cuda);
+    if (cuda < 0) return -1;
+    if (cuda) {
+        out->device = AI3_DEVICE_CUDA;
+        PyObject *index = PyObject_CallMethodNoArgs(obj, str_get_device);
+        if (!index) return -1;
+        out->device_index = (int)PyLong_AsLong(index);
+        Py_DECREF(index);
+        return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *device = PyObject_GetAttr(obj, str_device);
     PyObject *type = device ? PyObject_GetAttr(device, str_type) : NULL;
     Py_XDECREF(device);
     if (type)
-        PyErr_Format(unsupported_error, "ai3 %s: %s is on device '%U'; ai3 computes on the CPU",
+        PyErr_Format(unsupported_error,
+                     "ai3 %s: %s is on device '%U'; ai3 computes on the CPU and CUDA devices",
                      op, what, type);
     Py_XDECREF(type);
     return -1;
@@ -142,6 +163,20 @@ int ai3_py_input_view(PyObject *obj, const char *op, const char *what, ai3_tenso
     *keep = contiguous ? obj : PyObject_CallMethodNoArgs(obj, str_contiguous);
     if (!*keep) return -1;
     return shape_and_data(*keep, op, what, out);
+}
+
+PyObject *ai3_py_new_bytes(PyObject *like, size_t bytes, void **data) {
+    PyObject *size = Py_BuildValue("(n)", (Py_ssize_t)bytes);
+    PyObject *kwargs = size ? Py_BuildValue("{sO}", "dtype", torch_uint8) : NULL;
+    PyObject *method = kwargs ? PyObject_GetAttr(like, str_new_empty) : NULL;
+    PyObject *out = method ? PyObject_Call(method, size, kwargs) : NULL;
+    Py_XDECREF(size);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(method);
+    ai3_tensor view;
+    if (out && data_ptr(out, &view) < 0) Py_CLEAR(out);
+    *data = out ? view.data : NULL;
+    return out;
 }
 
 PyObject *ai3_py_new_output(PyObject *like, const ai3_tensor *like_view, int ndim,
@@ -262,6 +297,18 @@ static PyObject *py_load_algorithms(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* cuda_backend(): (True, description) when the CUDA backend loads, else
+ * (False, why not). Loads it (and the CUDA libraries it uses) on first call. */
+static PyObject *py_cuda_backend(PyObject *self, PyObject *unused) {
+    ai3_status status;
+    const char *text;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_cuda_available();
+    text = status == AI3_OK ? ai3_cuda_describe() : ai3_last_error();
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(Os)", status == AI3_OK ? Py_True : Py_False, text);
+}
+
 /* The operation table as a tuple of (name, default algorithm, inputs
  * (-1: one or more), weights, torch.nn module name or ''). */
 static PyObject *operations(void) {
@@ -288,6 +335,9 @@ static PyMethodDef core_methods[] = {
      "list_algorithms(op, device='cpu')\n--\n\nThe algorithms of an operation on a device "
      "('cpu' or 'cuda'), built-in first, then those registered at run time ('default' not "
      "listed)."},
+    {"cuda_backend", py_cuda_backend, METH_NOARGS,
+     "cuda_backend()\n--\n\n(True, what it computes with) when the CUDA backend loads, else "
+     "(False, why not)."},
     {"load_algorithms", py_load_algorithms, METH_VARARGS,
      "load_algorithms(path)\n--\n\nLoads a shared library of algorithms and calls its "
      "ai3_init_algorithms, which registers them."},
@@ -312,6 +362,7 @@ static int init_globals(void) {
         {&str_data_ptr, "data_ptr"}, {&str_is_contiguous, "is_contiguous"},
         {&str_contiguous, "contiguous"}, {&str_is_cpu, "is_cpu"},
         {&str_is_cuda, "is_cuda"},       {&str_new_empty, "new_empty"},
+        {&str_get_device, "get_device"},
     };
     for (size_t i = 0; i < sizeof interned / sizeof interned[0]; i++)
         if (!*interned[i].slot && !(*interned[i].slot = PyUnicode_InternFromString(interned[i].text)))
@@ -326,8 +377,12 @@ static int init_globals(void) {
         Py_CLEAR(torch_tensor_type);
     torch_float32 = PyObject_GetAttrString(torch, "float32");
     torch_float64 = PyObject_GetAttrString(torch, "float64");
+    torch_float16 = PyObject_GetAttrString(torch, "float16");
+    torch_bfloat16 = PyObject_GetAttrString(torch, "bfloat16");
+    torch_uint8 = PyObject_GetAttrString(torch, "uint8");
     Py_DECREF(torch);
-    return torch_tensor_type && torch_float32 && torch_float64 ? 0 : -1;
+    return torch_tensor_type && torch_float32 && torch_float64 && torch_float16 &&
+                   torch_bfloat16 && torch_uint8 ? 0 : -1;
 }
 
 PyMODINIT_FUNC PyInit__core(void) {

@@ -18,7 +18,8 @@
 PyObject *ai3_py_raise(ai3_status status);
 
 /* Fills `out` with a view of the torch.Tensor `obj`: a contiguous float32 or
- * float64 tensor on the CPU or a CUDA device. `op` and `what` name the call
+ * float64 tensor on the CPU, or a float32, float64, float16 or bfloat16 one
+ * on a CUDA device. `op` and `what` name the call
  * and the argument in messages. 0, or -1 with an exception set. */
 int ai3_py_view(PyObject *obj, const char *op, const char *what, ai3_tensor *out);
 
@@ -32,6 +33,11 @@ int ai3_py_input_view(PyObject *obj, const char *op, const char *what, ai3_tenso
  * (like.new_empty), and its view in *view (like_view is like's view). */
 PyObject *ai3_py_new_output(PyObject *like, const ai3_tensor *like_view, int ndim,
                             const int64_t *shape, ai3_tensor *view);
+
+/* A new uint8 tensor of `bytes` on like's device (like.new_empty: torch's
+ * caching allocator on CUDA) and its data pointer in *data; NULL with an
+ * exception on failure. */
+PyObject *ai3_py_new_bytes(PyObject *like, size_t bytes, void **data);
 
 /* The operation named by a str ('conv2d'); -1 with ValueError if none. */
 int ai3_py_op(PyObject *name);

@@ -118,6 +118,7 @@ int ai3_py_weights(PyObject *seq, ai3_op op, ai3_tensor views[4], const ai3_tens
 
 static void destroy_plan(PyObject *capsule) {
     ai3_plan_destroy(PyCapsule_GetPointer(capsule, PLAN_CAPSULE));
+    Py_XDECREF((PyObject *)PyCapsule_GetContext(capsule)); /* a CUDA plan's weights */
 }
 
 static ai3_plan *plan_of(PyObject *capsule) {
@@ -127,8 +128,9 @@ static ai3_plan *plan_of(PyObject *capsule) {
 static PyObject *py_plan(PyObject *self, PyObject *args) {
     PyObject *op_name, *weights_obj, *params_obj, *hint_obj = Py_None;
     const char *algorithm;
-    if (!PyArg_ParseTuple(args, "OsOO|O:plan", &op_name, &algorithm, &weights_obj, &params_obj,
-                          &hint_obj))
+    ai3_plan_options options = {0};
+    if (!PyArg_ParseTuple(args, "OsOO|Op:plan", &op_name, &algorithm, &weights_obj, &params_obj,
+                          &hint_obj, &options.allow_tf32))
         return NULL;
     int op = ai3_py_op(op_name);
     ai3_op_params params;
@@ -148,13 +150,24 @@ static PyObject *py_plan(PyObject *self, PyObject *args) {
     ai3_plan *plan;
     ai3_status status;
     Py_BEGIN_ALLOW_THREADS
-    status = ai3_plan_create((ai3_op)op, algorithm, n, w, &params,
-                             hint_obj != Py_None ? &hint : NULL, &plan);
+    status = ai3_plan_create_with((ai3_op)op, algorithm, n, w, &params,
+                                  hint_obj != Py_None ? &hint : NULL, &options, &plan);
     Py_END_ALLOW_THREADS
-    Py_DECREF(weights);
-    if (status != AI3_OK) return ai3_py_raise(status);
+    if (status != AI3_OK) {
+        Py_DECREF(weights);
+        return ai3_py_raise(status);
+    }
     PyObject *capsule = PyCapsule_New(plan, PLAN_CAPSULE, destroy_plan);
-    if (!capsule) ai3_plan_destroy(plan);
+    if (!capsule) {
+        ai3_plan_destroy(plan);
+        Py_DECREF(weights);
+        return NULL;
+    }
+    /* A CUDA plan reads its weights in place: it keeps them alive. */
+    int on_cuda = 0;
+    for (int i = 0; i < n; i++) on_cuda |= w[i] && w[i]->device == AI3_DEVICE_CUDA;
+    if (on_cuda && PyCapsule_SetContext(capsule, weights) == 0) return capsule;
+    Py_DECREF(weights);
     return capsule;
 }
 
@@ -188,6 +201,47 @@ static int input_views(const char *op, PyObject *const *args, Py_ssize_t n, ai3_
     return (int)n;
 }
 
+/* torch's current stream on CUDA device `index` (a cudaStream_t), or -1
+ * with an exception. */
+static int current_stream(int index, void **stream) {
+    static PyObject *get_stream; /* torch._C._cuda_getCurrentRawStream */
+    if (!get_stream) {
+        PyObject *c = PyImport_ImportModule("torch._C");
+        get_stream = c ? PyObject_GetAttrString(c, "_cuda_getCurrentRawStream") : NULL;
+        Py_XDECREF(c);
+        if (!get_stream) return -1;
+    }
+    PyObject *i = PyLong_FromLong(index);
+    PyObject *r = i ? PyObject_CallOneArg(get_stream, i) : NULL;
+    Py_XDECREF(i);
+    if (!r) return -1;
+    *stream = PyLong_AsVoidPtr(r);
+    Py_DECREF(r);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Runs a plan on CUDA inputs: its workspace from torch's caching allocator,
+ * on torch's current stream, returning once the work is enqueued. The
+ * workspace tensor is released right after: the allocator reuses its
+ * memory only for work later on the same stream. */
+static ai3_status run_cuda(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                           PyObject *like, ai3_tensor *out) {
+    size_t bytes = 0;
+    ai3_status status = ai3_plan_workspace_size(plan, n, in, &bytes);
+    if (status != AI3_OK) return status;
+    void *workspace = NULL, *stream;
+    PyObject *ws = bytes ? ai3_py_new_bytes(like, bytes, &workspace) : NULL;
+    if ((bytes && !ws) || current_stream(in[0]->device_index, &stream) < 0) {
+        Py_XDECREF(ws);
+        return AI3_ERROR_INTERNAL; /* a Python exception is set */
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_plan_run_stream(plan, n, in, out, workspace, bytes, stream);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(ws);
+    return status;
+}
+
 /* run(plan, *inputs): a new output tensor (allocated with the first input's
  * new_empty: its dtype and device) holding the plan's result. */
 static PyObject *py_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -214,12 +268,16 @@ static PyObject *py_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         out = ai3_py_new_output(keep[0], &views[0], ndim, shape, &out_view);
     }
     if (out) {
-        Py_BEGIN_ALLOW_THREADS
-        status = ai3_plan_run(plan, n, in, &out_view, NULL, 0);
-        Py_END_ALLOW_THREADS
+        if (views[0].device == AI3_DEVICE_CUDA) {
+            status = run_cuda(plan, n, in, keep[0], &out_view);
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            status = ai3_plan_run(plan, n, in, &out_view, NULL, 0);
+            Py_END_ALLOW_THREADS
+        }
         if (status != AI3_OK) {
             Py_CLEAR(out);
-            ai3_py_raise(status);
+            if (!PyErr_Occurred()) ai3_py_raise(status);
         }
     }
     for (int i = 0; i < n; i++) Py_DECREF(keep[i]);
@@ -271,9 +329,11 @@ static PyObject *py_workspace_size(PyObject *self, PyObject *const *args, Py_ssi
 
 PyMethodDef ai3_py_plan_methods[] = {
     {"plan", py_plan, METH_VARARGS,
-     "plan(op, algorithm, weights, params, hint_shape=None)\n--\n\n"
-     "A plan computing `op` with `algorithm`: weights (tensors or None) are copied, params "
-     "is the operation's tuple (see plans.c), hint_shape the expected input's shape."},
+     "plan(op, algorithm, weights, params, hint_shape=None, allow_tf32=False)\n--\n\n"
+     "A plan computing `op` with `algorithm`: weights (tensors or None) are copied (CUDA "
+     "weights are read in place and kept alive), params is the operation's tuple (see "
+     "plans.c), hint_shape the expected input's shape, allow_tf32 whether float32 conv2d "
+     "and linear on CUDA may use TF32."},
     {"plan_algorithm", py_plan_algorithm, METH_O,
      "plan_algorithm(plan)\n--\n\nThe algorithm the plan runs ('default'/'guess' resolved)."},
     {"run", (PyCFunction)(void (*)(void))py_run, METH_FASTCALL,

@@ -76,6 +76,8 @@ ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, const ai3_tensor *l
 const char *ai3_device_name(ai3_device device); /* "cpu", "cuda" */
 /* AI3_OK when some device has algorithm `name` ("default" included) for op. */
 ai3_status ai3_check_algorithm_name(ai3_op op, const char *name);
+/* Whether `name` was registered at run time for op on device. */
+bool ai3_is_registered(ai3_op op, const char *name, ai3_device device);
 /* Columns of ai3_ops.inc: tensors computed on (-1: one or more) and
  * weights a plan keeps. */
 int ai3_op_num_inputs(ai3_op op);
@@ -94,6 +96,9 @@ ai3_status ai3_check_output(const ai3_tensor *out, const ai3_tensor *like, int n
                             const int64_t *shape, const char *op);
 
 size_t ai3_dtype_size(ai3_dtype dtype);
+const char *ai3_dtype_name(ai3_dtype dtype); /* "float32", ... */
+/* "cpu" or "cuda:<index>" into buf. */
+void ai3_device_label(ai3_device device, int index, char *buf, size_t size);
 
 /* A non-NULL data pointer for shape-only tensor views: the shape functions
  * check that data is present but never read it. */

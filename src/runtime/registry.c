@@ -10,6 +10,7 @@
 #include "algorithms/conv2d.h"
 #include "algorithms/linear.h"
 #include "internal.h"
+#include "cuda_backend.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -97,6 +98,13 @@ static registered_t *find_registered(ai3_op op, const char *name, ai3_device dev
     return NULL;
 }
 
+bool ai3_is_registered(ai3_op op, const char *name, ai3_device device) {
+    pthread_mutex_lock(&registry_lock);
+    bool found = find_registered(op, name, device) != NULL;
+    pthread_mutex_unlock(&registry_lock);
+    return found;
+}
+
 static ai3_status check_op(ai3_op op) {
     if ((unsigned)op >= AI3_OP_COUNT)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "unknown operation %d", (int)op);
@@ -166,6 +174,10 @@ ai3_status ai3_list_algorithms(ai3_op op, ai3_device device, const char **names,
     if (!count || (capacity > 0 && !names))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "names and count must not be NULL");
     int n = 0;
+    if (device == AI3_DEVICE_CUDA) { /* the CUDA backend's, when this machine can load it */
+        const ai3_cuda_backend *cuda = ai3_cuda_backend_get();
+        if (cuda) n = cuda->list_algorithms(op, names, capacity);
+    }
     for (int i = 0; i < N_BUILTINS; i++)
         if (builtins[i].op == op && builtins[i].device == device) {
             if (n < capacity) names[n] = builtins[i].name;

@@ -11,7 +11,21 @@ int64_t ai3_tensor_numel(const ai3_tensor *t) {
     return n;
 }
 
-size_t ai3_dtype_size(ai3_dtype dtype) { return dtype == AI3_FLOAT64 ? 8 : 4; }
+size_t ai3_dtype_size(ai3_dtype dtype) {
+    return dtype == AI3_FLOAT64 ? 8 : dtype == AI3_FLOAT32 ? 4 : 2;
+}
+
+const char *ai3_dtype_name(ai3_dtype dtype) {
+    static const char *const names[] = {"float32", "float64", "float16", "bfloat16"};
+    return (unsigned)dtype < 4 ? names[dtype] : "unknown dtype";
+}
+
+void ai3_device_label(ai3_device device, int index, char *buf, size_t size) {
+    if (device == AI3_DEVICE_CUDA)
+        snprintf(buf, size, "cuda:%d", index);
+    else
+        snprintf(buf, size, "%s", ai3_device_name(device));
+}
 
 ai3_tensor ai3_batched_4d(const ai3_tensor *t) {
     ai3_tensor v = *t;
@@ -44,13 +58,21 @@ ai3_status ai3_tensor_copy(const ai3_tensor *src, ai3_tensor *dst) {
 
 ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *op) {
     if (!t) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", op, what);
-    if (t->dtype != AI3_FLOAT32 && t->dtype != AI3_FLOAT64)
+    if ((unsigned)t->dtype > AI3_BFLOAT16)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "%s: %s has an unknown dtype code %d (float32 or float64 expected)",
-                             op, what, (int)t->dtype);
+                             "%s: %s has an unknown dtype code %d (float32, float64, float16 or "
+                             "bfloat16 expected)", op, what, (int)t->dtype);
     if (t->device != AI3_DEVICE_CPU && t->device != AI3_DEVICE_CUDA)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has an unknown device code %d",
                              op, what, (int)t->device);
+    if (t->device == AI3_DEVICE_CPU && t->dtype != AI3_FLOAT32 && t->dtype != AI3_FLOAT64)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "%s: %s is %s; on the CPU ai3 computes in float32 and float64 "
+                             "(%s runs on CUDA devices)", op, what, ai3_dtype_name(t->dtype),
+                             ai3_dtype_name(t->dtype));
+    if (t->device == AI3_DEVICE_CUDA && t->device_index < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has device index %d", op,
+                             what, t->device_index);
     if (t->ndim < 0 || t->ndim > AI3_MAX_DIMS)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has %d dimensions (0 to %d allowed)",
                              op, what, t->ndim, AI3_MAX_DIMS);
@@ -66,15 +88,18 @@ ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *o
 }
 
 ai3_status ai3_check_same_dtype(const ai3_tensor *a, const ai3_tensor *b, const char *op) {
-    if (a->device != b->device)
+    if (a->device != b->device ||
+        (a->device == AI3_DEVICE_CUDA && a->device_index != b->device_index)) {
+        char da[32], db[32];
+        ai3_device_label(a->device, a->device_index, da, sizeof da);
+        ai3_device_label(b->device, b->device_index, db, sizeof db);
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "%s: all tensors must be on one device, got %s and %s", op,
-                             ai3_device_name(a->device), ai3_device_name(b->device));
+                             "%s: all tensors must be on one device, got %s and %s", op, da, db);
+    }
     if (a->dtype != b->dtype)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "%s: all tensors must have one dtype, got %s and %s", op,
-                             a->dtype == AI3_FLOAT64 ? "float64" : "float32",
-                             b->dtype == AI3_FLOAT64 ? "float64" : "float32");
+                             ai3_dtype_name(a->dtype), ai3_dtype_name(b->dtype));
     return AI3_OK;
 }
 
@@ -82,9 +107,14 @@ ai3_status ai3_check_output(const ai3_tensor *out, const ai3_tensor *like, int n
                             const int64_t *shape, const char *op) {
     ai3_status s = ai3_check_tensor(out, "output", op);
     if (s != AI3_OK) return s;
-    if (out->device != like->device)
+    if (out->device != like->device ||
+        (out->device == AI3_DEVICE_CUDA && out->device_index != like->device_index)) {
+        char dout[32], din[32];
+        ai3_device_label(out->device, out->device_index, dout, sizeof dout);
+        ai3_device_label(like->device, like->device_index, din, sizeof din);
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: output is on %s but input on %s",
-                             op, ai3_device_name(out->device), ai3_device_name(like->device));
+                             op, dout, din);
+    }
     ai3_dtype dtype = like->dtype;
     int same = out->ndim == ndim && out->dtype == dtype;
     for (int i = 0; same && i < ndim; i++) same = out->shape[i] == shape[i];
@@ -93,9 +123,8 @@ ai3_status ai3_check_output(const ai3_tensor *out, const ai3_tensor *like, int n
         format_shape(shape, ndim, want, sizeof want);
         format_shape(out->shape, out->ndim, got, sizeof got);
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "%s: output must be %s %s, got %s %s", op,
-                             dtype == AI3_FLOAT64 ? "float64" : "float32", want,
-                             out->dtype == AI3_FLOAT64 ? "float64" : "float32", got);
+                             "%s: output must be %s %s, got %s %s", op, ai3_dtype_name(dtype),
+                             want, ai3_dtype_name(out->dtype), got);
     }
     return AI3_OK;
 }

@@ -414,25 +414,29 @@ def test_unsupported_error_is_a_value_error():
     assert issubclass(ai3.UnsupportedError, ValueError)
 
 
-def test_cuda_tensors_are_refused_when_traced():
-    # Fake CUDA tensors need no GPU: what torch.compile would see for a CUDA model.
+def test_cuda_tensors_propagate_shapes_when_traced():
+    # Fake CUDA tensors need no GPU: what torch.compile sees for a CUDA model.
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    available, why = _ops.cuda_backend()
     with FakeTensorMode():
         x = torch.empty(1, 4, 8, 8, device="cuda")
-        with pytest.raises(ai3.UnsupportedError, match="CUDA"):
-            conv(x=x, weight=torch.empty(6, 4, 3, 3, device="cuda"))
-        with pytest.raises(ai3.UnsupportedError, match="CUDA"):
-            _ops.relu(x, "default")
+        if not available:
+            with pytest.raises(ai3.UnsupportedError, match="CUDA"):
+                conv(x=x, weight=torch.empty(6, 4, 3, 3, device="cuda"))
+            return
+        y = conv(x=x, weight=torch.empty(6, 4, 3, 3, device="cuda"))
+        assert y.shape == (1, 6, 6, 6) and y.device.type == "cuda"
+        assert _ops.relu(x.half(), "default").dtype == torch.float16
+        with pytest.raises(ValueError, match="unknown algorithm 'nothing' on CUDA"):
+            _ops.relu(x, "nothing")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_tensors_are_refused_clearly():
-    x = X.cuda()
-    with pytest.raises(ai3.UnsupportedError, match="(?i)cuda"):
-        conv(x=x, weight=W.cuda())
-    with pytest.raises(ai3.UnsupportedError, match="(?i)cuda"):
-        _ops.relu(x, "default")
+def test_half_types_are_refused_on_the_cpu():
+    with pytest.raises(TypeError, match="CUDA"):
+        conv(x=X.half(), weight=W.half())
+    with pytest.raises(TypeError, match="CUDA"):
+        _ops.relu(X.bfloat16(), "default")
 
 
 # The C boundary itself, called directly.

@@ -1,0 +1,85 @@
+/*
+ * The host side of the CUDA backend (the .c files of src/cuda): what its files share.
+ * Written in C against the CUDA runtime, cuDNN and cuBLAS; the kernels it
+ * launches are in kernels.h.
+ */
+#ifndef AI3_CUDA_H
+#define AI3_CUDA_H
+
+#include "ai3.h"
+#include "cuda_backend.h"
+#include "kernels.h"
+#include "plan.h"
+
+/* The named convolution algorithms (cudnnConvolutionFwdAlgo_t) exist only
+ * in cuDNN's legacy API, deprecated in cuDNN 9 and used here on purpose
+ * (the graph API has engines, not these algorithms). This is the one place
+ * that decides about its deprecation warnings: off. */
+#undef CUDNN_WARN_DEPRECATED
+#include <cudnn.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* libai3's ai3_set_error (see backend.c). */
+extern ai3_status (*ai3_cuda_error)(ai3_status status, const char *fmt, ...)
+    AI3_PRINTF_FORMAT(2, 3);
+
+/* AI3_OK, or the CUDA runtime / cuDNN / cuBLAS error as an ai3 error whose
+ * message names the operation, what was being done and the library's own
+ * text (never a bare number). */
+ai3_status ai3_cuda_check(cudaError_t err, const char *op, const char *what);
+ai3_status ai3_cudnn_check(cudnnStatus_t status, const char *op, const char *what);
+ai3_status ai3_cublas_check(cublasStatus_t status, const char *op, const char *what);
+
+/* Makes `device` current for the calling thread until ai3_cuda_leave_device
+ * restores the previous one. */
+ai3_status ai3_cuda_enter_device(int device, int *previous, const char *op);
+void ai3_cuda_leave_device(int device, int previous);
+
+/* The calling thread's cuDNN / cuBLAS handle for the current device (made on
+ * first use, destroyed when the thread ends), set to `stream`. */
+ai3_status ai3_cudnn_handle(cudaStream_t stream, cudnnHandle_t *handle, const char *op);
+ai3_status ai3_cublas_handle(cudaStream_t stream, cublasHandle_t *handle, const char *op);
+
+/* Device workspace: the caller's, or taken from the stream-ordered pool for
+ * this run (ai3_cuda_workspace_release gives it back, stream-ordered). */
+typedef struct {
+    void *base;
+    bool owned;
+} ai3_cuda_workspace;
+ai3_status ai3_cuda_workspace_take(ai3_cuda_workspace *ws, void *given, size_t given_bytes,
+                                   size_t needed, cudaStream_t stream, const char *op);
+void ai3_cuda_workspace_release(ai3_cuda_workspace *ws, cudaStream_t stream);
+
+/* Bytes rounded up so that the next part of a workspace stays aligned. */
+static inline size_t ai3_cuda_align(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+size_t ai3_cuda_dtype_size(ai3_dtype dtype);
+const char *ai3_cuda_dtype_name(ai3_dtype dtype);
+
+/* --- the operations' plans -------------------------------------------------
+ * Each file (conv2d.c, linear.c, batchnorm2d.c, elementwise.c) gives a
+ * create/destroy/workspace/run set; backend.c dispatches on plan->op. */
+ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint);
+void ai3_cuda_conv2d_destroy(ai3_plan *plan);
+const char *ai3_cuda_conv2d_algorithm(const ai3_plan *plan);
+ai3_status ai3_cuda_conv2d_workspace(const ai3_plan *plan, const ai3_tensor *input,
+                                     size_t *bytes);
+ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
+                               ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                               cudaStream_t stream);
+extern const char *const ai3_cuda_conv2d_algorithms[];
+extern const int ai3_cuda_conv2d_algorithm_count;
+
+ai3_status ai3_cuda_linear_run(const ai3_plan *plan, const ai3_tensor *input,
+                               ai3_tensor *output, cudaStream_t stream);
+ai3_status ai3_cuda_batchnorm2d_run(const ai3_plan *plan, const ai3_tensor *input,
+                                    ai3_tensor *output, cudaStream_t stream);
+/* The operations without weights (own kernels). */
+ai3_status ai3_cuda_weightless_run(const ai3_plan *plan, const ai3_tensor *input,
+                                   ai3_tensor *output, cudaStream_t stream);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * ai3's own CUDA kernels, as C functions that enqueue them (the .cu files of src/cuda).
+ *
+ * Every launcher takes device pointers to contiguous tensors of one dtype
+ * (float32, float64, float16 or bfloat16; half types are read and written
+ * as such and computed in float32, float64 in double), enqueues its work on
+ * `stream` and returns at once: cudaSuccess, or the launch's error. Nothing
+ * here synchronises, allocates or prints. An empty tensor (any size 0) is a
+ * no-op. Sizes are int64_t; each launcher handles any size that fits in
+ * device memory.
+ */
+#ifndef AI3_CUDA_KERNELS_H
+#define AI3_CUDA_KERNELS_H
+
+#include "ai3.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A conv2d call: input (n, c_in, h, w), weight (c_out, c_in / groups, kh,
+ * kw), output (n, c_out, oh, ow) with
+ *   oh = (h + pad_top + pad_bottom - dilation_h (kh - 1) - 1) / stride_h + 1
+ * (likewise ow). Padding is zeros; the caller pads other modes itself. */
+typedef struct ai3_cuda_conv2d_shape {
+    int64_t n, c_in, h, w;
+    int64_t c_out, kh, kw;
+    int64_t oh, ow;
+    int64_t stride_h, stride_w;
+    int64_t pad_top, pad_left; /* bottom and right follow from oh, ow */
+    int64_t dilation_h, dilation_w;
+    int64_t groups;
+} ai3_cuda_conv2d_shape;
+
+/* conv2d "direct": each thread block computes a tile of output channels ×
+ * output pixels from input and weight tiles staged in shared memory.
+ * bias may be NULL. */
+cudaError_t ai3_cuda_conv2d_direct(ai3_dtype dtype, const void *input, const void *weight,
+                                   const void *bias, void *output,
+                                   const ai3_cuda_conv2d_shape *s, cudaStream_t stream);
+/* conv2d "smm" (SMM-Conv): the output is the sum over the kh·kw kernel taps
+ * of (C_out × C_in/groups weight slice) · (shifted input view); each block
+ * accumulates the taps of its output tile as shared-memory-tiled matrix
+ * products. bias may be NULL. */
+cudaError_t ai3_cuda_conv2d_smm(ai3_dtype dtype, const void *input, const void *weight,
+                                const void *bias, void *output, const ai3_cuda_conv2d_shape *s,
+                                cudaStream_t stream);
+
+/* output (n, c, h + top + bottom, w + left + right): input padded with
+ * `mode` (zeros, reflect, replicate or circular, as torch.nn.functional.pad;
+ * reflect needs each pad < its size, circular each pad <= its size). */
+cudaError_t ai3_cuda_pad2d(ai3_dtype dtype, const void *input, void *output, int64_t n,
+                           int64_t c, int64_t h, int64_t w, int64_t top, int64_t bottom,
+                           int64_t left, int64_t right, ai3_padding_mode mode,
+                           cudaStream_t stream);
+
+/* data (outer, c, inner) += bias (c) broadcast: conv2d (inner = oh·ow) and
+ * linear (outer = rows, inner = 1) after a library call without a bias. */
+cudaError_t ai3_cuda_add_bias(ai3_dtype dtype, void *data, const void *bias, int64_t outer,
+                              int64_t c, int64_t inner, cudaStream_t stream);
+
+/* Elementwise activations over `count` elements; output may be input.
+ * op is one of AI3_OP_RELU, HARDTANH (params->hardtanh), SIGMOID,
+ * HARDSIGMOID, HARDSWISH, SILU, GELU (params->gelu); others return
+ * cudaErrorInvalidValue. Formulas as in ai3.h (PyTorch's). */
+cudaError_t ai3_cuda_activation(ai3_op op, const ai3_op_params *params, ai3_dtype dtype,
+                                const void *input, void *output, int64_t count,
+                                cudaStream_t stream);
+
+/* maxpool2d and avgpool2d: input (n, c, h, w), output (n, c, oh, ow), the
+ * output size computed by the caller with PyTorch's rule (ceil_mode
+ * included). maxpool2d honours dilation (a NaN in a window wins, as in
+ * torch); avgpool2d honours count_include_pad and divisor_override. */
+cudaError_t ai3_cuda_maxpool2d(ai3_dtype dtype, const void *input, void *output, int64_t n,
+                               int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                               const ai3_pool2d_params *p, cudaStream_t stream);
+cudaError_t ai3_cuda_avgpool2d(ai3_dtype dtype, const void *input, void *output, int64_t n,
+                               int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                               const ai3_pool2d_params *p, cudaStream_t stream);
+
+/* PyTorch's adaptive average pooling bins: start = floor(i·h/oh),
+ * end = ceil((i+1)·h/oh). */
+cudaError_t ai3_cuda_adaptiveavgpool2d(ai3_dtype dtype, const void *input, void *output,
+                                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh,
+                                       int64_t ow, cudaStream_t stream);
+
+/* Inference batch norm over input (n, c, hw): (x - mean) / sqrt(var + eps)
+ * * weight + bias per channel. The four per-channel tensors have
+ * `param_dtype` (float32 under autocast with a half input, else dtype);
+ * weight and bias may be NULL (1 and 0). Output may be input. */
+cudaError_t ai3_cuda_batchnorm2d(ai3_dtype dtype, ai3_dtype param_dtype, const void *input,
+                                 const void *mean, const void *var, const void *weight,
+                                 const void *bias, double eps, void *output, int64_t n,
+                                 int64_t c, int64_t hw, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

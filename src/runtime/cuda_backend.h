@@ -1,0 +1,57 @@
+/*
+ * The interface between libai3 and its CUDA backend (libai3_cuda, built
+ * from src/cuda/ when a CUDA toolkit, cuDNN and cuBLAS are found). libai3
+ * opens the backend with dlopen on the first CUDA tensor it meets and asks
+ * it for this table; libai3 itself links no CUDA library, so a program that
+ * stays on the CPU needs none. Private to ai3: both sides are built
+ * together, the ABI number only guards against a stale file.
+ */
+#ifndef AI3_CUDA_BACKEND_H
+#define AI3_CUDA_BACKEND_H
+
+#include "ai3.h"
+
+#include <stddef.h>
+
+#define AI3_CUDA_BACKEND_ABI 1
+#define AI3_CUDA_BACKEND_SYMBOL "ai3_cuda_backend_entry"
+
+struct ai3_plan;
+
+/* What libai3 lends the backend (which links no copy of libai3, so that a
+ * program linking libai3 statically still has one error state). */
+typedef struct ai3_cuda_host {
+    ai3_status (*set_error)(ai3_status status, const char *fmt, ...) AI3_PRINTF_FORMAT(2, 3);
+} ai3_cuda_host;
+
+typedef struct ai3_cuda_backend {
+    int abi;
+    /* Makes plan->state for a plan whose weights (plan->weights: views of
+     * the caller's device memory, checked to be on one device, one dtype)
+     * are on CUDA. Plans without weights have no state: run checks their
+     * algorithm. */
+    ai3_status (*plan_create)(struct ai3_plan *plan, const ai3_tensor *hint);
+    void (*plan_destroy)(struct ai3_plan *plan);
+    /* plan->algorithm resolved ("guess": the algorithm chosen last). */
+    const char *(*plan_algorithm)(const struct ai3_plan *plan);
+    /* Inputs already checked: valid, one dtype, on the plan's device. */
+    ai3_status (*workspace_size)(const struct ai3_plan *plan, int n_inputs,
+                                 const ai3_tensor *const *inputs, size_t *bytes);
+    ai3_status (*run)(const struct ai3_plan *plan, int n_inputs, const ai3_tensor *const *inputs,
+                      ai3_tensor *output, void *workspace, size_t workspace_bytes, void *stream);
+    /* The algorithm names of op on CUDA (static strings), as ai3_list_algorithms. */
+    int (*list_algorithms)(ai3_op op, const char **names, int capacity);
+    /* ai3_cuda_describe's text. */
+    void (*describe)(char *buf, size_t size);
+} ai3_cuda_backend;
+
+/* The backend's entry point, exported as AI3_CUDA_BACKEND_SYMBOL: its table,
+ * or NULL (with the error set through host) if abi is not its own. */
+typedef const ai3_cuda_backend *(*ai3_cuda_backend_fn)(int abi, const ai3_cuda_host *host);
+
+/* libai3's side (runtime/cuda_loader.c): the backend, loaded on first call;
+ * NULL with the error message set (AI3_ERROR_UNSUPPORTED) when this build
+ * or machine has none. Thread-safe. */
+const ai3_cuda_backend *ai3_cuda_backend_get(void);
+
+#endif

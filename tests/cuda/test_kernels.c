@@ -1,0 +1,540 @@
+/*
+ * Tests of ai3's CUDA kernels (src/cuda/kernels.h) against float64 host
+ * references written here: conv2d (direct and smm) over strides,
+ * dilations, groups, depthwise, asymmetric padding, kernel sizes and odd
+ * spatial sizes; every activation; max, average and adaptive average
+ * pooling; pad2d in each mode; bias; batchnorm. float32 and float64, and
+ * float16 / bfloat16 for a few cases. Prints one line per failure and
+ * "N passed, N failed"; exits non-zero on a failure. Without a CUDA device
+ * it prints a skip line and exits 0.
+ *
+ * `test_kernels bench` times conv2d smm and direct (float32, N = 10) on
+ * three 3x3 layers instead.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+static const char *dtype_names[] = {"f32", "f64", "f16", "bf16"};
+
+/* --- host conversions ---------------------------------------------------- */
+
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff, m = x & 0x7fffff;
+    if (e == 0xff) return (uint16_t)(sign | 0x7c00 | (m ? 0x200 : 0));
+    int ee = (int)e - 127 + 15;
+    if (ee >= 31) return (uint16_t)(sign | 0x7c00);
+    if (ee <= 0) {
+        if (ee < -10) return (uint16_t)sign;
+        m |= 0x800000;
+        int shift = 14 - ee;
+        uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)ee << 10) | (m >> 13), rem = m & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    float f;
+    if (e == 0) {
+        f = ldexpf((float)m, -24);
+        return sign ? -f : f;
+    }
+    uint32_t x = e == 31 ? sign | 0x7f800000 | (m << 13) : sign | ((e - 15 + 127) << 23) | (m << 13);
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+static float bf16_to_f32(uint16_t b) {
+    uint32_t x = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static size_t dsize(ai3_dtype t) { return t == AI3_FLOAT64 ? 8 : t == AI3_FLOAT32 ? 4 : 2; }
+
+/* Rounds v[0..n) to dtype in place (so references see what the device
+ * sees) and returns a device copy in that dtype. */
+static void *upload(ai3_dtype t, double *v, int64_t n) {
+    size_t es = dsize(t);
+    unsigned char *h = malloc(es * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) {
+        if (t == AI3_FLOAT64) {
+            memcpy(h + 8 * i, &v[i], 8);
+        } else if (t == AI3_FLOAT32) {
+            float f = (float)v[i];
+            memcpy(h + 4 * i, &f, 4);
+            v[i] = f;
+        } else {
+            uint16_t b = t == AI3_FLOAT16 ? f32_to_f16((float)v[i]) : f32_to_bf16((float)v[i]);
+            memcpy(h + 2 * i, &b, 2);
+            v[i] = t == AI3_FLOAT16 ? f16_to_f32(b) : bf16_to_f32(b);
+        }
+    }
+    void *d = NULL;
+    cudaMalloc(&d, es * (size_t)(n ? n : 1));
+    cudaMemcpy(d, h, es * (size_t)n, cudaMemcpyHostToDevice);
+    free(h);
+    return d;
+}
+
+static double *download(ai3_dtype t, const void *d, int64_t n) {
+    size_t es = dsize(t);
+    unsigned char *h = malloc(es * (size_t)n);
+    double *v = malloc(sizeof(double) * (size_t)n);
+    cudaMemcpy(h, d, es * (size_t)n, cudaMemcpyDeviceToHost);
+    for (int64_t i = 0; i < n; i++) {
+        if (t == AI3_FLOAT64) {
+            memcpy(&v[i], h + 8 * i, 8);
+        } else if (t == AI3_FLOAT32) {
+            float f;
+            memcpy(&f, h + 4 * i, 4);
+            v[i] = f;
+        } else {
+            uint16_t b;
+            memcpy(&b, h + 2 * i, 2);
+            v[i] = t == AI3_FLOAT16 ? f16_to_f32(b) : bf16_to_f32(b);
+        }
+    }
+    free(h);
+    return v;
+}
+
+static double *randoms(int64_t n, double lo, double hi) {
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * rand() / (double)RAND_MAX;
+    return v;
+}
+
+static double tolerance(ai3_dtype t) {
+    return t == AI3_FLOAT64 ? 1e-10 : t == AI3_FLOAT32 ? 1e-4 : t == AI3_FLOAT16 ? 1e-2 : 3e-2;
+}
+
+/* Runs the launcher's result check: err from the launch, then the output
+ * (on device, n elements of dtype t) against ref. */
+static void check(const char *name, ai3_dtype t, cudaError_t err, const void *out,
+                  const double *ref, int64_t n) {
+    if (err == cudaSuccess) err = cudaDeviceSynchronize();
+    if (err != cudaSuccess) {
+        printf("FAIL %s [%s]: %s\n", name, dtype_names[t], cudaGetErrorString(err));
+        failed++;
+        return;
+    }
+    double *got = download(t, out, n), tol = tolerance(t);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++) {
+        if (isnan(ref[i]) ? !isnan(got[i]) : !(fabs(got[i] - ref[i]) <= tol * (1 + fabs(ref[i]))))
+            bad = i;
+    }
+    if (bad >= 0) {
+        printf("FAIL %s [%s]: element %lld is %.10g, expected %.10g\n", name, dtype_names[t],
+               (long long)bad, got[bad], ref[bad]);
+        failed++;
+    } else {
+        passed++;
+    }
+    free(got);
+}
+
+/* --- conv2d --------------------------------------------------------------- */
+
+typedef struct {
+    int64_t n, c_in, h, w, c_out, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups;
+    int bias;
+} conv_case;
+
+static void conv_ref(const conv_case *c, const ai3_cuda_conv2d_shape *s, const double *x,
+                     const double *wt, const double *b, double *y) {
+    int64_t cin_g = c->c_in / c->groups, cout_g = c->c_out / c->groups;
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t co = 0; co < s->c_out; co++)
+            for (int64_t oy = 0; oy < s->oh; oy++)
+                for (int64_t ox = 0; ox < s->ow; ox++) {
+                    double sum = b ? b[co] : 0;
+                    int64_t g = co / cout_g;
+                    for (int64_t ci = 0; ci < cin_g; ci++)
+                        for (int64_t ky = 0; ky < s->kh; ky++)
+                            for (int64_t kx = 0; kx < s->kw; kx++) {
+                                int64_t iy = oy * s->stride_h - s->pad_top + ky * s->dilation_h;
+                                int64_t ix = ox * s->stride_w - s->pad_left + kx * s->dilation_w;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                sum += x[((n * s->c_in + g * cin_g + ci) * s->h + iy) * s->w + ix] *
+                                       wt[((co * cin_g + ci) * s->kh + ky) * s->kw + kx];
+                            }
+                    y[((n * s->c_out + co) * s->oh + oy) * s->ow + ox] = sum;
+                }
+}
+
+static ai3_cuda_conv2d_shape conv_shape(const conv_case *c) {
+    ai3_cuda_conv2d_shape s = {c->n, c->c_in, c->h, c->w, c->c_out, c->kh, c->kw, 0, 0,
+                               c->sh, c->sw, c->pt, c->pl, c->dh, c->dw, c->groups};
+    s.oh = (c->h + c->pt + c->pb - c->dh * (c->kh - 1) - 1) / c->sh + 1;
+    s.ow = (c->w + c->pl + c->pr - c->dw * (c->kw - 1) - 1) / c->sw + 1;
+    return s;
+}
+
+static void test_conv(const char *label, conv_case c, ai3_dtype t) {
+    ai3_cuda_conv2d_shape s = conv_shape(&c);
+    int64_t nx = c.n * c.c_in * c.h * c.w, nw = c.c_out * (c.c_in / c.groups) * c.kh * c.kw;
+    int64_t ny = s.n * s.c_out * s.oh * s.ow;
+    double *x = randoms(nx, -1, 1), *w = randoms(nw, -1, 1), *b = randoms(c.c_out, -1, 1);
+    double *ref = malloc(sizeof(double) * (size_t)ny);
+    void *dx = upload(t, x, nx), *dw = upload(t, w, nw), *db = upload(t, b, c.c_out), *dy;
+    cudaMalloc(&dy, dsize(t) * (size_t)ny);
+    conv_ref(&c, &s, x, w, c.bias ? b : NULL, ref);
+    char name[160];
+    snprintf(name, sizeof name, "conv2d direct %s", label);
+    check(name, t, ai3_cuda_conv2d_direct(t, dx, dw, c.bias ? db : NULL, dy, &s, 0), dy, ref, ny);
+    cudaMemset(dy, 0, dsize(t) * (size_t)ny);
+    snprintf(name, sizeof name, "conv2d smm %s", label);
+    check(name, t, ai3_cuda_conv2d_smm(t, dx, dw, c.bias ? db : NULL, dy, &s, 0), dy, ref, ny);
+    cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
+    free(x), free(w), free(b), free(ref);
+}
+
+static void test_convs(void) {
+    /* n c_in h w c_out kh kw sh sw pt pb pl pr dh dw groups bias */
+    static const struct { const char *label; conv_case c; int half; } cases[] = {
+        {"3x3 13x17", {2, 3, 13, 17, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 1},
+        {"3x3 stride 2", {2, 16, 15, 15, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0}, 0},
+        {"3x3 dilation 2", {1, 8, 13, 17, 16, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 1}, 0},
+        {"3x3 groups 2", {2, 8, 11, 9, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1}, 0},
+        {"3x3 depthwise", {2, 16, 13, 17, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16, 1}, 1},
+        {"5x5 depthwise x2 stride 2", {1, 8, 14, 14, 16, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 8, 0}, 0},
+        {"3x3 asymmetric padding", {1, 4, 10, 10, 8, 3, 3, 1, 1, 2, 1, 0, 3, 1, 1, 1, 1}, 0},
+        {"1x1 130 out", {2, 64, 7, 9, 130, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0}, 0},
+        {"5x5", {1, 6, 13, 17, 20, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1}, 0},
+        {"7x7 stride 2", {2, 3, 33, 35, 64, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1}, 0},
+        {"3x3 70->96", {2, 70, 20, 19, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 1},
+        {"3x3 groups 4", {1, 32, 9, 9, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 0}, 0},
+        {"3x3 256->256 14x14", {1, 256, 14, 14, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 0},
+        {"1x1 stride 2", {3, 20, 9, 9, 40, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1, 1}, 0},
+        {"3x3 dilation 60", {1, 2, 130, 130, 4, 3, 3, 1, 1, 0, 0, 0, 0, 60, 60, 1, 1}, 0},
+        {"3x2 stride 3x1 dilation 1x2", {2, 5, 16, 11, 7, 3, 2, 3, 1, 0, 2, 1, 0, 1, 2, 1, 1}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        test_conv(cases[i].label, cases[i].c, AI3_FLOAT32);
+        test_conv(cases[i].label, cases[i].c, AI3_FLOAT64);
+        if (cases[i].half) {
+            test_conv(cases[i].label, cases[i].c, AI3_FLOAT16);
+            test_conv(cases[i].label, cases[i].c, AI3_BFLOAT16);
+        }
+    }
+}
+
+/* --- activations ---------------------------------------------------------- */
+
+static double act_ref(ai3_op op, double x, const ai3_op_params *p) {
+    double t;
+    switch (op) {
+    case AI3_OP_RELU: return isnan(x) ? x : x > 0 ? x : 0;
+    case AI3_OP_HARDTANH:
+        return isnan(x) ? x : x < p->hardtanh.min_val ? p->hardtanh.min_val
+                          : x > p->hardtanh.max_val ? p->hardtanh.max_val : x;
+    case AI3_OP_SIGMOID: return 1 / (1 + exp(-x));
+    case AI3_OP_HARDSIGMOID: t = fmin(fmax(x + 3, 0), 6); return isnan(x) ? x : t / 6;
+    case AI3_OP_HARDSWISH: t = fmin(fmax(x + 3, 0), 6); return isnan(x) ? x : x * t / 6;
+    case AI3_OP_SILU: return x / (1 + exp(-x));
+    default:
+        if (p->gelu.tanh_approximation)
+            return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * (1 + erf(x / sqrt(2)));
+    }
+}
+
+static void test_activations(void) {
+    static const struct { ai3_op op; const char *name; int variant; } ops[] = {
+        {AI3_OP_RELU, "relu", 0},         {AI3_OP_HARDTANH, "hardtanh", 0},
+        {AI3_OP_SIGMOID, "sigmoid", 0},   {AI3_OP_HARDSIGMOID, "hardsigmoid", 0},
+        {AI3_OP_HARDSWISH, "hardswish", 0}, {AI3_OP_SILU, "silu", 0},
+        {AI3_OP_GELU, "gelu erf", 0},     {AI3_OP_GELU, "gelu tanh", 1},
+    };
+    const int64_t n = 1031;
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
+        for (int t = 0; t < 3; t++)
+            for (int offset = 0; offset < 2; offset++) { /* 1: misaligned, scalar path */
+                ai3_op_params p;
+                memset(&p, 0, sizeof p);
+                if (ops[k].op == AI3_OP_HARDTANH) p.hardtanh.min_val = -1.5, p.hardtanh.max_val = 2;
+                if (ops[k].op == AI3_OP_GELU) p.gelu.tanh_approximation = ops[k].variant;
+                double *x = randoms(n, -6, 6), *ref = malloc(sizeof(double) * n);
+                x[5] = NAN;
+                char *dx = upload((ai3_dtype)t, x, n), *dy;
+                cudaMalloc((void **)&dy, dsize((ai3_dtype)t) * n);
+                int64_t m = n - offset;
+                for (int64_t i = 0; i < m; i++) ref[i] = act_ref(ops[k].op, x[i + offset], &p);
+                char name[64];
+                snprintf(name, sizeof name, "%s%s", ops[k].name, offset ? " misaligned" : "");
+                cudaError_t e = ai3_cuda_activation(ops[k].op, &p, (ai3_dtype)t,
+                                                    dx + offset * dsize((ai3_dtype)t), dy, m, 0);
+                check(name, (ai3_dtype)t, e, dy, ref, m);
+                /* in place */
+                e = ai3_cuda_activation(ops[k].op, &p, (ai3_dtype)t, dx, dx, n, 0);
+                for (int64_t i = 0; i < n; i++) ref[i] = act_ref(ops[k].op, x[i], &p);
+                snprintf(name, sizeof name, "%s in place", ops[k].name);
+                check(name, (ai3_dtype)t, e, dx, ref, n);
+                cudaFree(dx), cudaFree(dy), free(x), free(ref);
+            }
+    if (ai3_cuda_activation(AI3_OP_ADD, NULL, AI3_FLOAT32, NULL, NULL, 4, 0) == cudaErrorInvalidValue)
+        passed++;
+    else
+        printf("FAIL activation of AI3_OP_ADD not rejected\n"), failed++;
+}
+
+/* --- pooling -------------------------------------------------------------- */
+
+static int64_t pool_out(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, int ceil_mode) {
+    int64_t span = size + 2 * p - d * (k - 1) - 1;
+    int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (ceil_mode && (o - 1) * s >= size + p) o--;
+    return o;
+}
+
+static void test_pools(void) {
+    static const struct { int64_t k, s, p, d; int ceil, incl, div; } cases[] = {
+        {3, 2, 1, 1, 0, 1, 0}, {3, 2, 1, 1, 1, 1, 0}, {3, 2, 1, 1, 1, 0, 0}, {2, 2, 0, 1, 1, 1, 0},
+        {3, 3, 1, 2, 1, 1, 5}, {2, 1, 0, 1, 0, 0, 0}, {3, 2, 0, 1, 1, 1, 0}, {4, 3, 2, 1, 1, 0, 3},
+    };
+    const int64_t n = 2, c = 3, h = 13, w = 17;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int t = 0; t < 3; t++) {
+            ai3_pool2d_params p = {cases[k].k, cases[k].k, cases[k].s, cases[k].s, cases[k].p,
+                                   cases[k].p, cases[k].d, cases[k].d, cases[k].ceil,
+                                   cases[k].incl, cases[k].div};
+            int64_t oh = pool_out(h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h, p.ceil_mode);
+            int64_t ow = pool_out(w, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w, p.ceil_mode);
+            int64_t nx = n * c * h * w, ny = n * c * oh * ow;
+            double *x = randoms(nx, -3, 3), *ref = malloc(sizeof(double) * ny);
+            x[7] = NAN;
+            void *dx = upload((ai3_dtype)t, x, nx), *dy;
+            cudaMalloc(&dy, dsize((ai3_dtype)t) * ny);
+            char name[96];
+            for (int64_t pl = 0; pl < n * c; pl++)
+                for (int64_t i = 0; i < oh; i++)
+                    for (int64_t j = 0; j < ow; j++) {
+                        double m = -INFINITY;
+                        for (int64_t a = 0; a < p.kernel_h; a++)
+                            for (int64_t b = 0; b < p.kernel_w; b++) {
+                                int64_t r = i * p.stride_h - p.pad_h + a * p.dilation_h;
+                                int64_t s = j * p.stride_w - p.pad_w + b * p.dilation_w;
+                                if (r < 0 || r >= h || s < 0 || s >= w) continue;
+                                double v = x[(pl * h + r) * w + s];
+                                if (isnan(v) || v > m) m = v;
+                                if (isnan(v)) goto done;
+                            }
+                    done:
+                        ref[(pl * oh + i) * ow + j] = m;
+                    }
+            snprintf(name, sizeof name, "maxpool2d case %zu", k);
+            check(name, (ai3_dtype)t, ai3_cuda_maxpool2d((ai3_dtype)t, dx, dy, n, c, h, w, oh, ow, &p, 0),
+                  dy, ref, ny);
+            if (p.dilation_h == 1) {
+                x[7] = 0.5;
+                cudaFree(dx);
+                dx = upload((ai3_dtype)t, x, nx);
+                for (int64_t pl = 0; pl < n * c; pl++)
+                    for (int64_t i = 0; i < oh; i++)
+                        for (int64_t j = 0; j < ow; j++) {
+                            int64_t r0 = i * p.stride_h - p.pad_h, s0 = j * p.stride_w - p.pad_w;
+                            int64_t r1 = r0 + p.kernel_h < h + p.pad_h ? r0 + p.kernel_h : h + p.pad_h;
+                            int64_t s1 = s0 + p.kernel_w < w + p.pad_w ? s0 + p.kernel_w : w + p.pad_w;
+                            int64_t padded = (r1 - r0) * (s1 - s0);
+                            r0 = r0 < 0 ? 0 : r0, s0 = s0 < 0 ? 0 : s0;
+                            r1 = r1 > h ? h : r1, s1 = s1 > w ? w : s1;
+                            double sum = 0;
+                            for (int64_t r = r0; r < r1; r++)
+                                for (int64_t s = s0; s < s1; s++) sum += x[(pl * h + r) * w + s];
+                            int64_t div = p.divisor_override ? p.divisor_override
+                                          : p.count_include_pad ? padded : (r1 - r0) * (s1 - s0);
+                            ref[(pl * oh + i) * ow + j] = sum / div;
+                        }
+                snprintf(name, sizeof name, "avgpool2d case %zu", k);
+                check(name, (ai3_dtype)t,
+                      ai3_cuda_avgpool2d((ai3_dtype)t, dx, dy, n, c, h, w, oh, ow, &p, 0), dy, ref, ny);
+            }
+            cudaFree(dx), cudaFree(dy), free(x), free(ref);
+        }
+    static const int64_t ad[][4] = {{13, 17, 5, 7}, {4, 4, 3, 3}, {3, 3, 5, 5}, {9, 9, 1, 1}};
+    for (size_t k = 0; k < sizeof ad / sizeof ad[0]; k++)
+        for (int t = 0; t < 2; t++) {
+            int64_t ih = ad[k][0], iw = ad[k][1], oh = ad[k][2], ow = ad[k][3];
+            int64_t nx = n * c * ih * iw, ny = n * c * oh * ow;
+            double *x = randoms(nx, -3, 3), *ref = malloc(sizeof(double) * ny);
+            void *dx = upload((ai3_dtype)t, x, nx), *dy;
+            cudaMalloc(&dy, dsize((ai3_dtype)t) * ny);
+            for (int64_t pl = 0; pl < n * c; pl++)
+                for (int64_t i = 0; i < oh; i++)
+                    for (int64_t j = 0; j < ow; j++) {
+                        int64_t r0 = i * ih / oh, r1 = ((i + 1) * ih + oh - 1) / oh;
+                        int64_t s0 = j * iw / ow, s1 = ((j + 1) * iw + ow - 1) / ow;
+                        double sum = 0;
+                        for (int64_t r = r0; r < r1; r++)
+                            for (int64_t s = s0; s < s1; s++) sum += x[(pl * ih + r) * iw + s];
+                        ref[(pl * oh + i) * ow + j] = sum / ((r1 - r0) * (s1 - s0));
+                    }
+            char name[64];
+            snprintf(name, sizeof name, "adaptiveavgpool2d case %zu", k);
+            check(name, (ai3_dtype)t,
+                  ai3_cuda_adaptiveavgpool2d((ai3_dtype)t, dx, dy, n, c, ih, iw, oh, ow, 0), dy, ref, ny);
+            cudaFree(dx), cudaFree(dy), free(x), free(ref);
+        }
+}
+
+/* --- pad2d, bias, batchnorm ---------------------------------------------- */
+
+static int64_t pad_src(int64_t i, int64_t n, int mode) {
+    if (i >= 0 && i < n) return i;
+    if (mode == AI3_PADDING_REFLECT) return i < 0 ? -i : 2 * (n - 1) - i;
+    if (mode == AI3_PADDING_REPLICATE) return i < 0 ? 0 : n - 1;
+    if (mode == AI3_PADDING_CIRCULAR) return i < 0 ? i + n : i - n;
+    return -1;
+}
+
+static void test_pad2d(void) {
+    static const int64_t pads[][4] = {{2, 1, 3, 0}, {0, 4, 1, 6}, {1, 1, 1, 1}};
+    const int64_t n = 2, c = 3, h = 5, w = 7;
+    for (int mode = 0; mode < 4; mode++)
+        for (size_t k = 0; k < sizeof pads / sizeof pads[0]; k++)
+            for (int t = 0; t < 3; t++) {
+                int64_t top = pads[k][0], bottom = pads[k][1], left = pads[k][2], right = pads[k][3];
+                if (mode == AI3_PADDING_REFLECT && (bottom >= h || right >= w)) continue;
+                int64_t oh = h + top + bottom, ow = w + left + right;
+                double *x = randoms(n * c * h * w, -1, 1), *ref = malloc(sizeof(double) * n * c * oh * ow);
+                void *dx = upload((ai3_dtype)t, x, n * c * h * w), *dy;
+                cudaMalloc(&dy, dsize((ai3_dtype)t) * n * c * oh * ow);
+                for (int64_t pl = 0; pl < n * c; pl++)
+                    for (int64_t i = 0; i < oh; i++)
+                        for (int64_t j = 0; j < ow; j++) {
+                            int64_t r = pad_src(i - top, h, mode), s = pad_src(j - left, w, mode);
+                            ref[(pl * oh + i) * ow + j] = r < 0 || s < 0 ? 0 : x[(pl * h + r) * w + s];
+                        }
+                char name[64];
+                snprintf(name, sizeof name, "pad2d mode %d pads %zu", mode, k);
+                check(name, (ai3_dtype)t,
+                      ai3_cuda_pad2d((ai3_dtype)t, dx, dy, n, c, h, w, top, bottom, left, right,
+                                     (ai3_padding_mode)mode, 0),
+                      dy, ref, n * c * oh * ow);
+                cudaFree(dx), cudaFree(dy), free(x), free(ref);
+            }
+}
+
+static void test_bias(void) {
+    static const int64_t shapes[][3] = {{3, 5, 7}, {10, 6, 1}, {1, 1, 1}};
+    for (size_t k = 0; k < 3; k++)
+        for (int t = 0; t < 3; t++) {
+            int64_t o = shapes[k][0], c = shapes[k][1], in = shapes[k][2], n = o * c * in;
+            double *x = randoms(n, -1, 1), *b = randoms(c, -1, 1);
+            void *dx = upload((ai3_dtype)t, x, n), *db = upload((ai3_dtype)t, b, c);
+            for (int64_t i = 0; i < n; i++) x[i] += b[(i / in) % c];
+            check("add_bias", (ai3_dtype)t, ai3_cuda_add_bias((ai3_dtype)t, dx, db, o, c, in, 0), dx, x, n);
+            cudaFree(dx), cudaFree(db), free(x), free(b);
+        }
+}
+
+static void test_batchnorm(void) {
+    static const int types[][2] = {{AI3_FLOAT32, AI3_FLOAT32}, {AI3_FLOAT64, AI3_FLOAT64},
+                                   {AI3_FLOAT16, AI3_FLOAT32}, {AI3_BFLOAT16, AI3_FLOAT32}};
+    const int64_t n = 3, c = 5, hw = 37;
+    for (size_t k = 0; k < 4; k++)
+        for (int affine = 0; affine < 2; affine++) {
+            ai3_dtype t = (ai3_dtype)types[k][0], pt = (ai3_dtype)types[k][1];
+            double *x = randoms(n * c * hw, -2, 2), *mean = randoms(c, -1, 1), *var = randoms(c, 0.1, 2);
+            double *w = randoms(c, -2, 2), *b = randoms(c, -1, 1), *ref = malloc(sizeof(double) * n * c * hw);
+            void *dx = upload(t, x, n * c * hw), *dm = upload(pt, mean, c), *dv = upload(pt, var, c);
+            void *dw = upload(pt, w, c), *db = upload(pt, b, c), *dy;
+            cudaMalloc(&dy, dsize(t) * n * c * hw);
+            for (int64_t i = 0; i < n * c * hw; i++) {
+                int64_t ch = (i / hw) % c;
+                ref[i] = (x[i] - mean[ch]) / sqrt(var[ch] + 1e-5) * (affine ? w[ch] : 1) +
+                         (affine ? b[ch] : 0);
+            }
+            check(affine ? "batchnorm2d" : "batchnorm2d no affine", t,
+                  ai3_cuda_batchnorm2d(t, pt, dx, dm, dv, affine ? dw : NULL, affine ? db : NULL,
+                                       1e-5, dy, n, c, hw, 0),
+                  dy, ref, n * c * hw);
+            check("batchnorm2d in place", t,
+                  ai3_cuda_batchnorm2d(t, pt, dx, dm, dv, affine ? dw : NULL, affine ? db : NULL,
+                                       1e-5, dx, n, c, hw, 0),
+                  dx, ref, n * c * hw);
+            cudaFree(dx), cudaFree(dm), cudaFree(dv), cudaFree(dw), cudaFree(db), cudaFree(dy);
+            free(x), free(mean), free(var), free(w), free(b), free(ref);
+        }
+}
+
+/* --- bench ---------------------------------------------------------------- */
+
+static void bench(void) {
+    static const conv_case cases[] = {
+        {10, 64, 112, 112, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {10, 256, 28, 28, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {10, 512, 14, 14, 512, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        ai3_cuda_conv2d_shape s = conv_shape(&cases[k]);
+        int64_t nx = s.n * s.c_in * s.h * s.w, nw = s.c_out * s.c_in * 9, ny = s.n * s.c_out * s.oh * s.ow;
+        void *dx, *dw, *db, *dy;
+        cudaMalloc(&dx, 4 * nx), cudaMalloc(&dw, 4 * nw), cudaMalloc(&db, 4 * s.c_out), cudaMalloc(&dy, 4 * ny);
+        cudaMemset(dx, 0, 4 * nx), cudaMemset(dw, 0, 4 * nw), cudaMemset(db, 0, 4 * s.c_out);
+        for (int alg = 0; alg < 2; alg++) {
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            for (int i = 0; i < 3; i++)
+                (alg ? ai3_cuda_conv2d_direct : ai3_cuda_conv2d_smm)(AI3_FLOAT32, dx, dw, db, dy, &s, 0);
+            const int reps = 20;
+            cudaEventRecord(e0, 0);
+            for (int i = 0; i < reps; i++)
+                (alg ? ai3_cuda_conv2d_direct : ai3_cuda_conv2d_smm)(AI3_FLOAT32, dx, dw, db, dy, &s, 0);
+            cudaEventRecord(e1, 0);
+            cudaEventSynchronize(e1);
+            float ms;
+            cudaEventElapsedTime(&ms, e0, e1);
+            double us = 1000.0 * ms / reps, flop = 2.0 * ny * s.c_in * 9;
+            printf("%-6s N=%lld %lld->%lld %lldx%lld: %8.1f us  %5.1f TFLOP/s\n", alg ? "direct" : "smm",
+                   (long long)s.n, (long long)s.c_in, (long long)s.c_out, (long long)s.h,
+                   (long long)s.w, us, flop / us * 1e-6);
+            cudaEventDestroy(e0), cudaEventDestroy(e1);
+        }
+        cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
+    }
+    printf("last error: %s\n", cudaGetErrorString(cudaDeviceSynchronize()));
+}
+
+int main(int argc, char **argv) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        printf("no CUDA device: 0 passed, 0 failed (skipped)\n");
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        bench();
+        return 0;
+    }
+    srand(1);
+    test_convs();
+    test_activations();
+    test_pools();
+    test_pad2d();
+    test_bias();
+    test_batchnorm();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
