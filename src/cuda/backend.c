@@ -172,13 +172,13 @@ static ai3_status plan_create(ai3_plan *plan, const ai3_tensor *hint) {
     case AI3_OP_LINEAR:
         if (strcmp(plan->algorithm, "gemm") != 0 && strcmp(plan->algorithm, "default") != 0)
             return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                                  "%s: no algorithm '%s' on cuda (cuda has: 'gemm', cuBLAS)",
+                                  "%s: unknown algorithm '%s' on cuda (cuda has: 'gemm', cuBLAS)",
                                   name, plan->algorithm);
         return AI3_OK;
     case AI3_OP_BATCHNORM2D:
         if (strcmp(plan->algorithm, "direct") != 0 && strcmp(plan->algorithm, "default") != 0)
             return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                                  "batchnorm2d: no algorithm '%s' on cuda (cuda has: 'direct')",
+                                  "batchnorm2d: unknown algorithm '%s' on cuda (cuda has: 'direct')",
                                   plan->algorithm);
         return AI3_OK;
     default:

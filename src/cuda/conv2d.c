@@ -100,6 +100,8 @@ static void output_size(const conv_state *st, const ai3_conv2d_params *p, int64_
     *ow = (wp - p->dilation_w * (st->kw - 1) - 1) / p->stride_w + 1;
 }
 
+static void resolve_guess(const ai3_plan *plan, const ai3_tensor *hint);
+
 ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint) {
     const ai3_tensor *weight = &plan->weights[0];
     const ai3_conv2d_params *p = &plan->params.conv2d;
@@ -113,7 +115,7 @@ ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint) {
             snprintf(known + strlen(known), sizeof known - strlen(known), "%s'%s'",
                      i ? ", " : "", names[i].name);
         return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                              "conv2d: no algorithm '%s' on cuda; known: %s", plan->algorithm,
+                              "conv2d: unknown algorithm '%s' on cuda; known: %s", plan->algorithm,
                               known);
     }
     if (weight->ndim != 4)
@@ -171,6 +173,7 @@ ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint) {
         math = CUDNN_FMA_MATH;
     if (!s) s = ai3_cudnn_check(cudnnSetConvolutionMathType(st->conv, math), "conv2d",
                                 "setting the math type");
+    if (!s && algo == GUESS && hint) resolve_guess(plan, hint);
     return s;
 }
 
@@ -288,6 +291,23 @@ static ai3_status find_shape(const ai3_plan *plan, int64_t n, int64_t c, int64_t
     pthread_mutex_unlock(&st->lock);
     *out = found;
     return s;
+}
+
+/* What "guess" picks for the hinted input, so that the plan names it before
+ * its first run. A hint that cannot be planned (no GPU now, say) is only a
+ * hint: the choice is then made, and errors raised, on the first run. */
+static void resolve_guess(const ai3_plan *plan, const ai3_tensor *hint) {
+    conv_state *st = plan->state;
+    int64_t n, c, h, w, hp, wp;
+    if (hint->ndim != 3 && hint->ndim != 4) return;
+    input_dims(hint, &n, &c, &h, &w);
+    padded_size(&plan->params.conv2d, h, w, &hp, &wp);
+    if (c != st->c_in_g * plan->params.conv2d.groups || hp < 1 || wp < 1) return;
+    shape_entry scratch = {0};
+    const shape_entry *e;
+    if (find_shape(plan, n, c, st->pre_pad ? hp : h, st->pre_pad ? wp : w, &scratch, &e) == AI3_OK)
+        __atomic_store_n(&st->last_algo, (int)e->algo, __ATOMIC_RELAXED);
+    release_shape(&scratch);
 }
 
 /* The workspace's parts: the padded input, then cuDNN's. */

@@ -8,7 +8,7 @@ static ai3_status check_algorithm(const ai3_plan *plan, const char *op) {
     if (strcmp(plan->algorithm, "direct") == 0 || strcmp(plan->algorithm, "default") == 0)
         return AI3_OK;
     return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                          "%s: algorithm '%s' does not run on cuda (cuda has: 'direct')", op,
+                          "%s: unknown algorithm '%s' on cuda (cuda has: 'direct')", op,
                           plan->algorithm);
 }
 

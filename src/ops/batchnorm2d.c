@@ -17,9 +17,12 @@ static ai3_status check_channel_vector(const ai3_tensor *t, const char *what, in
                              "%d-d with %lld",
                              OP, what, (long long)channels, t->ndim,
                              (long long)ai3_tensor_numel(t));
-    if (t->dtype != dtype)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s must have the input's dtype", OP,
-                             what);
+    /* float32 statistics with a half input (CUDA under autocast) are read as such */
+    bool half_input = dtype == AI3_FLOAT16 || dtype == AI3_BFLOAT16;
+    if (t->dtype != dtype && !(half_input && t->dtype == AI3_FLOAT32))
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: %s must have the input's dtype (or float32 for a half input)",
+                             OP, what);
     return AI3_OK;
 }
 

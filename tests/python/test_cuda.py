@@ -140,15 +140,21 @@ def test_conv2d_on_cuda_matches_torch(algorithm, dtype, case):
     run_conv2d(algorithm, dtype, case)
 
 
+# cuDNN's algorithms that compute the seed's convolution (3x3, stride 1,
+# padding 1) in float32 and float16 on the GPUs tested (an H200, cuDNN 9.19);
+# the others must refuse it saying why (run_conv2d checks).
+SEED_SHAPE_ALGORITHMS = COMPLETE | {"gemm", "implicit gemm", "implicit precomp gemm"}
+
+
 @cuda
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float16))
 @pytest.mark.parametrize("algorithm", cuda_algorithms("conv2d"))
-def test_every_cuda_algorithm_computes_the_seed_shape(algorithm, dtype):
-    # 3x3, stride 1, padding 1: a convolution each of cuDNN's algorithms takes.
+def test_cuda_algorithms_compute_the_seed_shape(algorithm, dtype):
     case = dict(batch=(2,), c_in=16, c_out=16, h=14, w=14, kernel=(3, 3), stride=(1, 1),
                 padding=1, explicit=(1, 1, 1, 1), dilation=(1, 1), groups=1,
                 padding_mode="zeros", bias=True, seed=7)
-    assert run_conv2d(algorithm, dtype, case) is not None
+    computed = run_conv2d(algorithm, dtype, case) is not None
+    assert computed or algorithm not in SEED_SHAPE_ALGORITHMS
 
 
 @cuda
@@ -216,6 +222,8 @@ MODULES = {
 @pytest.mark.parametrize("name", sorted(MODULES))
 @pytest.mark.parametrize("batched", (True, False))
 def test_operation_on_cuda_matches_torch(name, dtype, batched):
+    if name == "batchnorm" and not batched:
+        pytest.skip("nn.BatchNorm2d takes 4-d input only")
     module = MODULES[name]()
     x = randn((2, 6, 13, 11) if batched else (6, 13, 11), torch.float64, 3)
     expected = module.double()(x)
