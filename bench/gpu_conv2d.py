@@ -159,16 +159,17 @@ def run_cell(mode, shape, n, algorithms, samples):
 
 
 def overhead(shape, rounds, calls):
-    """Host and wall µs per call at N=1, fp32: ai3 'guess' vs torch (benchmark off)."""
+    """Host and wall µs per call at N=1, fp32: ai3 'guess' (and 'smm', ai3's own
+    kernel) vs torch (benchmark off)."""
     set_mode("fp32")
     c, h, w = SHAPES[shape]
     torch.manual_seed(0)
     conv = nn.Conv2d(c, c, 3, padding=1, bias=False).cuda()
     x = torch.randn(1, c, h, w, device="cuda")
-    fns = {"torch": conv, "ai3": swapped(conv, "guess")}
+    fns = {"torch": conv, "ai3": swapped(conv, "guess"), "smm": swapped(conv, "smm")}
     host, wall = {k: [] for k in fns}, {k: [] for k in fns}
     for i in range(rounds + 2):  # the first two rounds warm up
-        for k in (("torch", "ai3") if i % 2 else ("ai3", "torch")):
+        for k in (("torch", "ai3", "smm") if i % 2 else ("smm", "ai3", "torch")):
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             for _ in range(calls):
@@ -184,6 +185,7 @@ def overhead(shape, rounds, calls):
         r[f"{k}_host_us"], r[f"{k}_wall_us"] = statistics.median(host[k]), statistics.median(wall[k])
     r["host_over_us"] = r["ai3_host_us"] - r["torch_host_us"]
     r["wall_over_us"] = r["ai3_wall_us"] - r["torch_wall_us"]
+    r["smm_host_over_us"] = r["smm_host_us"] - r["torch_host_us"]
     del conv, x, fns
     return r
 
@@ -316,13 +318,14 @@ def main():
             cells += mode_cells
         print("\n== per-call overhead, N=1, fp32, guess vs torch (benchmark off): µs per call")
         print(f"{'shape':<13}{'torch host':>11}{'ai3 host':>10}{'over':>7}"
-              f"{'torch wall':>12}{'ai3 wall':>10}{'over':>7}")
+              f"{'torch wall':>12}{'ai3 wall':>10}{'over':>7}{'smm host':>10}{'over':>7}")
         for shape in ("late", "early-middle"):
             try:
                 o = overhead(shape, 5 if args.quick else 15, 200)
                 print(f"{shape:<13}{o['torch_host_us']:>11.1f}{o['ai3_host_us']:>10.1f}"
                       f"{o['host_over_us']:>7.1f}{o['torch_wall_us']:>12.1f}"
-                      f"{o['ai3_wall_us']:>10.1f}{o['wall_over_us']:>7.1f}")
+                      f"{o['ai3_wall_us']:>10.1f}{o['wall_over_us']:>7.1f}"
+                      f"{o['smm_host_us']:>10.1f}{o['smm_host_over_us']:>7.1f}")
             except Exception as e:
                 o = {"shape": shape, "error": reason(e)}
                 print(f"{shape:<13}  {o['error']}")

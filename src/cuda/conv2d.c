@@ -1,9 +1,13 @@
 /*
  * conv2d on CUDA: cuDNN's forward algorithms by name, cuDNN's heuristic
- * ("guess", "default"), and ai3's own kernels ("direct", "smm").
+ * ("guess", "default": conv2d_heuristic.c), and ai3's own kernels ("direct",
+ * "smm").
  *
  * A plan holds the filter and convolution descriptors; per input shape it
- * keeps the tensor descriptors and the algorithm cuDNN runs (found once).
+ * keeps the tensor descriptors and the algorithm cuDNN runs (found once):
+ * for "guess", the execution plan of the engine cuDNN's graph-API heuristic
+ * ranks first, and the legacy heuristic's algorithm for pointers that are
+ * not 16-byte aligned.
  * Padding that cuDNN cannot express (the reflect, replicate and circular
  * modes, and unequal zero padding such as padding='same' with an even
  * kernel) is applied first into the workspace, then the convolution runs
@@ -19,6 +23,7 @@
 #define OWN_DIRECT -1
 #define OWN_SMM -2
 #define GUESS -3
+#define ENGINE -4 /* what "guess" ran: an engine of cuDNN's graph API */
 #define MAX_SHAPES 8
 
 static const struct {
@@ -44,6 +49,7 @@ const char *const ai3_cuda_conv2d_algorithms[] = {
 const int ai3_cuda_conv2d_algorithm_count = N_NAMES;
 
 static const char *algo_name(int algo) {
+    if (algo == ENGINE) return "cudnn heuristic engine";
     for (int i = 0; i < N_NAMES; i++)
         if (names[i].algo == algo) return names[i].name;
     return "cuDNN's choice";
@@ -54,7 +60,9 @@ typedef struct {
     int64_t n, h, w;
     cudnnTensorDescriptor_t x, y;
     cudnnConvolutionFwdAlgo_t algo;
-    size_t cudnn_bytes;
+    size_t cudnn_bytes;              /* cuDNN's workspace for algo */
+    cudnnBackendDescriptor_t engine; /* "guess": the graph API's plan... */
+    size_t engine_bytes;             /* ...and its workspace */
 } shape_entry;
 
 typedef struct {
@@ -68,6 +76,7 @@ typedef struct {
     int n_entries;
     shape_entry entries[MAX_SHAPES];
     int last_algo; /* what "guess" ran last, for ai3_plan_algorithm */
+    bool allow_tf32;
 } conv_state;
 
 static cudnnDataType_t cudnn_type(ai3_dtype dtype) {
@@ -101,6 +110,12 @@ static void output_size(const conv_state *st, const ai3_conv2d_params *p, int64_
 }
 
 static void resolve_guess(const ai3_plan *plan, const ai3_tensor *hint);
+
+static void release_shape(shape_entry *e) {
+    if (e->engine) cudnnBackendDestroyDescriptor(e->engine);
+    if (e->x) cudnnDestroyTensorDescriptor(e->x);
+    if (e->y) cudnnDestroyTensorDescriptor(e->y);
+}
 
 ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint) {
     const ai3_tensor *weight = &plan->weights[0];
@@ -136,6 +151,7 @@ ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint) {
     plan->state = st;
     pthread_mutex_init(&st->lock, NULL);
     st->algo = st->last_algo = algo;
+    st->allow_tf32 = plan->options.allow_tf32;
     st->c_out = weight->shape[0];
     st->c_in_g = weight->shape[1];
     st->kh = weight->shape[2];
@@ -179,10 +195,7 @@ ai3_status ai3_cuda_conv2d_create(ai3_plan *plan, const ai3_tensor *hint) {
 
 void ai3_cuda_conv2d_destroy(ai3_plan *plan) {
     conv_state *st = plan->state;
-    for (int i = 0; i < st->n_entries; i++) {
-        cudnnDestroyTensorDescriptor(st->entries[i].x);
-        cudnnDestroyTensorDescriptor(st->entries[i].y);
-    }
+    for (int i = 0; i < st->n_entries; i++) release_shape(&st->entries[i]);
     if (st->filter) cudnnDestroyFilterDescriptor(st->filter);
     if (st->conv) cudnnDestroyConvolutionDescriptor(st->conv);
     pthread_mutex_destroy(&st->lock);
@@ -249,12 +262,18 @@ static ai3_status describe_shape(const ai3_plan *plan, conv_state *st, int64_t n
             (long long)p->dilation_h, (long long)p->dilation_w, (long long)p->groups,
             cudnnGetErrorString(status), detail[0] ? ": " : "", detail);
     }
-    return ai3_cudnn_check(status, "conv2d", "sizing cuDNN's workspace");
-}
-
-static void release_shape(shape_entry *e) {
-    if (e->x) cudnnDestroyTensorDescriptor(e->x);
-    if (e->y) cudnnDestroyTensorDescriptor(e->y);
+    if ((s = ai3_cudnn_check(status, "conv2d", "sizing cuDNN's workspace")) != AI3_OK ||
+        st->algo != GUESS)
+        return s;
+    int64_t pad = st->pre_pad ? 0 : 1;
+    int64_t x_dims[4] = {n, c, h, w}, w_dims[4] = {st->c_out, st->c_in_g, st->kh, st->kw},
+            y_dims[4] = {n, st->c_out, oh, ow},
+            pre[2] = {pad * p->pad_top, pad * p->pad_left},
+            post[2] = {pad * p->pad_bottom, pad * p->pad_right},
+            stride[2] = {p->stride_h, p->stride_w}, dilation[2] = {p->dilation_h, p->dilation_w};
+    return ai3_cudnn_heuristic_plan(handle, plan->weights[0].dtype, st->allow_tf32, x_dims,
+                                    w_dims, y_dims, pre, post, stride, dilation, &e->engine,
+                                    &e->engine_bytes);
 }
 
 /* The entry for this input shape: a kept one, a new kept one, or (once
@@ -306,7 +325,7 @@ static void resolve_guess(const ai3_plan *plan, const ai3_tensor *hint) {
     shape_entry scratch = {0};
     const shape_entry *e;
     if (find_shape(plan, n, c, st->pre_pad ? hp : h, st->pre_pad ? wp : w, &scratch, &e) == AI3_OK)
-        __atomic_store_n(&st->last_algo, (int)e->algo, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->last_algo, e->engine ? ENGINE : (int)e->algo, __ATOMIC_RELAXED);
     release_shape(&scratch);
 }
 
@@ -331,7 +350,7 @@ ai3_status ai3_cuda_conv2d_workspace(const ai3_plan *plan, const ai3_tensor *inp
     shape_entry scratch = {0};
     const shape_entry *e;
     ai3_status s = find_shape(plan, n, c, hp, wp, &scratch, &e);
-    if (s == AI3_OK) *bytes += e->cudnn_bytes;
+    if (s == AI3_OK) *bytes += e->engine ? e->engine_bytes : e->cudnn_bytes;
     release_shape(&scratch);
     return s;
 }
@@ -356,9 +375,17 @@ ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
     const shape_entry *e = NULL;
     ai3_status s = AI3_OK;
     size_t padded = pad_bytes(plan, n, c, h, w), needed = padded;
+    /* "guess" runs its graph-API engine on 16-byte aligned data (torch's
+     * allocations are), else the legacy heuristic's algorithm, which may need
+     * more workspace than was sized: then it takes its own. */
+    bool engine = false;
     if (!own) {
         s = find_shape(plan, n, c, st->pre_pad ? hp : h, st->pre_pad ? wp : w, &scratch, &e);
-        if (s == AI3_OK) needed += e->cudnn_bytes;
+        engine = s == AI3_OK && e->engine &&
+                 ai3_cudnn_heuristic_aligned(st->pre_pad ? NULL : input->data, weight->data,
+                                             output->data, workspace);
+        if (s == AI3_OK) needed += engine ? e->engine_bytes : e->cudnn_bytes;
+        if (s == AI3_OK && e->engine && !engine && workspace_bytes < needed) workspace = NULL;
     }
     ai3_cuda_workspace ws = {0};
     if (s == AI3_OK)
@@ -390,11 +417,15 @@ ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
         float one_f = 1, zero_f = 0;
         double one_d = 1, zero_d = 0;
         bool dbl = input->dtype == AI3_FLOAT64;
-        if (s == AI3_OK)
+        void *cudnn_ws = ws.base ? (char *)ws.base + padded : NULL;
+        if (s == AI3_OK && engine)
+            s = ai3_cudnn_heuristic_run(handle, e->engine, x, weight->data, output->data,
+                                        cudnn_ws);
+        else if (s == AI3_OK)
             s = ai3_cudnn_check(
                 cudnnConvolutionForward(handle, dbl ? (void *)&one_d : (void *)&one_f, e->x, x,
                                         st->filter, weight->data, st->conv, e->algo,
-                                        (char *)ws.base + padded, e->cudnn_bytes,
+                                        cudnn_ws, e->cudnn_bytes,
                                         dbl ? (void *)&zero_d : (void *)&zero_f, e->y,
                                         output->data),
                 "conv2d", algo_name(e->algo));
@@ -403,7 +434,7 @@ ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
                                                  st->c_out, oh * ow, stream),
                                "conv2d", "adding the bias");
         if (s == AI3_OK && st->algo == GUESS)
-            __atomic_store_n(&st->last_algo, (int)e->algo, __ATOMIC_RELAXED);
+            __atomic_store_n(&st->last_algo, engine ? ENGINE : (int)e->algo, __ATOMIC_RELAXED);
     }
     ai3_cuda_workspace_release(&ws, stream);
     release_shape(&scratch);

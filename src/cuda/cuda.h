@@ -74,6 +74,21 @@ ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
 extern const char *const ai3_cuda_conv2d_algorithms[];
 extern const int ai3_cuda_conv2d_algorithm_count;
 
+/* conv2d "guess" through cuDNN's graph API (conv2d_heuristic.c): an
+ * execution plan for one input shape (NCHW, dims of x, w, y), chosen by
+ * cuDNN's heuristic, with its workspace bytes; then runs of it. Pointers
+ * must be 16-byte aligned (ai3_cudnn_heuristic_aligned). */
+ai3_status ai3_cudnn_heuristic_plan(cudnnHandle_t handle, ai3_dtype dtype, bool allow_tf32,
+                                    const int64_t x_dims[4], const int64_t w_dims[4],
+                                    const int64_t y_dims[4], const int64_t pre_pad[2],
+                                    const int64_t post_pad[2], const int64_t stride[2],
+                                    const int64_t dilation[2], cudnnBackendDescriptor_t *plan,
+                                    size_t *workspace);
+ai3_status ai3_cudnn_heuristic_run(cudnnHandle_t handle, cudnnBackendDescriptor_t plan,
+                                   const void *x, const void *w, void *y, void *workspace);
+bool ai3_cudnn_heuristic_aligned(const void *x, const void *w, const void *y,
+                                 const void *workspace);
+
 ai3_status ai3_cuda_linear_run(const ai3_plan *plan, const ai3_tensor *input,
                                ai3_tensor *output, cudaStream_t stream);
 ai3_status ai3_cuda_batchnorm2d_run(const ai3_plan *plan, const ai3_tensor *input,
