@@ -1,7 +1,7 @@
 /*
  * conv2d "guess" and "default" on CUDA: cuDNN's graph API, as torch uses it.
  * For each input shape the convolution is described once as an operation
- * graph, cuDNN's heuristic (mode A) ranks its engines, and the first that
+ * graph, cuDNN's heuristic (instant mode, as torch) ranks its engines, and the first that
  * builds into an execution plan (and, for float32 without TF32, does not use
  * tensor cores) is kept; each run then only binds the data pointers and
  * executes it. The legacy API's cudnnConvolutionForward, which the named
@@ -120,7 +120,7 @@ ai3_status ai3_cudnn_heuristic_plan(cudnnHandle_t handle, ai3_dtype dtype, bool 
     if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(graph);
 
     cudnnBackendDescriptor_t heuristic = make(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &s);
-    cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_A;
+    cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_INSTANT; /* as torch */
     set(heuristic, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph,
         &s);
     set(heuristic, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur_mode, &s);
