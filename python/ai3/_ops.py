@@ -19,6 +19,7 @@ check that these shape functions agree with the C core's.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Optional, Sequence, Union
 
@@ -823,6 +824,17 @@ def conv2d_padding(
         padding, kernel_size, dilation = m.padding, m.kernel_size, m.dilation
     else:
         padding = padding_or_module
+    if torch.compiler.is_compiling():  # traced: no cache to consult
+        return _explicit_padding.__wrapped__(padding, kernel_size, dilation)
+    try:
+        return _explicit_padding(padding, kernel_size, dilation)
+    except TypeError:  # unhashable (a list): computed without the cache
+        return _explicit_padding.__wrapped__(padding, kernel_size, dilation)
+
+
+# Every forward of a swapped conv2d asks: remembered per distinct argument.
+@functools.lru_cache(maxsize=1024)
+def _explicit_padding(padding, kernel_size, dilation):
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)
