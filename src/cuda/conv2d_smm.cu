@@ -39,15 +39,6 @@ struct conv_args {
     int64_t n_tiles; /* pixel tiles per group */
 };
 
-__device__ __forceinline__ void ld4(const float *p, float *o) {
-    float4 v = *reinterpret_cast<const float4 *>(p);
-    o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
-}
-__device__ __forceinline__ void ld4(const double *p, double *o) {
-    double2 a = reinterpret_cast<const double2 *>(p)[0], b = reinterpret_cast<const double2 *>(p)[1];
-    o[0] = a.x; o[1] = a.y; o[2] = b.x; o[3] = b.y;
-}
-
 template <typename T, int BM, int BN, int KS>
 __global__ void __launch_bounds__(KS * BM * BN / 64, sizeof(T) == 8 ? 1 : 512 / (KS * BM * BN / 64))
 smm_kernel(const T *__restrict__ x, const T *__restrict__ wt, const T *__restrict__ bias,
