@@ -260,7 +260,8 @@ def _keep_norm_plan(*tensors) -> bool:
 def _plan(op: str, algorithm: str, params: tuple, weights: tuple = (), keep: bool = True,
           hint=None):
     """The plan computing `op` with these parameters and weights: a kept one,
-    or a new one (kept if `keep`). `hint` is the expected input's shape."""
+    or a new one (kept if `keep`). `hint` is the expected input (a tensor,
+    only its shape is read, and only when a plan is made)."""
     present = [t for t in weights if t is not None]
     if not present:
         key = (op, algorithm, params)
@@ -311,7 +312,8 @@ def _allow_tf32(op: str) -> bool:
 
 def _new_plan(op, algorithm, params, weights, hint, allow_tf32=False):
     return _core.plan(op, algorithm, tuple(None if t is None else t.detach().contiguous()
-                                           for t in weights), params, hint, allow_tf32)
+                                           for t in weights), params,
+                      None if hint is None else tuple(hint.shape), allow_tf32)
 
 
 # ---------------------------------------------------------------------------
@@ -397,7 +399,7 @@ def _conv2d_run(x, weight, bias, stride, padding, dilation, groups, padding_mode
     params = (*stride, *padding, *dilation, groups, padding_mode)
     if len(params) != 10:  # the Python checks say which parameter is wrong
         _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm)
-    plan = _plan("conv2d", algorithm, params, (weight, bias), keep_plan, tuple(x.shape))
+    plan = _plan("conv2d", algorithm, params, (weight, bias), keep_plan, x)
     return _core.run(plan, x)
 
 
