@@ -672,7 +672,9 @@ AI3_API ai3_status ai3_graph_peak_bytes(ai3_graph *graph, int n_inputs,
 /* The signature of an algorithm for each operation. The library validates
  * every argument and allocates nothing for the algorithm: it receives
  * contiguous tensors of one dtype on the device it was registered for
- * (CUDA algorithms run on the stream ai3 is given), 4-d for conv2d and the
+ * (a CUDA algorithm registered at run time gets device pointers through the
+ * typed functions and plans without weights, and chooses its own stream;
+ * plans with CUDA weights run ai3's built-in CUDA algorithms), 4-d for conv2d and the
  * pooling operations (an unbatched input arrives with N = 1), and writes
  * every element of output. It returns AI3_OK or a status after calling
  * ai3_set_error. */

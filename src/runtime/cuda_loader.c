@@ -43,7 +43,7 @@ static void load(void) {
     *(void **)&entry = dlsym(lib, AI3_CUDA_BACKEND_SYMBOL);
     backend = entry ? entry(AI3_CUDA_BACKEND_ABI, &host) : NULL;
     if (!backend)
-        snprintf(why_not, sizeof why_not, "the CUDA backend %s does not match this libai3: %s",
+        snprintf(why_not, sizeof why_not, "the CUDA backend %.300s does not match this libai3: %.150s",
                  path, entry ? ai3_last_error() : "no entry point");
 }
 

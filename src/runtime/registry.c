@@ -206,6 +206,16 @@ static void known_names(ai3_op op, ai3_device device, char *buf, size_t size) {
 }
 
 /* The error for `name` missing on `device`: which devices have it, if any. */
+/* Whether the CUDA backend (if this machine loads one) has `name` for op. */
+static bool cuda_backend_has(ai3_op op, const char *name) {
+    const ai3_cuda_backend *cuda = ai3_cuda_backend_get();
+    const char *names[64];
+    int n = cuda ? cuda->list_algorithms(op, names, 64) : 0;
+    for (int i = 0; i < n && i < 64; i++)
+        if (strcmp(names[i], name) == 0 || strcmp(name, "default") == 0) return true;
+    return false;
+}
+
 static ai3_status not_found(ai3_op op, const char *name, ai3_device device) {
     char elsewhere[64] = "";
     size_t used = 0;
@@ -220,8 +230,12 @@ static ai3_status not_found(ai3_op op, const char *name, ai3_device device) {
     }
     if (used)
         return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                             "%s: algorithm '%s' runs on %s only, but the tensors are on %s",
-                             ops[op].name, name, elsewhere, device_names[device]);
+                             "%s: algorithm '%s' runs on %s only, but the tensors are on %s%s",
+                             ops[op].name, name, elsewhere, device_names[device],
+                             device == AI3_DEVICE_CUDA && cuda_backend_has(op, name)
+                                 ? " (the CUDA backend runs it through plans: "
+                                   "ai3_plan_create, ai3_plan_run_stream)"
+                                 : "");
     char known[512];
     known_names(op, device, known, sizeof known);
     if (!known[0])
