@@ -72,8 +72,12 @@ class Conv2d(Swapped, nn.Conv2d):
 
     def forward(self, input):
         padding = _ops.conv2d_padding(self.padding, self.kernel_size, self.dilation)
-        return _ops.conv2d(input, self.weight, self.bias, _pair(self.stride), padding,
-                           _pair(self.dilation), self.groups, self.padding_mode, self.algorithm)
+        # nn.Conv2d keeps stride and dilation as pairs; _pair only for values set later
+        stride, dilation = self.stride, self.dilation
+        if type(stride) is not tuple or type(dilation) is not tuple:
+            stride, dilation = _pair(stride), _pair(dilation)
+        return _ops.conv2d(input, self.weight, self.bias, stride, padding, dilation,
+                           self.groups, self.padding_mode, self.algorithm)
 
     def algorithm_for(self, input_shape):
         """The algorithm this layer runs on inputs of `input_shape` (what
