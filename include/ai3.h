@@ -594,6 +594,26 @@ typedef struct ai3_graph ai3_graph;
 AI3_API ai3_status ai3_graph_create(ai3_dtype dtype, ai3_graph **graph);
 AI3_API void ai3_graph_destroy(ai3_graph *graph);
 
+/* --- graphs on a CUDA device -----------------------------------------------
+ * ai3_graph_create_on(dtype, AI3_DEVICE_CUDA, index, &g) makes a graph that
+ * computes on that GPU (float16 and bfloat16 too): constants and weights
+ * (host tensors, or tensors on that device) are copied to device memory it
+ * owns, intermediate tensors live in a device arena planned per input
+ * shape, and inputs and outputs are device tensors. ai3_graph_run_stream
+ * enqueues the whole run on `stream` (a cudaStream_t; NULL: the default
+ * stream) and returns without waiting. The first run with an input shape
+ * runs operation by operation; the next one is captured as a CUDA graph
+ * (with buffers of the plan's own for the arena, inputs and outputs) and it
+ * and every later run of that shape replay it: the inputs are copied in,
+ * the graph launched, the outputs copied out. A run whose capture fails
+ * falls back to running operation by operation, as do runs made while
+ * another thread replays the same shape. ai3_graph_set_cuda_graphs(g, 0)
+ * turns capture off. ai3_graph_create_on(dtype, AI3_DEVICE_CPU, 0, &g) is
+ * ai3_graph_create. */
+AI3_API ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_index,
+                                       ai3_graph **graph);
+AI3_API ai3_status ai3_graph_set_cuda_graphs(ai3_graph *graph, int enabled);
+
 /* A new input of the graph; inputs are numbered in the order added. */
 AI3_API ai3_status ai3_graph_add_input(ai3_graph *graph, int *value);
 /* A constant tensor (of the graph's dtype), copied. */
@@ -655,6 +675,10 @@ AI3_API ai3_status ai3_graph_output_shapes(ai3_graph *graph, int n_inputs,
  * shapes ai3_graph_output_shapes gives, caller-allocated) written. */
 AI3_API ai3_status ai3_graph_run(ai3_graph *graph, int n_inputs, const ai3_tensor *inputs,
                                  int n_outputs, ai3_tensor *outputs);
+/* ai3_graph_run on `stream` (graphs on a CUDA device; ignored on the CPU). */
+AI3_API ai3_status ai3_graph_run_stream(ai3_graph *graph, int n_inputs,
+                                        const ai3_tensor *inputs, int n_outputs,
+                                        ai3_tensor *outputs, void *stream);
 /* Memory of the plan for inputs of these shapes (data not read):
  * *peak_bytes, the arena holding every intermediate tensor with buffers
  * reused by lifetime; *total_bytes, the sum of the sizes of every

@@ -37,7 +37,9 @@ from . import _core, _ops, graph, selectors
 from ._errors import UnsupportedError
 
 _DTYPES = {torch.float32: torch.float32, torch.float64: torch.float64,
-           "float32": torch.float32, "float64": torch.float64}
+           torch.float16: torch.float16, torch.bfloat16: torch.bfloat16,
+           "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16}
 
 # The registry operation whose algorithms a step selects from (None: no
 # algorithm to choose, e.g. a reshape, which is a view).
@@ -122,15 +124,46 @@ class Model:
     input shape and caches the last few plans. A model may be called from
     several threads at once.
 
+    On a CUDA device (a network converted while on the GPU, or moved with
+    ``to``, ``cuda``), inputs and outputs are tensors on that device, the
+    run is enqueued on torch's current stream, and from the second call
+    with an input shape on it is replayed as a CUDA graph (unless converted
+    with ``cuda_graph=False``).
+
     layers: the Layer objects, in execution order.
-    dtype: torch.float32 or torch.float64.
+    dtype: torch.float32 or torch.float64 (on CUDA also float16, bfloat16).
+    device: where it computes (torch.device).
     """
 
-    def __init__(self, capsule, layers, dtype, single_output):
+    def __init__(self, capsule, layers, dtype, single_output, device, rebuild):
         self._graph = capsule
         self.layers = tuple(layers)
         self.dtype = dtype
+        self.device = device
         self._single = single_output
+        self._rebuild = rebuild
+
+    def to(self, device):
+        """Moves the model to `device` ('cpu', 'cuda', 'cuda:1', a
+        torch.device): the C graph is built again there from the network's
+        weights as they are now, with the same algorithms. Returns self."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+            device = torch.device("cuda", index)
+        if device != self.device:
+            other = self._rebuild(device)
+            self._graph, self.layers, self.device = other._graph, other.layers, device
+        return self
+
+    def cuda(self, device=None):
+        """``to('cuda')`` (or that CUDA device)."""
+        return self.to(torch.device("cuda") if device is None else torch.device("cuda", device)
+                       if isinstance(device, int) else device)
+
+    def cpu(self):
+        """``to('cpu')``."""
+        return self.to("cpu")
 
     def __call__(self, x):
         return self.predict(x)
@@ -149,14 +182,14 @@ class Model:
         if np is not None and isinstance(x, np.ndarray):
             if x.dtype.kind not in "fiub":
                 raise TypeError(f"cannot run on a numpy array of dtype {x.dtype}")
-            x = torch.from_numpy(np.ascontiguousarray(x))
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         elif not isinstance(x, torch.Tensor):
             raise TypeError(f"the input must be a torch tensor or a numpy array, not "
                             f"{type(x).__name__}")
         x = x.detach().to(self.dtype).contiguous()
         outputs = _core.graph_run(self._graph, (x,))
         if out_type is not None and out_type is not torch.Tensor:
-            outputs = tuple(o.numpy() for o in outputs)
+            outputs = tuple(o.cpu().numpy() for o in outputs)
         return outputs[0] if self._single else outputs
 
     def output_shapes(self, input_shape):
@@ -172,7 +205,8 @@ class Model:
         return {"peak": peak, "total": total, "workspace": workspace}
 
     def __repr__(self):
-        lines = [f"Model(dtype={self.dtype}, layers=["]
+        device = "" if self.device.type == "cpu" else f", device='{self.device}'"
+        lines = [f"Model(dtype={self.dtype}{device}, layers=["]
         lines += [f"  {layer!r}," for layer in self.layers]
         lines.append("])")
         return "\n".join(lines)
@@ -191,7 +225,8 @@ def _numpy():
 # convert
 
 
-def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_batchnorm=True):
+def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_batchnorm=True,
+            cuda_graph=True):
     """Converts the torch network `module` into an ai3.Model.
 
     algos: None, or a mapping from operation (a name such as 'conv2d' or
@@ -210,6 +245,12 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
     fold_batchnorm: fold each nn.BatchNorm2d into the convolution that
         feeds only it (its eval-mode form: running statistics); False keeps
         it a batchnorm2d operation.
+    cuda_graph: on a CUDA device, replay each input shape's run as a CUDA
+        graph from its second call (the launch sequence captured once).
+
+    The Model computes where the network's parameters are: a network on a
+    CUDA device converts to a Model on that device (float16 and bfloat16
+    are then possible dtypes too); ``Model.to`` moves it.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"convert needs an nn.Module, not {type(module).__name__}")
@@ -247,7 +288,10 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
         if not any(_selected_as(s.op) == op for s in steps):
             selectors.resolve(op, selector_of[op], [], sample_given=shape is not None)
 
-    model = _build(translation, chosen, dtype, shapes)
+    def build(device):
+        return _build(translation, chosen, dtype, shapes, device, cuda_graph, build)
+
+    model = build(_model_device(module))
     if shape is not None:
         model.output_shapes(shape)  # the network's errors at convert time
     return model
@@ -280,6 +324,15 @@ def _op_name(key):
     return selectors.op_name(key)
 
 
+def _model_device(module):
+    """Where the network's parameters (or buffers) are; the CPU if it has none."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.device.type == "cuda":
+            return torch.device("cuda", t.device.index)
+        return torch.device("cpu")
+    return torch.device("cpu")
+
+
 def _model_dtype(module, dtype):
     if dtype is not None:
         if not isinstance(dtype, (torch.dtype, str)) and _numpy() is not None:
@@ -290,13 +343,14 @@ def _model_dtype(module, dtype):
         try:
             return _DTYPES[dtype]
         except (KeyError, TypeError):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, not {dtype!r}") \
-                from None
+            raise ValueError(f"dtype must be torch.float32, torch.float64 (or on CUDA "
+                             f"torch.float16, torch.bfloat16), not {dtype!r}") from None
     for p in list(module.parameters()) + list(module.buffers()):
         if p.is_floating_point():
-            if p.dtype not in (torch.float32, torch.float64):
+            if p.dtype not in _DTYPES:
                 raise UnsupportedError(f"the network's parameters are {p.dtype}; ai3 computes "
-                                       f"float32 and float64 (pass dtype=)")
+                                       f"float32 and float64, and on CUDA float16 and "
+                                       f"bfloat16 (pass dtype=)")
             return p.dtype
     return torch.float32
 
@@ -329,6 +383,14 @@ def _own(t, dtype):
     return None if t is None else t.detach().to(dtype=dtype).contiguous()
 
 
+def _for_graph(t, device):
+    """A weight the C graph on `device` can copy from: a host tensor or one
+    on that device (the graph copies host tensors to its GPU itself)."""
+    if t is None or t.device == device or t.device.type == "cpu":
+        return t
+    return t.to(device)
+
+
 def _conv_params(m):
     return dict(stride=_pair(m.stride),
                 padding=_ops.conv2d_padding(m.padding, m.kernel_size, m.dilation),
@@ -350,15 +412,21 @@ def _folded(conv, bn, dtype):
     return weight.contiguous(), bias.to(dtype).contiguous()
 
 
-def _build(translation, chosen, dtype, shapes):
-    g = _core.graph_create(str(dtype).replace("torch.", ""))
+def _build(translation, chosen, dtype, shapes, device, cuda_graph, rebuild):
+    """The Model on `device`: a C graph built from the translation, with the
+    network's weights as they are now."""
+    g = _core.graph_create(str(dtype).replace("torch.", ""),
+                           device.index if device.type == "cuda" else -1)
+    if device.type == "cuda" and not cuda_graph:
+        _core.graph_set_cuda_graphs(g, False)
     ids = {translation.input: _core.graph_input(g)}
     names = {translation.input: "input"}
     layers = []
 
     def value(v):
         if v not in ids:  # a parameter read with get_attr, first used here
-            ids[v] = _core.graph_constant(g, _own(translation.constants[v], dtype))
+            ids[v] = _core.graph_constant(g, _for_graph(_own(translation.constants[v], dtype),
+                                                        device))
             names[v] = "constant"
         return ids[v]
 
@@ -366,7 +434,7 @@ def _build(translation, chosen, dtype, shapes):
         algorithm = chosen.get(id(step))
         inputs = [value(v) for v in step.inputs]
         layer = Layer(step, algorithm, [names[v] for v in step.inputs])
-        out = _add_step(g, step, algorithm, inputs, layer, dtype, shapes, value)
+        out = _add_step(g, step, algorithm, inputs, layer, dtype, shapes, value, device)
         outs = out if isinstance(out, tuple) else (out,)
         for v, c_id in zip(step.outputs, outs):
             ids[v] = c_id
@@ -376,7 +444,7 @@ def _build(translation, chosen, dtype, shapes):
             layer._node = (g, outs[0])
         layers.append(layer)
     _core.graph_set_outputs(g, [value(v) for v in translation.outputs])
-    return Model(g, layers, dtype, translation.single)
+    return Model(g, layers, dtype, translation.single, device, rebuild)
 
 
 def _pool_params(p):
@@ -434,9 +502,10 @@ def _weights(step, layer, dtype):
     return weight, bias
 
 
-def _add_step(g, step, algorithm, inputs, layer, dtype, shapes, value):
+def _add_step(g, step, algorithm, inputs, layer, dtype, shapes, value, device):
     """Adds one step's node to the C graph; the new value id(s). value()
-    maps the translation's value numbers to the graph's ids."""
+    maps the translation's value numbers to the graph's ids; the weights go
+    to `device` first (the graph copies them there in any case)."""
     op, p, x = step.op, step.params, inputs[0] if inputs else None
     if op == "reshape":
         dims = [(value(d[0]), d[1]) if isinstance(d, tuple) else d for d in p["dims"]]
@@ -445,7 +514,7 @@ def _add_step(g, step, algorithm, inputs, layer, dtype, shapes, value):
         return _core.graph_chunk(g, x, p["chunks"], p["dim"])
     if op == "transpose":
         return _core.graph_transpose(g, algorithm, x, p["dim0"], p["dim1"])
-    weights = _weights(step, layer, dtype)
+    weights = tuple(_for_graph(w, device) for w in _weights(step, layer, dtype))
     if op != "conv2d":
         return _core.graph_op(g, op, algorithm, inputs, weights,
                               _PARAMS.get(op, lambda step: ())(step))

@@ -76,7 +76,12 @@ void ai3_cuda_leave_device(int device, int previous) {
 typedef struct {
     cudnnHandle_t cudnn[MAX_DEVICES];
     cublasHandle_t cublas[MAX_DEVICES];
+    void *cublas_workspace[MAX_DEVICES];
 } thread_handles;
+
+/* cuBLAS's workspace, given to each handle so that it never allocates while
+ * a CUDA graph is being captured. */
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
 
 static pthread_key_t handles_key;
 static pthread_once_t handles_once = PTHREAD_ONCE_INIT;
@@ -86,6 +91,7 @@ static void destroy_handles(void *p) {
     for (int d = 0; d < MAX_DEVICES; d++) {
         if (h->cudnn[d]) cudnnDestroy(h->cudnn[d]);
         if (h->cublas[d]) cublasDestroy(h->cublas[d]);
+        if (h->cublas_workspace[d]) cudaFree(h->cublas_workspace[d]);
     }
     free(h);
 }
@@ -130,9 +136,17 @@ ai3_status ai3_cublas_handle(cudaStream_t stream, cublasHandle_t *handle, const 
     ai3_status s;
     thread_handles *h = this_thread(&device, op, &s);
     if (!h) return s;
-    if (!h->cublas[device] &&
-        (s = ai3_cublas_check(cublasCreate(&h->cublas[device]), op, "creating a cuBLAS handle")))
-        return s;
+    if (!h->cublas[device]) {
+        if ((s = ai3_cublas_check(cublasCreate(&h->cublas[device]), op,
+                                  "creating a cuBLAS handle")) ||
+            (s = ai3_cuda_check(cudaMalloc(&h->cublas_workspace[device], CUBLAS_WORKSPACE_BYTES),
+                                op, "allocating cuBLAS's workspace")) ||
+            (s = ai3_cublas_check(cublasSetWorkspace(h->cublas[device],
+                                                     h->cublas_workspace[device],
+                                                     CUBLAS_WORKSPACE_BYTES),
+                                  op, "setting cuBLAS's workspace")))
+            return s;
+    }
     *handle = h->cublas[device];
     return ai3_cublas_check(cublasSetStream(*handle, stream), op, "setting cuBLAS's stream");
 }
@@ -164,27 +178,33 @@ void ai3_cuda_workspace_release(ai3_cuda_workspace *ws, cudaStream_t stream) {
 
 /* --- plans ------------------------------------------------------------------ */
 
+const char *ai3_cuda_op_name(ai3_op op) {
+    static const char *const names[] = {
+#define AI3_OP(ID, name, ...) #name,
+#include "ai3_ops.inc"
+#undef AI3_OP
+    };
+    return (unsigned)op < AI3_OP_COUNT ? names[op] : "unknown operation";
+}
+
+ai3_status ai3_cuda_check_direct(const ai3_plan *plan) {
+    if (strcmp(plan->algorithm, "direct") == 0 || strcmp(plan->algorithm, "default") == 0)
+        return AI3_OK;
+    return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
+                          "%s: unknown algorithm '%s' on cuda (cuda has: 'direct')",
+                          ai3_cuda_op_name(plan->op), plan->algorithm);
+}
+
 static ai3_status plan_create(ai3_plan *plan, const ai3_tensor *hint) {
-    const char *name = plan->op == AI3_OP_CONV2D ? "conv2d" : plan->op == AI3_OP_LINEAR ? "linear"
-                                                                                       : NULL;
     switch (plan->op) {
     case AI3_OP_CONV2D: return ai3_cuda_conv2d_create(plan, hint);
     case AI3_OP_LINEAR:
         if (strcmp(plan->algorithm, "gemm") != 0 && strcmp(plan->algorithm, "default") != 0)
             return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                                  "%s: unknown algorithm '%s' on cuda (cuda has: 'gemm', cuBLAS)",
-                                  name, plan->algorithm);
+                                  "linear: unknown algorithm '%s' on cuda (cuda has: 'gemm', "
+                                  "cuBLAS)", plan->algorithm);
         return AI3_OK;
-    case AI3_OP_BATCHNORM2D:
-        if (strcmp(plan->algorithm, "direct") != 0 && strcmp(plan->algorithm, "default") != 0)
-            return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                                  "batchnorm2d: unknown algorithm '%s' on cuda (cuda has: 'direct')",
-                                  plan->algorithm);
-        return AI3_OK;
-    default:
-        return ai3_cuda_error(AI3_ERROR_UNSUPPORTED,
-                              "operation %d has no CUDA implementation in this build yet",
-                              (int)plan->op);
+    default: return ai3_cuda_check_direct(plan); /* batchnorm2d, layernorm */
     }
 }
 
@@ -223,6 +243,12 @@ static ai3_status run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
         break;
     case AI3_OP_LINEAR: s = ai3_cuda_linear_run(plan, in[0], out, stream); break;
     case AI3_OP_BATCHNORM2D: s = ai3_cuda_batchnorm2d_run(plan, in[0], out, stream); break;
+    case AI3_OP_LAYERNORM: s = ai3_cuda_layernorm_run(plan, in[0], out, stream); break;
+    case AI3_OP_ADD: case AI3_OP_MUL: case AI3_OP_CAT: case AI3_OP_MEAN: case AI3_OP_PERMUTE:
+    case AI3_OP_SOFTMAX:
+        s = ai3_cuda_check_direct(plan);
+        if (s == AI3_OK) s = ai3_cuda_tensor_op_run(plan, n, in, out, stream);
+        break;
     default: s = ai3_cuda_weightless_run(plan, in[0], out, stream); break;
     }
     ai3_cuda_leave_device(in[0]->device_index, previous);
@@ -242,9 +268,10 @@ static int list_algorithms(ai3_op op, const char **names, int capacity) {
     case AI3_OP_MAXPOOL2D: case AI3_OP_AVGPOOL2D: case AI3_OP_ADAPTIVEAVGPOOL2D:
     case AI3_OP_RELU: case AI3_OP_FLATTEN: case AI3_OP_BATCHNORM2D: case AI3_OP_HARDTANH:
     case AI3_OP_SIGMOID: case AI3_OP_HARDSIGMOID: case AI3_OP_HARDSWISH: case AI3_OP_SILU:
-    case AI3_OP_GELU:
+    case AI3_OP_GELU: case AI3_OP_ADD: case AI3_OP_MUL: case AI3_OP_CAT: case AI3_OP_MEAN:
+    case AI3_OP_PERMUTE: case AI3_OP_LAYERNORM: case AI3_OP_SOFTMAX:
         break;
-    default: return 0; /* the graph's operations: on the CPU for now */
+    default: return 0;
     }
     for (int i = 0; i < count && i < capacity; i++) names[i] = list[i];
     return count;
@@ -275,6 +302,17 @@ static const ai3_cuda_backend table = {
     .plan_algorithm = plan_algorithm,
     .workspace_size = workspace_size,
     .run = run,
+    .alloc = ai3_cuda_alloc,
+    .release = ai3_cuda_release,
+    .copy = ai3_cuda_copy,
+    .copy_rows = ai3_cuda_copy_rows,
+    .record = ai3_cuda_record,
+    .wait = ai3_cuda_wait,
+    .event_destroy = ai3_cuda_event_destroy,
+    .capture_begin = ai3_cuda_capture_begin,
+    .capture_end = ai3_cuda_capture_end,
+    .replay = ai3_cuda_replay,
+    .graph_destroy = ai3_cuda_graph_destroy,
     .list_algorithms = list_algorithms,
     .describe = describe,
 };

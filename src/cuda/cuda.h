@@ -57,8 +57,29 @@ void ai3_cuda_workspace_release(ai3_cuda_workspace *ws, cudaStream_t stream);
 /* Bytes rounded up so that the next part of a workspace stays aligned. */
 static inline size_t ai3_cuda_align(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
+/* "conv2d", ... (ai3_op_name without linking libai3). */
+const char *ai3_cuda_op_name(ai3_op op);
+/* AI3_OK for "direct" and "default", the one CUDA algorithm of most
+ * operations (ai3's own kernel); else the error. */
+ai3_status ai3_cuda_check_direct(const ai3_plan *plan);
+
 size_t ai3_cuda_dtype_size(ai3_dtype dtype);
 const char *ai3_cuda_dtype_name(ai3_dtype dtype);
+
+/* --- what the graph executor uses (memory.c; see cuda_backend.h) --- */
+ai3_status ai3_cuda_alloc(int device, size_t bytes, void **ptr);
+void ai3_cuda_release(int device, void *ptr);
+ai3_status ai3_cuda_copy(int device, void *dst, const void *src, size_t bytes, int kind,
+                         void *stream);
+ai3_status ai3_cuda_copy_rows(int device, void *dst, size_t dst_pitch, const void *src,
+                              size_t src_pitch, size_t width, size_t rows, void *stream);
+ai3_status ai3_cuda_record(int device, void **event, void *stream);
+ai3_status ai3_cuda_wait(int device, void *event, void *stream);
+void ai3_cuda_event_destroy(void *event);
+ai3_status ai3_cuda_capture_begin(int device, void **stream);
+ai3_status ai3_cuda_capture_end(int device, void *stream, void **graph);
+ai3_status ai3_cuda_replay(int device, void *graph, void *stream);
+void ai3_cuda_graph_destroy(void *graph);
 
 /* --- the operations' plans -------------------------------------------------
  * Each file (conv2d.c, linear.c, batchnorm2d.c, elementwise.c) gives a
@@ -93,7 +114,13 @@ ai3_status ai3_cuda_linear_run(const ai3_plan *plan, const ai3_tensor *input,
                                ai3_tensor *output, cudaStream_t stream);
 ai3_status ai3_cuda_batchnorm2d_run(const ai3_plan *plan, const ai3_tensor *input,
                                     ai3_tensor *output, cudaStream_t stream);
-/* The operations without weights (own kernels). */
+/* layernorm, and add, mul, cat, mean, permute, softmax (tensor_ops.c). */
+ai3_status ai3_cuda_layernorm_run(const ai3_plan *plan, const ai3_tensor *input,
+                                  ai3_tensor *output, cudaStream_t stream);
+ai3_status ai3_cuda_tensor_op_run(const ai3_plan *plan, int n_inputs,
+                                  const ai3_tensor *const *inputs, ai3_tensor *output,
+                                  cudaStream_t stream);
+/* The other operations without weights (own kernels). */
 ai3_status ai3_cuda_weightless_run(const ai3_plan *plan, const ai3_tensor *input,
                                    ai3_tensor *output, cudaStream_t stream);
 

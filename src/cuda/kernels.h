@@ -96,6 +96,41 @@ cudaError_t ai3_cuda_batchnorm2d(ai3_dtype dtype, ai3_dtype param_dtype, const v
                                  const void *bias, double eps, void *output, int64_t n,
                                  int64_t c, int64_t hw, cudaStream_t stream);
 
+/* output = a op b (op AI3_OP_ADD or AI3_OP_MUL, else cudaErrorInvalidValue)
+ * with broadcasting: output is contiguous with `shape` (ndim 1..8) and
+ * a_strides / b_strides give each operand's element stride per output
+ * dimension (0 where broadcast). Output may be a or b when that operand
+ * has the output's shape. */
+cudaError_t ai3_cuda_binary(ai3_op op, ai3_dtype dtype, const void *a, const int64_t *a_strides,
+                            const void *b, const int64_t *b_strides, void *output, int ndim,
+                            const int64_t *shape, cudaStream_t stream);
+
+/* Mean of contiguous input (`shape`, ndim 1..8) over the dimensions with
+ * reduce[d] != 0; output is contiguous with the kept dimensions (the
+ * reduced ones size 1). Sums in float (double for float64); a reduction
+ * over no elements gives NaN, as in torch. */
+cudaError_t ai3_cuda_mean(ai3_dtype dtype, const void *input, void *output, int ndim,
+                          const int64_t *shape, const int *reduce, cudaStream_t stream);
+
+/* output = input.permute(perm): output dimension i is input dimension
+ * perm[i] of contiguous input (`shape`, ndim 1..8); output contiguous and
+ * not overlapping input. */
+cudaError_t ai3_cuda_permute(ai3_dtype dtype, const void *input, void *output, int ndim,
+                             const int64_t *shape, const int *perm, cudaStream_t stream);
+
+/* Layer norm of each row of input (rows, cols): (x - mean) / sqrt(var +
+ * eps) * weight[col] + bias[col], mean and biased variance over the row.
+ * weight and bias have dtype and may be NULL (1 and 0). Output may be
+ * input. */
+cudaError_t ai3_cuda_layernorm(ai3_dtype dtype, const void *input, const void *weight,
+                               const void *bias, double eps, void *output, int64_t rows,
+                               int64_t cols, cudaStream_t stream);
+
+/* Softmax over the middle dimension of input (outer, n, inner), the
+ * maximum subtracted before exp. Output may be input. */
+cudaError_t ai3_cuda_softmax(ai3_dtype dtype, const void *input, void *output, int64_t outer,
+                             int64_t n, int64_t inner, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,16 +2,6 @@
  * of ai3's own kernels (kernels.h). */
 #include "cuda.h"
 
-#include <string.h>
-
-static ai3_status check_algorithm(const ai3_plan *plan, const char *op) {
-    if (strcmp(plan->algorithm, "direct") == 0 || strcmp(plan->algorithm, "default") == 0)
-        return AI3_OK;
-    return ai3_cuda_error(AI3_ERROR_UNKNOWN_ALGORITHM,
-                          "%s: unknown algorithm '%s' on cuda (cuda has: 'direct')", op,
-                          plan->algorithm);
-}
-
 /* (n, c, h, w) of a 4-d input or an unbatched 3-d one. */
 static void dims4(const ai3_tensor *t, int64_t d[4]) {
     int b = t->ndim == 4;
@@ -58,20 +48,16 @@ ai3_status ai3_cuda_batchnorm2d_run(const ai3_plan *plan, const ai3_tensor *inpu
 
 ai3_status ai3_cuda_weightless_run(const ai3_plan *plan, const ai3_tensor *input,
                                    ai3_tensor *output, cudaStream_t stream) {
-    const char *op;
     switch (plan->op) {
-    case AI3_OP_MAXPOOL2D: op = "maxpool2d"; break;
-    case AI3_OP_AVGPOOL2D: op = "avgpool2d"; break;
-    case AI3_OP_ADAPTIVEAVGPOOL2D: op = "adaptiveavgpool2d"; break;
-    case AI3_OP_FLATTEN: op = "flatten"; break;
-    case AI3_OP_RELU: case AI3_OP_HARDTANH: case AI3_OP_SIGMOID: case AI3_OP_HARDSIGMOID:
-    case AI3_OP_HARDSWISH: case AI3_OP_SILU: case AI3_OP_GELU: op = "activation"; break;
+    case AI3_OP_MAXPOOL2D: case AI3_OP_AVGPOOL2D: case AI3_OP_ADAPTIVEAVGPOOL2D:
+    case AI3_OP_FLATTEN: case AI3_OP_RELU: case AI3_OP_HARDTANH: case AI3_OP_SIGMOID:
+    case AI3_OP_HARDSIGMOID: case AI3_OP_HARDSWISH: case AI3_OP_SILU: case AI3_OP_GELU: break;
     default:
-        return ai3_cuda_error(AI3_ERROR_UNSUPPORTED,
-                              "operation %d runs on the CPU only in this version (its CUDA "
-                              "kernels come with converted models on the GPU)", (int)plan->op);
+        return ai3_cuda_error(AI3_ERROR_INTERNAL, "%s: not an operation without weights",
+                              ai3_cuda_op_name(plan->op));
     }
-    ai3_status s = check_algorithm(plan, op);
+    const char *op = ai3_cuda_op_name(plan->op);
+    ai3_status s = ai3_cuda_check_direct(plan);
     if (s != AI3_OK) return s;
     int64_t count = 1;
     for (int i = 0; i < input->ndim; i++) count *= input->shape[i];

@@ -27,22 +27,49 @@ node_storage ai3_graph_node_storage(const graph_node *node) {
 /* Creating and destroying                                                   */
 /* ------------------------------------------------------------------------ */
 
-ai3_status ai3_graph_create(ai3_dtype dtype, ai3_graph **graph) {
+ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_index,
+                               ai3_graph **graph) {
     if (!graph) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph pointer is NULL");
     *graph = NULL;
-    if (dtype != AI3_FLOAT32 && dtype != AI3_FLOAT64)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "graph: unknown dtype code %d (float32 or float64 expected)",
-                             (int)dtype);
+    if (device != AI3_DEVICE_CPU && device != AI3_DEVICE_CUDA)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: unknown device code %d",
+                             (int)device);
+    if (device == AI3_DEVICE_CUDA && device_index < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: device index %d", device_index);
+    int half = dtype == AI3_FLOAT16 || dtype == AI3_BFLOAT16;
+    if (dtype != AI3_FLOAT32 && dtype != AI3_FLOAT64 && !(half && device == AI3_DEVICE_CUDA))
+        return ai3_set_error(half ? AI3_ERROR_UNSUPPORTED : AI3_ERROR_INVALID_ARGUMENT,
+                             "graph: dtype %s on %s (float32 and float64 anywhere, float16 "
+                             "and bfloat16 on CUDA devices)", ai3_dtype_name(dtype),
+                             ai3_device_name(device));
+    if (device == AI3_DEVICE_CUDA && !ai3_cuda_backend_get()) return AI3_ERROR_UNSUPPORTED;
     ai3_graph *g = calloc(1, sizeof *g);
     if (!g) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     g->dtype = dtype;
+    g->device = device;
+    g->device_index = device == AI3_DEVICE_CUDA ? device_index : 0;
+    g->cuda_graphs = device == AI3_DEVICE_CUDA;
     if (pthread_mutex_init(&g->lock, NULL) != 0) {
         free(g);
         return ai3_set_error(AI3_ERROR_INTERNAL, "graph: could not create a mutex");
     }
     *graph = g;
     return AI3_OK;
+}
+
+ai3_status ai3_graph_create(ai3_dtype dtype, ai3_graph **graph) {
+    return ai3_graph_create_on(dtype, AI3_DEVICE_CPU, 0, graph);
+}
+
+ai3_status ai3_graph_set_cuda_graphs(ai3_graph *g, int enabled) {
+    if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
+    g->cuda_graphs = g->device == AI3_DEVICE_CUDA && enabled;
+    ai3_graph_release_plans(g); /* captured graphs go with their plans */
+    return AI3_OK;
+}
+
+const ai3_cuda_backend *ai3_graph_cuda(const ai3_graph *g) {
+    return g->device == AI3_DEVICE_CUDA ? ai3_cuda_backend_get() : NULL;
 }
 
 static void free_node(graph_node *node) {
@@ -54,13 +81,59 @@ void ai3_graph_destroy(ai3_graph *g) {
     if (!g) return;
     ai3_graph_release_plans(g);
     for (int i = 0; i < g->n_nodes; i++) free_node(&g->nodes[i]);
-    for (int i = 0; i < g->n_constants; i++) ai3_free(g->constants[i].data);
+    const ai3_cuda_backend *cuda = ai3_graph_cuda(g);
+    for (int i = 0; i < g->n_device_buffers; i++)
+        cuda->release(g->device_index, g->device_buffers[i]);
+    if (cuda) cuda->event_destroy(g->arena_event);
+    if (!cuda)
+        for (int i = 0; i < g->n_constants; i++) ai3_free(g->constants[i].data);
+    free(g->device_buffers);
     free(g->nodes);
     free(g->values);
     free(g->constants);
     free(g->outputs);
     pthread_mutex_destroy(&g->lock);
     free(g);
+}
+
+/* *dst: a copy of src that the graph owns, in its device's memory. src is on
+ * the host, or (CUDA graphs) on the graph's device. */
+static ai3_status own_copy(ai3_graph *g, const ai3_tensor *src, ai3_tensor *dst,
+                           const char *what) {
+    int here = src->device == g->device &&
+               (src->device == AI3_DEVICE_CPU || src->device_index == g->device_index);
+    if (src->device != AI3_DEVICE_CPU && !here) {
+        char on[32], graph_on[32];
+        ai3_device_label(src->device, src->device_index, on, sizeof on);
+        ai3_device_label(g->device, g->device_index, graph_on, sizeof graph_on);
+        return ai3_set_error(g->device == AI3_DEVICE_CPU ? AI3_ERROR_UNSUPPORTED
+                                                         : AI3_ERROR_INVALID_ARGUMENT,
+                             "graph %s: the tensor is on %s but the graph computes on %s%s",
+                             what, on, graph_on,
+                             g->device == AI3_DEVICE_CPU ? " (graphs run on the CPU unless "
+                                                           "made with ai3_graph_create_on)"
+                                                         : "");
+    }
+    const ai3_cuda_backend *cuda = ai3_graph_cuda(g);
+    if (!cuda) return ai3_tensor_copy(src, dst);
+    void **list = realloc(g->device_buffers, sizeof *list * (size_t)(g->n_device_buffers + 1));
+    if (!list) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
+    g->device_buffers = list;
+    size_t bytes = (size_t)ai3_tensor_numel(src) * ai3_dtype_size(src->dtype);
+    *dst = *src;
+    dst->device = AI3_DEVICE_CUDA;
+    dst->device_index = g->device_index;
+    ai3_status s = cuda->alloc(g->device_index, bytes ? bytes : 1, &dst->data);
+    if (s == AI3_OK)
+        s = cuda->copy(g->device_index, dst->data, src->data, bytes,
+                       src->device == AI3_DEVICE_CPU ? AI3_COPY_TO_DEVICE : AI3_COPY_ON_DEVICE,
+                       NULL);
+    if (s != AI3_OK) {
+        cuda->release(g->device_index, dst->data);
+        return s;
+    }
+    g->device_buffers[g->n_device_buffers++] = dst->data;
+    return AI3_OK;
 }
 
 int ai3_graph_num_inputs(const ai3_graph *g) { return g ? g->n_inputs : 0; }
@@ -113,20 +186,17 @@ ai3_status ai3_graph_add_constant(ai3_graph *g, const ai3_tensor *tensor, int *v
     if (!tensor)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph constant: tensor is NULL");
     if ((s = ai3_check_tensor(tensor, "tensor", "graph constant")) != AI3_OK) return s;
-    if (tensor->device != AI3_DEVICE_CPU)
-        return ai3_set_error(AI3_ERROR_UNSUPPORTED, "graph constant: the tensor is on %s; "
-                             "graphs run on the CPU", ai3_device_name(tensor->device));
     if (tensor->dtype != g->dtype)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "graph constant: the tensor is not of the graph's dtype");
     ai3_tensor *c = realloc(g->constants, sizeof *c * (size_t)(g->n_constants + 1));
     if (!c) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     g->constants = c;
-    if ((s = ai3_tensor_copy(tensor, &c[g->n_constants])) != AI3_OK) return s;
+    if ((s = own_copy(g, tensor, &c[g->n_constants], "constant")) != AI3_OK) return s;
     int id = new_value(g, VALUE_CONSTANT, g->n_constants);
     if (id < 0) {
-        ai3_free(c[g->n_constants].data);
-        return AI3_ERROR_OUT_OF_MEMORY;
+        if (g->device == AI3_DEVICE_CPU) ai3_free(c[g->n_constants].data);
+        return AI3_ERROR_OUT_OF_MEMORY; /* (a device copy is freed with the graph) */
     }
     g->n_constants++;
     *value = id;
@@ -235,16 +305,30 @@ ai3_status ai3_graph_op(ai3_graph *g, ai3_op op, const char *algorithm, int n_in
     if (s == AI3_OK && want >= 0 && n_inputs != want)
         s = ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph %s: takes %d input%s, got %d", name,
                           want, want == 1 ? "" : "s", n_inputs);
-    for (int i = 0; s == AI3_OK && weights && i < n_weights; i++)
-        if (weights[i] && weights[i]->device != AI3_DEVICE_CPU)
-            s = ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                              "graph %s: weight %d is on %s; graphs run on the CPU", name, i,
-                              ai3_device_name(weights[i]->device));
-        else if (weights[i] && weights[i]->dtype != g->dtype)
+    /* A CUDA graph's plans read device copies of the weights that it owns. */
+    ai3_tensor copies[AI3_PLAN_MAX_WEIGHTS];
+    const ai3_tensor *on_device[AI3_PLAN_MAX_WEIGHTS] = {NULL};
+    if (s == AI3_OK &&
+        (n_weights < 0 || n_weights > AI3_PLAN_MAX_WEIGHTS || (n_weights && !weights)))
+        s = ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph %s: %d weights", name, n_weights);
+    for (int i = 0; s == AI3_OK && i < n_weights; i++) {
+        if (!weights[i]) continue;
+        if ((s = ai3_check_tensor(weights[i], "weight", name)) != AI3_OK) break;
+        if (weights[i]->dtype != g->dtype)
             s = ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                               "graph %s: weight %d is not of the graph's dtype", name, i);
+        else if (g->device == AI3_DEVICE_CPU && weights[i]->device != AI3_DEVICE_CPU)
+            s = ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                              "graph %s: weight %d is on %s; this graph runs on the CPU", name,
+                              i, ai3_device_name(weights[i]->device));
+        else if (g->device == AI3_DEVICE_CUDA &&
+                 (s = own_copy(g, weights[i], &copies[i], name)) == AI3_OK)
+            on_device[i] = &copies[i];
+    }
     if (s == AI3_OK)
-        s = ai3_plan_create(op, algorithm, n_weights, weights, params, hint, &node.u.op.plan);
+        s = ai3_plan_create(op, algorithm, n_weights,
+                            g->device == AI3_DEVICE_CUDA ? on_device : weights, params, hint,
+                            &node.u.op.plan);
     node.u.op.view = op == AI3_OP_FLATTEN && algorithm && strcmp(algorithm, "default") == 0;
     return finish_node(g, &node, s, output);
 }
@@ -425,19 +509,54 @@ static void chunk_run(const chunk_node *c, const ai3_tensor *in, ai3_tensor *out
     }
 }
 
-ai3_status ai3_graph_node_run(const graph_node *node, const ai3_tensor *const *in,
-                              ai3_tensor *out, void *workspace, size_t workspace_bytes) {
+/* chunk on CUDA: one 2-d copy per piece (outer rows of len · inner). */
+static ai3_status chunk_run_cuda(const ai3_graph *g, const chunk_node *c, const ai3_tensor *in,
+                                 ai3_tensor *out, void *stream) {
+    int dim = c->dim < 0 ? c->dim + in->ndim : c->dim;
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < dim; i++) outer *= in->shape[i];
+    for (int i = dim + 1; i < in->ndim; i++) inner *= in->shape[i];
+    size_t elem = ai3_dtype_size(in->dtype), row = (size_t)(in->shape[dim] * inner) * elem;
+    size_t start = 0;
+    ai3_status s = AI3_OK;
+    for (int j = 0; s == AI3_OK && j < c->chunks; j++) {
+        size_t block = (size_t)(out[j].shape[dim] * inner) * elem;
+        s = ai3_graph_cuda(g)->copy_rows(g->device_index, out[j].data, block,
+                                         (const char *)in->data + start, row, block,
+                                         (size_t)outer, stream);
+        start += block;
+    }
+    return s;
+}
+
+ai3_status ai3_graph_node_run(const ai3_graph *g, const graph_node *node,
+                              const ai3_tensor *const *in, ai3_tensor *out, void *workspace,
+                              size_t workspace_bytes, void *stream) {
+    int cuda = g->device == AI3_DEVICE_CUDA;
     switch (node->kind) {
     case NODE_RESHAPE: return AI3_OK; /* a view */
-    case NODE_CHUNK: chunk_run(&node->u.chunk, in[0], out); return AI3_OK;
+    case NODE_CHUNK:
+        if (cuda) return chunk_run_cuda(g, &node->u.chunk, in[0], out, stream);
+        chunk_run(&node->u.chunk, in[0], out);
+        return AI3_OK;
     case NODE_TRANSPOSE: {
-        int perm[AI3_MAX_DIMS];
-        ai3_status s = transpose_order(&node->u.transpose, in[0]->ndim, perm);
-        return s != AI3_OK ? s : ai3_permute(node->u.transpose.algorithm, in[0], perm, out);
+        ai3_op_params p = {.permute = {.ndim = in[0]->ndim}};
+        ai3_status s = transpose_order(&node->u.transpose, in[0]->ndim, p.permute.perm);
+        if (s != AI3_OK || !cuda)
+            return s != AI3_OK ? s
+                               : ai3_permute(node->u.transpose.algorithm, in[0],
+                                             p.permute.perm, out);
+        ai3_plan *plan; /* its order depends on the input's rank: a plan per run */
+        if ((s = ai3_plan_create(AI3_OP_PERMUTE, node->u.transpose.algorithm, 0, NULL, &p, NULL,
+                                 &plan)) != AI3_OK)
+            return s;
+        s = ai3_plan_run_stream(plan, 1, in, out, NULL, 0, stream);
+        ai3_plan_destroy(plan);
+        return s;
     }
     default:
         if (node->u.op.view) return AI3_OK;
-        return ai3_plan_run(node->u.op.plan, node->n_inputs, in, out, workspace,
-                            workspace_bytes);
+        return ai3_plan_run_stream(node->u.op.plan, node->n_inputs, in, out, workspace,
+                                   workspace_bytes, stream);
     }
 }

@@ -3,7 +3,9 @@
 #ifndef AI3_GRAPH_H
 #define AI3_GRAPH_H
 
+#include "cuda_backend.h"
 #include "internal.h"
+#include "plan.h"
 
 #include <pthread.h>
 
@@ -71,6 +73,13 @@ typedef struct graph_plan graph_plan;
 
 struct ai3_graph {
     ai3_dtype dtype;
+    ai3_device device;          /* where it computes; CUDA: the constants, weights and
+                                 * arena are device memory (device_buffers, arena) */
+    int device_index;
+    int cuda_graphs;            /* CUDA: replay each input shape's run as a CUDA graph */
+    int n_device_buffers;
+    void **device_buffers;      /* the weights' device copies, freed with the graph */
+    void *arena_event;          /* CUDA: recorded after the last run that used the arena */
     int n_values, cap_values;
     graph_value *values;
     int n_nodes, cap_nodes;
@@ -95,14 +104,18 @@ ai3_status ai3_graph_node_shapes(const graph_node *node, const ai3_tensor *const
 /* Workspace bytes the node needs for inputs of these shapes. */
 ai3_status ai3_graph_node_workspace(const graph_node *node, const ai3_tensor *const *in,
                                     size_t *bytes);
-/* Computes the node. */
-ai3_status ai3_graph_node_run(const graph_node *node, const ai3_tensor *const *in,
-                              ai3_tensor *out, void *workspace, size_t workspace_bytes);
+/* Computes the node (on `stream` for CUDA tensors). */
+ai3_status ai3_graph_node_run(const ai3_graph *g, const graph_node *node,
+                              const ai3_tensor *const *in, ai3_tensor *out, void *workspace,
+                              size_t workspace_bytes, void *stream);
 node_storage ai3_graph_node_storage(const graph_node *node);
 /* "conv2d", "reshape", ... */
 const char *ai3_graph_node_op(const graph_node *node);
 
 /* Frees the cached plans and the arena (plan.c). */
 void ai3_graph_release_plans(ai3_graph *g);
+
+/* The CUDA backend, for a graph on a CUDA device (loaded when it was made). */
+const struct ai3_cuda_backend *ai3_graph_cuda(const ai3_graph *g);
 
 #endif

@@ -12,6 +12,14 @@
 
 struct graph_plan {
     int refs;           /* runs using it, plus one while cached */
+    /* CUDA graphs: after an eager first run, the plan's run is captured with
+     * buffers of its own (arena, inputs, outputs: `replay_memory`) and
+     * replayed; `done` orders replays issued on different streams. */
+    const ai3_cuda_backend *cuda;
+    int device_index;
+    int runs, capture_failed, replaying;
+    void *replay_graph, *replay_memory, *done;
+    size_t *slot;       /* per graph input, then per output: its offset in replay_memory */
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
     ai3_tensor *values; /* every value's shape (data: ai3_shape_only) */
@@ -24,6 +32,12 @@ struct graph_plan {
 
 static void free_plan(graph_plan *p) {
     if (!p) return;
+    if (p->cuda) {
+        p->cuda->graph_destroy(p->replay_graph);
+        p->cuda->release(p->device_index, p->replay_memory);
+        p->cuda->event_destroy(p->done);
+    }
+    free(p->slot);
     free(p->inputs);
     free(p->values);
     free(p->root);
@@ -36,6 +50,20 @@ static void unref_plan(graph_plan *p) {
     if (p && --p->refs == 0) free_plan(p);
 }
 
+/* Memory for an arena: host memory, or the graph's CUDA device's. */
+static void *alloc_arena(const ai3_graph *g, size_t bytes) {
+    const ai3_cuda_backend *cuda = ai3_graph_cuda(g);
+    if (!cuda) return ai3_alloc(bytes);
+    void *p = NULL;
+    return cuda->alloc(g->device_index, bytes ? bytes : 1, &p) == AI3_OK ? p : NULL;
+}
+
+static void free_arena(const ai3_graph *g, void *arena) {
+    const ai3_cuda_backend *cuda = ai3_graph_cuda(g);
+    if (cuda) cuda->release(g->device_index, arena);
+    else ai3_free(arena);
+}
+
 void ai3_graph_release_plans(ai3_graph *g) {
     pthread_mutex_lock(&g->lock);
     for (int i = 0; i < 4; i++) {
@@ -43,7 +71,7 @@ void ai3_graph_release_plans(ai3_graph *g) {
         g->plans[i] = NULL;
     }
     if (!g->arena_busy) {
-        ai3_free(g->arena);
+        free_arena(g, g->arena);
         g->arena = NULL;
         g->arena_bytes = 0;
     }
@@ -77,13 +105,23 @@ static ai3_status check_inputs(const ai3_graph *g, int n, const ai3_tensor *inpu
                              g->n_inputs, g->n_inputs == 1 ? "" : "s", n);
     for (int i = 0; i < n; i++) {
         ai3_tensor t = inputs[i];
-        if (!need_data) t.data = ai3_shape_only;
+        if (!need_data) {
+            t.data = ai3_shape_only;
+            t.device = g->device;
+            t.device_index = g->device_index;
+        }
         ai3_status s = ai3_check_tensor(&t, "input", "graph");
         if (s != AI3_OK) return s;
-        if (t.device != AI3_DEVICE_CPU)
-            return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                                 "graph: input %d is on %s; graphs run on the CPU", i,
-                                 ai3_device_name(t.device));
+        if (t.device != g->device ||
+            (g->device == AI3_DEVICE_CUDA && t.device_index != g->device_index)) {
+            char on[32], graph_on[32];
+            ai3_device_label(t.device, t.device_index, on, sizeof on);
+            ai3_device_label(g->device, g->device_index, graph_on, sizeof graph_on);
+            return ai3_set_error(g->device == AI3_DEVICE_CPU ? AI3_ERROR_UNSUPPORTED
+                                                             : AI3_ERROR_INVALID_ARGUMENT,
+                                 "graph: input %d is on %s but the graph computes on %s", i,
+                                 on, graph_on);
+        }
         if (t.dtype != g->dtype)
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "graph: input %d is %s but the graph computes in %s", i,
@@ -149,6 +187,8 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
     const ai3_tensor **in = malloc(sizeof *in * (size_t)(nv + 1));
     if (p) {
         p->refs = 1;
+        p->cuda = ai3_graph_cuda(g);
+        p->device_index = g->device_index;
         p->n_inputs = g->n_inputs;
         p->inputs = malloc(sizeof *p->inputs * (size_t)(g->n_inputs + 1));
         p->values = calloc((size_t)nv, sizeof *p->values);
@@ -172,7 +212,8 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             if (gv->kind == VALUE_INPUT) *t = inputs[gv->index];
             else if (gv->kind == VALUE_CONSTANT) *t = g->constants[gv->index];
             t->dtype = g->dtype;
-            t->device = AI3_DEVICE_CPU;
+            t->device = g->device;
+            t->device_index = g->device_index;
             t->data = ai3_shape_only;
             p->root[v] = v;
             p->bound[v] = -1;
@@ -333,44 +374,11 @@ ai3_status ai3_graph_peak_bytes(ai3_graph *g, int n_inputs, const ai3_tensor *in
     return s;
 }
 
-ai3_status ai3_graph_run(ai3_graph *g, int n_inputs, const ai3_tensor *inputs, int n_outputs,
-                         ai3_tensor *outputs) {
-    if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
-    ai3_status s = check_inputs(g, n_inputs, inputs, 1);
-    if (s != AI3_OK) return s;
-    if (n_outputs != g->n_outputs || !outputs)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: has %d outputs, got %d",
-                             g->n_outputs, n_outputs);
-
-    graph_plan *p;
-    void *arena = NULL;
-    int own_arena = 0;
-    pthread_mutex_lock(&g->lock);
-    s = get_plan(g, inputs, &p);
-    if (s == AI3_OK && !g->arena_busy) {
-        if (g->arena_bytes < p->arena_bytes) {
-            ai3_free(g->arena);
-            g->arena = ai3_alloc(p->arena_bytes);
-            g->arena_bytes = g->arena ? p->arena_bytes : 0;
-        }
-        arena = g->arena;
-        g->arena_busy = arena != NULL;
-    }
-    pthread_mutex_unlock(&g->lock);
-    if (s != AI3_OK) return s;
-    if (!arena) {
-        arena = ai3_alloc(p->arena_bytes);
-        own_arena = 1;
-    }
-
-    ai3_tensor *t = malloc(sizeof *t * (size_t)g->n_values);
-    const ai3_tensor **in = malloc(sizeof *in * (size_t)(g->n_values + 1));
-    if (!arena || !t || !in) s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
-    for (int k = 0; s == AI3_OK && k < n_outputs; k++) {
-        const ai3_tensor *want = &p->values[g->outputs[k]];
-        s = ai3_check_output(&outputs[k], want, want->ndim, want->shape, "graph");
-    }
-    for (int v = 0; s == AI3_OK && v < g->n_values; v++) {
+/* Every value's tensor for a run: the inputs' and outputs' memory as given,
+ * intermediates at their offsets in `arena`. */
+static void bind_values(const ai3_graph *g, const graph_plan *p, const ai3_tensor *inputs,
+                        const ai3_tensor *outputs, void *arena, ai3_tensor *t) {
+    for (int v = 0; v < g->n_values; v++) {
         int r = p->root[v];
         const graph_value *gv = &g->values[r];
         t[v] = p->values[v];
@@ -379,26 +387,193 @@ ai3_status ai3_graph_run(ai3_graph *g, int n_inputs, const ai3_tensor *inputs, i
         else if (p->bound[r] >= 0) t[v].data = outputs[p->bound[r]].data;
         else t[v].data = (char *)arena + p->offset[r];
     }
+}
+
+/* Runs every node, then copies the outputs not written in place (graph
+ * inputs, constants, values shared by several outputs). */
+static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor *t,
+                            ai3_tensor *outputs, void *arena, void *stream) {
+    const ai3_tensor **in = malloc(sizeof *in * (size_t)(g->n_values + 1));
+    if (!in) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     void *workspace = (char *)arena + align64(p->tensor_bytes);
+    ai3_status s = AI3_OK;
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
         for (int k = 0; k < node->n_inputs; k++) in[k] = &t[node->inputs[k]];
-        s = ai3_graph_node_run(node, in, &t[node->output], workspace, p->workspace_bytes);
+        s = ai3_graph_node_run(g, node, in, &t[node->output], workspace, p->workspace_bytes,
+                               stream);
         if (s != AI3_OK) s = node_error(g, i, s);
     }
-    /* Outputs not written in place: graph inputs, constants, values shared. */
-    for (int k = 0; s == AI3_OK && k < n_outputs; k++) {
+    free(in);
+    for (int k = 0; s == AI3_OK && k < g->n_outputs; k++) {
         int v = g->outputs[k];
-        if (p->bound[p->root[v]] != k && tensor_bytes(&t[v]))
-            memmove(outputs[k].data, t[v].data, tensor_bytes(&t[v]));
+        size_t bytes = tensor_bytes(&t[v]);
+        if (p->bound[p->root[v]] == k || !bytes) continue;
+        if (p->cuda)
+            s = p->cuda->copy(g->device_index, outputs[k].data, t[v].data, bytes,
+                              AI3_COPY_ON_DEVICE, stream);
+        else
+            memmove(outputs[k].data, t[v].data, bytes);
+    }
+    return s;
+}
+
+/* One run through the shared arena (or one of its own while another run
+ * holds it). On CUDA the work is only enqueued: an event recorded after it
+ * orders the arena's next user, on whatever stream, behind it. */
+static ai3_status run_eager(ai3_graph *g, graph_plan *p, const ai3_tensor *inputs,
+                            ai3_tensor *outputs, void *stream) {
+    void *arena = NULL;
+    int own_arena = 0;
+    pthread_mutex_lock(&g->lock);
+    if (!g->arena_busy) {
+        if (g->arena_bytes < p->arena_bytes) {
+            free_arena(g, g->arena);
+            g->arena = alloc_arena(g, p->arena_bytes);
+            g->arena_bytes = g->arena ? p->arena_bytes : 0;
+        }
+        arena = g->arena;
+        g->arena_busy = arena != NULL;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (!arena) {
+        arena = alloc_arena(g, p->arena_bytes);
+        own_arena = 1;
+    }
+    ai3_status s = AI3_OK;
+    ai3_tensor *t = malloc(sizeof *t * (size_t)g->n_values);
+    if (!arena || !t) s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
+    if (s == AI3_OK && p->cuda && !own_arena)
+        s = p->cuda->wait(g->device_index, g->arena_event, stream);
+    if (s == AI3_OK) {
+        bind_values(g, p, inputs, outputs, arena, t);
+        s = run_nodes(g, p, t, outputs, arena, stream);
     }
     free(t);
-    free(in);
-
     pthread_mutex_lock(&g->lock);
-    if (own_arena) ai3_free(arena);
+    if (p->cuda && !own_arena) {
+        ai3_status r = p->cuda->record(g->device_index, &g->arena_event, stream);
+        if (s == AI3_OK) s = r;
+    }
+    if (own_arena) free_arena(g, arena); /* (on CUDA, freeing waits for the device) */
     else g->arena_busy = 0;
+    if (s == AI3_OK) p->runs++;
+    pthread_mutex_unlock(&g->lock);
+    return s;
+}
+
+/* The plan's own buffers for replays: arena, then each input and output. */
+static ai3_status make_replay_memory(const ai3_graph *g, graph_plan *p) {
+    int n = g->n_inputs + g->n_outputs;
+    p->slot = malloc(sizeof *p->slot * (size_t)n);
+    if (!p->slot) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
+    size_t at = align64(p->arena_bytes);
+    for (int i = 0; i < n; i++) {
+        const ai3_tensor *t = i < g->n_inputs ? &p->inputs[i]
+                                              : &p->values[g->outputs[i - g->n_inputs]];
+        ai3_tensor sized = *t;
+        sized.dtype = g->dtype;
+        p->slot[i] = at;
+        at += align64(tensor_bytes(&sized)) + 256; /* 256: device alignment */
+        at = (at + 255) & ~(size_t)255;
+    }
+    return p->cuda->alloc(g->device_index, at, &p->replay_memory);
+}
+
+/* Captures the plan's run into a CUDA graph (on a capture stream of its
+ * own). Whatever fails here (an operation the CUDA runtime cannot capture,
+ * say) leaves the plan to eager runs. */
+static ai3_status capture(const ai3_graph *g, graph_plan *p) {
+    void *stream = NULL;
+    char *base = p->replay_memory;
+    ai3_tensor *slots = malloc(sizeof *slots * (size_t)(g->n_inputs + g->n_outputs + 1));
+    ai3_tensor *t = malloc(sizeof *t * (size_t)g->n_values);
+    ai3_status s = AI3_OK;
+    if (!slots || !t) s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
+    ai3_tensor *outs = slots + g->n_inputs; /* the outputs: their shapes, in the slots */
+    for (int i = 0; s == AI3_OK && i < g->n_inputs + g->n_outputs; i++) {
+        if (i >= g->n_inputs) slots[i] = p->values[g->outputs[i - g->n_inputs]];
+        slots[i].data = base + p->slot[i];
+    }
+    if (s == AI3_OK) {
+        bind_values(g, p, slots, outs, base, t);
+        s = p->cuda->capture_begin(g->device_index, &stream);
+    }
+    if (s == AI3_OK) {
+        ai3_status run = run_nodes(g, p, t, outs, base, stream);
+        s = p->cuda->capture_end(g->device_index, stream, &p->replay_graph);
+        if (run != AI3_OK) s = run;
+    }
+    free(slots);
+    free(t);
+    return s;
+}
+
+/* A run replayed from the plan's CUDA graph: the inputs copied into the
+ * buffers it was captured with, the graph launched, its outputs copied out.
+ * Returns 0, leaving the run to run_eager, when the plan is not replayed
+ * (before its first eager run, while another thread replays it, or when its
+ * capture failed); else 1 with the run's status in *status. */
+static int run_replay(ai3_graph *g, graph_plan *p, const ai3_tensor *inputs,
+                      ai3_tensor *outputs, void *stream, ai3_status *status) {
+    pthread_mutex_lock(&g->lock);
+    int mine = !p->replaying && !p->capture_failed && p->runs > 0;
+    if (mine) p->replaying = 1;
+    pthread_mutex_unlock(&g->lock);
+    if (!mine) return 0;
+    const ai3_cuda_backend *cuda = p->cuda;
+    int dev = g->device_index, replayed = 1;
+    ai3_status s = AI3_OK;
+    if (!p->replay_graph) {
+        if (!p->replay_memory) s = make_replay_memory(g, p);
+        if (s == AI3_OK && capture(g, p) != AI3_OK) {
+            p->capture_failed = 1; /* eager from now on, this run included */
+            replayed = 0;
+        }
+    }
+    char *base = p->replay_memory;
+    if (replayed && s == AI3_OK) s = cuda->wait(dev, p->done, stream);
+    for (int i = 0; replayed && s == AI3_OK && i < g->n_inputs; i++)
+        s = cuda->copy(dev, base + p->slot[i], inputs[i].data, tensor_bytes(&inputs[i]),
+                       AI3_COPY_ON_DEVICE, stream);
+    if (replayed && s == AI3_OK) s = cuda->replay(dev, p->replay_graph, stream);
+    for (int k = 0; replayed && s == AI3_OK && k < g->n_outputs; k++)
+        s = cuda->copy(dev, outputs[k].data, base + p->slot[g->n_inputs + k],
+                       tensor_bytes(&outputs[k]), AI3_COPY_ON_DEVICE, stream);
+    if (replayed && s == AI3_OK) s = cuda->record(dev, &p->done, stream);
+    pthread_mutex_lock(&g->lock);
+    p->replaying = 0;
+    pthread_mutex_unlock(&g->lock);
+    *status = s;
+    return replayed || s != AI3_OK;
+}
+
+ai3_status ai3_graph_run_stream(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,
+                                int n_outputs, ai3_tensor *outputs, void *stream) {
+    if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
+    ai3_status s = check_inputs(g, n_inputs, inputs, 1);
+    if (s != AI3_OK) return s;
+    if (n_outputs != g->n_outputs || !outputs)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: has %d outputs, got %d",
+                             g->n_outputs, n_outputs);
+    graph_plan *p;
+    pthread_mutex_lock(&g->lock);
+    s = get_plan(g, inputs, &p);
+    pthread_mutex_unlock(&g->lock);
+    if (s != AI3_OK) return s;
+    for (int k = 0; s == AI3_OK && k < n_outputs; k++) {
+        const ai3_tensor *want = &p->values[g->outputs[k]];
+        s = ai3_check_output(&outputs[k], want, want->ndim, want->shape, "graph");
+    }
+    if (s == AI3_OK && !(g->cuda_graphs && run_replay(g, p, inputs, outputs, stream, &s)))
+        s = run_eager(g, p, inputs, outputs, stream);
+    pthread_mutex_lock(&g->lock);
     unref_plan(p);
     pthread_mutex_unlock(&g->lock);
     return s;
+}
+
+ai3_status ai3_graph_run(ai3_graph *g, int n_inputs, const ai3_tensor *inputs, int n_outputs,
+                         ai3_tensor *outputs) {
+    return ai3_graph_run_stream(g, n_inputs, inputs, n_outputs, outputs, NULL);
 }

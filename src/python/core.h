@@ -39,6 +39,10 @@ PyObject *ai3_py_new_output(PyObject *like, const ai3_tensor *like_view, int ndi
  * exception on failure. */
 PyObject *ai3_py_new_bytes(PyObject *like, size_t bytes, void **data);
 
+/* torch's current stream on CUDA device `index` (a cudaStream_t) into
+ * *stream; 0, or -1 with an exception. */
+int ai3_py_current_stream(int index, void **stream);
+
 /* The operation named by a str ('conv2d'); -1 with ValueError if none. */
 int ai3_py_op(PyObject *name);
 

@@ -26,15 +26,28 @@ static PyObject *value_or_error(ai3_status status, int value) {
     return status == AI3_OK ? PyLong_FromLong(value) : ai3_py_raise(status);
 }
 
+static const char *const dtype_names[] = {"float32", "float64", "float16", "bfloat16"};
+
+/* graph_create(dtype, device_index=-1): a graph on the CPU, or (index >= 0)
+ * on that CUDA device. */
 static PyObject *py_graph_create(PyObject *self, PyObject *args) {
     const char *name;
-    if (!PyArg_ParseTuple(args, "s:graph_create", &name)) return NULL;
-    ai3_dtype dtype = strcmp(name, "float64") == 0 ? AI3_FLOAT64 : AI3_FLOAT32;
-    if (strcmp(name, "float32") != 0 && strcmp(name, "float64") != 0)
+    int device_index = -1;
+    if (!PyArg_ParseTuple(args, "s|i:graph_create", &name, &device_index)) return NULL;
+    int dtype = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, dtype_names[i]) == 0) dtype = i;
+    if (dtype < 0)
         return PyErr_Format(PyExc_ValueError,
-                            "ai3 graph: dtype must be 'float32' or 'float64', not '%s'", name);
+                            "ai3 graph: dtype must be 'float32', 'float64', 'float16' or "
+                            "'bfloat16', not '%s'", name);
     ai3_graph *graph;
-    ai3_status status = ai3_graph_create(dtype, &graph);
+    ai3_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = ai3_graph_create_on((ai3_dtype)dtype,
+                                 device_index < 0 ? AI3_DEVICE_CPU : AI3_DEVICE_CUDA,
+                                 device_index < 0 ? 0 : device_index, &graph);
+    Py_END_ALLOW_THREADS
     if (status != AI3_OK) return ai3_py_raise(status);
     PyObject *capsule = PyCapsule_New(graph, GRAPH_CAPSULE, destroy_graph);
     if (!capsule) {
@@ -43,6 +56,17 @@ static PyObject *py_graph_create(PyObject *self, PyObject *args) {
     }
     if (PyCapsule_SetContext(capsule, (void *)(intptr_t)dtype) < 0) Py_CLEAR(capsule);
     return capsule;
+}
+
+static PyObject *py_graph_set_cuda_graphs(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    int enabled;
+    if (!PyArg_ParseTuple(args, "Op:graph_set_cuda_graphs", &capsule, &enabled)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    if (!g) return NULL;
+    ai3_status status = ai3_graph_set_cuda_graphs(g, enabled);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_graph_input(PyObject *self, PyObject *capsule) {
@@ -262,10 +286,9 @@ static PyObject *py_graph_run(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n && !PyErr_Occurred(); i++)
         if (ai3_py_view(PySequence_Fast_GET_ITEM(fast, i), "model", "input", &inputs[i]) == 0 &&
             inputs[i].dtype != graph_dtype(capsule))
-            PyErr_Format(PyExc_TypeError, "ai3 model: input %zd has dtype %s but the model "
-                         "computes in %s", i, inputs[i].dtype == AI3_FLOAT64 ? "torch.float64"
-                                                                          : "torch.float32",
-                         graph_dtype(capsule) == AI3_FLOAT64 ? "torch.float64" : "torch.float32");
+            PyErr_Format(PyExc_TypeError, "ai3 model: input %zd has dtype torch.%s but the "
+                         "model computes in torch.%s", i, dtype_names[inputs[i].dtype],
+                         dtype_names[graph_dtype(capsule)]);
     PyObject *shapes = PyErr_Occurred() ? NULL : output_shapes(g, (int)n, inputs);
     Py_ssize_t n_out = shapes ? PyTuple_GET_SIZE(shapes) : 0;
     PyObject *outputs = shapes ? PyTuple_New(n_out) : NULL;
@@ -281,9 +304,13 @@ static PyObject *py_graph_run(PyObject *self, PyObject *args) {
         PyTuple_SET_ITEM(outputs, k, t);
     }
     ai3_status status = AI3_OK;
+    void *stream = NULL; /* torch's current stream for CUDA inputs */
+    if (outputs && inputs[0].device == AI3_DEVICE_CUDA &&
+        ai3_py_current_stream(inputs[0].device_index, &stream) < 0)
+        Py_CLEAR(outputs);
     if (outputs) {
         Py_BEGIN_ALLOW_THREADS
-        status = ai3_graph_run(g, (int)n, inputs, (int)n_out, out_views);
+        status = ai3_graph_run_stream(g, (int)n, inputs, (int)n_out, out_views, stream);
         Py_END_ALLOW_THREADS
     }
     Py_DECREF(fast); /* the inputs stay alive until the run is done */
@@ -297,7 +324,11 @@ static PyObject *py_graph_run(PyObject *self, PyObject *args) {
 
 PyMethodDef ai3_py_graph_methods[] = {
     {"graph_create", py_graph_create, METH_VARARGS,
-     "graph_create(dtype_name)\n--\n\nA new graph computing in 'float32' or 'float64'."},
+     "graph_create(dtype_name, device_index=-1)\n--\n\nA new graph computing in 'float32', "
+     "'float64' (or on a CUDA device, device_index >= 0, also 'float16', 'bfloat16')."},
+    {"graph_set_cuda_graphs", py_graph_set_cuda_graphs, METH_VARARGS,
+     "graph_set_cuda_graphs(graph, enabled)\n--\n\nWhether a CUDA graph's runs are "
+     "captured and replayed as CUDA graphs (the default)."},
     {"graph_input", py_graph_input, METH_O, "graph_input(graph)\n--\n\nAdds an input."},
     {"graph_constant", py_graph_constant, METH_VARARGS,
      "graph_constant(graph, tensor)\n--\n\nAdds a constant (copied)."},

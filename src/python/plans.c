@@ -201,9 +201,7 @@ static int input_views(const char *op, PyObject *const *args, Py_ssize_t n, ai3_
     return (int)n;
 }
 
-/* torch's current stream on CUDA device `index` (a cudaStream_t), or -1
- * with an exception. */
-static int current_stream(int index, void **stream) {
+int ai3_py_current_stream(int index, void **stream) {
     static PyObject *get_stream; /* torch._C._cuda_getCurrentRawStream */
     if (!get_stream) {
         PyObject *c = PyImport_ImportModule("torch._C");
@@ -231,7 +229,7 @@ static ai3_status run_cuda(const ai3_plan *plan, int n, const ai3_tensor *const 
     if (status != AI3_OK) return status;
     void *workspace = NULL, *stream;
     PyObject *ws = bytes ? ai3_py_new_bytes(like, bytes, &workspace) : NULL;
-    if ((bytes && !ws) || current_stream(in[0]->device_index, &stream) < 0) {
+    if ((bytes && !ws) || ai3_py_current_stream(in[0]->device_index, &stream) < 0) {
         Py_XDECREF(ws);
         return AI3_ERROR_INTERNAL; /* a Python exception is set */
     }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 
 #define AI3_CUDA_BACKEND_ABI 1
+
+enum { AI3_COPY_TO_DEVICE = 0, AI3_COPY_ON_DEVICE = 1, AI3_COPY_TO_HOST = 2 };
 #define AI3_CUDA_BACKEND_SYMBOL "ai3_cuda_backend_entry"
 
 struct ai3_plan;
@@ -39,6 +41,30 @@ typedef struct ai3_cuda_backend {
                                  const ai3_tensor *const *inputs, size_t *bytes);
     ai3_status (*run)(const struct ai3_plan *plan, int n_inputs, const ai3_tensor *const *inputs,
                       ai3_tensor *output, void *workspace, size_t workspace_bytes, void *stream);
+    /* Device memory of the graph executor (synchronous; `device` is the
+     * ordinal), copies (kind: AI3_COPY_*; on `stream`, or synchronous when
+     * stream is NULL and the copy involves host memory), and 2-d copies
+     * (rows of `width` bytes) on `stream`. */
+    ai3_status (*alloc)(int device, size_t bytes, void **ptr);
+    void (*release)(int device, void *ptr);
+    ai3_status (*copy)(int device, void *dst, const void *src, size_t bytes, int kind,
+                       void *stream);
+    ai3_status (*copy_rows)(int device, void *dst, size_t dst_pitch, const void *src,
+                            size_t src_pitch, size_t width, size_t rows, void *stream);
+    /* Ordering between streams: an event recorded on one, waited for by
+     * another (NULL events are made on first record). */
+    ai3_status (*record)(int device, void **event, void *stream);
+    ai3_status (*wait)(int device, void *event, void *stream);
+    void (*event_destroy)(void *event);
+    /* CUDA graphs: begin gives a stream of its own in capture mode (any
+     * stream can replay the result, the legacy default stream included);
+     * what is enqueued on it until end becomes an executable graph. end
+     * returns an error (and no graph) if the capture failed, and releases
+     * the stream either way. */
+    ai3_status (*capture_begin)(int device, void **stream);
+    ai3_status (*capture_end)(int device, void *stream, void **graph);
+    ai3_status (*replay)(int device, void *graph, void *stream);
+    void (*graph_destroy)(void *graph);
     /* The algorithm names of op on CUDA (static strings), as ai3_list_algorithms. */
     int (*list_algorithms)(ai3_op op, const char **names, int capacity);
     /* ai3_cuda_describe's text. */

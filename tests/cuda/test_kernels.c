@@ -3,8 +3,10 @@
  * references written here: conv2d (direct and smm) over strides,
  * dilations, groups, depthwise, asymmetric padding, kernel sizes and odd
  * spatial sizes; every activation; max, average and adaptive average
- * pooling; pad2d in each mode; bias; batchnorm. float32 and float64, and
- * float16 / bfloat16 for a few cases. Prints one line per failure and
+ * pooling; pad2d in each mode; bias; batchnorm; add and mul with
+ * broadcasting; mean over any set of dimensions; permute; layernorm;
+ * softmax over first, middle and last dimensions. float32 and float64,
+ * and float16 / bfloat16 for a few cases. Prints one line per failure and
  * "N passed, N failed"; exits non-zero on a failure. Without a CUDA device
  * it prints a skip line and exits 0.
  *
@@ -480,6 +482,224 @@ static void test_batchnorm(void) {
         }
 }
 
+/* --- binary, mean, permute, layernorm, softmax ---------------------------- */
+
+static int64_t numel(int nd, const int64_t *shape) {
+    int64_t n = 1;
+    for (int d = 0; d < nd; d++) n *= shape[d];
+    return n;
+}
+
+/* Offset of flat index i of `shape` (last fastest) with element strides st. */
+static int64_t strided_offset(int64_t i, int nd, const int64_t *shape, const int64_t *st) {
+    int64_t off = 0;
+    for (int d = nd - 1; d >= 0; d--) off += i % shape[d] * st[d], i /= shape[d];
+    return off;
+}
+
+/* Contiguous strides of shape s, 0 where s[d] == 1 (broadcast). */
+static void bcast_strides(int nd, const int64_t *s, int64_t *st) {
+    int64_t step = 1;
+    for (int d = nd - 1; d >= 0; d--) st[d] = s[d] == 1 ? 0 : step, step *= s[d];
+}
+
+static void test_binary(void) {
+    static const struct { const char *label; int nd; int64_t out[4], a[4], b[4]; } cases[] = {
+        {"same shape", 4, {2, 3, 4, 5}, {2, 3, 4, 5}, {2, 3, 4, 5}},
+        {"per channel", 4, {2, 3, 4, 5}, {2, 3, 4, 5}, {1, 3, 1, 1}},
+        {"per channel first", 4, {2, 3, 4, 5}, {1, 3, 1, 1}, {2, 3, 4, 5}},
+        {"last dim (5,)", 4, {2, 3, 4, 5}, {2, 3, 4, 5}, {1, 1, 1, 5}},
+        {"scalar-like", 4, {2, 3, 4, 5}, {2, 3, 4, 5}, {1, 1, 1, 1}},
+        {"both broadcast", 4, {2, 3, 4, 5}, {2, 1, 4, 1}, {1, 3, 1, 5}},
+        {"trailing block", 3, {3, 4, 5}, {3, 4, 5}, {1, 4, 5}},
+        {"one element", 4, {1, 1, 1, 1}, {1, 1, 1, 1}, {1, 1, 1, 1}},
+        {"1031", 1, {1031}, {1031}, {1031}},
+        {"37x29 scalar", 2, {37, 29}, {37, 29}, {1, 1}},
+        {"transposed a", 2, {4, 5}, {4, 5}, {1, 5}}, /* a read through strides (1, 4) */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int mul = 0; mul < 2; mul++)
+            for (int t = 0; t < 4; t++) {
+                int nd = cases[k].nd;
+                const int64_t *shape = cases[k].out;
+                int64_t n = numel(nd, shape), na = numel(nd, cases[k].a), nb = numel(nd, cases[k].b);
+                int64_t sa[4], sb[4];
+                bcast_strides(nd, cases[k].a, sa), bcast_strides(nd, cases[k].b, sb);
+                if (k == sizeof cases / sizeof cases[0] - 1) sa[0] = 1, sa[1] = 4;
+                double *x = randoms(na, -2, 2), *y = randoms(nb, -2, 2), *ref = malloc(sizeof(double) * n);
+                void *dx = upload((ai3_dtype)t, x, na), *dy = upload((ai3_dtype)t, y, nb), *dz;
+                cudaMalloc(&dz, dsize((ai3_dtype)t) * n);
+                for (int64_t i = 0; i < n; i++) {
+                    double u = x[strided_offset(i, nd, shape, sa)], v = y[strided_offset(i, nd, shape, sb)];
+                    ref[i] = mul ? u * v : u + v;
+                }
+                ai3_op op = mul ? AI3_OP_MUL : AI3_OP_ADD;
+                char name[96];
+                snprintf(name, sizeof name, "%s %s", mul ? "mul" : "add", cases[k].label);
+                check(name, (ai3_dtype)t, ai3_cuda_binary(op, (ai3_dtype)t, dx, sa, dy, sb, dz, nd, shape, 0),
+                      dz, ref, n);
+                if (na == n && k != sizeof cases / sizeof cases[0] - 1) {
+                    snprintf(name, sizeof name, "%s %s in place", mul ? "mul" : "add", cases[k].label);
+                    check(name, (ai3_dtype)t,
+                          ai3_cuda_binary(op, (ai3_dtype)t, dx, sa, dy, sb, dx, nd, shape, 0), dx, ref, n);
+                }
+                cudaFree(dx), cudaFree(dy), cudaFree(dz), free(x), free(y), free(ref);
+            }
+    int64_t one = 1;
+    if (ai3_cuda_binary(AI3_OP_RELU, AI3_FLOAT32, NULL, &one, NULL, &one, NULL, 1, &one, 0) ==
+        cudaErrorInvalidValue)
+        passed++;
+    else
+        printf("FAIL binary of AI3_OP_RELU not rejected\n"), failed++;
+}
+
+static void test_mean(void) {
+    static const struct { int nd; int64_t shape[4]; int reduce[4]; } cases[] = {
+        {4, {2, 3, 4, 5}, {0, 0, 1, 1}}, {4, {2, 3, 4, 5}, {1, 0, 1, 0}},
+        {4, {2, 3, 4, 5}, {0, 1, 0, 0}}, {4, {2, 3, 4, 5}, {1, 0, 0, 0}},
+        {4, {2, 3, 4, 5}, {0, 0, 0, 1}}, {4, {2, 3, 4, 5}, {1, 1, 1, 1}},
+        {4, {2, 3, 4, 5}, {0, 1, 0, 1}}, {4, {2, 1, 4, 5}, {0, 1, 1, 0}},
+        {4, {2, 3, 4, 5}, {0, 0, 0, 0}}, {2, {7, 1}, {0, 1}},
+        {2, {3, 5000}, {0, 1}},          {4, {4, 30, 2, 100}, {0, 1, 0, 1}},
+        {3, {6, 50, 40}, {0, 1, 1}},     {2, {3000, 4}, {1, 0}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int t = 0; t < 3; t++) {
+            int nd = cases[k].nd;
+            const int64_t *shape = cases[k].shape;
+            int64_t nx = numel(nd, shape), ny = 1;
+            for (int d = 0; d < nd; d++) ny *= cases[k].reduce[d] ? 1 : shape[d];
+            double *x = randoms(nx, -1, 1), *ref = calloc((size_t)ny, sizeof(double));
+            void *dx = upload((ai3_dtype)t, x, nx), *dy;
+            cudaMalloc(&dy, dsize((ai3_dtype)t) * ny);
+            for (int64_t i = 0; i < nx; i++) {
+                int64_t r = i, o = 0, step = 1;
+                for (int d = nd - 1; d >= 0; r /= shape[d], d--)
+                    if (!cases[k].reduce[d]) o += r % shape[d] * step, step *= shape[d];
+                ref[o] += x[i];
+            }
+            for (int64_t o = 0; o < ny; o++) ref[o] /= (double)(nx / ny);
+            char name[64];
+            int len = snprintf(name, sizeof name, "mean (");
+            for (int d = 0; d < nd; d++)
+                len += snprintf(name + len, sizeof name - len, "%s%lld%s", d ? "," : "",
+                                (long long)shape[d], cases[k].reduce[d] ? "*" : "");
+            snprintf(name + len, sizeof name - len, ")");
+            check(name, (ai3_dtype)t,
+                  ai3_cuda_mean((ai3_dtype)t, dx, dy, nd, shape, cases[k].reduce, 0), dy, ref, ny);
+            cudaFree(dx), cudaFree(dy), free(x), free(ref);
+        }
+}
+
+static void test_permute(void) {
+    static const struct { int nd; int64_t shape[4]; int perm[4]; } cases[] = {
+        {3, {2, 3, 4}, {2, 0, 1}},           {3, {2, 3, 4}, {1, 0, 2}},
+        {3, {2, 3, 4}, {0, 2, 1}},           {3, {2, 3, 4}, {0, 1, 2}},
+        {4, {2, 3, 4, 5}, {0, 2, 3, 1}},     {4, {2, 3, 4, 5}, {0, 3, 1, 2}},
+        {4, {2, 3, 4, 5}, {3, 2, 1, 0}},     {4, {2, 3, 4, 5}, {1, 0, 2, 3}},
+        {4, {2, 40, 50, 33}, {0, 2, 3, 1}},  {3, {3, 37, 70}, {0, 2, 1}},
+        {4, {1, 17, 1, 40}, {3, 1, 0, 2}},   {4, {3, 20, 5, 24}, {2, 3, 0, 1}},
+        {4, {2, 20, 3, 18}, {3, 1, 0, 2}},   {2, {1, 1}, {1, 0}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int t = 0; t < 3; t++) {
+            int nd = cases[k].nd;
+            const int64_t *shape = cases[k].shape;
+            int64_t n = numel(nd, shape), in_stride[4], out_shape[4], st[4], step = 1;
+            for (int d = nd - 1; d >= 0; d--) in_stride[d] = step, step *= shape[d];
+            for (int d = 0; d < nd; d++)
+                out_shape[d] = shape[cases[k].perm[d]], st[d] = in_stride[cases[k].perm[d]];
+            double *x = randoms(n, -1, 1), *ref = malloc(sizeof(double) * n);
+            void *dx = upload((ai3_dtype)t, x, n), *dy;
+            cudaMalloc(&dy, dsize((ai3_dtype)t) * n);
+            for (int64_t i = 0; i < n; i++) ref[i] = x[strided_offset(i, nd, out_shape, st)];
+            char name[64];
+            int len = snprintf(name, sizeof name, "permute case %zu (", k);
+            for (int d = 0; d < nd; d++)
+                len += snprintf(name + len, sizeof name - len, "%s%d", d ? "," : "", cases[k].perm[d]);
+            snprintf(name + len, sizeof name - len, ")");
+            check(name, (ai3_dtype)t,
+                  ai3_cuda_permute((ai3_dtype)t, dx, dy, nd, shape, cases[k].perm, 0), dy, ref, n);
+            cudaFree(dx), cudaFree(dy), free(x), free(ref);
+        }
+}
+
+static void test_layernorm(void) {
+    static const int64_t shapes[][2] = {{6, 10}, {5, 768}, {3, 3000}, {4, 1}, {1000, 33}};
+    static const char *affine_names[] = {"", " weight+bias", " weight", " bias"};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int affine = 0; affine < 4; affine++)
+            for (int t = 0; t < 3; t++) {
+                int64_t rows = shapes[k][0], cols = shapes[k][1], n = rows * cols;
+                double *x = randoms(n, -2, 3), *w = randoms(cols, -2, 2), *b = randoms(cols, -1, 1);
+                double *ref = malloc(sizeof(double) * n);
+                void *dx = upload((ai3_dtype)t, x, n), *dw = upload((ai3_dtype)t, w, cols);
+                void *db = upload((ai3_dtype)t, b, cols), *dy;
+                cudaMalloc(&dy, dsize((ai3_dtype)t) * n);
+                int use_w = affine == 1 || affine == 2, use_b = affine == 1 || affine == 3;
+                for (int64_t r = 0; r < rows; r++) {
+                    const double *xr = x + r * cols;
+                    double mean = 0, var = 0;
+                    for (int64_t c = 0; c < cols; c++) mean += xr[c];
+                    mean /= cols;
+                    for (int64_t c = 0; c < cols; c++) var += (xr[c] - mean) * (xr[c] - mean);
+                    double rstd = 1 / sqrt(var / cols + 1e-5);
+                    for (int64_t c = 0; c < cols; c++)
+                        ref[r * cols + c] = (xr[c] - mean) * rstd * (use_w ? w[c] : 1) + (use_b ? b[c] : 0);
+                }
+                char name[64];
+                snprintf(name, sizeof name, "layernorm %lldx%lld%s", (long long)rows, (long long)cols,
+                         affine_names[affine]);
+                check(name, (ai3_dtype)t,
+                      ai3_cuda_layernorm((ai3_dtype)t, dx, use_w ? dw : NULL, use_b ? db : NULL, 1e-5,
+                                         dy, rows, cols, 0),
+                      dy, ref, n);
+                snprintf(name, sizeof name, "layernorm %lldx%lld%s in place", (long long)rows,
+                         (long long)cols, affine_names[affine]);
+                check(name, (ai3_dtype)t,
+                      ai3_cuda_layernorm((ai3_dtype)t, dx, use_w ? dw : NULL, use_b ? db : NULL, 1e-5,
+                                         dx, rows, cols, 0),
+                      dx, ref, n);
+                cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
+                free(x), free(w), free(b), free(ref);
+            }
+}
+
+static void test_softmax(void) {
+    /* outer, n, inner, range of the values */
+    static const struct { int64_t outer, n, inner; double range; } cases[] = {
+        {8, 10, 1, 5},  {3, 3000, 1, 5}, {300, 33, 1, 5}, {2, 50, 1, 100}, {4, 5, 6, 5},
+        {1, 7, 30, 5},  {3, 40, 2, 100}, {5, 1, 1, 5},    {1, 9, 1, 5},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int t = 0; t < 3; t++) {
+            int64_t outer = cases[k].outer, len = cases[k].n, inner = cases[k].inner;
+            int64_t n = outer * len * inner;
+            double *x = randoms(n, -cases[k].range, cases[k].range), *ref = malloc(sizeof(double) * n);
+            void *dx = upload((ai3_dtype)t, x, n), *dy;
+            cudaMalloc(&dy, dsize((ai3_dtype)t) * n);
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t j = 0; j < inner; j++) {
+                    const double *xc = x + o * len * inner + j;
+                    double m = -INFINITY, sum = 0;
+                    for (int64_t i = 0; i < len; i++) m = fmax(m, xc[i * inner]);
+                    for (int64_t i = 0; i < len; i++) sum += exp(xc[i * inner] - m);
+                    for (int64_t i = 0; i < len; i++)
+                        ref[o * len * inner + j + i * inner] = exp(xc[i * inner] - m) / sum;
+                }
+            char name[64];
+            snprintf(name, sizeof name, "softmax (%lld,%lld*,%lld)", (long long)outer, (long long)len,
+                     (long long)inner);
+            check(name, (ai3_dtype)t, ai3_cuda_softmax((ai3_dtype)t, dx, dy, outer, len, inner, 0), dy,
+                  ref, n);
+            snprintf(name, sizeof name, "softmax (%lld,%lld*,%lld) in place", (long long)outer,
+                     (long long)len, (long long)inner);
+            check(name, (ai3_dtype)t, ai3_cuda_softmax((ai3_dtype)t, dx, dx, outer, len, inner, 0), dx,
+                  ref, n);
+            cudaFree(dx), cudaFree(dy), free(x), free(ref);
+        }
+}
+
 /* --- bench ---------------------------------------------------------------- */
 
 static void bench(void) {
@@ -535,6 +755,11 @@ int main(int argc, char **argv) {
     test_pad2d();
     test_bias();
     test_batchnorm();
+    test_binary();
+    test_mean();
+    test_permute();
+    test_layernorm();
+    test_softmax();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -411,3 +411,56 @@ def test_two_gpus_are_not_mixed():
     model = swap_all(small_cnn().to("cuda:0").eval())
     with torch.no_grad(), pytest.raises(ValueError, match="cuda:1"):
         model(torch.randn(2, 3, 16, 16, device="cuda:1"))
+
+
+# ---------------------------------------------------------------------------
+# The operations of whole networks (what convert runs) on CUDA
+# ---------------------------------------------------------------------------
+
+
+def gpu_randn(shape, dtype, seed):
+    return randn(shape, torch.float64, seed).to(dtype).cuda()
+
+
+TENSOR_OPS = {
+    "add": (lambda a, b: _ops.add(a, b, "default"), torch.add,
+            [((2, 3, 4, 5), (1, 3, 1, 1)), ((2, 3, 4, 5), (5,)), ((4, 1), (1, 6)),
+             ((2, 3), (2, 3)), ((1, 1, 1, 1), (2, 3, 4, 5))]),
+    "mul": (lambda a, b: _ops.mul(a, b, "default"), torch.mul,
+            [((2, 8, 7, 7), (2, 8, 1, 1)), ((3, 5), (3, 1)), ((6,), (6,))]),
+}
+
+
+@cuda
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("name", sorted(TENSOR_OPS))
+def test_binary_ops_on_cuda_match_torch(name, dtype):
+    ours, theirs, shapes = TENSOR_OPS[name]
+    for i, (sa, sb) in enumerate(shapes):
+        a, b = gpu_randn(sa, dtype, i), gpu_randn(sb, dtype, 100 + i)
+        assert_close_gpu(ours(a, b), theirs(a.double(), b.double()))
+
+
+@cuda
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+def test_tensor_ops_on_cuda_match_torch(dtype):
+    x = gpu_randn((2, 6, 5, 7), dtype, 1)
+    d = x.double()
+    for dim in (0, 1, -1):
+        parts = [gpu_randn(s, dtype, 10 + k) for k, s in enumerate(
+            [(2, 6, 5, 7)[:dim % 4] + (n,) + (2, 6, 5, 7)[dim % 4 + 1:] for n in (1, 3, 2)])]
+        assert_close_gpu(_ops.cat(parts, dim, "default"), torch.cat([p.double() for p in parts], dim))
+    for dims, keep in (((2, 3), True), ((2, 3), False), ((0, 2), False), ((), False), ((-1,), True)):
+        expected = d.mean(dims, keepdim=keep) if dims else d.mean()
+        assert_close_gpu(_ops.mean(x, dims, keep, "default"), expected)
+    for perm in ((0, 2, 3, 1), (3, 2, 1, 0), (1, 0, 2, 3)):
+        assert_close_gpu(_ops.permute(x, perm, "default"), d.permute(perm))
+    for dim in (0, 1, -1):
+        assert_close_gpu(_ops.softmax(x, dim, "default"), torch.softmax(d, dim))
+    for k, affine in ((1, True), (2, False), (3, True)):
+        shape = x.shape[-k:]
+        w = gpu_randn(shape, dtype, 3) if affine else None
+        b = gpu_randn(shape, dtype, 4) if affine else None
+        expected = F.layer_norm(d, shape, None if w is None else w.double(),
+                                None if b is None else b.double(), 1e-5)
+        assert_close_gpu(_ops.layernorm(x, k, w, b, 1e-5, "default"), expected)
