@@ -4,8 +4,11 @@ dtypes, moves between devices, and bad input. Marked `cuda`: they skip
 without a GPU and ai3's CUDA backend.
 
 Tolerances (relative error of the output, L2): float32 without TF32 1e-3
-(as on the CPU), float16 3e-2, bfloat16 1e-1 (a half network against torch
-in float32 on the same weights), float64 1e-9."""
+(as on the CPU), float64 1e-9; a float16 / bfloat16 model against torch in
+float32 on the same weights: 3e-2 / 1e-1, or twice the error of torch's own
+network in that dtype where that is larger (deep bfloat16 networks)."""
+
+import copy
 
 import pytest
 import torch
@@ -67,12 +70,16 @@ def test_convert_dtypes_on_cuda(name, dtype):
     x = sample(size).cuda()
     with torch.no_grad():
         expected = net.double()(x.double()) if dtype == torch.float64 else net(x)
+        # a half network's own distance from float32 sets the scale: ai3's
+        # output must be within twice torch's (or the fixed tolerance)
+        torch_err = 0.0 if dtype == torch.float64 else rel_error(
+            copy.deepcopy(net).to(dtype)(x.to(dtype)), expected)
     model = ai3.convert(net, dtype=dtype)
     for _ in range(2):
         out = model(x.to(dtype))
         assert out.dtype == dtype
         err = rel_error(out, expected)
-        assert err < HALF_TOLERANCE.get(dtype, 1e-9), err
+        assert err < max(HALF_TOLERANCE.get(dtype, 1e-9), 2 * torch_err), (err, torch_err)
 
 
 @cuda
