@@ -1,28 +1,25 @@
 """Whole networks on a GPU: ai3.convert against torch eager and torch's own CUDA graph.
 
-torchvision's resnet50, mobilenet_v2, vgg16, efficientnet_b0 and
-convnext_tiny (weights=None, eval mode, on CUDA) at batch 1 and 32,
-224x224, in float32 with TF32 off ('fp32') and float16 ('fp16': net.half(),
-half inputs); cudnn.benchmark stays off (torch's default). Random weights
-leave BatchNorm's running statistics at 0/1, which shrinks the activations
-of mobilenet_v2 and efficientnet_b0 below float16's range; so each
-BatchNorm's statistics are first set from one training-mode batch, which
-keeps activations O(1) and changes nothing of the work done.
-Contestants per cell: torch eager (no_grad); torch's CUDA graph (warmed up
-on a side stream, captured with torch.cuda.graph, timed as
-static_x.copy_(x) + g.replay()); ai3.convert(net) (CUDA graphs, the default)
-and ai3.convert(net, cuda_graph=False); with --compile also
-torch.compile(net, mode='max-autotune') (slow: minutes of autotuning).
-Every output is checked once against torch eager (relative L2 error; an ai3
-output over 1e-3 in fp32 or 3e-2 in fp16 is a MISMATCH). GPU time per
-forward: CUDA events around R back-to-back calls (R so a sample takes
->= 5 ms, at most 50), samples round-robin over the contestants, median.
-Peak memory: torch eager and torch graph as torch.cuda.max_memory_allocated
-around a fresh run (weights and input included), measured before any ai3
-model exists; ai3 as planned bytes: the net's parameter bytes +
-memory()['peak'] + memory()['workspace']. A failing cell or contestant is
-recorded and the run goes on; cells past --budget seconds are skipped.
-Without a CUDA device it says so and exits 0. About 2-3 minutes on an H200.
+torchvision's resnet50, mobilenet_v2, vgg16, efficientnet_b0, convnext_tiny
+(weights=None, eval, on CUDA) at batch 1 and 32, 224x224, float32 with TF32
+off ('fp32') and float16 ('fp16': net.half(), half inputs); cudnn.benchmark
+off (torch's default). BatchNorm statistics are first set from one
+training-mode batch: left at 0/1 they shrink mobilenet_v2's and
+efficientnet_b0's activations below float16's range (the work is the same).
+Contestants: torch eager (no_grad); torch's CUDA graph (warmed up on a side
+stream, captured with torch.cuda.graph, timed as static_x.copy_(x) +
+g.replay()); ai3.convert(net) (CUDA graphs) and ai3.convert(net,
+cuda_graph=False); with --compile torch.compile(net, mode='max-autotune')
+(slow). Each output is checked once against torch eager (relative L2; ai3
+over 1e-3 in fp32, 3e-2 in fp16 is a MISMATCH). GPU ms per forward: CUDA
+events around R back-to-back calls (a sample >= 5 ms, R <= 50), samples
+round-robin over the contestants, median. Peak memory: torch eager and
+graph as torch.cuda.max_memory_allocated around a fresh run (weights and
+input included), taken before any ai3 model exists; ai3 planned: the net's
+parameter bytes + memory()['peak'] + memory()['workspace']. A failing cell
+or contestant is recorded and the run goes on; cells past --budget seconds
+are skipped. Without a CUDA device it says so and exits 0. About 2-3
+minutes on an H200.
 
     python bench/gpu_models.py [--quick] [--json out.json] [--compile]
         [--models resnet50,vgg16] [--batches 1,32] [--dtypes fp32,fp16]
@@ -181,6 +178,9 @@ def run_group(name, mode, batches, args, deadline):
                 models[key] = reason(e)
             for cell in cells.values():
                 cell[f"{key} convert_s"] = time.perf_counter() - t0
+        print(f"{name} {mode}: ai3.convert {cells[batches[0]]['ai3 convert_s']:.1f} s, "
+              f"without graphs {cells[batches[0]]['ai3 no graph convert_s']:.1f} s",
+              file=sys.stderr, flush=True)
         if args.compile:
             compiled = torch.compile(net, mode="max-autotune", dynamic=False)
         for n, cell in cells.items():
@@ -303,17 +303,16 @@ def targets(cells):
             r = c.get("results", {}).get(AI3, {})
             where = f"{c['model']} {c['mode']}"
             v = r.get(key) if r.get("status") == "ok" else None
-            items.append((float("inf") if v is None else v, where, r.get("status") or
+            items.append((math.inf if v is None else v, where, r.get("status") or
                           c.get("skipped") or c.get("error") or "no result"))
         goal = f"batch {n}: ai3 <= {limit:.1f}x {what}, every model"
-        if not items:
-            out.append((goal, None, "not measured"))
-            continue
-        missed = [f"{w} {v:.2f}" if v != float("inf") else f"{w} ({s})"
+        missed = [f"{w} {v:.2f}" if v != math.inf else f"{w} ({s})"
                   for v, w, s in items if v > limit]
-        v, w, _ = max(items)
-        detail = f"worst {v:.2f} at {w}" if v != float("inf") else "some cell has no ok result"
-        out.append((goal, not missed, detail + (f"; missed: {', '.join(missed)}" if missed else "")))
+        finite = max([i for i in items if i[0] != math.inf], default=None)
+        detail = (f"worst {finite[0]:.2f} at {finite[1]}" if finite
+                  else "no result" if items else "not measured")
+        out.append((goal, not missed if items else None,
+                    detail + (f"; missed: {', '.join(missed)}" if missed else "")))
     return out
 
 
