@@ -125,50 +125,108 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
 }
 
 /* --- depthwise ------------------------------------------------------------
- * One input and one output channel per group, zero padding, unit horizontal
- * stride (most depthwise layers): straight from the input, with no padded
- * copy, since such a layer is bound by memory traffic rather than
- * arithmetic. Each output row starts at the bias; every tap adds its
- * weight times the input row it meets, over the columns that land inside
- * the input. */
+ * One input and one output channel per group, zero padding (most depthwise
+ * layers): such a layer is bound by memory traffic and loop overhead rather
+ * than arithmetic, and its planes are often small (14×14, 7×7), so each
+ * tap must be one long vector loop. A task copies each of its planes once
+ * into a zero-bordered buffer split into `sw` column phases (phase r holds
+ * padded columns r, r + sw, ...), so that every tap of every output row
+ * reads a contiguous run. With stride 1 the rows are also joined: a tap is
+ * then a single multiply-add over the whole plane (rows computed over the
+ * padded width, the extra columns dropped when storing). */
 
 static bool plain_depthwise(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
-    return d->c_in_g == 1 && d->c_out_g == 1 && p->padding_mode == AI3_PADDING_ZEROS &&
-           p->stride_w == 1;
+    return d->c_in_g == 1 && d->c_out_g == 1 && p->padding_mode == AI3_PADDING_ZEROS;
 }
+
+/* Planes are split into at most this many slices, each with its buffers in
+ * the workspace. */
+#define DEPTHWISE_SLICES 64
 
 typedef struct {
     const real *x, *w, *b;
     real *y;
     const ai3_conv2d_params *p;
     const ai3_conv2d_dims *d;
+    int64_t wq;            /* width of a column phase: ceil(wp / stride_w) */
+    int64_t phase_elems;   /* hp · wq, plus a tail a tap may read past */
+    int64_t out_elems;     /* oh · wq */
+    int64_t slices, slice_elems;
+    real *workspace;
 } depthwise_ctx;
 
-AI3_MULTIVERSION(depthwise_planes, void *, vctx, int64_t, begin, int64_t, end) {
-    const depthwise_ctx *c = vctx;
+static depthwise_ctx depthwise_layout(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
+    depthwise_ctx c = {.p = p, .d = d};
+    c.wq = (d->wp + p->stride_w - 1) / p->stride_w;
+    /* a tap may read up to a row and a column shift past the last row */
+    c.phase_elems = (d->hp + 1) * c.wq + (d->kw - 1) * p->dilation_w + 1;
+    c.out_elems = d->oh * c.wq;
+    c.slices = AI3_MIN(d->n * d->c_out, DEPTHWISE_SLICES);
+    c.slice_elems = (p->stride_w * c.phase_elems + c.out_elems + 15) & ~(int64_t)15;
+    return c;
+}
+
+/* The padded plane x (h × w) split into phases[r][row · wq + j] = padded
+ * column j · sw + r (zero outside the input). */
+static void depthwise_fill(const depthwise_ctx *c, const real *x, real *phases) {
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
-    for (int64_t plane = begin; plane < end; plane++) {
-        const int64_t ch = plane % d->c_out;
-        const real *x = c->x + plane * d->h * d->w;
-        const real *wk = c->w + ch * d->kh * d->kw;
-        const real bias = c->b ? c->b[ch] : 0;
-        for (int64_t oy = 0; oy < d->oh; oy++) {
-            real *restrict yr = c->y + (plane * d->oh + oy) * d->ow;
-            for (int64_t ox = 0; ox < d->ow; ox++) yr[ox] = bias;
-            for (int64_t ky = 0; ky < d->kh; ky++) {
-                const int64_t iy = oy * p->stride_h + ky * p->dilation_h - p->pad_top;
-                if (iy < 0 || iy >= d->h) continue;
-                for (int64_t kx = 0; kx < d->kw; kx++) {
-                    const int64_t shift = kx * p->dilation_w - p->pad_left;
-                    const int64_t lo = AI3_MAX(0, -shift), hi = AI3_MIN(d->ow, d->w - shift);
-                    const real wv = wk[ky * d->kw + kx];
-                    const real *restrict xr = x + iy * d->w + shift;
-                    for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
-                }
-            }
+    const int64_t sw = p->stride_w;
+    for (int64_t i = 0; i < sw * c->phase_elems; i++) phases[i] = 0;
+    for (int64_t iy = 0; iy < d->h; iy++) {
+        const int64_t row = (iy + p->pad_top) * c->wq;
+        for (int64_t ix = 0; ix < d->w; ix++) {
+            const int64_t col = ix + p->pad_left;
+            phases[(col % sw) * c->phase_elems + row + col / sw] = x[iy * d->w + ix];
         }
     }
+}
+
+static void depthwise_slice(const depthwise_ctx *c, int64_t slice, real *buf);
+
+/* Tasks are slices: a contiguous run of planes, with buffers of its own. */
+static void depthwise_slices(void *vctx, int64_t begin, int64_t end) {
+    const depthwise_ctx *c = vctx;
+    for (int64_t t = begin; t < end; t++) depthwise_slice(c, t, c->workspace + t * c->slice_elems);
+}
+
+AI3_MULTIVERSION(depthwise_planes, const depthwise_ctx *, c, int64_t, begin, int64_t, end,
+                 real *, buf) {
+    const ai3_conv2d_params *p = c->p;
+    const ai3_conv2d_dims *d = c->d;
+    const int64_t sw = p->stride_w, wq = c->wq;
+    real *restrict out = buf + sw * c->phase_elems;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const int64_t ch = plane % d->c_out;
+        const real *wk = c->w + ch * d->kh * d->kw;
+        depthwise_fill(c, c->x + plane * d->h * d->w, buf);
+        const real bias = c->b ? c->b[ch] : 0;
+        for (int64_t i = 0; i < c->out_elems; i++) out[i] = bias;
+        for (int64_t ky = 0; ky < d->kh; ky++)
+            for (int64_t kx = 0; kx < d->kw; kx++) {
+                const real wv = wk[ky * d->kw + kx];
+                const int64_t col = kx * p->dilation_w;
+                const real *restrict src = buf + (col % sw) * c->phase_elems + col / sw +
+                                           ky * p->dilation_h * wq;
+                if (p->stride_h == 1) { /* rows joined: one loop over the plane */
+                    for (int64_t i = 0; i < c->out_elems; i++) out[i] += wv * src[i];
+                } else {
+                    for (int64_t oy = 0; oy < d->oh; oy++) {
+                        real *restrict o = out + oy * wq;
+                        const real *restrict s = src + oy * p->stride_h * wq;
+                        for (int64_t j = 0; j < wq; j++) o[j] += wv * s[j];
+                    }
+                }
+            }
+        real *y = c->y + plane * d->oh * d->ow;
+        for (int64_t oy = 0; oy < d->oh; oy++)
+            for (int64_t ox = 0; ox < d->ow; ox++) y[oy * d->ow + ox] = out[oy * wq + ox];
+    }
+}
+
+static void depthwise_slice(const depthwise_ctx *c, int64_t slice, real *buf) {
+    const int64_t planes = c->d->n * c->d->c_out;
+    depthwise_planes(c, planes * slice / c->slices, planes * (slice + 1) / c->slices, buf);
 }
 
 /* --- everything else ---------------------------------------------------------- */
@@ -184,7 +242,10 @@ static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_ar
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
-    if (plain_depthwise(&pb->params, d)) return 0;
+    if (plain_depthwise(&pb->params, d)) {
+        depthwise_ctx c = depthwise_layout(&pb->params, d);
+        return (size_t)(c.slices * c.slice_elems) * sizeof(real);
+    }
     ai3_arena a = {NULL, 0};
     ai3_conv2d_wide s;
     int64_t *off;
@@ -196,9 +257,13 @@ static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
     if (plain_depthwise(&pb->params, d)) {
-        depthwise_ctx dc = {input->data, pb->weight.data, pb->bias ? pb->bias->data : NULL,
-                            output->data, &pb->params, d};
-        ai3_parallel_for(d->n * d->c_out, 1, depthwise_planes, &dc);
+        depthwise_ctx c = depthwise_layout(&pb->params, d);
+        c.x = input->data;
+        c.w = pb->weight.data;
+        c.b = pb->bias ? pb->bias->data : NULL;
+        c.y = output->data;
+        c.workspace = workspace;
+        ai3_parallel_for(c.slices, 1, depthwise_slices, &c);
         return AI3_OK;
     }
     ai3_arena a = {workspace, 0};
