@@ -118,7 +118,9 @@ class Model:
 
     model(x) and model.predict(x) take a torch tensor or a numpy array
     (batched, or unbatched where the network allows), cast it to the
-    model's dtype if needed (the caller's array is never modified) and run
+    model's dtype if needed (the caller's array is never modified; a
+    float16 or bfloat16 input to a model of another dtype is refused with a
+    TypeError rather than silently widened: convert with that dtype) and run
     the whole network in one call into the C core, without autograd. Any
     input shape the network accepts works; the executor plans buffers per
     input shape and caches the last few plans. A model may be called from
@@ -186,6 +188,10 @@ class Model:
         elif not isinstance(x, torch.Tensor):
             raise TypeError(f"the input must be a torch tensor or a numpy array, not "
                             f"{type(x).__name__}")
+        if x.dtype in (torch.float16, torch.bfloat16) and x.dtype != self.dtype:
+            raise TypeError(f"ai3 model: the input is {x.dtype} but the model computes in "
+                            f"{self.dtype}; convert with dtype={x.dtype} (CUDA) or pass "
+                            f"x.to({self.dtype})")
         x = x.detach().to(self.dtype).contiguous()
         outputs = _core.graph_run(self._graph, (x,))
         if out_type is not None and out_type is not torch.Tensor:

@@ -307,3 +307,14 @@ def test_repr_lists_layers_and_algorithms():
     default = {r[0]: r[1] for r in ai3._core.OPERATIONS}["linear"]
     assert f"fc1: linear(100352, 128, bias=True, algorithm='default ({default})')" in text
     assert text.count("\n") == len(model.layers) + 1
+
+
+def test_half_input_to_a_float32_model_is_refused():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    model = ai3.convert(net)
+    x = torch.randn(1, 3, 8, 8)
+    for dtype in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match="float32"):
+            model(x.to(dtype))
+    with torch.no_grad():  # other dtypes are cast, as documented
+        torch.testing.assert_close(model(x.double()), net(x), rtol=1e-5, atol=1e-5)
