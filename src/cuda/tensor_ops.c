@@ -66,6 +66,14 @@ static ai3_status cat(const ai3_plan *plan, int n, const ai3_tensor *const *in,
     return AI3_OK;
 }
 
+/* A 0-d input's one element to the output. */
+static ai3_status copy_one(const ai3_tensor *x, ai3_tensor *out, const char *op,
+                           cudaStream_t stream) {
+    return ai3_cuda_check(cudaMemcpyAsync(out->data, x->data, ai3_cuda_dtype_size(x->dtype),
+                                          cudaMemcpyDeviceToDevice, stream),
+                          op, "copying");
+}
+
 static ai3_status mean(const ai3_plan *plan, const ai3_tensor *x, ai3_tensor *out,
                        cudaStream_t stream) {
     const ai3_mean_params *p = &plan->params.mean;
@@ -73,10 +81,7 @@ static ai3_status mean(const ai3_plan *plan, const ai3_tensor *x, ai3_tensor *ou
     for (int d = 0; d < x->ndim; d++) reduce[d] = p->n_dims == 0;
     for (int i = 0; i < p->n_dims; i++) reduce[axis(p->dims[i], x->ndim)] = 1;
     if (numel(out) == 0) return AI3_OK;
-    if (x->ndim == 0) /* the mean of one element */
-        return ai3_cuda_check(cudaMemcpyAsync(out->data, x->data, ai3_cuda_dtype_size(x->dtype),
-                                              cudaMemcpyDeviceToDevice, stream),
-                              "mean", "copying");
+    if (x->ndim == 0) return copy_one(x, out, "mean", stream); /* the mean of one element */
     return launched(ai3_cuda_mean(x->dtype, x->data, out->data, x->ndim, x->shape, reduce,
                                   stream),
                     "mean");
@@ -87,10 +92,7 @@ static ai3_status permute(const ai3_plan *plan, const ai3_tensor *x, ai3_tensor 
     int perm[AI3_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) perm[d] = axis(plan->params.permute.perm[d], x->ndim);
     if (numel(x) == 0) return AI3_OK;
-    if (x->ndim == 0)
-        return ai3_cuda_check(cudaMemcpyAsync(out->data, x->data, ai3_cuda_dtype_size(x->dtype),
-                                              cudaMemcpyDeviceToDevice, stream),
-                              "permute", "copying");
+    if (x->ndim == 0) return copy_one(x, out, "permute", stream);
     return launched(ai3_cuda_permute(x->dtype, x->data, out->data, x->ndim, x->shape, perm,
                                      stream),
                     "permute");

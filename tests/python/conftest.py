@@ -1,6 +1,7 @@
 """Shared test helpers: tolerances (the one place they are stated), the
 algorithms to sweep, and seeded random tensors."""
 
+import pytest
 import torch
 
 from ai3 import _core
@@ -44,3 +45,13 @@ def randn(shape, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(tuple(shape), generator=g, dtype=torch.float64).to(dtype)
 
+
+
+@pytest.fixture
+def no_tf32():
+    """float32 without TF32 on CUDA (torch's flags, which ai3 follows),
+    restored after the test."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul

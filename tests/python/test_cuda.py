@@ -61,13 +61,8 @@ def assert_close_gpu(actual, expected, algorithm=None):
     torch.testing.assert_close(actual.double().cpu(), expected.double().cpu(), **tol)
 
 
-@pytest.fixture(autouse=True)
-def full_float32():
-    """float32 without TF32 (torch's flags, which ai3 follows), restored after."""
-    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
+# float32 without TF32 unless a test turns it on (conftest.no_tf32)
+pytestmark = pytest.mark.usefixtures("no_tf32")
 
 
 # ---------------------------------------------------------------------------

@@ -20,12 +20,8 @@ from test_zoo import CNNS, build, check_output, rel_error, sample
 HALF_TOLERANCE = {torch.float16: 3e-2, torch.bfloat16: 1e-1}
 
 
-@pytest.fixture(autouse=True)
-def full_float32():
-    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
+# float32 without TF32 unless a test turns it on (conftest.no_tf32)
+pytestmark = pytest.mark.usefixtures("no_tf32")
 
 
 @cuda
