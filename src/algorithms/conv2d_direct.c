@@ -10,6 +10,8 @@
 #include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
 
+#include <string.h>
+
 /* Positions per tile: two 64-byte vectors, or four (WIDE_TILE) when there
  * are at most WIDE_OC_BLOCK output channels per group (first layers), so
  * that a block still has enough independent accumulators. */
@@ -127,13 +129,13 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
 /* --- depthwise ------------------------------------------------------------
  * One input and one output channel per group, zero padding (most depthwise
  * layers): such a layer is bound by memory traffic and loop overhead rather
- * than arithmetic, and its planes are often small (14×14, 7×7), so each
- * tap must be one long vector loop. A task copies each of its planes once
- * into a zero-bordered buffer split into `sw` column phases (phase r holds
- * padded columns r, r + sw, ...), so that every tap of every output row
- * reads a contiguous run. With stride 1 the rows are also joined: a tap is
- * then a single multiply-add over the whole plane (rows computed over the
- * padded width, the extra columns dropped when storing). */
+ * than arithmetic, so every tap must be a long vector loop. Stride 1 with
+ * wide rows reads the input in place (depthwise_rows). Otherwise a task
+ * copies each plane once into a zero-bordered buffer split into stride_h ·
+ * stride_w phases (phase (q, r): padded rows q, q + sh, ..., columns r,
+ * r + sw, ...), where every tap reads one contiguous run for the whole
+ * output plane: a tap is a single multiply-add over it (rows computed over
+ * the phase width, the extra columns dropped when storing). */
 
 static bool plain_depthwise(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
     return d->c_in_g == 1 && d->c_out_g == 1 && p->padding_mode == AI3_PADDING_ZEROS;
@@ -148,8 +150,8 @@ typedef struct {
     real *y;
     const ai3_conv2d_params *p;
     const ai3_conv2d_dims *d;
-    int64_t wq;            /* width of a column phase: ceil(wp / stride_w) */
-    int64_t phase_elems;   /* hp · wq, plus a tail a tap may read past */
+    int64_t wq;            /* width of a phase: ceil(wp / stride_w) */
+    int64_t phase_elems;   /* ceil(hp / stride_h) · wq, plus a tail a tap may read past */
     int64_t out_elems;     /* oh · wq */
     int64_t slices, slice_elems;
     real *workspace;
@@ -158,26 +160,68 @@ typedef struct {
 static depthwise_ctx depthwise_layout(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
     depthwise_ctx c = {.p = p, .d = d};
     c.wq = (d->wp + p->stride_w - 1) / p->stride_w;
+    const int64_t hq = (d->hp + p->stride_h - 1) / p->stride_h;
     /* a tap may read up to a row and a column shift past the last row */
-    c.phase_elems = (d->hp + 1) * c.wq + (d->kw - 1) * p->dilation_w + 1;
+    c.phase_elems = (hq + 1) * c.wq + (d->kw - 1) * p->dilation_w / p->stride_w + 1;
     c.out_elems = d->oh * c.wq;
     c.slices = AI3_MIN(d->n * d->c_out, DEPTHWISE_SLICES);
-    c.slice_elems = (p->stride_w * c.phase_elems + c.out_elems + 15) & ~(int64_t)15;
+    c.slice_elems = (p->stride_h * p->stride_w * c.phase_elems + c.out_elems + 15) &
+                    ~(int64_t)15;
     return c;
 }
 
-/* The padded plane x (h × w) split into phases[r][row · wq + j] = padded
- * column j · sw + r (zero outside the input). */
-static void depthwise_fill(const depthwise_ctx *c, const real *x, real *phases) {
+/* The padded plane x (h × w) split into sh · sw phases: phase (q, r) holds
+ * the padded rows q, q + sh, ... and of them the columns r, r + sw, ...
+ * (zero outside the input), wq wide. */
+static inline __attribute__((always_inline)) void
+depthwise_fill(const depthwise_ctx *c, const real *x, real *phases) {
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
-    const int64_t sw = p->stride_w;
-    for (int64_t i = 0; i < sw * c->phase_elems; i++) phases[i] = 0;
+    const int64_t sh = p->stride_h, sw = p->stride_w;
+    memset(phases, 0, (size_t)(sh * sw * c->phase_elems) * sizeof(real));
     for (int64_t iy = 0; iy < d->h; iy++) {
-        const int64_t row = (iy + p->pad_top) * c->wq;
-        for (int64_t ix = 0; ix < d->w; ix++) {
-            const int64_t col = ix + p->pad_left;
-            phases[(col % sw) * c->phase_elems + row + col / sw] = x[iy * d->w + ix];
+        const int64_t py = iy + p->pad_top;
+        const real *xr = x + iy * d->w;
+        real *row = phases + (py % sh) * sw * c->phase_elems + py / sh * c->wq;
+        if (sw == 1) {
+            memcpy(row + p->pad_left, xr, (size_t)d->w * sizeof(real));
+            continue;
+        }
+        for (int64_t r = 0; r < sw; r++) { /* input columns ix with (ix + pad_left) % sw == r */
+            const int64_t ix0 = ((r - p->pad_left) % sw + sw) % sw;
+            if (ix0 >= d->w) continue;
+            const int64_t n = (d->w - ix0 + sw - 1) / sw;
+            real *restrict dst = row + r * c->phase_elems + (ix0 + p->pad_left) / sw;
+            const real *restrict src = xr + ix0;
+            if (sw == 2) /* (a constant stride: the loop vectorises) */
+                for (int64_t j = 0; j < n; j++) dst[j] = src[2 * j];
+            else
+                for (int64_t j = 0; j < n; j++) dst[j] = src[j * sw];
+        }
+    }
+}
+
+/* Stride 1 over wide planes: straight from the input, no copy (such a layer
+ * is bound by memory traffic): each output row starts at the bias and every
+ * tap adds its weight times the input row it meets, over the columns that
+ * land inside the input. */
+static inline __attribute__((always_inline)) void
+depthwise_rows(const depthwise_ctx *c, const real *x, const real *wk, real bias, real *y) {
+    const ai3_conv2d_params *p = c->p;
+    const ai3_conv2d_dims *d = c->d;
+    for (int64_t oy = 0; oy < d->oh; oy++) {
+        real *restrict yr = y + oy * d->ow;
+        for (int64_t ox = 0; ox < d->ow; ox++) yr[ox] = bias;
+        for (int64_t ky = 0; ky < d->kh; ky++) {
+            const int64_t iy = oy * p->stride_h + ky * p->dilation_h - p->pad_top;
+            if (iy < 0 || iy >= d->h) continue;
+            for (int64_t kx = 0; kx < d->kw; kx++) {
+                const int64_t shift = kx * p->dilation_w - p->pad_left;
+                const int64_t lo = AI3_MAX(0, -shift), hi = AI3_MIN(d->ow, d->w - shift);
+                const real wv = wk[ky * d->kw + kx];
+                const real *restrict xr = x + iy * d->w + shift;
+                for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
+            }
         }
     }
 }
@@ -195,28 +239,29 @@ AI3_MULTIVERSION(depthwise_planes, const depthwise_ctx *, c, int64_t, begin, int
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
     const int64_t sw = p->stride_w, wq = c->wq;
-    real *restrict out = buf + sw * c->phase_elems;
+    real *restrict out = buf + p->stride_h * sw * c->phase_elems;
+    /* rows of at least two vectors vectorise well as they are */
+    const bool rows = sw == 1 && d->ow >= 128 / (int64_t)sizeof(real);
     for (int64_t plane = begin; plane < end; plane++) {
         const int64_t ch = plane % d->c_out;
         const real *wk = c->w + ch * d->kh * d->kw;
-        depthwise_fill(c, c->x + plane * d->h * d->w, buf);
         const real bias = c->b ? c->b[ch] : 0;
+        if (rows) {
+            depthwise_rows(c, c->x + plane * d->h * d->w, wk, bias,
+                           c->y + plane * d->oh * d->ow);
+            continue;
+        }
+        depthwise_fill(c, c->x + plane * d->h * d->w, buf);
         for (int64_t i = 0; i < c->out_elems; i++) out[i] = bias;
+        /* output row oy, phase column j reads phase row oy + ky·dh / sh */
         for (int64_t ky = 0; ky < d->kh; ky++)
             for (int64_t kx = 0; kx < d->kw; kx++) {
                 const real wv = wk[ky * d->kw + kx];
-                const int64_t col = kx * p->dilation_w;
-                const real *restrict src = buf + (col % sw) * c->phase_elems + col / sw +
-                                           ky * p->dilation_h * wq;
-                if (p->stride_h == 1) { /* rows joined: one loop over the plane */
-                    for (int64_t i = 0; i < c->out_elems; i++) out[i] += wv * src[i];
-                } else {
-                    for (int64_t oy = 0; oy < d->oh; oy++) {
-                        real *restrict o = out + oy * wq;
-                        const real *restrict s = src + oy * p->stride_h * wq;
-                        for (int64_t j = 0; j < wq; j++) o[j] += wv * s[j];
-                    }
-                }
+                const int64_t row = ky * p->dilation_h, col = kx * p->dilation_w;
+                const real *restrict src =
+                    buf + ((row % p->stride_h) * sw + col % sw) * c->phase_elems +
+                    row / p->stride_h * wq + col / sw;
+                for (int64_t i = 0; i < c->out_elems; i++) out[i] += wv * src[i];
             }
         real *y = c->y + plane * d->oh * d->ow;
         for (int64_t oy = 0; oy < d->oh; oy++)
