@@ -13,7 +13,15 @@ if ! ldconfig -p | grep -q libopenblas && command -v apt-get >/dev/null && [ "$(
 fi
 repeats=10
 [ "${1:-}" = "--quick" ] && repeats=3
+gpu=$($py -c "import torch; print(int(torch.cuda.is_available()))")
 for script in bench/*.py; do
-    echo "== $script"
-    if [ "$script" = bench/call_overhead.py ]; then $py "$script"; else $py "$script" --repeats "$repeats"; fi
+    case "$script" in
+    bench/gpu_*.py)  # on a GPU only; they size their own repeats
+        if [ "$gpu" = 1 ]; then
+            echo "== $script"
+            $py "$script" $([ "$repeats" = 3 ] && echo --quick)
+        fi ;;
+    bench/call_overhead.py) echo "== $script"; $py "$script" ;;
+    *) echo "== $script"; $py "$script" --repeats "$repeats" ;;
+    esac
 done
