@@ -70,6 +70,7 @@ static ai3_status AI3_BINARY_NAME(broadcast)(const ai3_tensor *a, const ai3_tens
     for (int d = 0; d < c.nd; d++) c.shape[d] = output->shape[d];
     AI3_BINARY_NAME(strides)(a, c.stride_a);
     AI3_BINARY_NAME(strides)(b, c.stride_b);
-    ai3_parallel_for(ai3_tensor_numel(output), 1 << 15, AI3_BINARY_NAME(range), &c);
+    /* bound by memory: small tensors on one thread (see hardtanh_direct.c) */
+    ai3_parallel_for(ai3_tensor_numel(output), 1 << 17, AI3_BINARY_NAME(range), &c);
     return AI3_OK;
 }
