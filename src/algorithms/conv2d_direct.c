@@ -86,15 +86,34 @@ typedef struct {
     int64_t oc_blocks;        /* per group */
 } direct_ctx;
 
+/* v[0..n) clamped to clamp[0], clamp[1] (NaN kept), if clamp. */
+static inline __attribute__((always_inline)) void clamp_run(real *restrict v, int64_t n,
+                                                            const real *clamp) {
+    if (!clamp) return;
+    const real lo = clamp[0], hi = clamp[1];
+    for (int64_t i = 0; i < n; i++) {
+        real x = v[i] < lo ? lo : v[i];
+        v[i] = x > hi ? hi : x;
+    }
+}
+
 /* Writes the valid positions of a computed tile (ocb channels from oc) to the
- * output, adding the bias. */
-static void store_tile(const direct_ctx *c, const real *tile, int ocb, int64_t n, int64_t oc,
+ * output, adding the bias; with the run's clamp, the bias is added and the
+ * clamp applied in the tile (in registers' reach) before the store. */
+static void store_tile(const direct_ctx *c, real *tile, int ocb, int64_t n, int64_t oc,
                        int64_t q0) {
     const ai3_conv2d_dims *d = c->d;
-    for (int j = 0; j < ocb; j++)
-        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w,
-                                         c->b ? c->b[oc + j] : 0, d,
+    const real *clamp = d->clamp;
+    for (int j = 0; j < ocb; j++) {
+        real bias = c->b ? c->b[oc + j] : 0;
+        if (clamp) {
+            for (int64_t i = 0; i < c->tile_w; i++) tile[j * c->tile_w + i] += bias;
+            clamp_run(tile + j * c->tile_w, c->tile_w, clamp);
+            bias = 0;
+        }
+        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w, bias, d,
                                          c->s, c->y + (n * d->c_out + oc + j) * d->oh * d->ow);
+    }
 }
 
 /* A task is (image, group, block of output channels, chunk of tiles). */
@@ -223,6 +242,7 @@ depthwise_rows(const depthwise_ctx *c, const real *x, const real *wk, real bias,
                 for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
             }
         }
+        clamp_run(yr, d->ow, d->clamp);
     }
 }
 
@@ -263,6 +283,7 @@ AI3_MULTIVERSION(depthwise_planes, const depthwise_ctx *, c, int64_t, begin, int
                     row / p->stride_h * wq + col / sw;
                 for (int64_t i = 0; i < c->out_elems; i++) out[i] += wv * src[i];
             }
+        clamp_run(out, c->out_elems, d->clamp);
         real *y = c->y + plane * d->oh * d->ow;
         for (int64_t oy = 0; oy < d->oh; oy++)
             for (int64_t ox = 0; ox < d->ow; ox++) y[oy * d->ow + ox] = out[oy * wq + ox];
@@ -340,4 +361,5 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
 const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_direct) = {
     .workspace_size = workspace_size,
     .run = run,
+    .clamps = true, /* in each tile, and each depthwise plane */
 };

@@ -148,9 +148,10 @@ static ai3_status group_gemm(void *vctx, int64_t g, unsigned flags) {
     const int64_t n_cols = d->oh * d->ow, k = c->pw->k;
     ai3_gemm_operand a = ai3_conv2d_packed_block(c->pw, g);
     ai3_gemm_operand b = ai3_gemm_strided(c->b + g * k * n_cols, n_cols, 1);
-    return AI3_TYPED(ai3_gemm)(c->pw->cfg, d->c_out_g, n_cols, k, &a, &b,
-                               c->y + g * d->c_out_g * n_cols, n_cols,
-                               c->bias ? c->bias + g * d->c_out_g : NULL, NULL, flags);
+    return AI3_TYPED(ai3_gemm_clamped)(c->pw->cfg, d->c_out_g, n_cols, k, &a, &b,
+                                       c->y + g * d->c_out_g * n_cols, n_cols,
+                                       c->bias ? c->bias + g * d->c_out_g : NULL, NULL, flags,
+                                       d->clamp);
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
@@ -212,4 +213,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_gemm) = {
     .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
     .workspace_size = workspace_size,
     .run = run,
+    .clamps = true, /* in the GEMM's tiles */
 };

@@ -119,9 +119,9 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
     ai3_gemm_operand a = ai3_conv2d_packed_block(pw, g);
     ai3_gemm_operand b = ai3_gemm_callback(pack_b, &pc);
     const real *bias = c->pb->bias ? (const real *)c->pb->bias->data + g * d->c_out_g : NULL;
-    return AI3_TYPED(ai3_gemm)(pw->cfg, d->c_out_g, n_cols, pw->k, &a, &b,
-                               c->y + (n * d->c_out + g * d->c_out_g) * n_cols, n_cols, bias,
-                               NULL, flags);
+    return AI3_TYPED(ai3_gemm_clamped)(pw->cfg, d->c_out_g, n_cols, pw->k, &a, &b,
+                                       c->y + (n * d->c_out + g * d->c_out_g) * n_cols, n_cols,
+                                       bias, NULL, flags, d->clamp);
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
@@ -170,4 +170,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_implicit_precomp_gemm) = {
     .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
     .workspace_size = workspace_size,
     .run = run,
+    .clamps = true, /* in the GEMM's tiles */
 };

@@ -193,6 +193,7 @@ typedef struct gemm_job {
     int64_t ldc;
     const real *bias_row, *bias_col;
     bool accumulate;
+    const real *clamp;       /* NULL, or [lo, hi] for each final tile */
     int tm, tn;              /* the grid of blocks of C */
     int64_t mpanels, nstrips;
     atomic_int failed;
@@ -201,6 +202,18 @@ typedef struct gemm_job {
 /* Multiply-adds per thread above which C is split into several blocks per
  * thread (each block packs its own panels, which costs little then). */
 #define OVERSPLIT_MIN_MACS ((int64_t)1 << 22)
+
+/* rows × cols of c clamped to [lo, hi]; NaN stays NaN (as torch's hardtanh). */
+static void clamp_block(real *c, int64_t ldc, int64_t rows, int64_t cols, const real *clamp) {
+    const real lo = clamp[0], hi = clamp[1];
+    for (int64_t i = 0; i < rows; i++) {
+        real *restrict r = c + i * ldc;
+        for (int64_t j = 0; j < cols; j++) {
+            real v = r[j] < lo ? lo : r[j];
+            r[j] = v > hi ? hi : v;
+        }
+    }
+}
 
 /* C[m0:m1, n0:n1] on the calling thread; false if no buffer could be had. */
 static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -240,6 +253,7 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
             else if (!direct_b)
                 pack_groups(nc, kc, NR, B->data + k0 * B->rs + jc * B->cs, B->cs, B->rs, pb);
             bool add = job->accumulate || s > 0;
+            const real *clamp = s == nk - 1 ? job->clamp : NULL; /* tiles final now */
             const real *bias_row = s == 0 ? job->bias_row : NULL;
             const real *bias_col = s == 0 ? job->bias_col : NULL;
 
@@ -273,6 +287,7 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
                         cfg->ukernel(kc, ablock + ir * kc, bstrip, ldb, c + i * ldc, ldc, mr, nr,
                                      bias_row ? bias_row + i : NULL,
                                      bias_col ? bias_col + jc + jr : NULL, add);
+                        if (clamp) clamp_block(c + i * ldc, ldc, mr, nr, clamp);
                     }
                 }
             }
@@ -437,6 +452,15 @@ ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
                                const ai3_gemm_operand *A, const ai3_gemm_operand *B, real *C,
                                int64_t ldc, const real *bias_row, const real *bias_col,
                                unsigned flags) {
+    return AI3_TYPED(ai3_gemm_clamped)(cfg, M, N, K, A, B, C, ldc, bias_row, bias_col, flags,
+                                       NULL);
+}
+
+ai3_status AI3_TYPED(ai3_gemm_clamped)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
+                                       int64_t K, const ai3_gemm_operand *A,
+                                       const ai3_gemm_operand *B, real *C, int64_t ldc,
+                                       const real *bias_row, const real *bias_col,
+                                       unsigned flags, const real *clamp) {
     if (M < 0 || N < 0 || K < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "gemm: negative size M=%lld N=%lld K=%lld", (long long)M,
@@ -449,6 +473,7 @@ ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
     bool accumulate = flags & AI3_GEMM_ACCUMULATE;
     if (K == 0) {
         empty_product(M, N, C, ldc, bias_row, bias_col, accumulate);
+        if (clamp) clamp_block(C, ldc, M, N, clamp);
         return AI3_OK;
     }
     if (!cfg) cfg = AI3_TYPED(ai3_gemm_get_config)();
@@ -465,12 +490,14 @@ ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
             ai3_parallel_for(blocks, 1, dot_task, &d);
         else
             dot_task(&d, 0, blocks);
+        if (clamp) clamp_block(C, ldc, M, N, clamp); /* (thin: small) */
         return AI3_OK;
     }
 
     gemm_job job = {.cfg = cfg, .M = M, .N = N, .K = K, .nk = k_slices(cfg, K), .A = A, .B = B,
                     .C = C, .ldc = ldc, .bias_row = bias_row, .bias_col = bias_col,
-                    .accumulate = accumulate, .mpanels = (M + cfg->mr - 1) / cfg->mr,
+                    .accumulate = accumulate, .clamp = clamp,
+                    .mpanels = (M + cfg->mr - 1) / cfg->mr,
                     .nstrips = (N + cfg->nr - 1) / cfg->nr};
     atomic_init(&job.failed, 0);
     /* A few blocks per thread, when there is work enough and one operand is

@@ -1,13 +1,16 @@
 /* Graph plans (one per combination of input shapes: every value's shape and
  * where its data lives) and runs. */
 #include "graph.h"
+#include "ops/op.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NO_OFFSET ((size_t)-1)
+#define FUSED_AWAY (-2)
 #define NEVER INT_MAX /* the last use of a graph output */
 
 struct graph_plan {
@@ -20,6 +23,10 @@ struct graph_plan {
     int runs, capture_failed, replaying;
     void *replay_graph, *replay_memory, *done;
     size_t *slot;       /* per graph input, then per output: its offset in replay_memory */
+    /* Per node: a host conv2d absorbing the relu/hardtanh that alone reads
+     * its output (the index of that node), FUSED_AWAY for such a clamp
+     * node (its value a view of the convolution's), else -1. */
+    int *fused;
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
     ai3_tensor *values; /* every value's shape (data: ai3_shape_only) */
@@ -38,6 +45,7 @@ static void free_plan(graph_plan *p) {
         p->cuda->event_destroy(p->done);
     }
     free(p->slot);
+    free(p->fused);
     free(p->inputs);
     free(p->values);
     free(p->root);
@@ -177,6 +185,43 @@ static ai3_status place_buffers(graph_plan *p, buffer *bufs, int n) {
     return AI3_OK;
 }
 
+/* The clamp [lo, hi] a relu or hardtanh node applies, or false. */
+static bool clamp_of(const graph_node *node, double clamp[2]) {
+    if (node->kind == NODE_RELU) {
+        clamp[0] = 0, clamp[1] = INFINITY;
+        return true;
+    }
+    if (node->kind == NODE_HARDTANH) {
+        const ai3_op_params *p = &node->u.op.plan->params;
+        clamp[0] = p->hardtanh.min_val, clamp[1] = p->hardtanh.max_val;
+        return true;
+    }
+    return false;
+}
+
+/* Fuses, on the CPU, each relu or hardtanh into the conv2d whose output it
+ * alone reads (and that is no graph output): the convolution clamps its
+ * output tiles as it writes them (ai3_conv2d_run_clamped), and the clamp's
+ * value becomes a view of the convolution's. `readers` counts, per value,
+ * the nodes reading it (graph outputs count). */
+static void fuse_clamps(const ai3_graph *g, const int *readers, int *fused) {
+    for (int i = 0; i < g->n_nodes; i++) fused[i] = -1;
+    if (g->device != AI3_DEVICE_CPU) return;
+    for (int j = 0; j < g->n_nodes; j++) {
+        const graph_node *node = &g->nodes[j];
+        double clamp[2];
+        if (!clamp_of(node, clamp) || node->n_inputs != 1) continue;
+        int v = node->inputs[0];
+        const graph_value *gv = &g->values[v];
+        if (gv->kind != VALUE_NODE || readers[v] != 1) continue;
+        int i = gv->index;
+        if (g->nodes[i].kind == NODE_CONV2D && !g->nodes[i].u.op.view && fused[i] < 0) {
+            fused[i] = j;
+            fused[j] = FUSED_AWAY;
+        }
+    }
+}
+
 /* Makes the plan for inputs of these shapes. */
 static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
     int nv = g->n_values;
@@ -195,10 +240,11 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->root = malloc(sizeof *p->root * (size_t)nv);
         p->bound = malloc(sizeof *p->bound * (size_t)nv);
         p->offset = malloc(sizeof *p->offset * (size_t)nv);
+        p->fused = malloc(sizeof *p->fused * (size_t)(g->n_nodes + 1));
     }
     ai3_status s = AI3_OK;
     if (!p || !last || !root_last || !bufs || !in || !p->inputs || !p->values || !p->root ||
-        !p->bound || !p->offset)
+        !p->bound || !p->offset || !p->fused)
         s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
 
     if (s == AI3_OK) {
@@ -224,6 +270,13 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             for (int k = 0; k < g->nodes[i].n_inputs; k++) last[g->nodes[i].inputs[k]] = i;
         for (int k = 0; k < g->n_outputs; k++) last[g->outputs[k]] = NEVER;
         for (int v = 0; v < nv; v++) root_last[v] = last[v];
+        int *readers = root_last; /* (borrowed: filled again just below) */
+        for (int v = 0; v < nv; v++) readers[v] = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_inputs; k++) readers[g->nodes[i].inputs[k]]++;
+        for (int k = 0; k < g->n_outputs; k++) readers[g->outputs[k]]++;
+        fuse_clamps(g, readers, p->fused);
+        for (int v = 0; v < nv; v++) root_last[v] = last[v];
     }
 
     /* Shapes, workspace and where each result lives, node by node. */
@@ -240,7 +293,8 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         }
         if (ws > p->workspace_bytes) p->workspace_bytes = ws;
 
-        node_storage storage = ai3_graph_node_storage(node);
+        node_storage storage =
+            p->fused[i] == FUSED_AWAY ? STORE_VIEW : ai3_graph_node_storage(node);
         int v = node->output;
         if (storage == STORE_VIEW) {
             int r = p->root[node->inputs[0]];
@@ -399,9 +453,15 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
     ai3_status s = AI3_OK;
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
+        double clamp[2];
+        if (p->fused[i] == FUSED_AWAY) continue; /* done by its convolution */
         for (int k = 0; k < node->n_inputs; k++) in[k] = &t[node->inputs[k]];
-        s = ai3_graph_node_run(g, node, in, &t[node->output], workspace, p->workspace_bytes,
-                               stream);
+        if (p->fused[i] >= 0 && clamp_of(&g->nodes[p->fused[i]], clamp))
+            s = ai3_conv2d_run_clamped(node->u.op.plan, in[0], &t[node->output], workspace,
+                                       p->workspace_bytes, clamp);
+        else
+            s = ai3_graph_node_run(g, node, in, &t[node->output], workspace,
+                                   p->workspace_bytes, stream);
         if (s != AI3_OK) s = node_error(g, i, s);
     }
     free(in);

@@ -34,6 +34,7 @@ void ai3_conv2d_get_dims(const ai3_tensor *input, const ai3_tensor *weight,
     d->wp = d->w + p->pad_left + p->pad_right;
     d->oh = (d->hp - p->dilation_h * (d->kh - 1) - 1) / p->stride_h + 1;
     d->ow = (d->wp - p->dilation_w * (d->kw - 1) - 1) / p->stride_w + 1;
+    d->clamp = NULL;
 }
 
 int64_t ai3_pad_source_index(int64_t i, int64_t size, int64_t before, ai3_padding_mode mode) {
@@ -374,24 +375,20 @@ ai3_status ai3_conv2d_plan_workspace_size(const ai3_conv2d_plan *plan, const ai3
     return AI3_OK;
 }
 
-ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *input,
-                               ai3_tensor *output, void *workspace, size_t workspace_size) {
-    ai3_tensor in4, out4;
-    ai3_conv2d_dims d;
-    if (!output) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: output is NULL");
-    ai3_status s = check_run(plan, input, output, &in4, &out4, &d);
-    if (s != AI3_OK) return s;
-    if (ai3_tensor_numel(output) == 0) return AI3_OK;
-    if (plan->custom)
-        return plan->custom(&in4, &plan->pb.weight, plan->pb.bias, &plan->pb.params, &out4);
-    size_t need = workspace_bytes(plan, &d);
+/* The algorithm's run with the plan's workspace (the caller's, the plan's
+ * cached one, or one of its own while another thread holds that). */
+static ai3_status run_algorithm(const ai3_conv2d_plan *plan, const ai3_conv2d_dims *d,
+                                const ai3_tensor *in4, ai3_tensor *out4, void *workspace,
+                                size_t workspace_size) {
+    size_t need = workspace_bytes(plan, d);
     if (workspace && workspace_size < need)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "conv2d: the workspace has %zu bytes, the plan needs %zu",
                              workspace_size, need);
-    if (workspace || !need) return plan->impl->run(&plan->pb, &d, &in4, &out4, workspace);
+    if (workspace || !need) return plan->impl->run(&plan->pb, d, in4, out4, workspace);
 
     ai3_conv2d_plan *mut = (ai3_conv2d_plan *)plan; /* only the workspace cache changes */
+    ai3_status s;
     if (pthread_mutex_trylock(&mut->workspace_lock) == 0) {
         if (mut->workspace_bytes < need) {
             ai3_free(mut->workspace);
@@ -402,15 +399,48 @@ ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *in
             }
             mut->workspace_bytes = need;
         }
-        s = plan->impl->run(&plan->pb, &d, &in4, &out4, mut->workspace);
+        s = plan->impl->run(&plan->pb, d, in4, out4, mut->workspace);
         pthread_mutex_unlock(&mut->workspace_lock);
         return s;
     }
     void *owned = ai3_alloc(need);
     if (!owned) return AI3_ERROR_OUT_OF_MEMORY;
-    s = plan->impl->run(&plan->pb, &d, &in4, &out4, owned);
+    s = plan->impl->run(&plan->pb, d, in4, out4, owned);
     ai3_free(owned);
     return s;
+}
+
+static ai3_status plan_run_clamped(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                                   ai3_tensor *output, void *workspace, size_t workspace_size,
+                                   const double *clamp) {
+    ai3_tensor in4, out4;
+    ai3_conv2d_dims d;
+    if (!output) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: output is NULL");
+    ai3_status s = check_run(plan, input, output, &in4, &out4, &d);
+    if (s != AI3_OK) return s;
+    if (ai3_tensor_numel(output) == 0) return AI3_OK;
+    union { float f[2]; double d[2]; } bounds; /* the clamp in the dtype */
+    bool fused = clamp && !plan->custom && plan->impl->clamps;
+    if (fused) {
+        if (input->dtype == AI3_FLOAT64) {
+            bounds.d[0] = clamp[0], bounds.d[1] = clamp[1];
+        } else {
+            bounds.f[0] = (float)clamp[0], bounds.f[1] = (float)clamp[1];
+        }
+        d.clamp = &bounds;
+    }
+    if (plan->custom)
+        s = plan->custom(&in4, &plan->pb.weight, plan->pb.bias, &plan->pb.params, &out4);
+    else
+        s = run_algorithm(plan, &d, &in4, &out4, workspace, workspace_size);
+    if (s == AI3_OK && clamp && !fused) /* a pass of its own after the algorithm */
+        s = ai3_hardtanh("direct", output, clamp[0], clamp[1], output);
+    return s;
+}
+
+ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                               ai3_tensor *output, void *workspace, size_t workspace_size) {
+    return plan_run_clamped(plan, input, output, workspace, workspace_size, NULL);
 }
 
 ai3_status ai3_conv2d(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
@@ -457,6 +487,13 @@ static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const 
 
 static const char *plan_algorithm(const ai3_plan *plan) {
     return ai3_conv2d_plan_algorithm(plan->state);
+}
+
+ai3_status ai3_conv2d_run_clamped(const ai3_plan *plan, const ai3_tensor *input,
+                                  ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                                  const double clamp[2]) {
+    return plan_run_clamped(plan->state, input, output, workspace, workspace_bytes,
+                                       clamp);
 }
 
 const ai3_op_impl ai3_conv2d_impl = {.create = plan_create, .destroy = plan_destroy,

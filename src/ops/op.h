@@ -38,6 +38,12 @@ static inline const ai3_tensor *ai3_plan_weight(const ai3_plan *plan, int i) {
     return plan->weights[i].data || plan->weights[i].ndim ? &plan->weights[i] : NULL;
 }
 
+/* A conv2d plan's run with every output clamped to [clamp[0], clamp[1]]
+ * (NaN kept): relu and hardtanh fused into the convolution by graphs. */
+ai3_status ai3_conv2d_run_clamped(const ai3_plan *plan, const ai3_tensor *input,
+                                  ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                                  const double clamp[2]);
+
 /* Output shape = the first input's shape (elementwise operations). */
 ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
                           int *ndim, int64_t *shape);

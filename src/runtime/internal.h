@@ -52,6 +52,11 @@ typedef struct ai3_conv2d_dims {
     int64_t oh, ow;             /* output */
     int64_t groups, c_in_g, c_out_g; /* channels per group */
     int64_t hp, wp;             /* padded input: h + top + bottom, w + left + right */
+    /* The run's epilogue: NULL, or [lo, hi] (two of the dtype) every output
+     * is clamped to as soon as it is final (relu, relu6 fused by graphs);
+     * algorithms whose struct says `clamps` apply it, others get a pass
+     * after them. */
+    const void *clamp;
 } ai3_conv2d_dims;
 
 void ai3_conv2d_get_dims(const ai3_tensor *input, const ai3_tensor *weight,

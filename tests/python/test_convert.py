@@ -318,3 +318,30 @@ def test_half_input_to_a_float32_model_is_refused():
             model(x.to(dtype))
     with torch.no_grad():  # other dtypes are cast, as documented
         torch.testing.assert_close(model(x.double()), net(x), rtol=1e-5, atol=1e-5)
+
+
+class _ClampAfterConv(nn.Module):
+    """conv→relu (fused), conv→relu6 (fused), a conv output read twice (not)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.c = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y = nn.functional.relu6(self.b(y))
+        z = self.c(y)
+        return torch.relu(z) + z
+
+
+@pytest.mark.parametrize("algorithm", ai3.SUPPORTED_ALGORITHMS["conv2d"])
+def test_clamps_fused_into_convolutions_match_torch(algorithm):
+    torch.manual_seed(0)
+    net = _ClampAfterConv().eval()
+    x = torch.randn(2, 3, 12, 12) * 3
+    with torch.no_grad():
+        expected = net(x)
+    model = ai3.convert(net, {"conv2d": algorithm if algorithm != "winograd" else "guess"})
+    torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
