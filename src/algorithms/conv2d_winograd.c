@@ -34,6 +34,7 @@
 #include "algorithms/conv2d.h"
 #include "gemm.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +390,9 @@ ALWAYS_INLINE void output_tasks(const run_ctx *c, int64_t begin, int64_t end, co
         const int64_t l0 = b * c->sub, l1 = AI3_MIN(c->nt, l0 + c->sub);
         const real *mm = c->w->mm + oc * alpha * alpha * chunk;
         const real bias = c->bias ? c->bias[oc] : 0;
+        /* the run's clamp (d->clamp), applied as each value is written */
+        const real *clamp = d->clamp;
+        const real lo = clamp ? clamp[0] : -INFINITY, hi = clamp ? clamp[1] : INFINITY;
         int64_t n, ty, tx;
         tile_position(t, c->t0 + l0, &n, &ty, &tx);
         for (int64_t lb = l0; lb < l1; lb += VL) {
@@ -408,14 +412,16 @@ ALWAYS_INLINE void output_tasks(const run_ctx *c, int64_t begin, int64_t end, co
                 real *y = c->y + ((n * d->c_out + oc) * d->oh + ty * m) * d->ow + tx * m;
                 const int rows = (int)AI3_MIN(m, d->oh - ty * m);
                 const int cols = (int)AI3_MIN(m, d->ow - tx * m);
-                if (rows == m && cols == m) {
-                    for (int i = 0; i < m; i++)
-                        for (int j = 0; j < m; j++) y[i * d->ow + j] = out[i][j][lane] + bias;
-                } else {
-                    for (int i = 0; i < m; i++)
-                        for (int j = 0; j < m; j++)
-                            if (i < rows && j < cols) y[i * d->ow + j] = out[i][j][lane] + bias;
-                }
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < m; j++) {
+                        if (i >= rows || j >= cols) continue;
+                        real v = out[i][j][lane] + bias;
+                        if (clamp) { /* NaN kept, as torch's relu and hardtanh */
+                            v = v < lo ? lo : v;
+                            v = v > hi ? hi : v;
+                        }
+                        y[i * d->ow + j] = v;
+                    }
             }
         }
     }
@@ -492,4 +498,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_winograd) = {
     .release = release,
     .workspace_size = workspace_size,
     .run = run,
+    .clamps = true, /* in the output transform */
 };

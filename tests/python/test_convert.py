@@ -345,3 +345,14 @@ def test_clamps_fused_into_convolutions_match_torch(algorithm):
         expected = net(x)
     model = ai3.convert(net, {"conv2d": algorithm if algorithm != "winograd" else "guess"})
     torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_clamps_fused_into_winograd_match_torch():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3),
+                        nn.ReLU6(), nn.Conv2d(8, 4, 3, padding=1), nn.Hardtanh(-0.5, 0.25)).eval()
+    x = torch.randn(2, 3, 13, 11) * 3
+    with torch.no_grad():
+        expected = net(x)
+    model = ai3.convert(net, {"conv2d": "winograd"})
+    torch.testing.assert_close(model(x), expected, rtol=1e-3, atol=1e-3)
