@@ -361,8 +361,8 @@ static int same_inputs(const graph_plan *p, const ai3_tensor *inputs) {
 }
 
 /* The plan for these inputs, from the cache or made and cached, with a
- * reference for the caller. Call with the lock held. */
-static ai3_status get_plan(ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
+ * reference for the caller (given back with put_plan). Call with the lock held. */
+static ai3_status get_plan_locked(ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
     int found = -1;
     for (int i = 0; i < 4 && g->plans[i]; i++)
         if (same_inputs(g->plans[i], inputs)) found = i;
@@ -382,6 +382,20 @@ static ai3_status get_plan(ai3_graph *g, const ai3_tensor *inputs, graph_plan **
     return AI3_OK;
 }
 
+/* get_plan_locked, taking the lock. */
+static ai3_status get_plan(ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
+    pthread_mutex_lock(&g->lock);
+    ai3_status s = get_plan_locked(g, inputs, out);
+    pthread_mutex_unlock(&g->lock);
+    return s;
+}
+
+static void put_plan(ai3_graph *g, graph_plan *p) {
+    pthread_mutex_lock(&g->lock);
+    unref_plan(p);
+    pthread_mutex_unlock(&g->lock);
+}
+
 ai3_status ai3_graph_output_shapes(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,
                                    int n_outputs, int *out_ndims,
                                    int64_t (*out_shapes)[AI3_MAX_DIMS]) {
@@ -393,18 +407,13 @@ ai3_status ai3_graph_output_shapes(ai3_graph *g, int n_inputs, const ai3_tensor 
                              "graph: has %d outputs, asked for %d (or NULL arrays)",
                              g->n_outputs, n_outputs);
     graph_plan *p;
-    pthread_mutex_lock(&g->lock);
-    s = get_plan(g, inputs, &p);
-    pthread_mutex_unlock(&g->lock);
-    if (s != AI3_OK) return s;
+    if ((s = get_plan(g, inputs, &p)) != AI3_OK) return s;
     for (int k = 0; k < n_outputs; k++) {
         const ai3_tensor *t = &p->values[g->outputs[k]];
         out_ndims[k] = t->ndim;
         for (int d = 0; d < t->ndim; d++) out_shapes[k][d] = t->shape[d];
     }
-    pthread_mutex_lock(&g->lock);
-    unref_plan(p);
-    pthread_mutex_unlock(&g->lock);
+    put_plan(g, p);
     return AI3_OK;
 }
 
@@ -416,16 +425,12 @@ ai3_status ai3_graph_peak_bytes(ai3_graph *g, int n_inputs, const ai3_tensor *in
     ai3_status s = check_inputs(g, n_inputs, inputs, 0);
     if (s != AI3_OK) return s;
     graph_plan *p;
-    pthread_mutex_lock(&g->lock);
-    s = get_plan(g, inputs, &p);
-    if (s == AI3_OK) {
-        *peak_bytes = p->tensor_bytes;
-        *total_bytes = p->total_bytes;
-        if (workspace_bytes) *workspace_bytes = p->workspace_bytes;
-        unref_plan(p);
-    }
-    pthread_mutex_unlock(&g->lock);
-    return s;
+    if ((s = get_plan(g, inputs, &p)) != AI3_OK) return s;
+    *peak_bytes = p->tensor_bytes;
+    *total_bytes = p->total_bytes;
+    if (workspace_bytes) *workspace_bytes = p->workspace_bytes;
+    put_plan(g, p);
+    return AI3_OK;
 }
 
 /* Every value's tensor for a run: the inputs' and outputs' memory as given,
@@ -617,19 +622,14 @@ ai3_status ai3_graph_run_stream(ai3_graph *g, int n_inputs, const ai3_tensor *in
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: has %d outputs, got %d",
                              g->n_outputs, n_outputs);
     graph_plan *p;
-    pthread_mutex_lock(&g->lock);
-    s = get_plan(g, inputs, &p);
-    pthread_mutex_unlock(&g->lock);
-    if (s != AI3_OK) return s;
+    if ((s = get_plan(g, inputs, &p)) != AI3_OK) return s;
     for (int k = 0; s == AI3_OK && k < n_outputs; k++) {
         const ai3_tensor *want = &p->values[g->outputs[k]];
         s = ai3_check_output(&outputs[k], want, want->ndim, want->shape, "graph");
     }
     if (s == AI3_OK && !(g->cuda_graphs && run_replay(g, p, inputs, outputs, stream, &s)))
         s = run_eager(g, p, inputs, outputs, stream);
-    pthread_mutex_lock(&g->lock);
-    unref_plan(p);
-    pthread_mutex_unlock(&g->lock);
+    put_plan(g, p);
     return s;
 }
 
