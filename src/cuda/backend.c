@@ -231,19 +231,27 @@ static ai3_status workspace_size(const ai3_plan *plan, int n, const ai3_tensor *
 }
 
 static ai3_status run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
-                      ai3_tensor *out, void *workspace, size_t workspace_bytes, void *stream_) {
+                      ai3_tensor *out, void *workspace, size_t workspace_bytes, void *stream_,
+                      const ai3_plan *activation) {
     cudaStream_t stream = stream_;
+    ai3_cuda_act act_ = {activation ? activation->op : AI3_OP_RELU,
+                         activation ? &activation->params : NULL};
+    const ai3_cuda_act *act = activation ? &act_ : NULL;
     const char *op = plan->op == AI3_OP_CONV2D ? "conv2d" : "ai3";
     int previous;
     ai3_status s = ai3_cuda_enter_device(in[0]->device_index, &previous, op);
     if (s != AI3_OK) return s;
+    if (activation && (s = ai3_cuda_check_direct(activation)) != AI3_OK) {
+        ai3_cuda_leave_device(in[0]->device_index, previous);
+        return s;
+    }
     switch (plan->op) {
     case AI3_OP_CONV2D:
-        s = ai3_cuda_conv2d_run(plan, in[0], out, workspace, workspace_bytes, stream);
+        s = ai3_cuda_conv2d_run(plan, in[0], out, workspace, workspace_bytes, act, stream);
         break;
-    case AI3_OP_LINEAR: s = ai3_cuda_linear_run(plan, in[0], out, stream); break;
+    case AI3_OP_LINEAR: s = ai3_cuda_linear_run(plan, in[0], out, act, stream); break;
     case AI3_OP_BATCHNORM2D: s = ai3_cuda_batchnorm2d_run(plan, in[0], out, stream); break;
-    case AI3_OP_LAYERNORM: s = ai3_cuda_layernorm_run(plan, in[0], out, stream); break;
+    case AI3_OP_LAYERNORM: s = ai3_cuda_layernorm_run(plan, in[0], out, false, stream); break;
     case AI3_OP_ADD: case AI3_OP_MUL: case AI3_OP_CAT: case AI3_OP_MEAN: case AI3_OP_PERMUTE:
     case AI3_OP_SOFTMAX:
         s = ai3_cuda_check_direct(plan);
@@ -251,7 +259,34 @@ static ai3_status run(const ai3_plan *plan, int n, const ai3_tensor *const *in,
         break;
     default: s = ai3_cuda_weightless_run(plan, in[0], out, stream); break;
     }
+    if (s == AI3_OK && act && plan->op != AI3_OP_CONV2D && plan->op != AI3_OP_LINEAR)
+        s = ai3_cuda_weightless_run(activation, out, out, stream);
     ai3_cuda_leave_device(in[0]->device_index, previous);
+    return s;
+}
+
+static ai3_status layernorm_channels(const ai3_plan *layernorm, const ai3_tensor *input,
+                                     ai3_tensor *output, void *stream) {
+    int previous;
+    ai3_status s = ai3_cuda_enter_device(input->device_index, &previous, "layernorm");
+    if (s != AI3_OK) return s;
+    if ((s = ai3_cuda_check_direct(layernorm)) == AI3_OK)
+        s = ai3_cuda_layernorm_run(layernorm, input, output, true, stream);
+    ai3_cuda_leave_device(input->device_index, previous);
+    return s;
+}
+
+static ai3_status permute_scale_add(const ai3_tensor *y, const ai3_tensor *scale,
+                                    const ai3_tensor *residual, ai3_tensor *output,
+                                    void *stream) {
+    const int64_t *d = output->shape; /* (n, c, h, w); y (n, h, w, c) */
+    int previous;
+    ai3_status s = ai3_cuda_enter_device(y->device_index, &previous, "add");
+    if (s != AI3_OK) return s;
+    s = ai3_cuda_check(ai3_cuda_permute_scale_add(y->dtype, y->data, scale->data, residual->data,
+                                                  output->data, d[0], d[1], d[2] * d[3], stream),
+                       "add", "permute, scale and add");
+    ai3_cuda_leave_device(y->device_index, previous);
     return s;
 }
 
@@ -302,6 +337,8 @@ static const ai3_cuda_backend table = {
     .plan_algorithm = plan_algorithm,
     .workspace_size = workspace_size,
     .run = run,
+    .layernorm_channels = layernorm_channels,
+    .permute_scale_add = permute_scale_add,
     .alloc = ai3_cuda_alloc,
     .release = ai3_cuda_release,
     .copy = ai3_cuda_copy,

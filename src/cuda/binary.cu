@@ -23,8 +23,6 @@ template <bool MUL, typename A> __device__ __forceinline__ A apply(A x, A y) {
     return MUL ? x * y : x + y;
 }
 
-template <typename T, int V> struct alignas(sizeof(T) * V) pack { T v[V]; };
-
 /* Both operands contiguous, `packs` packs of V elements. */
 template <typename T, bool MUL, int V>
 __global__ void __launch_bounds__(256)
@@ -39,12 +37,32 @@ elementwise_kernel(const T *a, const T *b, T *y, int64_t packs) {
     }
 }
 
-/* a contiguous, b[(i / inner) % c] (c == 1: a scalar). b never aliases y. */
-template <typename T, bool MUL, typename I>
+/* a contiguous, b[(i / inner) % c] (c == 1: a scalar), in packs of V
+ * elements of one channel (inner a multiple of V). b never aliases y. */
+template <typename T, bool MUL, typename I, int V>
 __global__ void __launch_bounds__(256)
-channel_kernel(const T *a, const T *__restrict__ b, T *y, I count, I inner, I c) {
-    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < count; i += (I)gridDim.x * blockDim.x)
-        y[i] = from_acc<T>(apply<MUL>(to_acc(a[i]), load(b + i / inner % c)));
+channel_kernel(const T *a, const T *__restrict__ b, T *y, I packs, I inner, I c) {
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < packs; i += (I)gridDim.x * blockDim.x) {
+        pack<T, V> p = reinterpret_cast<const pack<T, V> *>(a)[i];
+        const auto v = load(b + i * V / inner % c);
+#pragma unroll
+        for (int j = 0; j < V; j++) p.v[j] = from_acc<T>(apply<MUL>(to_acc(p.v[j]), v));
+        reinterpret_cast<pack<T, V> *>(y)[i] = p;
+    }
+}
+
+/* channel_kernel in packs of 16 bytes where a and y are aligned and every
+ * pack lies in one channel, else element by element. */
+template <typename T, bool MUL, typename I>
+static void launch_channel(const T *a, const T *b, T *y, int64_t count, int64_t inner, int64_t c,
+                           cudaStream_t stream) {
+    constexpr int V = 16 / sizeof(T);
+    if ((((uintptr_t)a | (uintptr_t)y) & 15) == 0 && inner % V == 0)
+        channel_kernel<T, MUL, I, V><<<ai3_cuda_blocks(count / V, 256), 256, 0, stream>>>(
+            a, b, y, (I)(count / V), (I)inner, (I)c);
+    else
+        channel_kernel<T, MUL, I, 1><<<ai3_cuda_blocks(count, 256), 256, 0, stream>>>(
+            a, b, y, (I)count, (I)inner, (I)c);
 }
 
 template <typename T, bool MUL, typename I>
@@ -94,9 +112,9 @@ static void launch_indexed(const T *a, const T *b, T *y, const bin_geom &g, int6
     unsigned blocks = ai3_cuda_blocks(count, 256);
     int64_t inner, c;
     if (contiguous(g, g.sa) && per_channel(g, g.sb, &inner, &c))
-        channel_kernel<T, MUL, I><<<blocks, 256, 0, stream>>>(a, b, y, (I)count, (I)inner, (I)c);
+        launch_channel<T, MUL, I>(a, b, y, count, inner, c, stream);
     else if (contiguous(g, g.sb) && per_channel(g, g.sa, &inner, &c))
-        channel_kernel<T, MUL, I><<<blocks, 256, 0, stream>>>(b, a, y, (I)count, (I)inner, (I)c);
+        launch_channel<T, MUL, I>(b, a, y, count, inner, c, stream);
     else
         general_kernel<T, MUL, I><<<blocks, 256, 0, stream>>>(a, b, y, (I)count, g);
 }

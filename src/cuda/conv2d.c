@@ -357,7 +357,7 @@ ai3_status ai3_cuda_conv2d_workspace(const ai3_plan *plan, const ai3_tensor *inp
 
 ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
                                ai3_tensor *output, void *workspace, size_t workspace_bytes,
-                               cudaStream_t stream) {
+                               const ai3_cuda_act *act, cudaStream_t stream) {
     conv_state *st = plan->state;
     const ai3_conv2d_params *p = &plan->params.conv2d;
     const ai3_tensor *weight = &plan->weights[0], *bias = plan->weights[1].data ? &plan->weights[1] : NULL;
@@ -429,13 +429,15 @@ ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
                                         dbl ? (void *)&zero_d : (void *)&zero_f, e->y,
                                         output->data),
                 "conv2d", algo_name(e->algo));
-        if (s == AI3_OK && bias)
-            s = ai3_cuda_check(ai3_cuda_add_bias(input->dtype, output->data, bias->data, n,
-                                                 st->c_out, oh * ow, stream),
-                               "conv2d", "adding the bias");
         if (s == AI3_OK && st->algo == GUESS)
             __atomic_store_n(&st->last_algo, engine ? ENGINE : (int)e->algo, __ATOMIC_RELAXED);
     }
+    /* the bias (own kernels add theirs) and the activation, in one pass */
+    if (s == AI3_OK && ((bias && !own) || act))
+        s = ai3_cuda_check(ai3_cuda_bias_activation(input->dtype, output->data,
+                                                    bias && !own ? bias->data : NULL, n,
+                                                    st->c_out, oh * ow, act, stream),
+                           "conv2d", "the bias and activation");
     ai3_cuda_workspace_release(&ws, stream);
     release_shape(&scratch);
     return s;

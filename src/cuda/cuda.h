@@ -89,9 +89,10 @@ void ai3_cuda_conv2d_destroy(ai3_plan *plan);
 const char *ai3_cuda_conv2d_algorithm(const ai3_plan *plan);
 ai3_status ai3_cuda_conv2d_workspace(const ai3_plan *plan, const ai3_tensor *input,
                                      size_t *bytes);
+/* act: an activation fused into the run as its epilogue, or NULL (also linear's). */
 ai3_status ai3_cuda_conv2d_run(const ai3_plan *plan, const ai3_tensor *input,
                                ai3_tensor *output, void *workspace, size_t workspace_bytes,
-                               cudaStream_t stream);
+                               const ai3_cuda_act *act, cudaStream_t stream);
 extern const char *const ai3_cuda_conv2d_algorithms[];
 extern const int ai3_cuda_conv2d_algorithm_count;
 
@@ -111,12 +112,15 @@ bool ai3_cudnn_heuristic_aligned(const void *x, const void *w, const void *y,
                                  const void *workspace);
 
 ai3_status ai3_cuda_linear_run(const ai3_plan *plan, const ai3_tensor *input,
-                               ai3_tensor *output, cudaStream_t stream);
+                               ai3_tensor *output, const ai3_cuda_act *act,
+                               cudaStream_t stream);
 ai3_status ai3_cuda_batchnorm2d_run(const ai3_plan *plan, const ai3_tensor *input,
                                     ai3_tensor *output, cudaStream_t stream);
 /* layernorm, and add, mul, cat, mean, permute, softmax (tensor_ops.c). */
+/* channels: input (n, c, h, w) normalised over c and written (n, h, w, c)
+ * (a graph's permute fused in), else over the last normalized_ndim dims. */
 ai3_status ai3_cuda_layernorm_run(const ai3_plan *plan, const ai3_tensor *input,
-                                  ai3_tensor *output, cudaStream_t stream);
+                                  ai3_tensor *output, bool channels, cudaStream_t stream);
 ai3_status ai3_cuda_tensor_op_run(const ai3_plan *plan, int n_inputs,
                                   const ai3_tensor *const *inputs, ai3_tensor *output,
                                   cudaStream_t stream);

@@ -35,6 +35,9 @@ template <typename T> __device__ __forceinline__ acc_t<T> load(const T *p) {
     return to_acc(__ldg(p));
 }
 
+/* V elements of T, loaded and stored as one aligned access. */
+template <typename T, int V> struct alignas(sizeof(T) * V) pack { T v[V]; };
+
 /* Number of blocks for a grid-stride loop over `count` items. */
 static inline unsigned ai3_cuda_blocks(int64_t count, int threads) {
     int64_t b = (count + threads - 1) / threads;

@@ -57,10 +57,19 @@ cudaError_t ai3_cuda_pad2d(ai3_dtype dtype, const void *input, void *output, int
                            int64_t left, int64_t right, ai3_padding_mode mode,
                            cudaStream_t stream);
 
-/* data (outer, c, inner) += bias (c) broadcast: conv2d (inner = oh·ow) and
- * linear (outer = rows, inner = 1) after a library call without a bias. */
-cudaError_t ai3_cuda_add_bias(ai3_dtype dtype, void *data, const void *bias, int64_t outer,
-                              int64_t c, int64_t inner, cudaStream_t stream);
+/* An activation run as another operation's epilogue: op is one of those
+ * of ai3_cuda_activation, with its params. */
+typedef struct ai3_cuda_act {
+    ai3_op op;
+    const ai3_op_params *params;
+} ai3_cuda_act;
+
+/* data (outer, c, inner) = act(data + bias (c) broadcast), in place, in one
+ * pass: the epilogue of conv2d (inner = oh·ow) and linear (outer = rows,
+ * inner = 1) after a library call. bias and act may each be NULL (none). */
+cudaError_t ai3_cuda_bias_activation(ai3_dtype dtype, void *data, const void *bias,
+                                     int64_t outer, int64_t c, int64_t inner,
+                                     const ai3_cuda_act *act, cudaStream_t stream);
 
 /* Elementwise activations over `count` elements; output may be input.
  * op is one of AI3_OP_RELU, HARDTANH (params->hardtanh), SIGMOID,
@@ -125,6 +134,18 @@ cudaError_t ai3_cuda_permute(ai3_dtype dtype, const void *input, void *output, i
 cudaError_t ai3_cuda_layernorm(ai3_dtype dtype, const void *input, const void *weight,
                                const void *bias, double eps, void *output, int64_t rows,
                                int64_t cols, cudaStream_t stream);
+
+/* Graph fusions of ConvNeXt's permutes (output never aliases an input):
+ *  - layernorm_channels: input (n, c, hw) permuted to (n, hw, c) and
+ *    normalised over c, as ai3_cuda_layernorm (weight, bias of c or NULL);
+ *  - permute_scale_add: out (n, c, hw) = y (n, hw, c) permuted to channels
+ *    first, times scale (c; NULL: 1), plus residual (n, c, hw; NULL: 0). */
+cudaError_t ai3_cuda_layernorm_channels(ai3_dtype dtype, const void *input, const void *weight,
+                                        const void *bias, double eps, void *output, int64_t n,
+                                        int64_t c, int64_t hw, cudaStream_t stream);
+cudaError_t ai3_cuda_permute_scale_add(ai3_dtype dtype, const void *y, const void *scale,
+                                       const void *residual, void *out, int64_t n, int64_t c,
+                                       int64_t hw, cudaStream_t stream);
 
 /* Softmax over the middle dimension of input (outer, n, inner), the
  * maximum subtracted before exp. Output may be input. */

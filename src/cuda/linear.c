@@ -1,5 +1,5 @@
 /* linear on CUDA: output = input · weightᵀ (one cuBLAS GEMM), then the bias
- * (ai3_cuda_add_bias). float16 and bfloat16 run on tensor cores with float32
+ * and a fused activation in one pass (ai3_cuda_bias_activation). float16 and bfloat16 run on tensor cores with float32
  * accumulation; float32 on TF32 tensor cores only when the plan allows. */
 #include "cuda.h"
 
@@ -13,7 +13,8 @@ static cudaDataType_t cuda_type(ai3_dtype dtype) {
 }
 
 ai3_status ai3_cuda_linear_run(const ai3_plan *plan, const ai3_tensor *input,
-                               ai3_tensor *output, cudaStream_t stream) {
+                               ai3_tensor *output, const ai3_cuda_act *act,
+                               cudaStream_t stream) {
     const ai3_tensor *weight = &plan->weights[0];
     const ai3_tensor *bias = plan->weights[1].data ? &plan->weights[1] : NULL;
     if (input->dtype != weight->dtype)
@@ -52,9 +53,10 @@ ai3_status ai3_cuda_linear_run(const ai3_plan *plan, const ai3_tensor *input,
                          output->data, type, (int)out_f, compute, CUBLAS_GEMM_DEFAULT),
             "linear", "the matrix product");
     }
-    if (s == AI3_OK && bias)
-        s = ai3_cuda_check(ai3_cuda_add_bias(input->dtype, output->data, bias->data, rows, out_f,
-                                             1, stream),
-                           "linear", "adding the bias");
+    if (s == AI3_OK && (bias || act))
+        s = ai3_cuda_check(ai3_cuda_bias_activation(input->dtype, output->data,
+                                                    bias ? bias->data : NULL, rows, out_f, 1, act,
+                                                    stream),
+                           "linear", "the bias and activation");
     return s;
 }

@@ -11,6 +11,7 @@
  *    neighbouring columns, each looping over the reduced dimensions.
  */
 #include "half.cuh"
+#include "reduce.cuh"
 
 #define MAX_DIMS 8
 
@@ -31,20 +32,6 @@ __device__ __forceinline__ int64_t offset_of(int64_t i, int n, const int64_t *si
         i = q;
     }
     return off;
-}
-
-/* Sum of v over a group of G threads (a warp, or the whole block when G > 32). */
-template <int G, typename A> __device__ __forceinline__ A group_sum(A v, A *smem) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (G > 32) {
-        __syncthreads(); /* the previous call's readers are done */
-        if (threadIdx.x % 32 == 0) smem[threadIdx.x / 32] = v;
-        __syncthreads();
-        v = smem[0];
-        for (int w = 1; w < G / 32; w++) v += smem[w];
-    }
-    return v;
 }
 
 /* Last dimension reduced (step 1): a group of G threads per output. */

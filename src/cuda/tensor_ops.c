@@ -109,7 +109,7 @@ static ai3_status softmax(const ai3_plan *plan, const ai3_tensor *x, ai3_tensor 
 }
 
 ai3_status ai3_cuda_layernorm_run(const ai3_plan *plan, const ai3_tensor *x, ai3_tensor *out,
-                                  cudaStream_t stream) {
+                                  bool channels, cudaStream_t stream) {
     const ai3_layernorm_params *p = &plan->params.layernorm;
     const ai3_tensor *w = plan->weights[0].data ? &plan->weights[0] : NULL;
     const ai3_tensor *b = plan->weights[1].data ? &plan->weights[1] : NULL;
@@ -117,8 +117,11 @@ ai3_status ai3_cuda_layernorm_run(const ai3_plan *plan, const ai3_tensor *x, ai3
         return ai3_cuda_error(AI3_ERROR_INVALID_ARGUMENT,
                               "layernorm: normalized_ndim must be 1 to the input's %d "
                               "dimensions and eps positive", x->ndim);
-    int64_t cols = 1;
-    for (int d = x->ndim - p->normalized_ndim; d < x->ndim; d++) cols *= x->shape[d];
+    if (channels && (x->ndim != 4 || p->normalized_ndim != 1))
+        return ai3_cuda_error(AI3_ERROR_INTERNAL, "layernorm over channels: needs a 4-d input "
+                                                  "normalised over one dimension");
+    int64_t cols = channels ? x->shape[1] : 1;
+    for (int d = x->ndim - p->normalized_ndim; !channels && d < x->ndim; d++) cols *= x->shape[d];
     const ai3_tensor *affine[2] = {w, b};
     for (int k = 0; k < 2; k++)
         if (affine[k] && (numel(affine[k]) != cols || affine[k]->dtype != x->dtype))
@@ -128,6 +131,12 @@ ai3_status ai3_cuda_layernorm_run(const ai3_plan *plan, const ai3_tensor *x, ai3
                                   (long long)cols);
     int64_t rows = cols ? numel(x) / cols : 0;
     if (rows == 0 || cols == 0) return AI3_OK;
+    if (channels)
+        return launched(ai3_cuda_layernorm_channels(x->dtype, x->data, w ? w->data : NULL,
+                                                    b ? b->data : NULL, p->eps, out->data,
+                                                    x->shape[0], cols, rows / x->shape[0],
+                                                    stream),
+                        "layernorm");
     return launched(ai3_cuda_layernorm(x->dtype, x->data, w ? w->data : NULL,
                                        b ? b->data : NULL, p->eps, out->data, rows, cols,
                                        stream),

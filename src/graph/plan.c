@@ -23,9 +23,9 @@ struct graph_plan {
     int runs, capture_failed, replaying;
     void *replay_graph, *replay_memory, *done;
     size_t *slot;       /* per graph input, then per output: its offset in replay_memory */
-    /* Per node: a host conv2d absorbing the relu/hardtanh that alone reads
-     * its output (the index of that node), FUSED_AWAY for such a clamp
-     * node (its value a view of the convolution's), else -1. */
+    /* Per node: an operation absorbing the activation that alone reads its
+     * output (the index of that node; `fusable` says which), FUSED_AWAY for
+     * such an activation (its value a view of the operation's), else -1. */
     int *fused;
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
@@ -199,25 +199,121 @@ static bool clamp_of(const graph_node *node, double clamp[2]) {
     return false;
 }
 
-/* Fuses, on the CPU, each relu or hardtanh into the conv2d whose output it
- * alone reads (and that is no graph output): the convolution clamps its
- * output tiles as it writes them (ai3_conv2d_run_clamped), and the clamp's
- * value becomes a view of the convolution's. `readers` counts, per value,
- * the nodes reading it (graph outputs count). */
-static void fuse_clamps(const ai3_graph *g, const int *readers, int *fused) {
+/* Whether graphs on this device fuse activation node `act` into node `op`:
+ * on the CPU relu and hardtanh into conv2d (the convolution clamps its
+ * output tiles as it writes them, ai3_conv2d_run_clamped); on CUDA every
+ * activation into conv2d and linear (applied with the bias in one pass,
+ * ai3_plan_run_fused). */
+static bool fusable(const ai3_graph *g, const graph_node *op, const graph_node *act) {
+    double clamp[2];
+    if (op->u.op.view) return false;
+    if (g->device == AI3_DEVICE_CPU) return op->kind == NODE_CONV2D && clamp_of(act, clamp);
+    switch (act->kind) {
+    case NODE_RELU: case NODE_HARDTANH: case NODE_SIGMOID: case NODE_HARDSIGMOID:
+    case NODE_HARDSWISH: case NODE_SILU: case NODE_GELU:
+        return op->kind == NODE_CONV2D || op->kind == NODE_LINEAR;
+    default: return false;
+    }
+}
+
+/* Fuses each activation into the operation whose output it alone reads
+ * (and that is no graph output) where `fusable`: the activation's value
+ * becomes a view of the operation's. `readers` counts, per value, the
+ * nodes reading it (graph outputs count). */
+static void fuse_activations(const ai3_graph *g, const int *readers, int *fused) {
     for (int i = 0; i < g->n_nodes; i++) fused[i] = -1;
-    if (g->device != AI3_DEVICE_CPU) return;
     for (int j = 0; j < g->n_nodes; j++) {
         const graph_node *node = &g->nodes[j];
-        double clamp[2];
-        if (!clamp_of(node, clamp) || node->n_inputs != 1) continue;
+        if (node->n_inputs != 1 || node->kind >= NODE_RESHAPE || node->u.op.view) continue;
         int v = node->inputs[0];
         const graph_value *gv = &g->values[v];
         if (gv->kind != VALUE_NODE || readers[v] != 1) continue;
         int i = gv->index;
-        if (g->nodes[i].kind == NODE_CONV2D && !g->nodes[i].u.op.view && fused[i] < 0) {
+        if (g->nodes[i].kind < NODE_RESHAPE && fusable(g, &g->nodes[i], node) && fused[i] < 0) {
             fused[i] = j;
             fused[j] = FUSED_AWAY;
+        }
+    }
+}
+
+/* The input of a node fused into a later one that the fusion reads on: the
+ * first input that is a node's value (a mul's other input is its constant). */
+static int chain_input(const ai3_graph *g, const graph_node *node) {
+    for (int k = 0; k < node->n_inputs; k++)
+        if (g->values[node->inputs[k]].kind == VALUE_NODE) return k;
+    return 0;
+}
+
+/* The node that alone reads node i's output (no graph output), or -1. */
+static int sole_reader(const ai3_graph *g, const int *readers, int i) {
+    int v = g->nodes[i].output;
+    if (readers[v] != 1) return -1;
+    for (int j = i + 1; j < g->n_nodes; j++)
+        for (int k = 0; k < g->nodes[j].n_inputs; k++)
+            if (g->nodes[j].inputs[k] == v) return j;
+    return -1;
+}
+
+/* Whether node i is a permute by `order` of a 4-d value, computed by
+ * ai3's own kernels (no algorithm registered for it). */
+static bool permute_by(const ai3_graph *g, const graph_plan *p, int i, const int order[4]) {
+    const graph_node *node = &g->nodes[i];
+    if (node->kind != NODE_PERMUTE || node->u.op.view || p->fused[i] != -1 ||
+        p->values[node->inputs[0]].ndim != 4)
+        return false;
+    const ai3_plan *plan = node->u.op.plan;
+    if (plan->params.permute.ndim != 4 ||
+        ai3_is_registered(plan->op, plan->algorithm, AI3_DEVICE_CUDA))
+        return false;
+    for (int d = 0; d < 4; d++)
+        if (plan->params.permute.perm[d] != order[d]) return false;
+    return true;
+}
+
+static bool own_op(const graph_node *node) {
+    return !node->u.op.view &&
+           !ai3_is_registered(node->u.op.plan->op, node->u.op.plan->algorithm, AI3_DEVICE_CUDA);
+}
+
+/* On CUDA, the permutes around a channels-last section (ConvNeXt's blocks)
+ * are fused into their neighbours (once shapes are known):
+ *  - permute(0, 2, 3, 1) read only by a layernorm over the last dimension:
+ *    the layernorm reads the channels-first input (fused[layernorm] = the
+ *    permute, which is FUSED_AWAY);
+ *  - permute(0, 3, 1, 2) read only by a mul by a constant of one value per
+ *    channel, read only by an add of a tensor of the result's shape: one
+ *    kernel at the add (fused[add] = the permute; permute and mul away). */
+static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers) {
+    static const int to_last[4] = {0, 2, 3, 1}, to_first[4] = {0, 3, 1, 2};
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (permute_by(g, p, i, to_last)) {
+            int j = sole_reader(g, readers, i);
+            const graph_node *ln = j >= 0 ? &g->nodes[j] : NULL;
+            if (ln && ln->kind == NODE_LAYERNORM && own_op(ln) && p->fused[j] == -1 &&
+                ln->u.op.plan->params.layernorm.normalized_ndim == 1) {
+                p->fused[i] = FUSED_AWAY;
+                p->fused[j] = i;
+            }
+        } else if (permute_by(g, p, i, to_first)) {
+            int j = sole_reader(g, readers, i);
+            const graph_node *mul = j >= 0 ? &g->nodes[j] : NULL;
+            if (!mul || mul->kind != NODE_MUL || !own_op(mul) || p->fused[j] != -1) continue;
+            int scale = mul->inputs[0] == g->nodes[i].output ? mul->inputs[1] : mul->inputs[0];
+            const ai3_tensor *st = &p->values[scale], *out = &p->values[mul->output];
+            bool per_channel = g->values[scale].kind == VALUE_CONSTANT && st->ndim >= 3 &&
+                               ai3_tensor_numel(st) == out->shape[1] &&
+                               st->shape[st->ndim - 3] == out->shape[1];
+            int k = per_channel ? sole_reader(g, readers, j) : -1;
+            const graph_node *add = k >= 0 ? &g->nodes[k] : NULL;
+            if (!add || add->kind != NODE_ADD || !own_op(add) || p->fused[k] != -1) continue;
+            const ai3_tensor *res = &p->values[add->inputs[add->inputs[0] == mul->output]];
+            const ai3_tensor *sum = &p->values[add->output];
+            bool same = res->ndim == 4 && sum->ndim == 4 && add->inputs[0] != add->inputs[1];
+            for (int d = 0; same && d < 4; d++)
+                same = res->shape[d] == out->shape[d] && sum->shape[d] == out->shape[d];
+            if (!same) continue;
+            p->fused[i] = p->fused[j] = FUSED_AWAY;
+            p->fused[k] = i;
         }
     }
 }
@@ -230,6 +326,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
     int *root_last = malloc(sizeof *root_last * (size_t)nv);
     buffer *bufs = malloc(sizeof *bufs * (size_t)nv);
     const ai3_tensor **in = malloc(sizeof *in * (size_t)(nv + 1));
+    int *readers = malloc(sizeof *readers * (size_t)nv);
     if (p) {
         p->refs = 1;
         p->cuda = ai3_graph_cuda(g);
@@ -243,7 +340,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->fused = malloc(sizeof *p->fused * (size_t)(g->n_nodes + 1));
     }
     ai3_status s = AI3_OK;
-    if (!p || !last || !root_last || !bufs || !in || !p->inputs || !p->values || !p->root ||
+    if (!p || !last || !root_last || !bufs || !in || !readers || !p->inputs || !p->values || !p->root ||
         !p->bound || !p->offset || !p->fused)
         s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
 
@@ -269,22 +366,19 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         for (int i = 0; i < g->n_nodes; i++)
             for (int k = 0; k < g->nodes[i].n_inputs; k++) last[g->nodes[i].inputs[k]] = i;
         for (int k = 0; k < g->n_outputs; k++) last[g->outputs[k]] = NEVER;
-        for (int v = 0; v < nv; v++) root_last[v] = last[v];
-        int *readers = root_last; /* (borrowed: filled again just below) */
         for (int v = 0; v < nv; v++) readers[v] = 0;
         for (int i = 0; i < g->n_nodes; i++)
             for (int k = 0; k < g->nodes[i].n_inputs; k++) readers[g->nodes[i].inputs[k]]++;
         for (int k = 0; k < g->n_outputs; k++) readers[g->outputs[k]]++;
-        fuse_clamps(g, readers, p->fused);
+        fuse_activations(g, readers, p->fused);
         for (int v = 0; v < nv; v++) root_last[v] = last[v];
     }
 
-    /* Shapes, workspace and where each result lives, node by node. */
+    /* Shapes and workspace, node by node. */
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
-        ai3_tensor *res = &p->values[node->output];
         for (int k = 0; k < node->n_inputs; k++) in[k] = &p->values[node->inputs[k]];
-        s = ai3_graph_node_shapes(node, in, p->values, res);
+        s = ai3_graph_node_shapes(node, in, p->values, &p->values[node->output]);
         size_t ws = 0;
         if (s == AI3_OK) s = ai3_graph_node_workspace(node, in, &ws);
         if (s != AI3_OK) {
@@ -292,12 +386,23 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             break;
         }
         if (ws > p->workspace_bytes) p->workspace_bytes = ws;
+    }
+    if (s == AI3_OK && p->cuda) fuse_permutes(g, p, readers);
 
-        node_storage storage =
-            p->fused[i] == FUSED_AWAY ? STORE_VIEW : ai3_graph_node_storage(node);
+    /* Where each result lives. A node fused into a later one is a view of
+     * the value it reads (so that value lives until the later node runs),
+     * and the node that absorbs a permute writes a buffer of its own. */
+    for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
+        const graph_node *node = &g->nodes[i];
+        ai3_tensor *res = &p->values[node->output];
+        node_storage storage = p->fused[i] == FUSED_AWAY ? STORE_VIEW
+                               : p->fused[i] >= 0 && (node->kind == NODE_LAYERNORM ||
+                                                      node->kind == NODE_ADD)
+                                   ? STORE_NEW
+                                   : ai3_graph_node_storage(node);
         int v = node->output;
         if (storage == STORE_VIEW) {
-            int r = p->root[node->inputs[0]];
+            int r = p->root[node->inputs[chain_input(g, node)]];
             p->root[v] = r;
             if (last[v] > root_last[r]) root_last[r] = last[v];
         } else if (storage == STORE_INPLACE) {
@@ -343,6 +448,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
     free(root_last);
     free(bufs);
     free(in);
+    free(readers);
     if (s != AI3_OK) {
         free_plan(p);
         return s;
@@ -448,6 +554,23 @@ static void bind_values(const ai3_graph *g, const graph_plan *p, const ai3_tenso
     }
 }
 
+/* The add that absorbed a permute and the mul by a constant reading it. */
+static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_node *permute,
+                                        const graph_node *add, ai3_tensor *t, void *stream) {
+    int k = 0;
+    for (; k < 2; k++) { /* which input of the add is the mul's */
+        const graph_value *gv = &g->values[add->inputs[k]];
+        const graph_node *m = gv->kind == VALUE_NODE ? &g->nodes[gv->index] : NULL;
+        if (m && m->kind == NODE_MUL &&
+            (m->inputs[0] == permute->output || m->inputs[1] == permute->output))
+            break;
+    }
+    const graph_node *mul = &g->nodes[g->values[add->inputs[k]].index];
+    int scale = mul->inputs[0] == permute->output ? mul->inputs[1] : mul->inputs[0];
+    return ai3_graph_cuda(g)->permute_scale_add(&t[permute->inputs[0]], &t[scale],
+                                                &t[add->inputs[1 - k]], &t[add->output], stream);
+}
+
 /* Runs every node, then copies the outputs not written in place (graph
  * inputs, constants, values shared by several outputs). */
 static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor *t,
@@ -459,11 +582,20 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
         double clamp[2];
-        if (p->fused[i] == FUSED_AWAY) continue; /* done by its convolution */
+        if (p->fused[i] == FUSED_AWAY) continue; /* done by the operation it reads */
         for (int k = 0; k < node->n_inputs; k++) in[k] = &t[node->inputs[k]];
-        if (p->fused[i] >= 0 && clamp_of(&g->nodes[p->fused[i]], clamp))
+        if (p->fused[i] >= 0 && !p->cuda && clamp_of(&g->nodes[p->fused[i]], clamp))
             s = ai3_conv2d_run_clamped(node->u.op.plan, in[0], &t[node->output], workspace,
                                        p->workspace_bytes, clamp);
+        else if (p->fused[i] >= 0 && node->kind == NODE_LAYERNORM)
+            s = p->cuda->layernorm_channels(node->u.op.plan, &t[g->nodes[p->fused[i]].inputs[0]],
+                                            &t[node->output], stream);
+        else if (p->fused[i] >= 0 && node->kind == NODE_ADD)
+            s = run_permute_scale_add(g, &g->nodes[p->fused[i]], node, t, stream);
+        else if (p->fused[i] >= 0)
+            s = ai3_plan_run_fused(node->u.op.plan, node->n_inputs, in, &t[node->output],
+                                   workspace, p->workspace_bytes, stream,
+                                   g->nodes[p->fused[i]].u.op.plan);
         else
             s = ai3_graph_node_run(g, node, in, &t[node->output], workspace,
                                    p->workspace_bytes, stream);

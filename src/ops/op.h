@@ -44,6 +44,14 @@ ai3_status ai3_conv2d_run_clamped(const ai3_plan *plan, const ai3_tensor *input,
                                   ai3_tensor *output, void *workspace, size_t workspace_bytes,
                                   const double clamp[2]);
 
+/* ai3_plan_run_stream, then `activation` (a plan of relu, hardtanh,
+ * sigmoid, hardsigmoid, hardswish, silu or gelu; NULL: none) over the
+ * output in place. On CUDA the activation is fused into the epilogue of
+ * conv2d and linear (with the bias, one pass over the output). */
+ai3_status ai3_plan_run_fused(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                              ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                              void *stream, const ai3_plan *activation);
+
 /* Output shape = the first input's shape (elementwise operations). */
 ai3_status ai3_same_shape(const ai3_plan *plan, int n_inputs, const ai3_tensor *const *in,
                           int *ndim, int64_t *shape);

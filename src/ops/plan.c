@@ -233,9 +233,9 @@ ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor
     return impl->workspace_size ? impl->workspace_size(plan, in, bytes) : AI3_OK;
 }
 
-ai3_status ai3_plan_run_stream(const ai3_plan *plan, int n, const ai3_tensor *const *in,
-                               ai3_tensor *output, void *workspace, size_t workspace_bytes,
-                               void *stream) {
+ai3_status ai3_plan_run_fused(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                              ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                              void *stream, const ai3_plan *activation) {
     ai3_status s = check_inputs(plan, n, in);
     if (s != AI3_OK) return s;
     const char *name = ai3_op_name(plan->op);
@@ -248,9 +248,23 @@ ai3_status ai3_plan_run_stream(const ai3_plan *plan, int n, const ai3_tensor *co
         if ((s = output_shape(plan, n, in, &ndim, shape)) != AI3_OK ||
             (s = ai3_check_output(output, in[0], ndim, shape, name)) != AI3_OK)
             return s;
-        return cuda->run(plan, n, in, output, workspace, workspace_bytes, stream);
+        if (!activation || !registered_for_cuda(activation))
+            return cuda->run(plan, n, in, output, workspace, workspace_bytes, stream, activation);
+        s = cuda->run(plan, n, in, output, workspace, workspace_bytes, stream, NULL);
+    } else {
+        s = ops[plan->op].impl->run(plan, n, in, output, workspace, workspace_bytes);
     }
-    return ops[plan->op].impl->run(plan, n, in, output, workspace, workspace_bytes);
+    if (s == AI3_OK && activation) { /* not fused: a pass of its own */
+        const ai3_tensor *out = output;
+        s = ai3_plan_run_stream(activation, 1, &out, output, NULL, 0, stream);
+    }
+    return s;
+}
+
+ai3_status ai3_plan_run_stream(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                               ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                               void *stream) {
+    return ai3_plan_run_fused(plan, n, in, output, workspace, workspace_bytes, stream, NULL);
 }
 
 ai3_status ai3_plan_run(const ai3_plan *plan, int n, const ai3_tensor *const *in,

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#define AI3_CUDA_BACKEND_ABI 1
+#define AI3_CUDA_BACKEND_ABI 2
 
 enum { AI3_COPY_TO_DEVICE = 0, AI3_COPY_ON_DEVICE = 1, AI3_COPY_TO_HOST = 2 };
 #define AI3_CUDA_BACKEND_SYMBOL "ai3_cuda_backend_entry"
@@ -36,11 +36,25 @@ typedef struct ai3_cuda_backend {
     void (*plan_destroy)(struct ai3_plan *plan);
     /* plan->algorithm resolved ("guess": the algorithm chosen last). */
     const char *(*plan_algorithm)(const struct ai3_plan *plan);
-    /* Inputs already checked: valid, one dtype, on the plan's device. */
+    /* Inputs already checked: valid, one dtype, on the plan's device.
+     * activation: NULL, or the plan of an activation (relu, hardtanh,
+     * sigmoid, hardsigmoid, hardswish, silu, gelu) applied to the output
+     * in place, fused into conv2d's and linear's epilogue. */
     ai3_status (*workspace_size)(const struct ai3_plan *plan, int n_inputs,
                                  const ai3_tensor *const *inputs, size_t *bytes);
     ai3_status (*run)(const struct ai3_plan *plan, int n_inputs, const ai3_tensor *const *inputs,
-                      ai3_tensor *output, void *workspace, size_t workspace_bytes, void *stream);
+                      ai3_tensor *output, void *workspace, size_t workspace_bytes, void *stream,
+                      const struct ai3_plan *activation);
+    /* Graphs' fusions of permutes (tensors contiguous, on one device):
+     * layernorm_channels runs a layernorm plan (over the last dimension) on
+     * input (n, c, h, w) permuted to (n, h, w, c), the output;
+     * permute_scale_add: output (n, c, h, w) = y (n, h, w, c) permuted to
+     * channels first, times scale (c values), plus residual. */
+    ai3_status (*layernorm_channels)(const struct ai3_plan *layernorm, const ai3_tensor *input,
+                                     ai3_tensor *output, void *stream);
+    ai3_status (*permute_scale_add)(const ai3_tensor *y, const ai3_tensor *scale,
+                                    const ai3_tensor *residual, ai3_tensor *output,
+                                    void *stream);
     /* Device memory of the graph executor (synchronous; `device` is the
      * ordinal), copies (kind: AI3_COPY_*; on `stream`, or synchronous when
      * stream is NULL and the copy involves host memory), and 2-d copies

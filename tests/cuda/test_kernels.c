@@ -375,7 +375,10 @@ static void test_pools(void) {
             }
             cudaFree(dx), cudaFree(dy), free(x), free(ref);
         }
-    static const int64_t ad[][4] = {{13, 17, 5, 7}, {4, 4, 3, 3}, {3, 3, 5, 5}, {9, 9, 1, 1}};
+    /* small bins (a thread per output), then a warp or a block per output,
+     * over whole rows and over parts of rows */
+    static const int64_t ad[][4] = {{13, 17, 5, 7}, {4, 4, 3, 3}, {3, 3, 5, 5}, {9, 9, 1, 1},
+                                    {50, 40, 3, 2}, {56, 56, 1, 1}, {112, 112, 2, 3}};
     for (size_t k = 0; k < sizeof ad / sizeof ad[0]; k++)
         for (int t = 0; t < 2; t++) {
             int64_t ih = ad[k][0], iw = ad[k][1], oh = ad[k][2], ow = ad[k][3];
@@ -439,17 +442,33 @@ static void test_pad2d(void) {
             }
 }
 
-static void test_bias(void) {
-    static const int64_t shapes[][3] = {{3, 5, 7}, {10, 6, 1}, {1, 1, 1}};
-    for (size_t k = 0; k < 3; k++)
-        for (int t = 0; t < 3; t++) {
-            int64_t o = shapes[k][0], c = shapes[k][1], in = shapes[k][2], n = o * c * in;
-            double *x = randoms(n, -1, 1), *b = randoms(c, -1, 1);
-            void *dx = upload((ai3_dtype)t, x, n), *db = upload((ai3_dtype)t, b, c);
-            for (int64_t i = 0; i < n; i++) x[i] += b[(i / in) % c];
-            check("add_bias", (ai3_dtype)t, ai3_cuda_add_bias((ai3_dtype)t, dx, db, o, c, in, 0), dx, x, n);
-            cudaFree(dx), cudaFree(db), free(x), free(b);
-        }
+/* (outer, c, inner) shapes: per-channel runs (inner > 1) and per-column
+ * bias (inner = 1), with and without whole 16-byte packs; each with no
+ * activation, silu and hardtanh, and an activation without bias. */
+static void test_bias_activation(void) {
+    static const int64_t shapes[][3] = {{3, 5, 7}, {10, 6, 1}, {1, 1, 1}, {2, 3, 16}, {7, 24, 1}};
+    ai3_op_params clip;
+    memset(&clip, 0, sizeof clip);
+    clip.hardtanh.min_val = -0.5, clip.hardtanh.max_val = 0.25;
+    const ai3_cuda_act acts[] = {{AI3_OP_SILU, NULL}, {AI3_OP_HARDTANH, &clip}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int t = 0; t < 3; t++)
+            for (int a = -1; a < 3; a++) { /* -1: bias only; 2: silu without bias */
+                int64_t o = shapes[k][0], c = shapes[k][1], in = shapes[k][2], n = o * c * in;
+                const ai3_cuda_act *act = a < 0 ? NULL : &acts[a % 2];
+                double *x = randoms(n, -1, 1), *b = randoms(c, -1, 1);
+                void *dx = upload((ai3_dtype)t, x, n), *db = upload((ai3_dtype)t, b, c);
+                for (int64_t i = 0; i < n; i++) {
+                    double v = x[i] + (a < 2 ? b[(i / in) % c] : 0);
+                    x[i] = act ? act_ref(act->op, v, act->params) : v;
+                }
+                char name[64];
+                snprintf(name, sizeof name, "bias_activation case %zu/%d", k, a);
+                check(name, (ai3_dtype)t,
+                      ai3_cuda_bias_activation((ai3_dtype)t, dx, a < 2 ? db : NULL, o, c, in, act, 0),
+                      dx, x, n);
+                cudaFree(dx), cudaFree(db), free(x), free(b);
+            }
 }
 
 static void test_batchnorm(void) {
@@ -665,6 +684,48 @@ static void test_layernorm(void) {
             }
 }
 
+/* The graph fusions of permutes: layernorm over the channels of (n, c, hw)
+ * written (n, hw, c), and (n, hw, c) permuted back, scaled and added. */
+static void test_permute_fusions(void) {
+    static const int64_t shapes[][3] = {{1, 96, 3136}, {2, 5, 7}, {3, 40, 33}, {1, 768, 49}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int t = 0; t < 3; t++) {
+            int64_t n = shapes[k][0], c = shapes[k][1], hw = shapes[k][2], m = n * c * hw;
+            double *x = randoms(m, -2, 3), *w = randoms(c, -2, 2), *b = randoms(c, -1, 1);
+            double *r = randoms(m, -1, 1), *ref = malloc(sizeof(double) * m);
+            void *dx = upload((ai3_dtype)t, x, m), *dw = upload((ai3_dtype)t, w, c);
+            void *db = upload((ai3_dtype)t, b, c), *dr = upload((ai3_dtype)t, r, m), *dy;
+            cudaMalloc(&dy, dsize((ai3_dtype)t) * m);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t p = 0; p < hw; p++) {
+                    const double *xp = x + i * c * hw + p;
+                    double mean = 0, var = 0;
+                    for (int64_t q = 0; q < c; q++) mean += xp[q * hw];
+                    mean /= c;
+                    for (int64_t q = 0; q < c; q++) var += (xp[q * hw] - mean) * (xp[q * hw] - mean);
+                    double rstd = 1 / sqrt(var / c + 1e-6);
+                    for (int64_t q = 0; q < c; q++)
+                        ref[(i * hw + p) * c + q] = (xp[q * hw] - mean) * rstd * w[q] + b[q];
+                }
+            char name[64];
+            snprintf(name, sizeof name, "layernorm_channels case %zu", k);
+            check(name, (ai3_dtype)t,
+                  ai3_cuda_layernorm_channels((ai3_dtype)t, dx, dw, db, 1e-6, dy, n, c, hw, 0), dy,
+                  ref, m);
+            /* x read as (n, hw, c) */
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t q = 0; q < c; q++)
+                    for (int64_t p = 0; p < hw; p++)
+                        ref[(i * c + q) * hw + p] =
+                            x[(i * hw + p) * c + q] * w[q] + r[(i * c + q) * hw + p];
+            snprintf(name, sizeof name, "permute_scale_add case %zu", k);
+            check(name, (ai3_dtype)t,
+                  ai3_cuda_permute_scale_add((ai3_dtype)t, dx, dw, dr, dy, n, c, hw, 0), dy, ref, m);
+            cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dr), cudaFree(dy);
+            free(x), free(w), free(b), free(r), free(ref);
+        }
+}
+
 static void test_softmax(void) {
     /* outer, n, inner, range of the values */
     static const struct { int64_t outer, n, inner; double range; } cases[] = {
@@ -753,12 +814,13 @@ int main(int argc, char **argv) {
     test_activations();
     test_pools();
     test_pad2d();
-    test_bias();
+    test_bias_activation();
     test_batchnorm();
     test_binary();
     test_mean();
     test_permute();
     test_layernorm();
+    test_permute_fusions();
     test_softmax();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

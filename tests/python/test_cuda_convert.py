@@ -43,6 +43,55 @@ def test_zoo_converts_on_cuda_and_matches_torch(name):
         assert rel_error(out, first) < 1e-6
 
 
+class Fusions(torch.nn.Module):
+    """Every activation after a conv2d and after a linear (fused into their
+    epilogue on CUDA), and ConvNeXt's permute / layernorm / linear / permute
+    / layer scale / residual pattern (fused), next to variants of it that
+    must not be fused: a scale that is no constant, a broadcast residual, a
+    permuted value also read elsewhere."""
+
+    ACTS = (torch.nn.ReLU(), torch.nn.Hardtanh(-0.5, 0.75), torch.nn.ReLU6(), torch.nn.Sigmoid(),
+            torch.nn.Hardsigmoid(), torch.nn.Hardswish(), torch.nn.SiLU(), torch.nn.GELU(),
+            torch.nn.GELU(approximate="tanh"))
+
+    def __init__(self, c=24):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(c, c, 3, padding=1) for _ in self.ACTS)
+        self.acts = torch.nn.ModuleList(self.ACTS)
+        self.fc1 = torch.nn.ModuleList(torch.nn.Linear(c, 2 * c) for _ in self.ACTS)
+        self.fc2 = torch.nn.Linear(2 * c, c)
+        self.norm = torch.nn.LayerNorm(c, eps=1e-6)
+        self.scale = torch.nn.Parameter(torch.rand(c, 1, 1) + 0.5)
+
+    def block(self, x, i):
+        y = self.norm(x.permute(0, 2, 3, 1))
+        y = self.fc2(self.acts[i](self.fc1[i](y)))
+        return y.permute(0, 3, 1, 2)
+
+    def forward(self, x):
+        for i, (conv, act) in enumerate(zip(self.convs, self.acts)):
+            x = act(conv(x))
+            x = x + self.scale * self.block(x, i)  # fused
+        x = x + self.block(x, 0) * x  # scale no constant
+        x = x.mean((2, 3), keepdim=True) + self.scale * self.block(x, 1)  # broadcast residual
+        p = x.permute(0, 2, 3, 1)
+        return self.norm(p).permute(0, 3, 1, 2) + p.permute(0, 3, 1, 2)  # p read twice
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_fused_epilogues_and_permutes_match_torch(dtype):
+    torch.manual_seed(0)
+    net = Fusions().cuda().eval()
+    x = torch.randn(2, 24, 9, 7, device="cuda")
+    with torch.no_grad():
+        expected = net(x)
+    model = ai3.convert(net, dtype=dtype)
+    for _ in range(3):  # op by op, captured, replayed
+        out = model(x.to(dtype))
+        assert rel_error(out.float(), expected) < (1e-4 if dtype == torch.float32 else 2e-2)
+
+
 @cuda
 def test_cuda_graphs_follow_shapes_and_can_be_turned_off():
     net = build("resnet18", {}, 64).cuda()
