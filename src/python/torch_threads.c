@@ -14,6 +14,13 @@
  * (/proc/self/maps), opened with RTLD_NOLOAD and used through dlsym: the
  * extension does not link OpenMP, and never loads a runtime of its own.
  * AI3_THREAD_POOL=own keeps ai3's own pool.
+ *
+ * A forked child (DataLoader workers, multiprocessing's fork) has none of
+ * its parent's OpenMP threads, and GNU's libgomp never returns from a
+ * parallel region in a child whose parent ran one (torch's own operations
+ * hang there too unless torch.set_num_threads(1), which DataLoader workers
+ * call). So in a forked child ai3's loops run their tasks one after another
+ * on the calling thread.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NOLOAD */
@@ -21,6 +28,7 @@
 #include "ai3.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +50,12 @@ typedef struct {
 } openmp_runtime;
 
 static openmp_runtime runtime;
+
+/* Set in a forked child (see above). */
+static atomic_int forked;
+static void note_fork(void) { atomic_store(&forked, 1); }
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, note_fork); }
 
 /* One ai3 loop on the OpenMP team: each thread of the team takes task
  * indices until none is left, so that a smaller team (a nested region gets
@@ -65,8 +79,8 @@ static void team_body(void *data) {
 static void openmp_parallel_for(void *executor_ctx, int64_t n_tasks, ai3_parallel_task_fn task,
                                 void *task_ctx) {
     const openmp_runtime *rt = executor_ctx;
-    if (n_tasks == 1) {
-        task(task_ctx, 0);
+    if (n_tasks == 1 || atomic_load_explicit(&forked, memory_order_relaxed)) {
+        for (int64_t i = 0; i < n_tasks; i++) task(task_ctx, i);
         return;
     }
     team_job job = {.n_tasks = n_tasks, .task = task, .task_ctx = task_ctx};
@@ -105,6 +119,7 @@ int ai3_py_install_torch_executor(void) {
     const char *choice = getenv("AI3_THREAD_POOL");
     if (choice && strcmp(choice, "own") == 0) return 0;
     if (!runtime.parallel && !find_openmp(&runtime)) return 0;
+    pthread_once(&fork_handler_once, register_fork_handler);
     int threads = runtime.max_threads ? runtime.max_threads() : 0;
     if (threads < 1) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
