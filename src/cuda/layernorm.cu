@@ -53,17 +53,20 @@ extern "C" cudaError_t ai3_cuda_layernorm(ai3_dtype dtype, const void *input, co
 
 /* ai3_cuda_layernorm_channels: layernorm over the channels of x (n, c, hw),
  * written as (n, hw, c): a permute(0, 2, 3, 1) followed by a layernorm over
- * the last dimension, in one kernel. A block takes 32 positions; its 8 rows
- * of 32 threads read along the positions (coalesced) for the mean, then for
+ * the last dimension, in one kernel. A block takes 32 positions; its 32
+ * rows of 32 threads (many rows: a small batch has few blocks, so each must
+ * finish fast) read along the positions (coalesced) for the mean, then for
  * the squared deviations, then stage 32 channels at a time in shared memory
  * and write them along the channels (coalesced). */
+#define LN_ROWS 32
+
 template <typename T>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(32 * LN_ROWS)
 layernorm_channels_kernel(const T *__restrict__ x, const T *__restrict__ weight,
                           const T *__restrict__ bias, acc_t<T> eps, T *__restrict__ y,
                           int64_t c, int64_t hw, int64_t tiles) {
     typedef acc_t<T> A;
-    __shared__ A part[8][33], stat[2][32];
+    __shared__ A part[LN_ROWS][33], stat[2][32];
     __shared__ T tile[32][33];
     const int tx = threadIdx.x % 32, ty = threadIdx.x / 32;
     for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -72,25 +75,25 @@ layernorm_channels_kernel(const T *__restrict__ x, const T *__restrict__ weight,
         for (int pass = 0; pass < 2; pass++) { /* the mean, then the variance */
             A sum = 0, mean = pass ? stat[0][tx] : (A)0;
             if (p < hw)
-                for (int64_t k = ty; k < c; k += 8) {
+                for (int64_t k = ty; k < c; k += LN_ROWS) {
                     A v = load(xb + k * hw + p) - mean;
                     sum += pass ? v * v : v;
                 }
             part[ty][tx] = sum;
             __syncthreads();
             if (ty == 0) {
-                for (int r = 1; r < 8; r++) sum += part[r][tx];
+                for (int r = 1; r < LN_ROWS; r++) sum += part[r][tx];
                 stat[pass][tx] = pass ? (A)1 / sqrt(sum / (A)c + eps) : sum / (A)c;
             }
             __syncthreads();
         }
         for (int64_t c0 = 0; c0 < c; c0 += 32) {
-            for (int j = ty; j < 32; j += 8)
+            for (int j = ty; j < 32; j += LN_ROWS)
                 if (p < hw && c0 + j < c) tile[j][tx] = xb[(c0 + j) * hw + p];
             __syncthreads();
             const int64_t k = c0 + tx;
             if (k < c)
-                for (int j = ty; j < 32 && p0 + j < hw; j += 8) {
+                for (int j = ty; j < 32 && p0 + j < hw; j += LN_ROWS) {
                     A v = (to_acc(tile[tx][j]) - stat[0][j]) * stat[1][j];
                     if (weight) v *= load(weight + k);
                     if (bias) v += load(bias + k);
@@ -108,7 +111,7 @@ extern "C" cudaError_t ai3_cuda_layernorm_channels(ai3_dtype dtype, const void *
     if (n * c * hw == 0) return cudaSuccess;
     int64_t tiles = n * ((hw + 31) / 32);
     AI3_CUDA_DISPATCH(dtype, T,
-        layernorm_channels_kernel<T><<<ai3_cuda_blocks(tiles, 1), 256, 0, stream>>>(
+        layernorm_channels_kernel<T><<<ai3_cuda_blocks(tiles, 1), 32 * LN_ROWS, 0, stream>>>(
             (const T *)input, (const T *)weight, (const T *)bias, (acc_t<T>)eps, (T *)output,
             c, hw, tiles));
     return cudaGetLastError();
