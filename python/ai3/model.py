@@ -28,6 +28,9 @@ Anything else is an UnsupportedError at convert time naming the node, its
 target and its position in the graph.
 """
 
+import copy
+import warnings
+
 import torch
 import torch.fx
 from torch import nn
@@ -132,18 +135,28 @@ class Model:
     with an input shape on it is replayed as a CUDA graph (unless converted
     with ``cuda_graph=False``).
 
+    A Model is saved as what it is built from: the network it was
+    converted from (its structure and weights), the algorithm of each
+    layer, its dtype, device and options. ``pickle``, ``torch.save`` /
+    ``torch.load(..., weights_only=False)`` and ``copy.deepcopy`` rebuild it
+    from those, converting the (copied) network again; ``state_dict`` and
+    ``load_state_dict`` read and replace its weights by the network's
+    parameter and buffer names.
+
     layers: the Layer objects, in execution order.
     dtype: torch.float32 or torch.float64 (on CUDA also float16, bfloat16).
     device: where it computes (torch.device).
     """
 
-    def __init__(self, capsule, layers, dtype, single_output, device, rebuild):
+    def __init__(self, capsule, layers, dtype, single_output, device, rebuild, source=None):
         self._graph = capsule
         self.layers = tuple(layers)
         self.dtype = dtype
         self.device = device
         self._single = single_output
         self._rebuild = rebuild
+        self._source = source
+        self._built_from = _weight_versions(source.network) if source else None
 
     def to(self, device):
         """Moves the model to `device` ('cpu', 'cuda', 'cuda:1', a
@@ -156,6 +169,7 @@ class Model:
         if device != self.device:
             other = self._rebuild(device)
             self._graph, self.layers, self.device = other._graph, other.layers, device
+            self._built_from = other._built_from
         return self
 
     def cuda(self, device=None):
@@ -210,6 +224,53 @@ class Model:
         peak, total, workspace = _core.graph_peak_bytes(self._graph, (tuple(input_shape),))
         return {"peak": peak, "total": total, "workspace": workspace}
 
+    # -- saving and loading ------------------------------------------------
+
+    def _network(self, what):
+        """The network the Model is built from, warning when its weights
+        changed after the Model was built (the Model computes with those it
+        was built with; what is saved or returned is the network's now)."""
+        source = self._source
+        if _weight_versions(source.network) != self._built_from:
+            warnings.warn(f"{what}: the weights of the network this Model was converted from "
+                          f"changed after the Model was built; {what} gives them as they are "
+                          f"now, while this Model computes with the earlier ones (convert "
+                          f"again to compute with the new ones)", stacklevel=3)
+        return source.network
+
+    def __reduce__(self):
+        source = self._source
+        network = self._network("saving the Model")
+        return (_restore, (network, _network_device(network), source.steps, self.dtype,
+                           source.fold_batchnorm, source.cuda_graph, source.sample_input_shape,
+                           str(self.device)))
+
+    def state_dict(self):
+        """The weights the Model is built from, by the names of the network it
+        was converted from (its ``state_dict()``: parameters and buffers,
+        before any batch norm folding, in the network's dtype)."""
+        return self._network("state_dict").state_dict()
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Rebuilds the Model with the weights of `state_dict` (as given by
+        :meth:`state_dict`, or by the source network's ``state_dict()``):
+        loaded into a copy of the network (the network given to convert is
+        left unchanged), which is converted again with the same algorithms,
+        dtype and device. With strict, missing or unexpected keys are an
+        error, as are tensors whose shape differs from the network's (a
+        RuntimeError naming them, from torch's load_state_dict); the Model
+        is then unchanged. Returns torch's (missing_keys, unexpected_keys)."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict needs a mapping from names to tensors, not "
+                            f"{type(state_dict).__name__}")
+        source = self._source
+        network = copy.deepcopy(source.network)
+        result = network.load_state_dict(state_dict, strict=strict)
+        other = _convert(network, source.sample_input_shape, self.dtype, source.fold_batchnorm,
+                         source.cuda_graph, steps=source.steps, device=self.device)
+        self.__dict__.update({k: v for k, v in other.__dict__.items()})
+        return result
+
     def __repr__(self):
         device = "" if self.device.type == "cpu" else f", device='{self.device}'"
         lines = [f"Model(dtype={self.dtype}{device}, layers=["]
@@ -263,7 +324,27 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
     selector_of = _check_algos(algos)
     shape = selectors.check_sample_input_shape(sample_input_shape)
     dtype = _model_dtype(module, dtype)
+    return _convert(module, shape, dtype, fold_batchnorm, cuda_graph, selector_of=selector_of)
 
+
+class _Source:
+    """What a Model is built from, and rebuilt from when it is copied,
+    loaded or given new weights: the network, the (operation, algorithm)
+    of each translated step in order, and convert's options."""
+
+    def __init__(self, network, steps, fold_batchnorm, cuda_graph, sample_input_shape):
+        self.network = network
+        self.steps = steps
+        self.fold_batchnorm = fold_batchnorm
+        self.cuda_graph = cuda_graph
+        self.sample_input_shape = sample_input_shape
+
+
+def _convert(module, shape, dtype, fold_batchnorm, cuda_graph, *, selector_of=None, steps=None,
+             device=None):
+    """convert with checked arguments; the algorithms chosen by the
+    selectors of `selector_of`, or given per step by `steps` (as
+    _Source.steps: a Model rebuilt)."""
     flags = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
@@ -279,7 +360,24 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
         for m, training in flags:
             m.training = training
 
-    steps = translation.steps
+    if steps is None:
+        chosen = _choose(translation.steps, selector_of, shapes, shape)
+    else:
+        chosen = _chosen_as_before(translation.steps, steps)
+    source = _Source(module, [(s.op, chosen.get(id(s))) for s in translation.steps],
+                     fold_batchnorm, cuda_graph, shape)
+
+    def build(device):
+        return _build(translation, chosen, dtype, shapes, device, cuda_graph, build, source)
+
+    model = build(device if device is not None else _model_device(module))
+    if shape is not None:
+        model.output_shapes(shape)  # the network's errors at convert time
+    return model
+
+
+def _choose(steps, selector_of, shapes, shape):
+    """{id(step): algorithm} from the selectors."""
     chosen = {}
     for op in dict.fromkeys(_selected_as(s.op) for s in steps):
         if op is None:
@@ -293,14 +391,44 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
     for op in selector_of:
         if not any(_selected_as(s.op) == op for s in steps):
             selectors.resolve(op, selector_of[op], [], sample_given=shape is not None)
+    return chosen
 
-    def build(device):
-        return _build(translation, chosen, dtype, shapes, device, cuda_graph, build)
 
-    model = build(_model_device(module))
-    if shape is not None:
-        model.output_shapes(shape)  # the network's errors at convert time
-    return model
+def _chosen_as_before(steps, before):
+    """{id(step): algorithm} of a network converted again, from the
+    (operation, algorithm) of each step when it was first converted."""
+    ops = [s.op for s in steps]
+    if ops != [op for op, _ in before]:
+        raise UnsupportedError(f"the network no longer translates to the operations it was "
+                               f"converted to ({len(before)} steps then, {len(ops)} now)")
+    return {id(s): algorithm for s, (_, algorithm) in zip(steps, before)
+            if algorithm is not None}
+
+
+def _weight_versions(network):
+    """The identity and version counter of every parameter and buffer of
+    `network`: any in-place change (an optimizer step, load_state_dict) and
+    any replaced tensor changes them."""
+    return [(id(t), -1 if t.is_inference() else t._version)
+            for t in (*network.parameters(), *network.buffers())]
+
+
+def _network_device(network):
+    for t in (*network.parameters(), *network.buffers()):
+        return t.device
+    return None
+
+
+def _restore(network, network_device, steps, dtype, fold_batchnorm, cuda_graph,
+             sample_input_shape, device):
+    """A pickled, saved or deep-copied Model: its network converted again.
+    It computes on the device it was saved on, unless loading moved the
+    network (torch.load's map_location), then where the network now is."""
+    device = torch.device(device)
+    if _network_device(network) != network_device:
+        device = _model_device(network)
+    return _convert(network, sample_input_shape, dtype, fold_batchnorm, cuda_graph,
+                    steps=steps, device=device)
 
 
 def _check_algos(algos):
@@ -418,7 +546,7 @@ def _folded(conv, bn, dtype):
     return weight.contiguous(), bias.to(dtype).contiguous()
 
 
-def _build(translation, chosen, dtype, shapes, device, cuda_graph, rebuild):
+def _build(translation, chosen, dtype, shapes, device, cuda_graph, rebuild, source):
     """The Model on `device`: a C graph built from the translation, with the
     network's weights as they are now."""
     g = _core.graph_create(str(dtype).replace("torch.", ""),
@@ -450,7 +578,7 @@ def _build(translation, chosen, dtype, shapes, device, cuda_graph, rebuild):
             layer._node = (g, outs[0])
         layers.append(layer)
     _core.graph_set_outputs(g, [value(v) for v in translation.outputs])
-    return Model(g, layers, dtype, translation.single, device, rebuild)
+    return Model(g, layers, dtype, translation.single, device, rebuild, source)
 
 
 def _pool_params(p):
