@@ -341,12 +341,15 @@ static size_t pad_bytes(const ai3_plan *plan, int64_t n, int64_t c, int64_t h, i
 ai3_status ai3_cuda_conv2d_workspace(const ai3_plan *plan, const ai3_tensor *input,
                                      size_t *bytes) {
     const conv_state *st = plan->state;
-    int64_t n, c, h, w, hp, wp;
+    int64_t n, c, h, w, hp, wp, oh, ow;
     input_dims(input, &n, &c, &h, &w);
+    padded_size(&plan->params.conv2d, h, w, &hp, &wp);
+    output_size(st, &plan->params.conv2d, hp, wp, &oh, &ow);
+    *bytes = 0;
+    if (n * st->c_out * oh * ow == 0) return AI3_OK; /* nothing to compute (cuDNN refuses n = 0) */
     *bytes = pad_bytes(plan, n, c, h, w);
     if (st->algo == OWN_DIRECT || st->algo == OWN_SMM) return AI3_OK;
-    if (st->pre_pad) padded_size(&plan->params.conv2d, h, w, &hp, &wp);
-    else hp = h, wp = w;
+    if (!st->pre_pad) hp = h, wp = w;
     shape_entry scratch = {0};
     const shape_entry *e;
     ai3_status s = find_shape(plan, n, c, hp, wp, &scratch, &e);
