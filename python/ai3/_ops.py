@@ -356,6 +356,9 @@ def _conv2d_shape(x, weight, bias, stride, padding, dilation, groups, padding_mo
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != c_out):
         raise ValueError(f"ai3 conv2d: bias must have shape ({c_out},), got {tuple(bias.shape)}")
     top, bottom, left, right = padding
+    if h == 0 or w == 0:
+        raise ValueError(f"ai3 conv2d: the input planes are empty ({h} x {w}); only the batch "
+                         f"or the channels may be empty")
     if padding_mode == "reflect" and (max(top, bottom) >= h or max(left, right) >= w):
         raise ValueError(
             f"ai3 conv2d: reflect padding {tuple(padding)} must be smaller than the input size {(h, w)}"
@@ -544,6 +547,9 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode, algori
             f"ai3 {op}: padding {tuple(padding)} must be at most half the kernel size "
             f"{tuple(kernel_size)}"
         )
+    if any(size == 0 for size in x.shape[x.dim() - 3:]):
+        raise ValueError(f"ai3 {op}: input of shape {tuple(x.shape)} has an empty dimension; "
+                         f"only the batch may be empty")
     h, w = x.shape[-2], x.shape[-1]
     oh = _pool_out_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
     ow = _pool_out_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)

@@ -120,10 +120,12 @@ class Model:
     """A network converted by ai3.convert, run by the C graph executor.
 
     model(x) and model.predict(x) take a torch tensor or a numpy array
-    (batched, or unbatched where the network allows), cast it to the
-    model's dtype if needed (the caller's array is never modified; a
-    float16 or bfloat16 input to a model of another dtype is refused with a
-    TypeError rather than silently widened: convert with that dtype) and run
+    (batched, or unbatched where the network allows; a BatchNorm2d, which
+    torch gives only batches, takes an unbatched input as a batch of one),
+    cast it to the model's dtype if needed (the caller's array is never
+    modified; a float16 or bfloat16 input to a model of another dtype is
+    refused with a TypeError rather than silently widened: convert with
+    that dtype; a complex one is refused) and run
     the whole network in one call into the C core, without autograd. Any
     input shape the network accepts works; the executor plans buffers per
     input shape and caches the last few plans. A model may be called from
@@ -202,6 +204,9 @@ class Model:
         elif not isinstance(x, torch.Tensor):
             raise TypeError(f"the input must be a torch tensor or a numpy array, not "
                             f"{type(x).__name__}")
+        if x.dtype.is_complex:
+            raise TypeError(f"ai3 model: the input is {x.dtype}; a model computes real "
+                            f"numbers (in {self.dtype})")
         if x.dtype in (torch.float16, torch.bfloat16) and x.dtype != self.dtype:
             raise TypeError(f"ai3 model: the input is {x.dtype} but the model computes in "
                             f"{self.dtype}; convert with dtype={x.dtype} (CUDA) or pass "

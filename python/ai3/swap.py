@@ -168,6 +168,7 @@ class BatchNorm2d(Swapped, nn.BatchNorm2d):
     def forward(self, input):
         if self.training or self.running_mean is None or self.running_var is None:
             return nn.BatchNorm2d.forward(self, input)
+        self._check_input_dim(input)  # 4-d, as nn.BatchNorm2d
         return _ops.batchnorm2d(input, self.running_mean, self.running_var, self.weight,
                                 self.bias, self.eps, self.algorithm)
 

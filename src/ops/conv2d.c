@@ -180,9 +180,12 @@ static ai3_status check_input(const ai3_tensor *input, const ai3_tensor *weight,
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "conv2d: circular padding must not exceed the input size "
                              "(%lld x %lld)", (long long)h, (long long)w);
-    if (p->padding_mode != AI3_PADDING_ZEROS && (h == 0 || w == 0))
+    /* As PyTorch: the batch or the channels may be empty, not the planes
+     * (the output would be padding and bias alone). */
+    if (h == 0 || w == 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "conv2d: %s padding needs a non-empty input",
+                             "conv2d: the input planes are empty (%lld x %lld, %s padding); only "
+                             "the batch or the channels may be empty", (long long)h, (long long)w,
                              padding_mode_name(p->padding_mode));
     int64_t ext_h = p->dilation_h * (weight->shape[2] - 1) + 1;
     int64_t ext_w = p->dilation_w * (weight->shape[3] - 1) + 1;

@@ -53,6 +53,12 @@ static ai3_status check_and_shape(const char *op, int is_max, const ai3_tensor *
                              op, (long long)p->pad_h, (long long)p->pad_w, (long long)p->kernel_h,
                              (long long)p->kernel_w);
     int batched = input->ndim == 4;
+    /* As PyTorch: only the batch may be empty (padding alone is no window). */
+    for (int d = batched; d < input->ndim; d++)
+        if (input->shape[d] == 0)
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "%s: dimension %d of the %d-d input is empty; only the batch "
+                                 "may be empty", op, d, input->ndim);
     int64_t h = input->shape[batched + 1], w = input->shape[batched + 2];
     int64_t oh = pooled_size(h, p->kernel_h, p->pad_h, p->stride_h, p->dilation_h, p->ceil_mode);
     int64_t ow = pooled_size(w, p->kernel_w, p->pad_w, p->stride_w, p->dilation_w, p->ceil_mode);
