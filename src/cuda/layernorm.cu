@@ -56,11 +56,15 @@ extern "C" cudaError_t ai3_cuda_layernorm(ai3_dtype dtype, const void *input, co
  * the last dimension, in one kernel. A block takes 32 positions; its 32
  * rows of 32 threads (many rows: a small batch has few blocks, so each must
  * finish fast) read along the positions (coalesced) for the mean, then for
- * the squared deviations, then stage 32 channels at a time in shared memory
- * and write them along the channels (coalesced). */
+ * the squared deviations. Then, with many blocks (STAGED), they stage 32
+ * channels at a time in shared memory and write them along the channels
+ * (coalesced both ways); with few, each thread writes its own elements
+ * along the channels, read back from x where the statistics left them in
+ * cache, all independent (the staged loop's synchronised steps, one per 32
+ * channels, would be the critical path of a small batch). */
 #define LN_ROWS 32
 
-template <typename T>
+template <typename T, bool STAGED>
 __global__ void __launch_bounds__(32 * LN_ROWS)
 layernorm_channels_kernel(const T *__restrict__ x, const T *__restrict__ weight,
                           const T *__restrict__ bias, acc_t<T> eps, T *__restrict__ y,
@@ -87,7 +91,18 @@ layernorm_channels_kernel(const T *__restrict__ x, const T *__restrict__ weight,
             }
             __syncthreads();
         }
-        for (int64_t c0 = 0; c0 < c; c0 += 32) {
+        if (!STAGED) {
+            const int np = (int)(hw - p0 < 32 ? hw - p0 : 32), cols = (int)c;
+            for (int e = threadIdx.x; e < np * cols; e += blockDim.x) {
+                const int j = e / cols, k = e - j * cols;
+                A v = (load(xb + (int64_t)k * hw + p0 + j) - stat[0][j]) * stat[1][j];
+                if (weight) v *= load(weight + k);
+                if (bias) v += load(bias + k);
+                y[((b * hw) + p0 + j) * c + k] = from_acc<T>(v);
+            }
+            __syncthreads(); /* before the next tile's statistics */
+        }
+        for (int64_t c0 = 0; STAGED && c0 < c; c0 += 32) {
             for (int j = ty; j < 32; j += LN_ROWS)
                 if (p < hw && c0 + j < c) tile[j][tx] = xb[(c0 + j) * hw + p];
             __syncthreads();
@@ -110,9 +125,17 @@ extern "C" cudaError_t ai3_cuda_layernorm_channels(ai3_dtype dtype, const void *
                                                    int64_t c, int64_t hw, cudaStream_t stream) {
     if (n * c * hw == 0) return cudaSuccess;
     int64_t tiles = n * ((hw + 31) / 32);
+    if (c > (1 << 25)) return cudaErrorInvalidValue; /* (32 positions x c in an int) */
     AI3_CUDA_DISPATCH(dtype, T,
-        layernorm_channels_kernel<T><<<ai3_cuda_blocks(tiles, 1), 32 * LN_ROWS, 0, stream>>>(
-            (const T *)input, (const T *)weight, (const T *)bias, (acc_t<T>)eps, (T *)output,
-            c, hw, tiles));
+        if (tiles >= 256)
+            layernorm_channels_kernel<T, true><<<ai3_cuda_blocks(tiles, 1), 32 * LN_ROWS, 0,
+                                                 stream>>>(
+                (const T *)input, (const T *)weight, (const T *)bias, (acc_t<T>)eps,
+                (T *)output, c, hw, tiles);
+        else
+            layernorm_channels_kernel<T, false><<<ai3_cuda_blocks(tiles, 1), 32 * LN_ROWS, 0,
+                                                  stream>>>(
+                (const T *)input, (const T *)weight, (const T *)bias, (acc_t<T>)eps,
+                (T *)output, c, hw, tiles));
     return cudaGetLastError();
 }
