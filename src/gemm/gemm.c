@@ -141,6 +141,7 @@ size_t AI3_TYPED(ai3_gemm_packed_b_size)(const ai3_gemm_config *cfg, int64_t K, 
 
 void AI3_TYPED(ai3_gemm_pack_a)(const ai3_gemm_config *cfg, int64_t M, int64_t K, const real *A,
                                 int64_t rs, int64_t cs, real *dst) {
+    if (M == 0 || K == 0) return; /* nothing packed; A may be NULL (an empty tensor) */
     int64_t nk = k_slices(cfg, K), Mp = round_up(M, cfg->mr);
     for (int64_t s = 0; s < nk; s++) {
         int64_t k0, kc;
@@ -151,6 +152,7 @@ void AI3_TYPED(ai3_gemm_pack_a)(const ai3_gemm_config *cfg, int64_t M, int64_t K
 
 void AI3_TYPED(ai3_gemm_pack_b)(const ai3_gemm_config *cfg, int64_t K, int64_t N, const real *B,
                                 int64_t rs, int64_t cs, real *dst) {
+    if (N == 0 || K == 0) return; /* as pack_a */
     int64_t nk = k_slices(cfg, K), Np = round_up(N, cfg->nr);
     for (int64_t s = 0; s < nk; s++) {
         int64_t k0, kc;
@@ -466,7 +468,8 @@ ai3_status AI3_TYPED(ai3_gemm_clamped)(const ai3_gemm_config *cfg, int64_t M, in
                              "gemm: negative size M=%lld N=%lld K=%lld", (long long)M,
                              (long long)N, (long long)K);
     if (M == 0 || N == 0) return AI3_OK;
-    if (!C || (M > 1 && ldc < N) || !operand_ok(A) || !operand_ok(B))
+    /* with K == 0 the operands are empty (their data may be NULL) and unread */
+    if (!C || (M > 1 && ldc < N) || (K > 0 && (!operand_ok(A) || !operand_ok(B))))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "gemm: missing operand or output, or ldc (%lld) < N (%lld)",
                              (long long)ldc, (long long)N);
