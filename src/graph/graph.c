@@ -245,6 +245,9 @@ ai3_status ai3_graph_set_outputs(ai3_graph *g, int n, const int *values) {
 static ai3_status start_node(const ai3_graph *g, node_kind kind, const char *op, int n_inputs,
                              const int *inputs, const int *output, graph_node *node) {
     memset(node, 0, sizeof *node);
+    /* the kind first: a node refused here is still freed as what it is
+     * (its caller fills in its parameters, which share the op's plan) */
+    node->kind = kind;
     if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph %s: graph is NULL", op);
     if (!output)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph %s: output pointer is NULL", op);
@@ -256,7 +259,6 @@ static ai3_status start_node(const ai3_graph *g, node_kind kind, const char *op,
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "graph %s: input %d is %d, not a value of the graph "
                                  "(0 to %d)", op, i, inputs[i], g->n_values - 1);
-    node->kind = kind;
     node->n_inputs = n_inputs;
     node->inputs = malloc(sizeof *node->inputs * (size_t)n_inputs);
     if (!node->inputs) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
@@ -502,7 +504,8 @@ static void chunk_run(const chunk_node *c, const ai3_tensor *in, ai3_tensor *out
     for (int j = 0; j < c->chunks; j++) {
         int64_t len = out[j].shape[dim];
         size_t block = (size_t)(len * inner) * elem;
-        for (int64_t o = 0; o < outer; o++)
+        /* (an empty input may have no data: not even an offset from it) */
+        for (int64_t o = 0; block && o < outer; o++)
             memcpy((char *)out[j].data + (size_t)o * block,
                    (const char *)in->data + (size_t)((o * size + start) * inner) * elem, block);
         start += len;

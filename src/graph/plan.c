@@ -318,6 +318,14 @@ static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers)
     }
 }
 
+/* Room for the inputs of any node: a node may read one value several times
+ * (cat), so this is not bounded by the number of values. */
+static int max_node_inputs(const ai3_graph *g) {
+    int n = 1;
+    for (int i = 0; i < g->n_nodes; i++) n = AI3_MAX(n, g->nodes[i].n_inputs);
+    return n;
+}
+
 /* Makes the plan for inputs of these shapes. */
 static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
     int nv = g->n_values;
@@ -325,7 +333,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
     int *last = malloc(sizeof *last * (size_t)nv);
     int *root_last = malloc(sizeof *root_last * (size_t)nv);
     buffer *bufs = malloc(sizeof *bufs * (size_t)nv);
-    const ai3_tensor **in = malloc(sizeof *in * (size_t)(nv + 1));
+    const ai3_tensor **in = malloc(sizeof *in * (size_t)max_node_inputs(g));
     int *readers = malloc(sizeof *readers * (size_t)nv);
     if (p) {
         p->refs = 1;
@@ -575,7 +583,7 @@ static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_node *pe
  * inputs, constants, values shared by several outputs). */
 static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor *t,
                             ai3_tensor *outputs, void *arena, void *stream) {
-    const ai3_tensor **in = malloc(sizeof *in * (size_t)(g->n_values + 1));
+    const ai3_tensor **in = malloc(sizeof *in * (size_t)max_node_inputs(g));
     if (!in) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     void *workspace = (char *)arena + align64(p->tensor_bytes);
     ai3_status s = AI3_OK;

@@ -374,3 +374,46 @@ AI3_TEST(graph_rejects_bad_inputs_clearly) {
     ai3_graph_destroy(NULL);
     free_net(&n);
 }
+
+/* A reshape, chunk or transpose node refused for its input id is freed as
+ * what it is: its parameters (which share storage with an operation node's
+ * plan) are never taken for a plan (found by the fuzzer). */
+AI3_TEST(graph_refused_view_nodes_free_cleanly) {
+    ai3_graph *g = NULL;
+    int x, v, pieces[4];
+    AI3_EXPECT(ai3_graph_create(AI3_FLOAT32, &g) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_add_input(g, &x) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT_STATUS(ai3_graph_reshape(g, 99, -1, NULL, &v), AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT_STATUS(ai3_graph_chunk(g, -5, -1, -1, pieces), AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT_STATUS(ai3_graph_transpose(g, "default", 99, -1, -1, &v),
+                      AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT_STATUS(ai3_graph_reshape(NULL, x, -1, NULL, &v), AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT(ai3_graph_reshape(g, x, 1, (ai3_graph_dim[]){{.value = -1, .size = -1}}, &v) ==
+                   AI3_OK, "the graph still builds: %s", ai3_last_error());
+    ai3_graph_destroy(g);
+}
+
+/* A node may read one value more often than the graph has values (found by
+ * the fuzzer: the planner's table of a node's inputs was sized by values). */
+AI3_TEST(graph_cat_reads_one_value_many_times) {
+    ai3_graph *g = NULL;
+    int x, y;
+    AI3_EXPECT(ai3_graph_create(AI3_FLOAT32, &g) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_add_input(g, &x) == AI3_OK, "%s", ai3_last_error());
+    const int five[5] = {x, x, x, x, x};
+    ai3_op_params p = {.cat = {.dim = 0}};
+    AI3_EXPECT(join(g, AI3_OP_CAT, "default", 5, five, &p, &y) == AI3_OK, "%s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_set_outputs(g, 1, &y) == AI3_OK, "%s", ai3_last_error());
+    ai3_tensor in = random_tensor(2, (int64_t[]){1, 3}), out = make(2, (int64_t[]){5, 3});
+    int nd;
+    int64_t shape[1][AI3_MAX_DIMS];
+    AI3_EXPECT(ai3_graph_output_shapes(g, 1, &in, 1, &nd, shape) == AI3_OK && nd == 2 &&
+                   shape[0][0] == 5 && shape[0][1] == 3,
+               "shape: %s", ai3_last_error());
+    AI3_EXPECT(ai3_graph_run(g, 1, &in, 1, &out) == AI3_OK, "run: %s", ai3_last_error());
+    const float *a = in.data, *b = out.data;
+    for (int i = 0; i < 15; i++) AI3_EXPECT(b[i] == a[i % 3], "out[%d] = %g", i, b[i]);
+    free(in.data);
+    free(out.data);
+    ai3_graph_destroy(g);
+}
