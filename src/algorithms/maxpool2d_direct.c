@@ -11,6 +11,7 @@ typedef struct {
     const real *x;
     real *y;
     int64_t h, w, oh, ow;
+    int64_t reach_w; /* (ow - 1) · stride_w: how far left of the input a tap may start */
     const ai3_pool2d_params *p;
 } pool_ctx;
 
@@ -34,10 +35,15 @@ AI3_MULTIVERSION(max_planes, void *, ctx, int64_t, begin, int64_t, end) {
         for (int64_t oh = 0; oh < c->oh; oh++) {
             real *yr = y + oh * c->ow;
             for (int64_t o = 0; o < c->ow; o++) yr[o] = -INFINITY;
-            for (int64_t ki = 0; ki < p->kernel_h; ki++) {
+            /* only the taps that land in the input for some output (a
+             * window may be far wider than the input) */
+            int64_t ki0, ki1, kj0, kj1;
+            tap_range(oh * p->stride_h - p->pad_h, p->dilation_h, c->h, p->kernel_h, &ki0, &ki1);
+            tap_range(c->reach_w - p->pad_w, p->dilation_w, c->w + c->reach_w, p->kernel_w, &kj0,
+                      &kj1);
+            for (int64_t ki = ki0; ki < ki1; ki++) {
                 int64_t ih = oh * p->stride_h - p->pad_h + ki * p->dilation_h;
-                if (ih < 0 || ih >= c->h) continue;
-                for (int64_t kj = 0; kj < p->kernel_w; kj++) {
+                for (int64_t kj = kj0; kj < kj1; kj++) {
                     int64_t off = kj * p->dilation_w - p->pad_w, lo, hi;
                     tap_range(off, sw, c->w, c->ow, &lo, &hi);
                     if (lo == hi) continue;
@@ -66,7 +72,12 @@ ai3_status AI3_TYPED(ai3_maxpool2d_direct)(const ai3_tensor *input,
         .x = input->data, .y = output->data, .p = params,
         .h = input->shape[2], .w = input->shape[3], .oh = output->shape[2], .ow = output->shape[3],
     };
-    int64_t per_plane = c.oh * c.ow * params->kernel_h * params->kernel_w;
+    c.reach_w = (c.ow - 1) * params->stride_w;
+    /* (-1, too many to count, when above 2^56) */
+    int64_t per_plane = ai3_size_mul(ai3_size_mul(c.oh, c.ow),
+                                     ai3_size_mul(AI3_MIN(params->kernel_h, c.h),
+                                                  AI3_MIN(params->kernel_w, c.w)));
+    if (per_plane < 0) per_plane = AI3_MAX_ELEMENTS;
     ai3_parallel_for(input->shape[0] * input->shape[1], AI3_MAX(1, (1 << 16) / per_plane),
                      max_planes, &c);
     return AI3_OK;

@@ -68,6 +68,7 @@ ai3_status ai3_mean(const char *algorithm, const ai3_tensor *input, const int *d
     int reduced[AI3_MAX_DIMS];
     reduced_dims(input, dims, n_dims, reduced);
     ai3_tensor vin = *input, vout = *output;
+    if (!vin.data) vin.data = ai3_shape_only; /* empty, as in ai3_batched_4d */
     int kind[AI3_MAX_DIMS + 1], m = 0;
     for (int i = 0; i < input->ndim; i++) {
         int64_t size = input->shape[i];

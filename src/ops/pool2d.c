@@ -13,7 +13,11 @@ ai3_pool2d_params ai3_pool2d_params_default(int64_t kernel_h, int64_t kernel_w) 
  * inside the input or the left padding. */
 static int64_t pooled_size(int64_t size, int64_t kernel, int64_t pad, int64_t stride,
                            int64_t dilation, int ceil_mode) {
-    int64_t span = size + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+    /* sizes and parameters are at most 2^56 (checked): only this product
+     * could overflow, and a kernel that wide fits no input */
+    int64_t extent = ai3_size_mul(dilation, kernel - 1);
+    if (extent < 0) return 0;
+    int64_t span = size + 2 * pad - extent - 1 + (ceil_mode ? stride - 1 : 0);
     int64_t out = (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1; /* floor */
     if (ceil_mode && (out - 1) * stride >= size + pad) out--;
     return out;
@@ -39,6 +43,11 @@ static ai3_status check_and_shape(const char *op, int is_max, const ai3_tensor *
                              op, (long long)p->stride_h, (long long)p->stride_w);
     if (p->dilation_h < 1 || p->dilation_w < 1)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: dilation must be >= 1", op);
+    if (AI3_MAX(AI3_MAX(p->kernel_h, p->kernel_w), AI3_MAX(p->stride_h, p->stride_w)) >
+            AI3_MAX_ELEMENTS ||
+        AI3_MAX(p->dilation_h, p->dilation_w) > AI3_MAX_ELEMENTS)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: kernel size, stride and dilation must be at most 2^56", op);
     if (!is_max && (p->dilation_h != 1 || p->dilation_w != 1))
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: dilation must be 1", op);
     if (!is_max && p->divisor_override < 0)

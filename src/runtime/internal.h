@@ -16,6 +16,23 @@
 #define AI3_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AI3_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* --- sizes ------------------------------------------------------------------
+ * Every size the library computes with (elements of a tensor, a padded
+ * input, a workspace) is at most AI3_MAX_ELEMENTS, so that sums, products
+ * with small factors and byte counts of such sizes cannot overflow int64_t
+ * or size_t. Larger requests are refused before anything is computed: no
+ * machine has that much memory. ai3_check_tensor bounds every tensor's
+ * non-zero sizes so; operations bound their parameters and the sizes they
+ * derive with ai3_size_mul. */
+#define AI3_MAX_ELEMENTS ((int64_t)1 << 56)
+
+/* a · b for sizes a, b >= 0; -1 if either is negative or the product is
+ * above AI3_MAX_ELEMENTS (so -1 propagates through a chain of products). */
+static inline int64_t ai3_size_mul(int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || (a && b > AI3_MAX_ELEMENTS / a)) return -1;
+    return a * b;
+}
+
 /* --- memory: 64-byte aligned, NULL on failure (sets the error message). --- */
 void *ai3_alloc(size_t bytes);
 void ai3_free(void *p);

@@ -7,7 +7,10 @@
 int64_t ai3_tensor_numel(const ai3_tensor *t) {
     int64_t n = 1;
     if (!t) return 0;
-    for (int i = 0; i < t->ndim && i < AI3_MAX_DIMS; i++) n *= t->shape[i];
+    /* wrapping (unsigned) products: a descriptor not yet checked may have
+     * any sizes, and ai3_check_tensor refuses those whose product is large */
+    for (int i = 0; i < t->ndim && i < AI3_MAX_DIMS; i++)
+        n = (int64_t)((uint64_t)n * (uint64_t)t->shape[i]);
     return n;
 }
 
@@ -29,6 +32,9 @@ void ai3_device_label(ai3_device device, int index, char *buf, size_t size) {
 
 ai3_tensor ai3_batched_4d(const ai3_tensor *t) {
     ai3_tensor v = *t;
+    /* an empty tensor may come without data; kernels form (and never
+     * follow) pointers into it, and arithmetic on NULL is undefined */
+    if (!v.data) v.data = ai3_shape_only;
     if (t->ndim == 3) {
         v.ndim = 4;
         v.shape[0] = 1;
@@ -76,11 +82,16 @@ ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *o
     if (t->ndim < 0 || t->ndim > AI3_MAX_DIMS)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has %d dimensions (0 to %d allowed)",
                              op, what, t->ndim, AI3_MAX_DIMS);
-    for (int i = 0; i < t->ndim; i++)
+    int64_t nonzero = 1; /* the product of the non-zero sizes */
+    for (int i = 0; i < t->ndim; i++) {
         if (t->shape[i] < 0)
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "%s: %s has a negative size %lld in dimension %d", op, what,
                                  (long long)t->shape[i], i);
+        if (t->shape[i] > 0 && (nonzero = ai3_size_mul(nonzero, t->shape[i])) < 0)
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "%s: %s is too large (more than 2^56 elements)", op, what);
+    }
     if (!t->data && ai3_tensor_numel(t) > 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has no data (NULL pointer)", op,
                              what);
