@@ -424,8 +424,14 @@ static ai3_status reshape_shape(const reshape_node *r, const ai3_tensor *in,
                                      "value with %d dimensions", i, d->dim, v->ndim);
             size = v->shape[k];
         }
-        if (size == -1) inferred = i;
-        else known *= size;
+        if (size == -1) {
+            inferred = i;
+        } else if (size > AI3_MAX_ELEMENTS || (known = ai3_size_mul(known, size)) < 0) {
+            /* no tensor has such sizes (and their product would overflow) */
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "reshape: sizes too large (%lld in dimension %d)",
+                                 (long long)size, i);
+        }
         out->shape[i] = size;
     }
     out->ndim = r->ndim;

@@ -417,3 +417,30 @@ AI3_TEST(graph_cat_reads_one_value_many_times) {
     free(out.data);
     ai3_graph_destroy(g);
 }
+
+/* Reshape sizes whose product would overflow, or that no tensor has (with a
+ * zero beside them), are refused; a chunk after them never sees them (found
+ * by the fuzzer). */
+AI3_TEST(graph_reshape_refuses_sizes_that_overflow) {
+    const int64_t huge[][3] = {{(int64_t)1 << 40, (int64_t)1 << 40, -1},
+                               {(int64_t)1 << 62, 0, 1},
+                               {0, INT64_MAX, 1}};
+    for (int t = 0; t < 3; t++) {
+        ai3_graph *g = NULL;
+        int x, r, pieces[2];
+        AI3_EXPECT(ai3_graph_create(AI3_FLOAT32, &g) == AI3_OK, "%s", ai3_last_error());
+        AI3_EXPECT(ai3_graph_add_input(g, &x) == AI3_OK, "%s", ai3_last_error());
+        ai3_graph_dim dims[3];
+        for (int i = 0; i < 3; i++) dims[i] = (ai3_graph_dim){.value = -1, .size = huge[t][i]};
+        AI3_EXPECT(ai3_graph_reshape(g, x, 3, dims, &r) == AI3_OK, "%s", ai3_last_error());
+        AI3_EXPECT(ai3_graph_chunk(g, r, 2, 0, pieces) == AI3_OK, "%s", ai3_last_error());
+        AI3_EXPECT(ai3_graph_set_outputs(g, 1, pieces) == AI3_OK, "%s", ai3_last_error());
+        ai3_tensor in = make(1, (int64_t[]){t == 0 ? 6 : 0});
+        int nd;
+        int64_t shape[1][AI3_MAX_DIMS];
+        AI3_EXPECT_STATUS(ai3_graph_output_shapes(g, 1, &in, 1, &nd, shape),
+                          AI3_ERROR_INVALID_ARGUMENT);
+        free(in.data);
+        ai3_graph_destroy(g);
+    }
+}
