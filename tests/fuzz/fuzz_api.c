@@ -828,7 +828,10 @@ static void run_into(fuzz *f, const op_case *c, tensors *t, const ai3_plan *plan
             if (ws && chance(f, 64)) ws /= 2; /* too small: refused, never overrun */
             workspace = aligned_alloc(64, (ws + 63) / 64 * 64);
         }
-        CALL(ai3_plan_run(plan, t->n_inputs, t->in_ptr, o, workspace, ws));
+        if (chance(f, 128))
+            CALL(ai3_plan_run(plan, t->n_inputs, t->in_ptr, o, workspace, ws));
+        else /* (host plans ignore the stream) */
+            CALL(ai3_plan_run_stream(plan, t->n_inputs, t->in_ptr, o, workspace, ws, NULL));
         free(workspace);
     }
     unchanged(&s, alias ? alias->t.data : NULL, "run");
@@ -1128,7 +1131,11 @@ static void graph_run(fuzz *f, graph_state *gs, int n_outputs) {
         for (int r = 0; r < 2; r++) {
             snapshot s = {0};
             for (int i = 0; i < gs->n_inputs; i++) snap(&s, &gs->inputs[i]);
-            CALL(ai3_graph_run(gs->g, gs->n_inputs, gs->input_t, n_outputs, out_t));
+            if (chance(f, 128))
+                CALL(ai3_graph_run(gs->g, gs->n_inputs, gs->input_t, n_outputs, out_t));
+            else
+                CALL(ai3_graph_run_stream(gs->g, gs->n_inputs, gs->input_t, n_outputs, out_t,
+                                          NULL));
             unchanged(&s, NULL, "graph run");
             if (!chance(f, 128)) break;
         }
@@ -1149,6 +1156,7 @@ static void fuzz_graph(fuzz *f) {
         if (gs.g) fail("graph create", "failed but gave a graph", s);
         return;
     }
+    if (chance(f, 16)) CALL(ai3_graph_set_cuda_graphs(gs.g, (int)pick(f, 0, 1)));
     /* inputs, and the tensors they are run with */
     gs.n_inputs = (int)pick(f, 1, 3);
     for (int i = 0; i < gs.n_inputs; i++) {
@@ -1227,6 +1235,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                     op_table[0].registered));
         CALL(ai3_load_algorithms(chance(&f, 128) ? NULL : "/nonexistent/ai3-plugin.so"));
         ai3_tensor_numel(NULL);
+        if (ai3_version() != AI3_VERSION || ai3_abi_version() != AI3_ABI_VERSION)
+            fail("version", "the library is not the one this fuzzer was built with", AI3_OK);
+        if (!ai3_cuda_describe()) fail("ai3_cuda_describe", "returned NULL", AI3_OK);
     }
 
     unsigned n_ops = byte(&f) % 3 + 1;
