@@ -22,6 +22,15 @@ ai3_status ai3_adaptiveavgpool2d_output_shape(const ai3_tensor *input, int64_t o
     int batched = input->ndim == 4;
     if (input->shape[batched + 1] < 1 || input->shape[batched + 2] < 1)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: input has an empty spatial size", OP);
+    /* the bins' bounds are i · size / out (i < out) and the output has
+     * n · c · out_h · out_w elements: all within 2^56 (found by the fuzzer) */
+    int64_t planes = batched ? ai3_size_mul(input->shape[0], input->shape[1]) : input->shape[0];
+    if (ai3_size_mul(out_h, input->shape[batched + 1]) < 0 ||
+        ai3_size_mul(out_w, input->shape[batched + 2]) < 0 ||
+        ai3_size_mul(ai3_size_mul(planes, out_h), out_w) < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: output size (%lld, %lld) too large", OP, (long long)out_h,
+                             (long long)out_w);
     int i = 0;
     if (batched) out_shape[i++] = input->shape[0];
     out_shape[i++] = input->shape[batched];

@@ -44,6 +44,9 @@ ai3_status ai3_cat_output_shape(const ai3_tensor *const *inputs, int n_inputs, i
                                      "%lld (only dimension %d may differ)",
                                      OP, k, (long long)t->shape[i], i,
                                      (long long)first->shape[i], d);
+        if (out_shape[d] > AI3_MAX_ELEMENTS - t->shape[d]) /* (sizes are at most that) */
+            return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                                 "%s: the joined size along dimension %d is above 2^56", OP, d);
         out_shape[d] += t->shape[d];
     }
     *out_ndim = nd;

@@ -154,3 +154,25 @@ AI3_TEST(limits_empty_tensors_without_data) {
                test_get(&m, 0)); /* 0 / 0, as torch */
     free(b.data), free(y.data), free(m.data);
 }
+
+/* Output sizes from parameters: adaptiveavgpool2d's bins are i · size / out,
+ * cat sums sizes; both stay within 2^56 (found by the fuzzer: an output
+ * size of 2^63 - 1 was accepted and a graph's chunk after it overflowed). */
+AI3_TEST(limits_output_sizes_from_parameters) {
+    int nd;
+    int64_t out[AI3_MAX_DIMS];
+    ai3_tensor x = shape_only(4, (int64_t[]){1, 4, 3, 3});
+    AI3_EXPECT_STATUS(ai3_adaptiveavgpool2d_output_shape(&x, INT64_MAX, 1, &nd, out),
+                      AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT_STATUS(ai3_adaptiveavgpool2d_output_shape(&x, (int64_t)1 << 30, (int64_t)1 << 30,
+                                                         &nd, out),
+                      AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT(ai3_adaptiveavgpool2d_output_shape(&x, 1000, 1000, &nd, out) == AI3_OK &&
+                   out[2] == 1000,
+               "%s", ai3_last_error());
+    ai3_tensor big = shape_only(2, (int64_t[]){0, (int64_t)1 << 56});
+    const ai3_tensor *three[] = {&big, &big, &big};
+    AI3_EXPECT_STATUS(ai3_cat_output_shape(three, 3, 1, &nd, out), AI3_ERROR_INVALID_ARGUMENT);
+    AI3_EXPECT(ai3_cat_output_shape(three, 3, 0, &nd, out) == AI3_OK && out[0] == 0,
+               "%s", ai3_last_error());
+}

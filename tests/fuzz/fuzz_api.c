@@ -156,7 +156,7 @@ static owned materialize(const desc *d, uint64_t seed) {
         return o;
     }
     o.bytes = (size_t)n * dtype_bytes(d->dtype);
-    o.t.data = malloc(o.bytes ? o.bytes : 0);
+    o.t.data = malloc(o.bytes);
     o.has_data = 1;
     uint64_t state = seed;
     for (int64_t i = 0; i < n; i++) {
@@ -244,7 +244,8 @@ static void unchanged(snapshot *s, const void *except, const char *what) {
  * contract of ai3_<kind>_fn says it receives one of the right size. */
 static ai3_status zero_output(ai3_tensor *out) {
     int64_t n = ai3_tensor_numel(out);
-    if (out->device != AI3_DEVICE_CPU) return ai3_set_error(AI3_ERROR_UNSUPPORTED, "fuzz: cpu only");
+    if (out->device != AI3_DEVICE_CPU)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED, "fuzz: registered for the CPU only");
     memset(out->data, 0, (size_t)n * dtype_bytes(out->dtype));
     return AI3_OK;
 }
@@ -580,7 +581,8 @@ static void pick_algorithm(fuzz *f, op_case *c) {
         if ((unsigned)from < AI3_OP_COUNT &&
             CALL(ai3_list_algorithms(from, AI3_DEVICE_CPU, names, 64, &count)) == AI3_OK &&
             count > 0) {
-            snprintf(c->algorithm, sizeof c->algorithm, "%s", names[byte(f) % (unsigned)(count < 64 ? count : 64)]);
+            unsigned listed = (unsigned)(count < 64 ? count : 64);
+            snprintf(c->algorithm, sizeof c->algorithm, "%s", names[byte(f) % listed]);
             return;
         }
         snprintf(c->algorithm, sizeof c->algorithm, "default");
@@ -799,6 +801,8 @@ static int cheap(const op_case *c, const desc *in0) {
     const int64_t limit = 1 << 16;
     if (p->pad_top > limit || p->pad_bottom > limit || p->pad_left > limit || p->pad_right > limit)
         return 0;
+    for (int i = 0; i < in0->ndim; i++)
+        if (in0->shape[i] < 0 || in0->shape[i] > limit) return 0; /* (refused anyway) */
     int64_t hp = in0->shape[in0->ndim - 2] + p->pad_top + p->pad_bottom;
     int64_t wp = in0->shape[in0->ndim - 1] + p->pad_left + p->pad_right;
     int64_t planes = in0->shape[in0->ndim - 3] * (in0->ndim == 4 ? in0->shape[0] : 1);
@@ -1181,9 +1185,11 @@ static void fuzz_graph(fuzz *f) {
     }
     /* outputs, then shapes, memory and runs */
     int n_outputs = (int)pick(f, 1, 3), outs[8];
-    for (int i = 0; i < n_outputs; i++)
-        outs[i] = chance(f, 200) && gs.n_values ? gs.n_values - 1 - (int)(byte(f) % 2 ? 0 : byte(f) % gs.n_values)
-                                                : pick_value(f, &gs);
+    for (int i = 0; i < n_outputs; i++) { /* mostly the last value or another one */
+        if (!chance(f, 200) || !gs.n_values) outs[i] = pick_value(f, &gs);
+        else if (byte(f) % 2) outs[i] = gs.n_values - 1;
+        else outs[i] = (int)(byte(f) % (unsigned)gs.n_values);
+    }
     if (chance(f, 8)) n_outputs = (int)pick(f, -1, 2);
     if (CALL(ai3_graph_set_outputs(gs.g, n_outputs, chance(f, 4) ? NULL : outs)) == AI3_OK) {
         if (ai3_graph_num_outputs(gs.g) != n_outputs || ai3_graph_num_inputs(gs.g) != gs.n_inputs)
