@@ -40,6 +40,9 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < nv; v++) acc[i][v] = V(setzero)();
     for (int64_t p = 0; p < kc; p++) {
+        /* A panels come straight from pre-packed weights, often from memory:
+         * ask for them 8 steps of k ahead */
+        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
         vec b0 = V(loadu)(b);
         vec b1 = nv > 1 ? V(loadu)(b + LANES) : b0;
 #pragma GCC unroll 14
