@@ -3,9 +3,10 @@
  *
  * The input is padded (and phase-split for strides) once into the wide
  * layout of conv2d_wide.h, where every kernel tap is a contiguous shifted
- * window (plain depthwise layers skip that copy: see below). The micro-kernel keeps a block of output channels × TILE
+ * window. The micro-kernel keeps a block of output channels × TILE
  * consecutive output positions in registers, loops over input channels and
- * taps, and broadcasts one weight per output channel.
+ * taps, and broadcasts one weight per output channel. Depthwise layers take
+ * a path of their own (below).
  */
 #include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
@@ -146,153 +147,160 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
 }
 
 /* --- depthwise ------------------------------------------------------------
- * One input and one output channel per group, zero padding (most depthwise
- * layers): such a layer is bound by memory traffic and loop overhead rather
- * than arithmetic, so every tap must be a long vector loop. Stride 1 with
- * wide rows reads the input in place (depthwise_rows). Otherwise a task
- * copies each plane once into a zero-bordered buffer split into stride_h ·
- * stride_w phases (phase (q, r): padded rows q, q + sh, ..., columns r,
- * r + sw, ...), where every tap reads one contiguous run for the whole
- * output plane: a tap is a single multiply-add over it (rows computed over
- * the phase width, the extra columns dropped when storing). */
+ * One input channel per group (depthwise layers, with any channel
+ * multiplier), zero padding. Such a layer does few multiply-adds per byte
+ * moved, so each output must be stored once, straight from registers, and
+ * no loop may end in a scalar remainder. A task copies each input plane once
+ * into a zero-bordered buffer split into stride_h · stride_w phases (phase
+ * (q, r): padded rows q, q + sh, ..., of them the columns r, r + sw, ...),
+ * so that every tap of an output row reads one contiguous run. The borders
+ * are zeroed once per task: every plane writes the same interior.
+ *
+ * A tile of DW_ROWS output rows × TW columns stays in registers through all
+ * the taps (a weight broadcast per tap), then takes the clamp and is stored.
+ * Rows at least TW wide are covered by tiles whose last one overlaps the one
+ * before it (recomputing a few outputs); narrower rows by one tile each that
+ * runs on into the next row, whose own tile, stored later, overwrites the
+ * excess; no store passes the plane's end. Row groups likewise: the last one
+ * overlaps the one before. */
 
-static bool plain_depthwise(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
-    return d->c_in_g == 1 && d->c_out_g == 1 && p->padding_mode == AI3_PADDING_ZEROS;
-}
-
-/* Planes are split into at most this many slices, each with its buffers in
- * the workspace. */
+/* Output rows per tile. */
+#define DW_ROWS 4
+/* Elements of the widest vector: a tile is at most two wide. */
+#define DW_V ((int64_t)(64 / sizeof(real)))
+/* Planes are split into at most this many slices, each a task's unit, with
+ * a buffer of its own in the workspace. */
 #define DEPTHWISE_SLICES 64
+/* ... and fewer where their buffers would pass this many bytes in all. */
+#define DEPTHWISE_WORKSPACE_BYTES ((int64_t)64 << 20)
+
+static bool depthwise(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
+    return d->c_in_g == 1 && p->padding_mode == AI3_PADDING_ZEROS;
+}
 
 typedef struct {
     const real *x, *w, *b;
     real *y;
     const ai3_conv2d_params *p;
     const ai3_conv2d_dims *d;
-    int64_t wq;            /* width of a phase: ceil(wp / stride_w) */
-    int64_t phase_elems;   /* ceil(hp / stride_h) · wq, plus a tail a tap may read past */
-    int64_t out_elems;     /* oh · wq */
+    int64_t wq;          /* row width of a phase: ceil(wp / stride_w), and a vector */
+    int64_t phase_elems; /* ceil(hp / stride_h) · wq, and what a tile reads past it */
+    int64_t taps;
+    const int64_t *off;  /* per tap: where it reads in the buffer, from the output's position */
     int64_t slices, slice_elems;
-    real *workspace;
+    real *buffers;
 } depthwise_ctx;
 
 static depthwise_ctx depthwise_layout(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
-    depthwise_ctx c = {.p = p, .d = d};
-    c.wq = (d->wp + p->stride_w - 1) / p->stride_w;
+    depthwise_ctx c = {.p = p, .d = d, .taps = d->kh * d->kw};
+    /* (a row may be copied in whole vectors, and zeros stored after it) */
+    c.wq = (d->wp + p->stride_w - 1) / p->stride_w + DW_V;
     const int64_t hq = (d->hp + p->stride_h - 1) / p->stride_h;
-    /* a tap may read up to a row and a column shift past the last row */
-    c.phase_elems = (hq + 1) * c.wq + (d->kw - 1) * p->dilation_w / p->stride_w + 1;
-    c.out_elems = d->oh * c.wq;
-    c.slices = AI3_MIN(d->n * d->c_out, DEPTHWISE_SLICES);
-    c.slice_elems = (p->stride_h * p->stride_w * c.phase_elems + c.out_elems + 15) &
-                    ~(int64_t)15;
+    /* a narrow row's tile reads up to 2 · DW_V columns, plus the taps' shift */
+    c.phase_elems = hq * c.wq + 2 * DW_V + d->kw * p->dilation_w;
+    c.slice_elems = (p->stride_h * p->stride_w * c.phase_elems + 15) & ~(int64_t)15;
+    const int64_t fit = DEPTHWISE_WORKSPACE_BYTES / (c.slice_elems * (int64_t)sizeof(real));
+    c.slices = AI3_MIN(d->n * d->c_out, AI3_MAX(1, AI3_MIN(DEPTHWISE_SLICES, fit)));
     return c;
 }
 
-/* The padded plane x (h × w) split into sh · sw phases: phase (q, r) holds
- * the padded rows q, q + sh, ... and of them the columns r, r + sw, ...
- * (zero outside the input), wq wide. */
-static inline __attribute__((always_inline)) void
-depthwise_fill(const depthwise_ctx *c, const real *x, real *phases) {
+/* Workspace: the tap offsets, then the slices' buffers. */
+static size_t depthwise_carve(const depthwise_ctx *c, ai3_arena *a, int64_t **off, real **buffers) {
+    *off = ai3_arena_take(a, (size_t)c->taps * sizeof **off);
+    *buffers = ai3_arena_take(a, (size_t)(c->slices * c->slice_elems) * sizeof(real));
+    return a->used;
+}
+
+/* Tap (ky, kx) of the output at phase position i reads phase
+ * ((ky·dh) % sh, (kx·dw) % sw) at i + (ky·dh / sh)·wq + kx·dw / sw. */
+static void depthwise_offsets(const depthwise_ctx *c, int64_t *off) {
     const ai3_conv2d_params *p = c->p;
-    const ai3_conv2d_dims *d = c->d;
-    const int64_t sh = p->stride_h, sw = p->stride_w;
-    memset(phases, 0, (size_t)(sh * sw * c->phase_elems) * sizeof(real));
-    for (int64_t iy = 0; iy < d->h; iy++) {
-        const int64_t py = iy + p->pad_top;
-        const real *xr = x + iy * d->w;
-        real *row = phases + (py % sh) * sw * c->phase_elems + py / sh * c->wq;
-        if (sw == 1) {
-            memcpy(row + p->pad_left, xr, (size_t)d->w * sizeof(real));
-            continue;
+    for (int64_t ky = 0; ky < c->d->kh; ky++)
+        for (int64_t kx = 0; kx < c->d->kw; kx++) {
+            const int64_t row = ky * p->dilation_h, col = kx * p->dilation_w;
+            off[ky * c->d->kw + kx] =
+                ((row % p->stride_h) * p->stride_w + col % p->stride_w) * c->phase_elems +
+                row / p->stride_h * c->wq + col / p->stride_w;
         }
-        for (int64_t r = 0; r < sw; r++) { /* input columns ix with (ix + pad_left) % sw == r */
-            const int64_t ix0 = ((r - p->pad_left) % sw + sw) % sw;
-            if (ix0 >= d->w) continue;
-            const int64_t n = (d->w - ix0 + sw - 1) / sw;
-            real *restrict dst = row + r * c->phase_elems + (ix0 + p->pad_left) / sw;
-            const real *restrict src = xr + ix0;
-            if (sw == 2) /* (a constant stride: the loop vectorises) */
-                for (int64_t j = 0; j < n; j++) dst[j] = src[2 * j];
-            else
-                for (int64_t j = 0; j < n; j++) dst[j] = src[j * sw];
-        }
+}
+
+/* Input row x (w long) into its phase rows: row points at the padded row's
+ * start in phase (its row phase, column phase 0). */
+static inline __attribute__((always_inline)) void
+depthwise_fill_row(const depthwise_ctx *c, const real *restrict x, real *row) {
+    const int64_t sw = c->p->stride_w, pad = c->p->pad_left, w = c->d->w;
+    for (int64_t r = 0; r < sw; r++) { /* input columns ix with (ix + pad) % sw == r */
+        const int64_t ix0 = ((r - pad) % sw + sw) % sw;
+        real *restrict dst = row + r * c->phase_elems + (ix0 + pad) / sw;
+        for (int64_t ix = ix0; ix < w; ix += sw) *dst++ = x[ix];
     }
 }
 
-/* Stride 1 over wide planes: straight from the input, no copy (such a layer
- * is bound by memory traffic): each output row starts at the bias and every
- * tap adds its weight times the input row it meets, over the columns that
- * land inside the input. */
-static inline __attribute__((always_inline)) void
-depthwise_rows(const depthwise_ctx *c, const real *x, const real *wk, real bias, real *y) {
-    const ai3_conv2d_params *p = c->p;
-    const ai3_conv2d_dims *d = c->d;
-    for (int64_t oy = 0; oy < d->oh; oy++) {
-        real *restrict yr = y + oy * d->ow;
-        for (int64_t ox = 0; ox < d->ow; ox++) yr[ox] = bias;
-        for (int64_t ky = 0; ky < d->kh; ky++) {
-            const int64_t iy = oy * p->stride_h + ky * p->dilation_h - p->pad_top;
-            if (iy < 0 || iy >= d->h) continue;
-            for (int64_t kx = 0; kx < d->kw; kx++) {
-                const int64_t shift = kx * p->dilation_w - p->pad_left;
-                const int64_t lo = AI3_MAX(0, -shift), hi = AI3_MIN(d->ow, d->w - shift);
-                const real wv = wk[ky * d->kw + kx];
-                const real *restrict xr = x + iy * d->w + shift;
-                for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
-            }
-        }
-        clamp_run(yr, d->ow, d->clamp);
+/* The lanes of a vector comparison: an integer as wide as real. */
+#if defined(AI3_REAL_DOUBLE)
+typedef int64_t depthwise_lane;
+#else
+typedef int32_t depthwise_lane;
+#endif
+
+/* Lane indices of the even and odd elements of two vectors of n lanes
+ * (DW_EVEN_n, DW_ODD_n). */
+#define DW_EVEN_2 0, 2
+#define DW_ODD_2 1, 3
+#define DW_EVEN_4 0, 2, 4, 6
+#define DW_ODD_4 1, 3, 5, 7
+#define DW_EVEN_8 0, 2, 4, 6, 8, 10, 12, 14
+#define DW_ODD_8 1, 3, 5, 7, 9, 11, 13, 15
+#define DW_EVEN_16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define DW_ODD_16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+/* (lanes of 64-, 32- and 16-byte vectors) */
+#if defined(AI3_REAL_DOUBLE)
+#define DW_LANES_64 8
+#define DW_LANES_32 4
+#define DW_LANES_16 2
+#else
+#define DW_LANES_64 16
+#define DW_LANES_32 8
+#define DW_LANES_16 4
+#endif
+
+#if AI3_MV_ENABLED
+#define DW_ISA(name) name##_avx512
+#define DW_TARGET __attribute__((target("arch=x86-64-v4")))
+#define DW_LANES DW_LANES_64
+#define DW_NARROW_LANES DW_LANES_32
+#include "conv2d_direct_depthwise.h"
+#define DW_ISA(name) name##_avx2
+#define DW_TARGET __attribute__((target("arch=x86-64-v3")))
+#define DW_LANES DW_LANES_32
+#define DW_NARROW_LANES DW_LANES_16
+#include "conv2d_direct_depthwise.h"
+#endif
+#define DW_ISA(name) name##_generic
+#define DW_TARGET
+#define DW_LANES DW_LANES_16
+#define DW_NARROW_LANES DW_LANES_16
+#include "conv2d_direct_depthwise.h"
+
+static void depthwise_planes(const depthwise_ctx *c, int64_t begin, int64_t end, real *buf) {
+#if AI3_MV_ENABLED
+    switch (ai3_multiversion_isa()) {
+    case AI3_ISA_AVX512: depthwise_planes_avx512(c, begin, end, buf); return;
+    case AI3_ISA_AVX2: depthwise_planes_avx2(c, begin, end, buf); return;
+    default: break;
     }
+#endif
+    depthwise_planes_generic(c, begin, end, buf);
 }
 
-static void depthwise_slice(const depthwise_ctx *c, int64_t slice, real *buf);
-
-/* Tasks are slices: a contiguous run of planes, with buffers of its own. */
+/* A task's slices [begin, end): one run of planes, in the first slice's
+ * buffer. */
 static void depthwise_slices(void *vctx, int64_t begin, int64_t end) {
     const depthwise_ctx *c = vctx;
-    for (int64_t t = begin; t < end; t++) depthwise_slice(c, t, c->workspace + t * c->slice_elems);
-}
-
-AI3_MULTIVERSION(depthwise_planes, const depthwise_ctx *, c, int64_t, begin, int64_t, end,
-                 real *, buf) {
-    const ai3_conv2d_params *p = c->p;
-    const ai3_conv2d_dims *d = c->d;
-    const int64_t sw = p->stride_w, wq = c->wq;
-    real *restrict out = buf + p->stride_h * sw * c->phase_elems;
-    /* rows of at least two vectors vectorise well as they are */
-    const bool rows = sw == 1 && d->ow >= 128 / (int64_t)sizeof(real);
-    for (int64_t plane = begin; plane < end; plane++) {
-        const int64_t ch = plane % d->c_out;
-        const real *wk = c->w + ch * d->kh * d->kw;
-        const real bias = c->b ? c->b[ch] : 0;
-        if (rows) {
-            depthwise_rows(c, c->x + plane * d->h * d->w, wk, bias,
-                           c->y + plane * d->oh * d->ow);
-            continue;
-        }
-        depthwise_fill(c, c->x + plane * d->h * d->w, buf);
-        for (int64_t i = 0; i < c->out_elems; i++) out[i] = bias;
-        /* output row oy, phase column j reads phase row oy + ky·dh / sh */
-        for (int64_t ky = 0; ky < d->kh; ky++)
-            for (int64_t kx = 0; kx < d->kw; kx++) {
-                const real wv = wk[ky * d->kw + kx];
-                const int64_t row = ky * p->dilation_h, col = kx * p->dilation_w;
-                const real *restrict src =
-                    buf + ((row % p->stride_h) * sw + col % sw) * c->phase_elems +
-                    row / p->stride_h * wq + col / sw;
-                for (int64_t i = 0; i < c->out_elems; i++) out[i] += wv * src[i];
-            }
-        clamp_run(out, c->out_elems, d->clamp);
-        real *y = c->y + plane * d->oh * d->ow;
-        for (int64_t oy = 0; oy < d->oh; oy++)
-            for (int64_t ox = 0; ox < d->ow; ox++) y[oy * d->ow + ox] = out[oy * wq + ox];
-    }
-}
-
-static void depthwise_slice(const depthwise_ctx *c, int64_t slice, real *buf) {
+    real *buf = c->buffers + begin * c->slice_elems;
+    memset(buf, 0, (size_t)c->slice_elems * sizeof(real));
     const int64_t planes = c->d->n * c->d->c_out;
-    depthwise_planes(c, planes * slice / c->slices, planes * (slice + 1) / c->slices, buf);
+    depthwise_planes(c, planes * begin / c->slices, planes * end / c->slices, buf);
 }
 
 /* --- everything else ---------------------------------------------------------- */
@@ -308,9 +316,12 @@ static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_ar
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
-    if (plain_depthwise(&pb->params, d)) {
+    if (depthwise(&pb->params, d)) {
         depthwise_ctx c = depthwise_layout(&pb->params, d);
-        return (size_t)(c.slices * c.slice_elems) * sizeof(real);
+        ai3_arena a = {NULL, 0};
+        int64_t *off;
+        real *buffers;
+        return depthwise_carve(&c, &a, &off, &buffers);
     }
     ai3_arena a = {NULL, 0};
     ai3_conv2d_wide s;
@@ -322,13 +333,17 @@ static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
-    if (plain_depthwise(&pb->params, d)) {
+    if (depthwise(&pb->params, d)) {
         depthwise_ctx c = depthwise_layout(&pb->params, d);
+        ai3_arena a = {workspace, 0};
+        int64_t *off;
+        depthwise_carve(&c, &a, &off, &c.buffers);
+        depthwise_offsets(&c, off);
+        c.off = off;
         c.x = input->data;
         c.w = pb->weight.data;
         c.b = pb->bias ? pb->bias->data : NULL;
         c.y = output->data;
-        c.workspace = workspace;
         ai3_parallel_for(c.slices, 1, depthwise_slices, &c);
         return AI3_OK;
     }
