@@ -160,9 +160,9 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
  * the taps (a weight broadcast per tap), then takes the clamp and is stored.
  * Rows at least TW wide are covered by tiles whose last one overlaps the one
  * before it (recomputing a few outputs); narrower rows by one tile each that
- * runs on into the next row, whose own tile, stored later, overwrites the
- * excess; no store passes the plane's end. Row groups likewise: the last one
- * overlaps the one before. */
+ * runs on into the next row (or plane), whose own tile, stored later,
+ * overwrites the excess; no store passes the end of the task's planes. Row
+ * groups likewise: the last one overlaps the one before. */
 
 /* Output rows per tile. */
 #define DW_ROWS 4

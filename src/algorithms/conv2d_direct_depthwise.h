@@ -87,7 +87,7 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
 /* A tile (NAME): for R rows r and NV vectors of type VT (MT: its comparison
  * lanes) making TW columns i,
  *   y[r·ow + i] = clamp(bias + Σ_t wk[t] · src[off[t] + r·wq + i]),
- * row r stored only up to `avail - r·ow` elements (the plane's end). The
+ * row r stored only up to `avail - r·ow` elements (where stores stop). The
  * clamp (d->clamp: lo, hi; NaN kept) is applied here, where each output is
  * final, and nowhere else on this path. */
 #define DW_TILE(NAME, VT, MT, NV, R)                                                            \
@@ -128,12 +128,13 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
         }                                                                                       \
     }
 
-/* One output plane from the phases with the tiles ROWS (DW_ROWS rows) and
- * ROW (one row), TW columns wide. */
+/* One output plane y from the phases with the tiles ROWS (DW_ROWS rows) and
+ * ROW (one row), TW columns wide; stores stop `room` elements after y. */
 #define DW_PLANE(NAME, ROWS, ROW, TW)                                                           \
     static inline __attribute__((always_inline)) DW_TARGET void NAME(                           \
-        const depthwise_ctx *c, const real *phases, const real *wk, real bias, real *y) {       \
-        const int64_t oh = c->d->oh, ow = c->d->ow, wq = c->wq, plane = oh * ow;                \
+        const depthwise_ctx *c, const real *phases, const real *wk, real bias, real *y,         \
+        int64_t room) {                                                                         \
+        const int64_t oh = c->d->oh, ow = c->d->ow, wq = c->wq;                                 \
         const int64_t rows = oh >= DW_ROWS ? DW_ROWS : 1;                                       \
         for (int64_t oy0 = 0; oy0 < oh; oy0 += rows) {                                          \
             const int64_t oy = AI3_MIN(oy0, oh - rows);                                         \
@@ -141,8 +142,8 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
                 const int64_t ox = ow >= (TW) ? AI3_MIN(x0, ow - (TW)) : 0;                     \
                 const real *src = phases + oy * wq + ox;                                        \
                 const int64_t at = oy * ow + ox;                                                \
-                if (rows == DW_ROWS) ROWS(c, src, wk, bias, y + at, plane - at);                \
-                else ROW(c, src, wk, bias, y + at, plane - at);                                 \
+                if (rows == DW_ROWS) ROWS(c, src, wk, bias, y + at, room - at);                 \
+                else ROW(c, src, wk, bias, y + at, room - at);                                  \
                 if (x0 + (TW) >= ow) break;                                                     \
             }                                                                                   \
         }                                                                                       \
@@ -164,7 +165,9 @@ DW_PLANE(DW_ISA(plane_two), DW_ISA(tile_two_rows), DW_ISA(tile_two_row), 2 * DW_
 /* Output planes [begin, end) (plane = image · c_out + channel), with buf as
  * the phases (borders zeroed). The channels of one input plane are
  * neighbours: it is copied once for them. Rows take the narrowest tile at
- * least as wide, or the widest. */
+ * least as wide, or the widest. A narrow row's tile may run on into the
+ * next plane, which is computed later: only the last plane stops at its
+ * end. */
 static __attribute__((noinline)) DW_TARGET void
 DW_ISA(depthwise_planes)(const depthwise_ctx *c, int64_t begin, int64_t end, real *buf) {
     const ai3_conv2d_dims *d = c->d;
@@ -179,9 +182,10 @@ DW_ISA(depthwise_planes)(const depthwise_ctx *c, int64_t begin, int64_t end, rea
         const real *wk = c->w + oc * c->taps;
         const real bias = c->b ? c->b[oc] : 0;
         real *y = c->y + plane * d->oh * d->ow;
-        if (d->ow <= DW_NARROW_W) DW_ISA(plane_narrow)(c, buf, wk, bias, y);
-        else if (d->ow <= DW_W) DW_ISA(plane_one)(c, buf, wk, bias, y);
-        else DW_ISA(plane_two)(c, buf, wk, bias, y);
+        const int64_t room = (end - plane) * d->oh * d->ow;
+        if (d->ow <= DW_NARROW_W) DW_ISA(plane_narrow)(c, buf, wk, bias, y, room);
+        else if (d->ow <= DW_W) DW_ISA(plane_one)(c, buf, wk, bias, y, room);
+        else DW_ISA(plane_two)(c, buf, wk, bias, y, room);
     }
 }
 
