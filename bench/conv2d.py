@@ -1,14 +1,19 @@
-"""conv2d: each ai3 algorithm's time over PyTorch's on the seed's four shapes.
+"""conv2d: each ai3 algorithm's time over PyTorch's on the seed's four shapes,
+or (--depthwise) on the depthwise layers of MobileNetV2 and EfficientNet-B0.
 
-3x3 convolutions with C_out = C_in, padding 1, stride 1, at each batch size
-given. Measured in one process: ai3 and PyTorch calls interleaved, after
-warm-up, median of the repeats. ai3 runs as a swapped operation does in
-inference: its plan (prepared weights) made once and kept. Also reports
-the workspace bytes each algorithm's plan needs, and how far 'guess' is from
-the best algorithm. Prints a table; writes bench/results/conv2d.json and,
-with matplotlib, bench/results/conv2d.png.
+The seed's shapes: 3x3 convolutions with C_out = C_in, padding 1, stride 1,
+at each batch size given. The depthwise layers: every distinct one of the
+networks at 224x224 (groups = C_in = C_out, no bias), by default with
+'direct' and 'guess' only. Measured in one process: ai3 and PyTorch calls
+interleaved, after warm-up, median of the repeats. ai3 runs as a swapped
+operation does in inference: its plan (prepared weights) made once and kept.
+Also reports the workspace bytes each algorithm's plan needs, and how far
+'guess' is from the best algorithm. Prints a table; writes
+bench/results/conv2d.json (conv2d_depthwise.json) and, with matplotlib,
+bench/results/conv2d.png.
 
     .venv/bin/python bench/conv2d.py [--batch 1 10] [--repeats 10] [--threads 2]
+    .venv/bin/python bench/conv2d.py --depthwise [--nets mobilenet_v2] [--batch 1 8]
 """
 import argparse
 import json
@@ -28,6 +33,18 @@ SHAPES = {
     "late-middle": (256, 28, 28),
     "late": (512, 14, 14),
 }
+# (channels, kernel, stride, padding, input size) of each distinct depthwise
+# layer, in network order.
+DEPTHWISE = {
+    "mobilenet_v2": [(32, 3, 1, 1, 112), (96, 3, 2, 1, 112), (144, 3, 1, 1, 56),
+                     (144, 3, 2, 1, 56), (192, 3, 1, 1, 28), (192, 3, 2, 1, 28),
+                     (384, 3, 1, 1, 14), (576, 3, 1, 1, 14), (576, 3, 2, 1, 14),
+                     (960, 3, 1, 1, 7)],
+    "efficientnet_b0": [(32, 3, 1, 1, 112), (96, 3, 2, 1, 112), (144, 3, 1, 1, 56),
+                        (144, 5, 2, 2, 56), (240, 5, 1, 2, 28), (240, 3, 2, 1, 28),
+                        (480, 3, 1, 1, 14), (480, 5, 1, 2, 14), (672, 5, 1, 2, 14),
+                        (672, 5, 2, 2, 14), (1152, 5, 1, 2, 7), (1152, 3, 1, 1, 7)],
+}
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -37,24 +54,26 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def conv_call(x, weight, bias, algorithm):
-    return lambda: _ops.conv2d(x, weight, bias, (1, 1), (1, 1, 1, 1), (1, 1), 1, "zeros",
-                               algorithm)
+def conv_call(x, weight, bias, algorithm, stride=1, padding=1, groups=1):
+    return lambda: _ops.conv2d(x, weight, bias, (stride, stride), (padding,) * 4, (1, 1),
+                               groups, "zeros", algorithm)
 
 
-def workspace_bytes(x, weight, bias, algorithm):
-    plan = _core.plan("conv2d", algorithm, (weight, bias), (1, 1, 1, 1, 1, 1, 1, 1, 1, "zeros"),
-                      tuple(x.shape))
+def workspace_bytes(x, weight, bias, algorithm, stride=1, padding=1, groups=1):
+    params = (stride, stride, *(padding,) * 4, 1, 1, groups, "zeros")
+    plan = _core.plan("conv2d", algorithm, (weight, bias), params, tuple(x.shape))
     return _core.workspace_size(plan, tuple(x.shape)), _core.plan_algorithm(plan)
 
 
-def measure(n, shape, algorithms, repeats):
+def measure(n, shape, algorithms, repeats, kernel=3, stride=1, padding=1, groups=1):
+    """torch and each algorithm on input (n, *shape), C_out = C_in."""
     c, h, w = shape
     x = torch.randn(n, c, h, w)
-    weight = torch.randn(c, c, 3, 3) / (3 * c ** 0.5)
-    bias = torch.randn(c)
-    calls = {"torch": lambda: F.conv2d(x, weight, bias, padding=1)}
-    calls.update({a: conv_call(x, weight, bias, a) for a in algorithms})
+    weight = torch.randn(c, c // groups, kernel, kernel) / (kernel * (c // groups) ** 0.5)
+    bias = torch.randn(c) if groups == 1 else None
+    conv = dict(stride=stride, padding=padding, groups=groups)
+    calls = {"torch": lambda: F.conv2d(x, weight, bias, **conv)}
+    calls.update({a: conv_call(x, weight, bias, a, **conv) for a in algorithms})
     expected = calls["torch"]()
     for algo in algorithms:
         err = (calls[algo]() - expected).abs().max().item()
@@ -69,11 +88,42 @@ def measure(n, shape, algorithms, repeats):
     medians = {k: statistics.median(v) for k, v in times.items()}
     row = {"n": n, "torch_ms": medians["torch"] * 1e3, "algorithms": {}}
     for algo in algorithms:
-        ws, chosen = workspace_bytes(x, weight, bias, algo)
+        ws, chosen = workspace_bytes(x, weight, bias, algo, **conv)
         row["algorithms"][algo] = {"ms": medians[algo] * 1e3,
                                    "ratio": medians[algo] / medians["torch"],
                                    "workspace_bytes": ws, "runs": chosen}
     return row
+
+
+def depthwise(args):
+    """The depthwise layers of args.nets, one table per network and batch."""
+    algorithms = args.algorithms or ["direct", "guess"]
+    rows = []
+    for net in args.nets:
+        for n in args.batch:
+            print(f"\n{net}, N={n}: ms per call (ratio: ai3 / torch)")
+            print(f"{'C':>5} {'k':>2} {'s':>2} {'HxW':>8} {'torch':>8} " +
+                  " ".join(f"{a:>17}" for a in algorithms))
+            total = {k: 0.0 for k in ["torch", *algorithms]}
+            for c, k, s, p, size in DEPTHWISE[net]:
+                row = measure(n, (c, size, size), algorithms, args.repeats, kernel=k, stride=s,
+                              padding=p, groups=c)
+                row.update(net=net, c=c, kernel=k, stride=s, padding=p, size=size)
+                rows.append(row)
+                total["torch"] += row["torch_ms"]
+                cells = []
+                for a in algorithms:
+                    r = row["algorithms"][a]
+                    total[a] += r["ms"]
+                    cells.append(f"{r['ms']:8.3f} ({r['ratio']:5.2f})")
+                print(f"{c:>5} {k:>2} {s:>2} {f'{size}x{size}':>8} {row['torch_ms']:8.3f} " +
+                      " ".join(f"{x:>17}" for x in cells), flush=True)
+            cells = [f"{total[a]:8.3f} ({total[a] / total['torch']:5.2f})" for a in algorithms]
+            print(f"{'sum':>19} {total['torch']:8.3f} " + " ".join(f"{x:>17}" for x in cells))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "conv2d_depthwise.json").write_text(json.dumps(
+        {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=2))
+    print(f"wrote {RESULTS / 'conv2d_depthwise.json'}")
 
 
 def plot(rows, algorithms, path):
@@ -109,9 +159,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--algorithms", nargs="+", default=None)
+    parser.add_argument("--depthwise", action="store_true",
+                        help="the depthwise layers of --nets instead of the seed's shapes")
+    parser.add_argument("--nets", nargs="+", default=["mobilenet_v2"], choices=list(DEPTHWISE))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ai3.set_num_threads(args.threads)
+    if args.depthwise:
+        depthwise(args)
+        return
     algorithms = args.algorithms or list(ai3.SUPPORTED_ALGORITHMS["conv2d"])
 
     rows = []
