@@ -60,11 +60,15 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
     const ai3_conv2d_params *p = c->p;
     const int64_t sh = p->stride_h, sw = p->stride_w, pad = p->pad_left;
     const int64_t h = c->d->h, w = c->d->w;
-    /* column phase e's part of a row: count[e] elements from col[e] */
+    /* stride 2: the even input columns (count0 of them) go to column phase
+     * pad % 2 from column pad / 2 (part0), the odd ones (count1) to the other
+     * phase from column (pad + 1) / 2 (part1); stride 1: the row to column
+     * pad */
     const int64_t count0 = (w + 1) / 2, count1 = w / 2;
     const int64_t count = sw == 1 ? w : count0;
     real *const part0 = phases + (sw == 1 ? pad : pad % 2 * c->phase_elems + pad / 2);
-    real *const part1 = phases + (1 + pad) % 2 * c->phase_elems + (1 + pad) / 2;
+    real *const part1 =
+        sw == 1 ? part0 : phases + (1 + pad) % 2 * c->phase_elems + (1 + pad) / 2;
     const bool narrow = count <= DW_NARROW_LANES;
     const int64_t lanes = narrow ? DW_NARROW_LANES : DW_LANES;
     const int64_t n = (count + lanes - 1) / lanes;
