@@ -11,6 +11,7 @@
 
 #define NO_OFFSET ((size_t)-1)
 #define FUSED_AWAY (-2)
+#define BIAS_DEFERRED (-3) /* a linear whose bias a later fused node adds */
 #define NEVER INT_MAX /* the last use of a graph output */
 
 struct graph_plan {
@@ -25,7 +26,8 @@ struct graph_plan {
     size_t *slot;       /* per graph input, then per output: its offset in replay_memory */
     /* Per node: an operation absorbing the activation that alone reads its
      * output (the index of that node; `fusable` says which), FUSED_AWAY for
-     * such an activation (its value a view of the operation's), else -1. */
+     * such an activation (its value a view of the operation's), BIAS_DEFERRED
+     * for a linear run without its bias (fuse_permutes), else -1. */
     int *fused;
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
@@ -275,6 +277,18 @@ static bool own_op(const graph_node *node) {
            !ai3_is_registered(node->u.op.plan->op, node->u.op.plan->algorithm, AI3_DEVICE_CUDA);
 }
 
+/* The linear whose output permute node i alone reads, if its bias can be
+ * added later (it has one, and nothing is fused into it), else -1. */
+static int linear_before(const ai3_graph *g, const graph_plan *p, const int *readers, int i) {
+    const graph_value *gv = &g->values[g->nodes[i].inputs[0]];
+    if (gv->kind != VALUE_NODE || readers[g->nodes[i].inputs[0]] != 1) return -1;
+    const graph_node *lin = &g->nodes[gv->index];
+    return lin->kind == NODE_LINEAR && own_op(lin) && p->fused[gv->index] == -1 &&
+                   lin->u.op.plan->weights[1].data
+               ? gv->index
+               : -1;
+}
+
 /* On CUDA, the permutes around a channels-last section (ConvNeXt's blocks)
  * are fused into their neighbours (once shapes are known):
  *  - permute(0, 2, 3, 1) read only by a layernorm over the last dimension:
@@ -282,7 +296,9 @@ static bool own_op(const graph_node *node) {
  *    permute, which is FUSED_AWAY);
  *  - permute(0, 3, 1, 2) read only by a mul by a constant of one value per
  *    channel, read only by an add of a tensor of the result's shape: one
- *    kernel at the add (fused[add] = the permute; permute and mul away). */
+ *    kernel at the add (fused[add] = the permute; permute and mul away),
+ *    which also adds the bias of a linear the permute alone reads (that
+ *    linear BIAS_DEFERRED). */
 static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers) {
     static const int to_last[4] = {0, 2, 3, 1}, to_first[4] = {0, 3, 1, 2};
     for (int i = 0; i < g->n_nodes; i++) {
@@ -314,6 +330,8 @@ static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers)
             if (!same) continue;
             p->fused[i] = p->fused[j] = FUSED_AWAY;
             p->fused[k] = i;
+            int lin = linear_before(g, p, readers, i);
+            if (lin >= 0) p->fused[lin] = BIAS_DEFERRED;
         }
     }
 }
@@ -563,8 +581,9 @@ static void bind_values(const ai3_graph *g, const graph_plan *p, const ai3_tenso
 }
 
 /* The add that absorbed a permute and the mul by a constant reading it. */
-static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_node *permute,
-                                        const graph_node *add, ai3_tensor *t, void *stream) {
+static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_plan *p,
+                                        const graph_node *permute, const graph_node *add,
+                                        ai3_tensor *t, void *stream) {
     int k = 0;
     for (; k < 2; k++) { /* which input of the add is the mul's */
         const graph_value *gv = &g->values[add->inputs[k]];
@@ -575,8 +594,22 @@ static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_node *pe
     }
     const graph_node *mul = &g->nodes[g->values[add->inputs[k]].index];
     int scale = mul->inputs[0] == permute->output ? mul->inputs[1] : mul->inputs[0];
-    return ai3_graph_cuda(g)->permute_scale_add(&t[permute->inputs[0]], &t[scale],
+    const graph_value *y = &g->values[permute->inputs[0]];
+    const ai3_tensor *bias = y->kind == VALUE_NODE && p->fused[y->index] == BIAS_DEFERRED
+                                 ? &g->nodes[y->index].u.op.plan->weights[1]
+                                 : NULL;
+    return ai3_graph_cuda(g)->permute_scale_add(&t[permute->inputs[0]], bias, &t[scale],
                                                 &t[add->inputs[1 - k]], &t[add->output], stream);
+}
+
+/* A BIAS_DEFERRED linear: its plan as it is but without the bias. */
+static ai3_status run_without_bias(const graph_node *node, const ai3_tensor *const *in,
+                                   ai3_tensor *out, void *workspace, size_t workspace_bytes,
+                                   void *stream) {
+    ai3_plan plan = *node->u.op.plan;
+    plan.weights[1] = (ai3_tensor){0};
+    return ai3_plan_run_stream(&plan, node->n_inputs, in, out, workspace, workspace_bytes,
+                               stream);
 }
 
 /* Runs every node, then copies the outputs not written in place (graph
@@ -599,7 +632,10 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
             s = p->cuda->layernorm_channels(node->u.op.plan, &t[g->nodes[p->fused[i]].inputs[0]],
                                             &t[node->output], stream);
         else if (p->fused[i] >= 0 && node->kind == NODE_ADD)
-            s = run_permute_scale_add(g, &g->nodes[p->fused[i]], node, t, stream);
+            s = run_permute_scale_add(g, p, &g->nodes[p->fused[i]], node, t, stream);
+        else if (p->fused[i] == BIAS_DEFERRED)
+            s = run_without_bias(node, in, &t[node->output], workspace, p->workspace_bytes,
+                                 stream);
         else if (p->fused[i] >= 0)
             s = ai3_plan_run_fused(node->u.op.plan, node->n_inputs, in, &t[node->output],
                                    workspace, p->workspace_bytes, stream,
