@@ -69,6 +69,9 @@ AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_gemm)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_implicit_gemm)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_implicit_precomp_gemm)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_winograd)
+/* bfloat16 versions (<name>_bf16.c) */
+extern const ai3_conv2d_algorithm ai3_conv2d_direct_bf16, ai3_conv2d_gemm_bf16,
+    ai3_conv2d_implicit_gemm_bf16, ai3_conv2d_implicit_precomp_gemm_bf16;
 
 /* Finds the conv2d algorithm `name` ("default" and "guess" already
  * resolved): a built-in (*impl) or one registered at run time (*registered). */

@@ -25,6 +25,7 @@ typedef struct ai3_linear_algorithm {
 
 extern const ai3_linear_algorithm ai3_linear_gemm_f32;
 extern const ai3_linear_algorithm ai3_linear_gemm_f64;
+extern const ai3_linear_algorithm ai3_linear_gemm_bf16; /* linear_gemm_bf16.c */
 
 /* Finds the linear algorithm `name` ("default" resolved): a built-in
  * (*impl) or one registered at run time (*registered). */

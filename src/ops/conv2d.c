@@ -459,6 +459,24 @@ static ai3_status run_algorithm(const ai3_conv2d_plan *plan, const ai3_conv2d_di
     return s;
 }
 
+/* output clamped to [clamp[0], clamp[1]] in place; bfloat16 through a
+ * plan (which computes it in float32, ops/plan.c). */
+static ai3_status clamp_pass(ai3_tensor *output, const double *clamp) {
+    if (output->dtype != AI3_BFLOAT16)
+        return ai3_hardtanh("direct", output, clamp[0], clamp[1], output);
+    ai3_op_params p;
+    memset(&p, 0, sizeof p);
+    p.hardtanh.min_val = clamp[0];
+    p.hardtanh.max_val = clamp[1];
+    ai3_plan *plan;
+    ai3_status s = ai3_plan_create(AI3_OP_HARDTANH, "direct", 0, NULL, &p, NULL, &plan);
+    if (s != AI3_OK) return s;
+    const ai3_tensor *in = output;
+    s = ai3_plan_run(plan, 1, &in, output, NULL, 0);
+    ai3_plan_destroy(plan);
+    return s;
+}
+
 static ai3_status plan_run_clamped(const ai3_conv2d_plan *plan, const ai3_tensor *input,
                                    ai3_tensor *output, void *workspace, size_t workspace_size,
                                    const double *clamp) {
@@ -483,7 +501,7 @@ static ai3_status plan_run_clamped(const ai3_conv2d_plan *plan, const ai3_tensor
     else
         s = run_algorithm(plan, &d, &in4, &out4, workspace, workspace_size);
     if (s == AI3_OK && clamp && !fused) /* a pass of its own after the algorithm */
-        s = ai3_hardtanh("direct", output, clamp[0], clamp[1], output);
+        s = clamp_pass(output, clamp);
     return s;
 }
 
@@ -547,4 +565,4 @@ ai3_status ai3_conv2d_run_clamped(const ai3_plan *plan, const ai3_tensor *input,
 
 const ai3_op_impl ai3_conv2d_impl = {.create = plan_create, .destroy = plan_destroy,
                                      .output_shape = plan_shape, .workspace_size = plan_workspace,
-                                     .run = plan_run, .algorithm = plan_algorithm};
+                                     .run = plan_run, .algorithm = plan_algorithm, .bf16 = true};

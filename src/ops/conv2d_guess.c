@@ -17,10 +17,11 @@ const char *ai3_conv2d_guess(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
      * copy of it is the GEMM's B, even for a short K. */
     if (d->kh == 1 && d->kw == 1 && d->hp == d->h && d->wp == d->w) return "gemm";
     if (depth < 64) return "direct";
-    /* 3×3, stride 1: Winograd does 2.25× (F(4×4)) fewer products. */
+    /* 3×3, stride 1: Winograd does 2.25× (F(4×4)) fewer products (in float;
+     * bfloat16 has no Winograd, its GEMM gathers the taps from the offsets). */
     if (d->kh == 3 && d->kw == 3 && !strided && p->dilation_h == 1 && p->dilation_w == 1 &&
         d->c_in_g >= 32 && d->c_out_g >= 32)
-        return "winograd";
+        return pb->weight.dtype == AI3_BFLOAT16 ? "implicit precomp gemm" : "winograd";
     /* Strided windows: precomputed offsets gather them fastest. */
     if (strided) return "implicit precomp gemm";
     return "implicit gemm";

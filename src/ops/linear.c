@@ -154,4 +154,4 @@ static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const 
 }
 
 const ai3_op_impl ai3_linear_impl = {.create = plan_create, .destroy = plan_destroy,
-                                     .output_shape = plan_shape, .run = plan_run};
+                                     .output_shape = plan_shape, .run = plan_run, .bf16 = true};

@@ -26,6 +26,10 @@ typedef struct ai3_op_impl {
     /* The output may be the first input's memory (or the second's, for add
      * and mul): elementwise operations, which the graph runs in place. */
     bool in_place;
+    /* Computes bfloat16 CPU tensors itself (conv2d, linear). The others get
+     * float32 copies from the generic plans (ops/plan.c): weights widened
+     * at create, inputs widened and the output rounded back at each run. */
+    bool bf16;
 } ai3_op_impl;
 
 #define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
