@@ -2,6 +2,13 @@
 #include "bf16.h"
 
 #include <stdatomic.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static bool detect(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -16,13 +23,50 @@ static bool detect(void) {
 /* -1: not detected yet. */
 static atomic_int has_bf16 = -1;
 
-bool ai3_cpu_has_bf16(void) {
+/* Whether the CPU has AVX512_BF16 (and BW, VL), whatever the active ISA. */
+static bool cpu_bf16(void) {
     int h = atomic_load_explicit(&has_bf16, memory_order_relaxed);
     if (h < 0) {
         h = detect();
         atomic_store(&has_bf16, h);
     }
-    return h && ai3_cpu_isa() == AI3_ISA_AVX512;
+    return h;
+}
+
+bool ai3_cpu_has_bf16(void) { return cpu_bf16() && ai3_cpu_isa() == AI3_ISA_AVX512; }
+
+static bool detect_amx(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+    unsigned a, b, c, d;
+    /* CPUID.(7, 0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 22 & 1) || !(d >> 24 & 1))
+        return false;
+    /* the OS enabled XSAVE (CPUID.1:ECX bit 27) and the tile state in XCR0
+     * (bit 17 TILECFG, bit 18 TILEDATA) */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return false;
+    uint32_t xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    /* Linux hands out the tile data per process on request:
+     * arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) */
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return false;
+#endif
+}
+
+/* -1: not detected yet. */
+static atomic_int has_amx = -1;
+
+bool ai3_cpu_has_amx_bf16(void) {
+    if (!cpu_bf16()) return false;
+    int h = atomic_load_explicit(&has_amx, memory_order_relaxed);
+    if (h < 0) {
+        h = detect_amx();
+        atomic_store(&has_amx, h);
+    }
+    return h;
 }
 
 ai3_status ai3_require_cpu_bf16(const char *op) {

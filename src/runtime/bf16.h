@@ -37,6 +37,14 @@ static inline ai3_bf16 ai3_float_to_bf16(float f) {
  * ai3_cpu_set_isa) is AVX-512. */
 bool ai3_cpu_has_bf16(void);
 
+/* Whether this process may run AMX bfloat16 tile products: the CPU has
+ * AMX-TILE and AMX-BF16 (and AVX512_BF16, for the kernel's epilogue;
+ * whatever the active ISA: ai3_cpu_has_bf16 decides whether bfloat16 is
+ * computed at all), the OS saves the tile state (XCR0) and, on Linux, the
+ * process was granted the tile data (arch_prctl(ARCH_REQ_XCOMP_PERM), asked
+ * for once, on the first call). */
+bool ai3_cpu_has_amx_bf16(void);
+
 /* AI3_OK when ai3_cpu_has_bf16(); else AI3_ERROR_UNSUPPORTED with a message
  * naming `op` and why. */
 ai3_status ai3_require_cpu_bf16(const char *op);

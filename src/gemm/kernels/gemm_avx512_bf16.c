@@ -11,25 +11,12 @@
  */
 #include <immintrin.h>
 
+#include "bf16_epilogue.h"
 #include "gemm_bf16.h"
 
 #define MR AI3_GEMM_BF16_MR
 #define NR AI3_GEMM_BF16_NR
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/* Stores 16 float32 results (the lanes in m) of row i, vector v. */
-ALWAYS_INLINE void store(__m512 r, void *c, int64_t off, __mmask16 m, bool full, bool out_bf16) {
-    if (out_bf16) {
-        __m256i h = (__m256i)_mm512_cvtneps_pbh(r);
-        ai3_bf16 *p = (ai3_bf16 *)c + off;
-        if (full) _mm256_storeu_si256((__m256i *)p, h);
-        else _mm256_mask_storeu_epi16(p, m, h);
-    } else {
-        float *p = (float *)c + off;
-        if (full) _mm512_storeu_ps(p, r);
-        else _mm512_mask_storeu_ps(p, m, r);
-    }
-}
 
 ALWAYS_INLINE void tile(int64_t k2, const uint32_t *restrict a, const uint32_t *restrict b,
                         void *c, int64_t rsc, int64_t csc, const int mr, const int nv, int nr,
@@ -57,29 +44,17 @@ ALWAYS_INLINE void tile(int64_t k2, const uint32_t *restrict a, const uint32_t *
         float t[MR][NR];
         for (int i = 0; i < mr; i++)
             for (int v = 0; v < nv; v++) _mm512_storeu_ps(&t[i][16 * v], acc[i][v]);
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++) {
-                float x = t[i][j] + (bias_r ? bias_r[i] : 0);
-                /* NaN kept */
-                if (clamp) x = x < clamp[0] ? clamp[0] : x > clamp[1] ? clamp[1] : x;
-                int64_t off = i * rsc + j * csc;
-                if (out_bf16) ((ai3_bf16 *)c)[off] = ai3_float_to_bf16(x);
-                else ((float *)c)[off] = x;
-            }
+        ai3_bf16_finish_strided(&t[0][0], NR, c, rsc, csc, mr, nr, bias_r, clamp, out_bf16);
         return;
     }
-    __mmask16 m[2];
-    m[0] = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    m[1] = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    const __mmask16 m[2] = {ai3_bf16_lanes(nr, 0), ai3_bf16_lanes(nr, 1)};
     const bool full = nr == 16 * nv;
 #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) {
         __m512 br = bias_r ? _mm512_set1_ps(bias_r[i]) : _mm512_setzero_ps();
-        for (int v = 0; v < nv; v++) {
-            __m512 r = _mm512_add_ps(acc[i][v], br);
-            if (clamp) r = _mm512_min_ps(hi, _mm512_max_ps(lo, r)); /* NaN kept */
-            store(r, c, i * rsc + 16 * v, m[v], full, out_bf16);
-        }
+        for (int v = 0; v < nv; v++)
+            ai3_bf16_finish(acc[i][v], br, lo, hi, clamp, c, i * rsc + 16 * v, m[v], full,
+                            out_bf16);
     }
 }
 
