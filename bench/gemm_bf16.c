@@ -1,14 +1,15 @@
 /*
  * bfloat16 GEMM benchmark: GFLOP/s of ai3_gemm_bf16 (bfloat16 operands,
- * float32 sums, bfloat16 output) against the float32 engine ai3_gemm_f32
- * on the same products, as a convolution runs them: A the pre-packed
- * weights (M = C_out, K = C_in·KH·KW), B the row-major input (N = OH·OW).
+ * float32 sums, bfloat16 output) on each of its kernels the CPU has
+ * (AVX512_BF16, AMX) against the float32 engine ai3_gemm_f32 on the same
+ * products, as a convolution runs them: A the pre-packed weights
+ * (M = C_out, K = C_in·KH·KW), B the row-major input (N = OH·OW).
  *
  *   ai3_bench_gemm_bf16 [--reps R] [--threads T] > results.json
  *
- * The two contenders run interleaved, round after round; each round times
+ * The contenders run interleaved, round after round; each round times
  * back-to-back calls for at least 20 ms. The JSON has every round's
- * GFLOP/s; a table of medians goes to stderr.
+ * GFLOP/s; a table of medians (and ratios to float32) goes to stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ static double now(void) {
 }
 
 typedef struct {
-    int bf16;
+    int bf16; /* 0: float32; 1: bfloat16 (A packed for its kernel) */
     int64_t M, N, K;
     const void *A, *B; /* A pre-packed */
     void *C;
@@ -86,8 +87,19 @@ int main(int argc, char **argv) {
     }
     ai3_set_num_threads(threads);
     const ai3_gemm_config_f32 *cfg = ai3_gemm_get_config_f32();
+    /* the contenders: float32, then each bfloat16 kernel there is */
+    const char *names[3] = {"f32", NULL, NULL};
+    ai3_gemm_bf16_kernel kernels[3];
+    int n_impl = 1;
+    for (int k = AI3_GEMM_BF16_AVX512; k <= AI3_GEMM_BF16_AMX; k++)
+        if (ai3_gemm_bf16_set_kernel((ai3_gemm_bf16_kernel)k) == (ai3_gemm_bf16_kernel)k) {
+            kernels[n_impl] = (ai3_gemm_bf16_kernel)k;
+            names[n_impl++] = k == AI3_GEMM_BF16_AMX ? "bf16 amx" : "bf16 avx512";
+        }
     printf("{\n  \"threads\": %d,\n  \"f32_kernel\": \"%s\",\n  \"runs\": [\n", threads, cfg->name);
-    fprintf(stderr, "%6s %6s %6s  %9s %9s  %s\n", "M", "N", "K", "f32 GF/s", "bf16 GF/s", "ratio");
+    fprintf(stderr, "%6s %6s %6s ", "M", "N", "K");
+    for (int c = 0; c < n_impl; c++) fprintf(stderr, " %12s", names[c]);
+    fprintf(stderr, "  (GFLOP/s; ratios to f32)\n");
     int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int s = 0; s < n_shapes; s++) {
         const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -97,28 +109,35 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < M * K; i++) Ah[i] = ai3_float_to_bf16(A[i] = rand() / (float)RAND_MAX - 0.5f);
         for (int64_t i = 0; i < K * N; i++) Bh[i] = ai3_float_to_bf16(B[i] = rand() / (float)RAND_MAX - 0.5f);
         float *pa = ai3_alloc(ai3_gemm_packed_a_size_f32(cfg, M, K) * sizeof(float));
-        uint32_t *pah = ai3_alloc(ai3_gemm_bf16_packed_a_size(M, K) * sizeof(uint32_t));
         ai3_gemm_pack_a_f32(cfg, M, K, A, K, 1, pa);
-        ai3_gemm_bf16_pack_a(M, K, Ah, K, 1, pah);
-        call_t calls[2] = {{0, M, N, K, pa, B, malloc(sizeof(float) * (size_t)(M * N))},
-                           {1, M, N, K, pah, Bh, malloc(sizeof(ai3_bf16) * (size_t)(M * N))}};
-        double g[2][64];
-        for (int c = 0; c < 2; c++) run_call(&calls[c]); /* warm up */
+        call_t calls[3] = {{0, M, N, K, pa, B, malloc(sizeof(float) * (size_t)(M * N))}};
+        for (int c = 1; c < n_impl; c++) { /* a packed A runs on its kernel */
+            ai3_gemm_bf16_set_kernel(kernels[c]);
+            uint32_t *pah = ai3_alloc(ai3_gemm_bf16_packed_a_size(M, K) * sizeof(uint32_t));
+            ai3_gemm_bf16_pack_a(M, K, Ah, K, 1, pah);
+            calls[c] = (call_t){1, M, N, K, pah, Bh, malloc(sizeof(ai3_bf16) * (size_t)(M * N))};
+        }
+        double g[3][64];
+        for (int c = 0; c < n_impl; c++) run_call(&calls[c]); /* warm up */
         for (int r = 0; r < reps; r++)
-            for (int c = 0; c < 2; c++) g[c][r] = time_call(&calls[c]);
-        for (int c = 0; c < 2; c++) {
+            for (int c = 0; c < n_impl; c++) g[c][r] = time_call(&calls[c]);
+        for (int c = 0; c < n_impl; c++) {
             printf("%s    {\"M\": %lld, \"N\": %lld, \"K\": %lld, \"impl\": \"%s\", \"gflops\": [",
-                   s || c ? ",\n" : "", (long long)M, (long long)N, (long long)K,
-                   c ? "bf16" : "f32");
+                   s || c ? ",\n" : "", (long long)M, (long long)N, (long long)K, names[c]);
             for (int r = 0; r < reps; r++) printf("%s%.2f", r ? ", " : "", g[c][r]);
             printf("]}");
         }
-        double f = median(g[0], reps), h = median(g[1], reps);
-        fprintf(stderr, "%6lld %6lld %6lld  %9.1f %9.1f  %.2f\n", (long long)M, (long long)N,
-                (long long)K, f, h, h / f);
-        for (int c = 0; c < 2; c++) free(calls[c].C);
-        ai3_free(pa);
-        ai3_free(pah);
+        const double f = median(g[0], reps);
+        fprintf(stderr, "%6lld %6lld %6lld  %12.1f", (long long)M, (long long)N, (long long)K, f);
+        for (int c = 1; c < n_impl; c++) {
+            const double h = median(g[c], reps);
+            fprintf(stderr, " %6.1f %5.2fx", h, h / f);
+        }
+        fprintf(stderr, "\n");
+        for (int c = 0; c < n_impl; c++) {
+            free(calls[c].C);
+            ai3_free((void *)calls[c].A);
+        }
         free(A);
         free(B);
         free(Ah);
