@@ -1,6 +1,8 @@
 """bfloat16 on the CPU (AVX512_BF16): swapped conv2d and linear for each
 algorithm that computes it, every other operation (computed in float32 by
-the generic plans), converted networks, and the errors. Each result is
+the generic plans), converted networks, and the errors. On a CPU with AMX
+the GEMM runs on AMX tiles; the conv2d and linear cases run again, in a
+subprocess, on the AVX512_BF16 kernel (AI3_BF16_KERNEL=avx512). Each result is
 compared with torch in float64 on the same bfloat16 inputs (tolerance in
 conftest.py); whole networks with torch's float32 network, as a relative
 error of the output's norm below 2e-2."""
@@ -19,9 +21,11 @@ from conftest import assert_close
 
 try:
     with open("/proc/cpuinfo") as f:
-        HAS_BF16 = "avx512_bf16" in f.read()
+        CPU_FLAGS = f.read()
 except OSError:
-    HAS_BF16 = False
+    CPU_FLAGS = ""
+HAS_BF16 = "avx512_bf16" in CPU_FLAGS
+HAS_AMX = HAS_BF16 and "amx_bf16" in CPU_FLAGS and "amx_tile" in CPU_FLAGS
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="the CPU has no AVX512_BF16")
 
 BF16_CONV2D = ["direct", "gemm", "implicit gemm", "implicit precomp gemm", "guess", "default"]
@@ -163,6 +167,18 @@ def test_converted_network_in_bf16(name):
     got = model(x.bfloat16())
     assert got.dtype == torch.bfloat16
     assert rel_err(got, want) < NET_REL_ERR
+
+
+@pytest.mark.skipif(not HAS_AMX, reason="no AMX: the GEMM runs on AVX512_BF16 already")
+def test_conv2d_and_linear_bf16_on_the_avx512_kernel():
+    # the kernel is chosen once per process: these cases again, in a fresh one
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+         "conv2d_bf16_matches_torch or linear_bf16_matches_torch"],
+        env={**os.environ, "AI3_BF16_KERNEL": "avx512"}, capture_output=True, text=True,
+        timeout=600, cwd=os.path.dirname(__file__))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout[-3000:]
 
 
 NO_BF16_SCRIPT = r"""
