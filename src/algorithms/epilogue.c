@@ -19,6 +19,10 @@ static inline real identity_of(real v) { return v; }
 AI3_MULTIVERSION(epilogue_block, real *, c, int64_t, ldc, const real *, r, int64_t, ldr,
                  int64_t, rows, int64_t, cols, const ai3_epilogue *, e) {
     const real lo = (real)e->lo, hi = (real)e->hi;
+    if (ldc == cols && (!r || ldr == cols)) { /* contiguous: one long row vectorises best */
+        cols *= rows;
+        rows = 1;
+    }
 #define CLAMP(v) ai3_clamp_of(v, lo, hi)
     for (int64_t i = 0; i < rows; i++) {
         real *restrict y = c + i * ldc;

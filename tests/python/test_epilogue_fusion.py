@@ -252,3 +252,59 @@ def test_torchvision_residual_blocks(dtype):
         if isinstance(m, nn.BatchNorm2d):
             m.load_state_dict(_bn(m.num_features).state_dict())
     check(blocks, randn((1, 16, 20, 20), seed=9), dtype)
+
+
+PLUGIN = r"""
+#include "ai3.h"
+
+/* conv2d "via direct": ai3's direct convolution, as a registered algorithm
+ * (which computes no epilogue: the graph applies it in a pass after). */
+static ai3_status via_direct(const ai3_tensor *input, const ai3_tensor *weight,
+                             const ai3_tensor *bias, const ai3_conv2d_params *params,
+                             ai3_tensor *output) {
+    return ai3_conv2d("direct", input, weight, bias, params, output);
+}
+
+/* relu "doubled": 2·max(x, 0), to tell that it ran rather than a fused relu. */
+static ai3_status doubled(const ai3_tensor *input, ai3_tensor *output) {
+    int64_t n = ai3_tensor_numel(input);
+    for (int64_t i = 0; i < n; i++)
+        if (input->dtype == AI3_FLOAT32) {
+            float x = ((const float *)input->data)[i];
+            ((float *)output->data)[i] = x > 0 ? 2 * x : 0;
+        } else {
+            double x = ((const double *)input->data)[i];
+            ((double *)output->data)[i] = x > 0 ? 2 * x : 0;
+        }
+    return AI3_OK;
+}
+
+AI3_PLUGIN_EXPORT ai3_status ai3_init_algorithms(int abi_version) {
+    ai3_status s = ai3_plugin_check_abi(abi_version);
+    if (s == AI3_OK)
+        s = ai3_register_algorithm(AI3_OP_CONV2D, "via direct", AI3_DEVICE_CPU,
+                                   (ai3_algorithm_fn)via_direct);
+    if (s == AI3_OK)
+        s = ai3_register_algorithm(AI3_OP_RELU, "doubled", AI3_DEVICE_CPU,
+                                   (ai3_algorithm_fn)doubled);
+    return s;
+}
+"""
+
+
+def test_registered_algorithms_and_epilogues(tmp_path):
+    """A registered conv2d gets its epilogue in a pass after it; a registered
+    activation is never fused away (it runs, as itself)."""
+    from test_selectors_errors import build_plugin
+
+    ai3.load_algorithms(build_plugin(tmp_path, "epilogue_plugin", PLUGIN))
+    torch.manual_seed(0)
+    x = randn((2, 8, 10, 12), seed=10)
+    for dtype in DTYPES:
+        for act in ("none", "silu"):
+            net = Residual("before", nn.Identity() if act == "none" else nn.SiLU())
+            check(net, x, dtype, {"conv2d": "via direct"})
+        net = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()).eval().to(dtype)
+        model = ai3.convert(net, {"relu": "doubled"})
+        with torch.no_grad():
+            torch.testing.assert_close(model(x.to(dtype)), 2 * net(x.to(dtype)))
