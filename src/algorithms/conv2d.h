@@ -42,8 +42,8 @@ typedef struct ai3_conv2d_algorithm {
      * workspace_size bytes, 64-byte aligned. */
     ai3_status (*run)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace);
-    /* run applies d->clamp itself (while each output tile is in cache). */
-    bool clamps;
+    /* run applies d->epilogue itself (while each output tile is in cache). */
+    bool fuses_epilogue;
 } ai3_conv2d_algorithm;
 
 /* Carving one workspace into parts: the same sequence of ai3_arena_take

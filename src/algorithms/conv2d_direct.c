@@ -9,6 +9,7 @@
  */
 #include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
+#include "epilogue.h"
 
 #include <string.h>
 
@@ -86,33 +87,17 @@ typedef struct {
     int64_t oc_blocks;        /* per group */
 } direct_ctx;
 
-/* v[0..n) clamped to clamp[0], clamp[1] (NaN kept), if clamp. */
-static inline __attribute__((always_inline)) void clamp_run(real *restrict v, int64_t n,
-                                                            const real *clamp) {
-    if (!clamp) return;
-    const real lo = clamp[0], hi = clamp[1];
-    for (int64_t i = 0; i < n; i++) {
-        real x = v[i] < lo ? lo : v[i];
-        v[i] = x > hi ? hi : x;
-    }
-}
-
 /* Writes the valid positions of a computed tile (ocb channels from oc) to the
- * output, adding the bias; with the run's clamp, the bias is added and the
- * clamp applied in the tile (in registers' reach) before the store. */
+ * output, adding the bias, and applies the run's epilogue to them (in
+ * cache). */
 static void store_tile(const direct_ctx *c, real *tile, int ocb, int64_t n, int64_t oc,
                        int64_t q0) {
     const ai3_conv2d_dims *d = c->d;
-    const real *clamp = d->clamp;
     for (int j = 0; j < ocb; j++) {
-        real bias = c->b ? c->b[oc + j] : 0;
-        if (clamp) {
-            for (int64_t i = 0; i < c->tile_w; i++) tile[j * c->tile_w + i] += bias;
-            clamp_run(tile + j * c->tile_w, c->tile_w, clamp);
-            bias = 0;
-        }
-        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w, bias, d,
-                                         c->s, c->y + (n * d->c_out + oc + j) * d->oh * d->ow);
+        const int64_t plane = (n * d->c_out + oc + j) * d->oh * d->ow;
+        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w,
+                                         c->b ? c->b[oc + j] : 0, d, c->s, c->y + plane,
+                                         d->epilogue, ai3_epilogue_residual(d->epilogue, plane));
     }
 }
 
@@ -223,9 +208,10 @@ depthwise_fill(const depthwise_ctx *c, const real *x, real *phases) {
 /* Stride 1 over wide planes: straight from the input, no copy (such a layer
  * is bound by memory traffic): each output row starts at the bias and every
  * tap adds its weight times the input row it meets, over the columns that
- * land inside the input. */
+ * land inside the input; then the run's epilogue (r: the plane's residual). */
 static inline __attribute__((always_inline)) void
-depthwise_rows(const depthwise_ctx *c, const real *x, const real *wk, real bias, real *y) {
+depthwise_rows(const depthwise_ctx *c, const real *x, const real *wk, real bias, real *y,
+               const real *r) {
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
     for (int64_t oy = 0; oy < d->oh; oy++) {
@@ -242,7 +228,9 @@ depthwise_rows(const depthwise_ctx *c, const real *x, const real *wk, real bias,
                 for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
             }
         }
-        clamp_run(yr, d->ow, d->clamp);
+        if (d->epilogue)
+            AI3_TYPED(ai3_epilogue_apply)(yr, 0, r ? r + oy * d->ow : NULL, 0, 1, d->ow,
+                                          d->epilogue);
     }
 }
 
@@ -266,9 +254,10 @@ AI3_MULTIVERSION(depthwise_planes, const depthwise_ctx *, c, int64_t, begin, int
         const int64_t ch = plane % d->c_out;
         const real *wk = c->w + ch * d->kh * d->kw;
         const real bias = c->b ? c->b[ch] : 0;
+        real *y = c->y + plane * d->oh * d->ow;
+        const real *r = ai3_epilogue_residual(d->epilogue, plane * d->oh * d->ow);
         if (rows) {
-            depthwise_rows(c, c->x + plane * d->h * d->w, wk, bias,
-                           c->y + plane * d->oh * d->ow);
+            depthwise_rows(c, c->x + plane * d->h * d->w, wk, bias, y, r);
             continue;
         }
         depthwise_fill(c, c->x + plane * d->h * d->w, buf);
@@ -283,10 +272,10 @@ AI3_MULTIVERSION(depthwise_planes, const depthwise_ctx *, c, int64_t, begin, int
                     row / p->stride_h * wq + col / sw;
                 for (int64_t i = 0; i < c->out_elems; i++) out[i] += wv * src[i];
             }
-        clamp_run(out, c->out_elems, d->clamp);
-        real *y = c->y + plane * d->oh * d->ow;
         for (int64_t oy = 0; oy < d->oh; oy++)
             for (int64_t ox = 0; ox < d->ow; ox++) y[oy * d->ow + ox] = out[oy * wq + ox];
+        if (d->epilogue) /* the plane is in cache */
+            AI3_TYPED(ai3_epilogue_apply)(y, d->ow, r, d->ow, d->oh, d->ow, d->epilogue);
     }
 }
 
@@ -361,5 +350,5 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
 const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_direct) = {
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in each tile, and each depthwise plane */
+    .fuses_epilogue = true, /* in each tile, and each depthwise row or plane */
 };

@@ -93,7 +93,7 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     out32 = *output;
     out32.dtype = AI3_FLOAT32;
     out32.data = y;
-    ai3_status s = FLOAT->run(&inner, d, &in32, &out32, rest); /* d->clamp: floats */
+    ai3_status s = FLOAT->run(&inner, d, &in32, &out32, rest); /* d->epilogue: on floats */
     if (s == AI3_OK) ai3_float_to_bf16_n(y, output->data, ai3_tensor_numel(output));
     return s;
 }
@@ -103,5 +103,5 @@ const ai3_conv2d_algorithm ai3_conv2d_direct_bf16 = {
     .release = release,
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* the float algorithm clamps */
+    .fuses_epilogue = true, /* the float algorithm applies it */
 };

@@ -54,9 +54,15 @@ ai3_status ai3_conv2d_bf16_gemm(const ai3_conv2d_bf16_weights *w, const ai3_conv
                                 unsigned flags) {
     const int64_t n_cols = d->oh * d->ow;
     const ai3_gemm_bf16_operand a = ai3_gemm_bf16_packed(w->packed + (size_t)g * w->block_words);
+    const ai3_epilogue *e = d->epilogue;
+    float clamp[2];
+    if (e && (e->residual || (e->act != AI3_ACT_CLAMP && e->act != AI3_ACT_NONE)))
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "conv2d: in bfloat16 the fused epilogue is a clamp only");
+    if (e && e->act == AI3_ACT_CLAMP) clamp[0] = (float)e->lo, clamp[1] = (float)e->hi;
     return ai3_gemm_bf16(w->m, n_cols, w->k, &a, b, y, n_cols, 1,
-                         w->bias ? w->bias + g * w->m : NULL, d->clamp,
-                         flags | AI3_GEMM_BF16_OUT);
+                         w->bias ? w->bias + g * w->m : NULL,
+                         e && e->act == AI3_ACT_CLAMP ? clamp : NULL, flags | AI3_GEMM_BF16_OUT);
 }
 
 /* --- gemm ------------------------------------------------------------------ */
@@ -164,5 +170,5 @@ const ai3_conv2d_algorithm ai3_conv2d_gemm_bf16 = {
     .release = ai3_conv2d_bf16_release,
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in the GEMM's tiles */
+    .fuses_epilogue = true, /* a clamp, in the GEMM's tiles */
 };

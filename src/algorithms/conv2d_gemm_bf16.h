@@ -24,8 +24,8 @@ ai3_status ai3_conv2d_bf16_prepare(ai3_conv2d_problem *pb);
 void ai3_conv2d_bf16_release(void *state);
 
 /* The product of group g's weights and B into y (the group's first output
- * channel, N = OH·OW columns), with the bias and d->clamp, stored as
- * bfloat16. */
+ * channel, N = OH·OW columns), with the bias and d->epilogue (a clamp:
+ * graphs fuse nothing else in bfloat16), stored as bfloat16. */
 ai3_status ai3_conv2d_bf16_gemm(const ai3_conv2d_bf16_weights *w, const ai3_conv2d_dims *d,
                                 int64_t g, const ai3_gemm_bf16_operand *b, ai3_bf16 *y,
                                 unsigned flags);

@@ -139,5 +139,5 @@ const ai3_conv2d_algorithm ai3_conv2d_implicit_precomp_gemm_bf16 = {
     .release = ai3_conv2d_bf16_release,
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in the GEMM's tiles */
+    .fuses_epilogue = true, /* a clamp, in the GEMM's tiles */
 };

@@ -39,7 +39,10 @@ static ai3_status prepare(ai3_linear_problem *pb) {
     return AI3_OK;
 }
 
-static ai3_status run(const ai3_linear_problem *pb, const ai3_tensor *input, ai3_tensor *output) {
+static ai3_status run(const ai3_linear_problem *pb, const ai3_tensor *input, ai3_tensor *output,
+                      const ai3_epilogue *epilogue) {
+    if (epilogue) /* graphs fuse nothing into a bfloat16 linear */
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED, "linear: no fused epilogue in bfloat16");
     const packed_weight *pw = pb->state;
     const int64_t out = pb->weight.shape[0], in = pb->weight.shape[1];
     const int64_t rows = ai3_tensor_numel(output) / out;

@@ -29,6 +29,10 @@ struct graph_plan {
      * such an activation (its value a view of the operation's), BIAS_DEFERRED
      * for a linear run without its bias (fuse_permutes), else -1. */
     int *fused;
+    /* Per node (CPU): for an operation absorbing an add of its output and
+     * another value (fuse_residuals) and for that add, the other value (the
+     * residual of the operation's epilogue), else -1. */
+    int *residual;
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
     ai3_tensor *values; /* every value's shape (data: ai3_shape_only) */
@@ -48,6 +52,7 @@ static void free_plan(graph_plan *p) {
     }
     free(p->slot);
     free(p->fused);
+    free(p->residual);
     free(p->inputs);
     free(p->values);
     free(p->root);
@@ -187,29 +192,49 @@ static ai3_status place_buffers(graph_plan *p, buffer *bufs, int n) {
     return AI3_OK;
 }
 
-/* The clamp [lo, hi] a relu or hardtanh node applies, or false. */
-static bool clamp_of(const graph_node *node, double clamp[2]) {
-    if (node->kind == NODE_RELU) {
-        clamp[0] = 0, clamp[1] = INFINITY;
+/* Whether node is computed by ai3's own code on the CPU: no algorithm
+ * registered at run time for it (which a fusion would bypass), no view. */
+static bool own_cpu_op(const graph_node *node) {
+    return !node->u.op.view &&
+           !ai3_is_registered(node->u.op.plan->op, node->u.op.plan->algorithm, AI3_DEVICE_CPU);
+}
+
+/* Sets e's activation to the one node computes; false if it is none that a
+ * CPU epilogue applies. */
+static bool activation_of(const graph_node *node, ai3_epilogue *e) {
+    const ai3_op_params *p = &node->u.op.plan->params;
+    switch (node->kind) {
+    case NODE_RELU: e->act = AI3_ACT_CLAMP, e->lo = 0, e->hi = INFINITY; return true;
+    case NODE_HARDTANH:
+        e->act = AI3_ACT_CLAMP, e->lo = p->hardtanh.min_val, e->hi = p->hardtanh.max_val;
         return true;
-    }
-    if (node->kind == NODE_HARDTANH) {
-        const ai3_op_params *p = &node->u.op.plan->params;
-        clamp[0] = p->hardtanh.min_val, clamp[1] = p->hardtanh.max_val;
+    case NODE_SIGMOID: e->act = AI3_ACT_SIGMOID; return true;
+    case NODE_HARDSIGMOID: e->act = AI3_ACT_HARDSIGMOID; return true;
+    case NODE_HARDSWISH: e->act = AI3_ACT_HARDSWISH; return true;
+    case NODE_SILU: e->act = AI3_ACT_SILU; return true;
+    case NODE_GELU:
+        e->act = p->gelu.tanh_approximation ? AI3_ACT_GELU_TANH : AI3_ACT_GELU;
         return true;
+    default: return false;
     }
-    return false;
 }
 
 /* Whether graphs on this device fuse activation node `act` into node `op`:
- * on the CPU relu and hardtanh into conv2d (the convolution clamps its
- * output tiles as it writes them, ai3_conv2d_run_clamped); on CUDA every
- * activation into conv2d and linear (applied with the bias in one pass,
- * ai3_plan_run_fused). */
+ * on the CPU into conv2d and linear, applied to each output tile as it is
+ * written (ai3_conv2d_run_epilogue, ai3_linear_run_epilogue; in bfloat16
+ * only relu and hardtanh into conv2d, which its GEMM clamps); on CUDA into
+ * conv2d and linear too, applied with the bias in one pass
+ * (ai3_plan_run_fused). */
 static bool fusable(const ai3_graph *g, const graph_node *op, const graph_node *act) {
-    double clamp[2];
     if (op->u.op.view) return false;
-    if (g->device == AI3_DEVICE_CPU) return op->kind == NODE_CONV2D && clamp_of(act, clamp);
+    if (g->device == AI3_DEVICE_CPU) {
+        ai3_epilogue e;
+        if (g->dtype == AI3_BFLOAT16) /* its GEMM applies a clamp only */
+            return op->kind == NODE_CONV2D && own_cpu_op(act) && activation_of(act, &e) &&
+                   e.act == AI3_ACT_CLAMP;
+        return (op->kind == NODE_CONV2D || op->kind == NODE_LINEAR) && own_cpu_op(act) &&
+               activation_of(act, &e);
+    }
     switch (act->kind) {
     case NODE_RELU: case NODE_HARDTANH: case NODE_SIGMOID: case NODE_HARDSIGMOID:
     case NODE_HARDSWISH: case NODE_SILU: case NODE_GELU:
@@ -238,9 +263,12 @@ static void fuse_activations(const ai3_graph *g, const int *readers, int *fused)
     }
 }
 
-/* The input of a node fused into a later one that the fusion reads on: the
- * first input that is a node's value (a mul's other input is its constant). */
-static int chain_input(const ai3_graph *g, const graph_node *node) {
+/* The input of node j, fused into another one, that the fusion reads on: an
+ * add's that is not the residual, else the first input that is a node's
+ * value (a mul's other input is its constant). */
+static int chain_input(const ai3_graph *g, const graph_plan *p, int j) {
+    const graph_node *node = &g->nodes[j];
+    if (p->residual[j] >= 0) return node->inputs[0] == p->residual[j];
     for (int k = 0; k < node->n_inputs; k++)
         if (g->values[node->inputs[k]].kind == VALUE_NODE) return k;
     return 0;
@@ -254,6 +282,56 @@ static int sole_reader(const ai3_graph *g, const int *readers, int i) {
         for (int k = 0; k < g->nodes[j].n_inputs; k++)
             if (g->nodes[j].inputs[k] == v) return j;
     return -1;
+}
+
+static bool same_shape(const ai3_tensor *a, const ai3_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    return true;
+}
+
+/* On the CPU, an add of a conv2d's (or linear's) output, which the add alone
+ * reads, and another value of that shape becomes the operation's epilogue:
+ * the other value its residual, added to each output tile as it is written,
+ * and an activation alone reading the sum fused too (ResNet: conv, batch
+ * norm folded into it, add of the shortcut, relu). The residual must be
+ * computed before the operation runs: where both inputs are such outputs
+ * (a Bottleneck's downsample conv runs after its last conv), the later
+ * operation takes the earlier's output. It lives in a buffer of its own
+ * until the add, so until the operation. */
+static void fuse_residuals(const ai3_graph *g, graph_plan *p, const int *readers) {
+    for (int j = 0; j < g->n_nodes; j++) {
+        const graph_node *add = &g->nodes[j];
+        if (add->kind != NODE_ADD || !own_cpu_op(add) || p->fused[j] != -1 ||
+            add->inputs[0] == add->inputs[1])
+            continue;
+        int into = -1, other = -1;
+        for (int k = 0; k < 2; k++) {
+            int v = add->inputs[k], r = add->inputs[1 - k];
+            const graph_value *gv = &g->values[v], *rv = &g->values[r];
+            if (gv->kind != VALUE_NODE || readers[v] != 1) continue;
+            int i = gv->index;
+            const graph_node *op = &g->nodes[i];
+            if ((op->kind != NODE_CONV2D && op->kind != NODE_LINEAR) || op->u.op.view ||
+                p->fused[i] != -1 || p->residual[i] >= 0 || i < into ||
+                (rv->kind == VALUE_NODE && rv->index >= i) ||
+                !same_shape(&p->values[r], &p->values[v]) ||
+                !same_shape(&p->values[add->output], &p->values[v]))
+                continue;
+            into = i;
+            other = r;
+        }
+        if (into < 0) continue;
+        p->residual[into] = p->residual[j] = other;
+        p->fused[j] = FUSED_AWAY;
+        int k = sole_reader(g, readers, j);
+        if (k >= 0 && g->nodes[k].kind < NODE_RESHAPE && p->fused[k] == -1 &&
+            fusable(g, &g->nodes[into], &g->nodes[k])) {
+            p->fused[into] = k;
+            p->fused[k] = FUSED_AWAY;
+        }
+    }
 }
 
 /* Whether node i is a permute by `order` of a 4-d value, computed by
@@ -364,10 +442,11 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->bound = malloc(sizeof *p->bound * (size_t)nv);
         p->offset = malloc(sizeof *p->offset * (size_t)nv);
         p->fused = malloc(sizeof *p->fused * (size_t)(g->n_nodes + 1));
+        p->residual = malloc(sizeof *p->residual * (size_t)(g->n_nodes + 1));
     }
     ai3_status s = AI3_OK;
     if (!p || !last || !root_last || !bufs || !in || !readers || !p->inputs || !p->values || !p->root ||
-        !p->bound || !p->offset || !p->fused)
+        !p->bound || !p->offset || !p->fused || !p->residual)
         s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
 
     if (s == AI3_OK) {
@@ -397,6 +476,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             for (int k = 0; k < g->nodes[i].n_inputs; k++) readers[g->nodes[i].inputs[k]]++;
         for (int k = 0; k < g->n_outputs; k++) readers[g->outputs[k]]++;
         fuse_activations(g, readers, p->fused);
+        for (int i = 0; i < g->n_nodes; i++) p->residual[i] = -1;
         for (int v = 0; v < nv; v++) root_last[v] = last[v];
     }
 
@@ -414,6 +494,8 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         if (ws > p->workspace_bytes) p->workspace_bytes = ws;
     }
     if (s == AI3_OK && p->cuda) fuse_permutes(g, p, readers);
+    if (s == AI3_OK && g->device == AI3_DEVICE_CPU && g->dtype != AI3_BFLOAT16)
+        fuse_residuals(g, p, readers);
 
     /* Where each result lives. A node fused into a later one is a view of
      * the value it reads (so that value lives until the later node runs),
@@ -428,7 +510,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
                                    : ai3_graph_node_storage(node);
         int v = node->output;
         if (storage == STORE_VIEW) {
-            int r = p->root[node->inputs[chain_input(g, node)]];
+            int r = p->root[node->inputs[chain_input(g, p, i)]];
             p->root[v] = r;
             if (last[v] > root_last[r]) root_last[r] = last[v];
         } else if (storage == STORE_INPLACE) {
@@ -612,6 +694,19 @@ static ai3_status run_without_bias(const graph_node *node, const ai3_tensor *con
                                stream);
 }
 
+/* Runs node i (a conv2d or linear on the CPU) with what is fused into it. */
+static ai3_status run_epilogue(const ai3_graph *g, const graph_plan *p, int i,
+                               const ai3_tensor *input, ai3_tensor *t, void *workspace) {
+    const graph_node *node = &g->nodes[i];
+    ai3_epilogue e = {.act = AI3_ACT_NONE};
+    if (p->fused[i] >= 0) activation_of(&g->nodes[p->fused[i]], &e);
+    if (p->residual[i] >= 0) e.residual = t[p->residual[i]].data;
+    if (node->kind == NODE_LINEAR)
+        return ai3_linear_run_epilogue(node->u.op.plan, input, &t[node->output], &e);
+    return ai3_conv2d_run_epilogue(node->u.op.plan, input, &t[node->output], workspace,
+                                   p->workspace_bytes, &e);
+}
+
 /* Runs every node, then copies the outputs not written in place (graph
  * inputs, constants, values shared by several outputs). */
 static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor *t,
@@ -622,12 +717,10 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
     ai3_status s = AI3_OK;
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
-        double clamp[2];
         if (p->fused[i] == FUSED_AWAY) continue; /* done by the operation it reads */
         for (int k = 0; k < node->n_inputs; k++) in[k] = &t[node->inputs[k]];
-        if (p->fused[i] >= 0 && !p->cuda && clamp_of(&g->nodes[p->fused[i]], clamp))
-            s = ai3_conv2d_run_clamped(node->u.op.plan, in[0], &t[node->output], workspace,
-                                       p->workspace_bytes, clamp);
+        if (!p->cuda && (p->fused[i] >= 0 || p->residual[i] >= 0))
+            s = run_epilogue(g, p, i, in[0], t, workspace);
         else if (p->fused[i] >= 0 && node->kind == NODE_LAYERNORM)
             s = p->cuda->layernorm_channels(node->u.op.plan, &t[g->nodes[p->fused[i]].inputs[0]],
                                             &t[node->output], stream);
