@@ -1,7 +1,8 @@
 """CUDA conv2d: each ai3 algorithm against torch's nn.Conv2d on one GPU.
 
 The seed's four 3x3 convolutions (stride 1, padding 1, C_out = C_in, no
-bias) at batch sizes 1, 10, 64, in float32 with TF32 off ('fp32'), float32
+bias) at batch sizes 1, 10, 64 (and, with --shapes, depthwise layers of
+MobileNetV2, EfficientNet-B0 and ConvNeXt-T: --shapes depthwise for all), in float32 with TF32 off ('fp32'), float32
 with TF32 on ('tf32') and float16 ('fp16'). Contestants: torch with
 cudnn.benchmark off and on, and every algorithm of
 ai3.list_algorithms('conv2d', 'cuda') in a swapped layer. Each ai3 output is
@@ -15,7 +16,7 @@ the targets; writes everything to JSON with --json. An algorithm cuDNN
 refuses is 'n/a'; any other failure of a cell is recorded and the run goes on.
 
     python bench/gpu_conv2d.py [--quick] [--json out.json]
-        [--modes fp32,tf32,fp16] [--shapes early,late] [--batches 1,10]
+        [--modes fp32,tf32,fp16] [--shapes early,late|depthwise] [--batches 1,10]
 """
 import argparse
 import json
@@ -29,8 +30,22 @@ from torch import nn
 
 import ai3
 
-SHAPES = {"early": (3, 224, 224), "early-middle": (64, 112, 112),
-          "late-middle": (256, 28, 28), "late": (512, 14, 14)}
+# name: (C, H, W, kernel, stride, groups); padding kernel // 2, C_out = C
+SEED_SHAPES = {"early": (3, 224, 224, 3, 1, 1), "early-middle": (64, 112, 112, 3, 1, 1),
+               "late-middle": (256, 28, 28, 3, 1, 1), "late": (512, 14, 14, 3, 1, 1)}
+DEPTHWISE_SHAPES = {  # MobileNetV2 (3x3), EfficientNet-B0 (5x5), ConvNeXt-T (7x7)
+    "dw3 32x112": (32, 112, 112, 3, 1, 32), "dw3 96x112 s2": (96, 112, 112, 3, 2, 96),
+    "dw3 144x56": (144, 56, 56, 3, 1, 144), "dw3 576x14": (576, 14, 14, 3, 1, 576),
+    "dw3 960x7": (960, 7, 7, 3, 1, 960), "dw5 240x28": (240, 28, 28, 5, 1, 240),
+    "dw5 144x56 s2": (144, 56, 56, 5, 2, 144), "dw5 672x14": (672, 14, 14, 5, 1, 672),
+    "dw7 96x56": (96, 56, 56, 7, 1, 96), "dw7 192x28": (192, 28, 28, 7, 1, 192),
+    "dw7 384x14": (384, 14, 14, 7, 1, 384), "dw7 768x7": (768, 7, 7, 7, 1, 768)}
+SHAPES = {**SEED_SHAPES, **DEPTHWISE_SHAPES}
+
+
+def make_conv(shape):
+    c, _, _, k, stride, groups = SHAPES[shape]
+    return nn.Conv2d(c, c, k, stride=stride, padding=k // 2, groups=groups, bias=False)
 MODES = ("fp32", "tf32", "fp16")
 TOL = {"fp32": 1e-3, "tf32": 5e-3, "fp16": 1e-2}
 SHORT = {"implicit gemm": "igemm", "implicit precomp gemm": "ipgemm", "winograd": "wino",
@@ -108,11 +123,11 @@ def measure(contestants, x, samples):
 
 
 def run_cell(mode, shape, n, algorithms, samples):
-    c, h, w = SHAPES[shape]
+    c, h, w = SHAPES[shape][:3]
     dtype = torch.float16 if mode == "fp16" else torch.float32
     cell = {"mode": mode, "shape": shape, "n": n, "input": [n, c, h, w], "results": {}}
     torch.manual_seed(0)
-    conv = nn.Conv2d(c, c, 3, padding=1, bias=False).cuda().to(dtype)
+    conv = make_conv(shape).cuda().to(dtype)
     x = torch.randn(n, c, h, w, device="cuda", dtype=dtype)
     ref = conv(x).float()
     scale = ref.abs().max().item()
@@ -162,9 +177,9 @@ def overhead(shape, rounds, calls):
     """Host and wall µs per call at N=1, fp32: ai3 'guess' (and 'smm', ai3's own
     kernel) vs torch (benchmark off)."""
     set_mode("fp32")
-    c, h, w = SHAPES[shape]
+    c, h, w = SHAPES[shape][:3]
     torch.manual_seed(0)
-    conv = nn.Conv2d(c, c, 3, padding=1, bias=False).cuda()
+    conv = make_conv(shape).cuda()
     x = torch.randn(1, c, h, w, device="cuda")
     fns = {"torch": conv, "ai3": swapped(conv, "guess"), "smm": swapped(conv, "smm")}
     host, wall = {k: [] for k in fns}, {k: [] for k in fns}
@@ -270,12 +285,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="N in 1,10, fewer samples")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--modes", type=csv(str), default=list(MODES))
-    parser.add_argument("--shapes", type=csv(str), default=list(SHAPES))
+    parser.add_argument("--shapes", type=csv(str), default=list(SEED_SHAPES),
+                        help="names from SHAPES, or 'depthwise' for all depthwise layers")
     parser.add_argument("--batches", type=csv(int), default=None)
     parser.add_argument("--samples", type=int, default=None, help="per contestant (9; quick 5)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds for the cells; later ones are skipped (200; quick 45)")
     args = parser.parse_args()
+    if args.shapes == ["depthwise"]:
+        args.shapes = list(DEPTHWISE_SHAPES)
     bad = [m for m in args.modes if m not in MODES] + [s for s in args.shapes if s not in SHAPES]
     if bad:
         parser.error(f"unknown mode or shape: {', '.join(bad)}")

@@ -89,7 +89,13 @@ AI3_API const char *ai3_last_error(void);
 
 #define AI3_MAX_DIMS 8
 
-/* float16 (IEEE half) and bfloat16 are computed on CUDA devices only. */
+/* float16 (IEEE half) is computed on CUDA devices only; bfloat16 on CUDA
+ * devices and on CPUs with AVX512_BF16 (others refuse it with
+ * AI3_ERROR_UNSUPPORTED, as does AI3_ISA below avx512). On the CPU, conv2d
+ * (direct, gemm, implicit gemm, implicit precomp gemm) and linear compute
+ * bfloat16 themselves, summing in float32; the other operations compute it
+ * in float32 through plans (ai3_plan_*, graphs), their one-shot functions
+ * refuse it. */
 typedef enum ai3_dtype {
     AI3_FLOAT32 = 0,
     AI3_FLOAT64 = 1,

@@ -51,13 +51,15 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def _check_tensor(op: str, what: str, t: Tensor, like: Optional[Tensor] = None) -> None:
-    """dtype float32/float64 (float16/bfloat16 too on CUDA), a device ai3
-    computes on, and (given `like`) the same dtype and device as `like`."""
+    """dtype float32/float64/bfloat16 (float16 too on CUDA; bfloat16 on the
+    CPU needs AVX512_BF16, which the C core checks), a device ai3 computes
+    on, and (given `like`) the same dtype and device as `like`."""
     cuda = t.device.type == "cuda"
-    if t.dtype not in (torch.float32, torch.float64) and not (cuda and t.dtype in _HALF):
+    if t.dtype not in (torch.float32, torch.float64, torch.bfloat16) and \
+            not (cuda and t.dtype == torch.float16):
         raise TypeError(
-            f"ai3 {op}: {what} has dtype {t.dtype}; ai3 computes in torch.float32 and "
-            "torch.float64 (and torch.float16 and torch.bfloat16 on CUDA devices)"
+            f"ai3 {op}: {what} has dtype {t.dtype}; ai3 computes in torch.float32, "
+            "torch.float64 and torch.bfloat16 (and torch.float16 on CUDA devices)"
         )
     if like is not None:
         if t.dtype != like.dtype:

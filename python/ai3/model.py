@@ -146,7 +146,8 @@ class Model:
     parameter and buffer names.
 
     layers: the Layer objects, in execution order.
-    dtype: torch.float32 or torch.float64 (on CUDA also float16, bfloat16).
+    dtype: torch.float32, torch.float64 or torch.bfloat16 (bfloat16 on the
+        CPU needs AVX512_BF16); on CUDA also float16.
     device: where it computes (torch.device).
     """
 
@@ -209,7 +210,7 @@ class Model:
                             f"numbers (in {self.dtype})")
         if x.dtype in (torch.float16, torch.bfloat16) and x.dtype != self.dtype:
             raise TypeError(f"ai3 model: the input is {x.dtype} but the model computes in "
-                            f"{self.dtype}; convert with dtype={x.dtype} (CUDA) or pass "
+                            f"{self.dtype}; convert with dtype={x.dtype} or pass "
                             f"x.to({self.dtype})")
         x = x.detach().to(self.dtype).contiguous()
         outputs = _core.graph_run(self._graph, (x,))
@@ -311,9 +312,12 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
     sample_input_shape: the shape of an input; needed by two-argument
         selectors, and when given the network is checked against it at
         convert time.
-    dtype: torch.float32 or torch.float64 (or 'float32'/'float64'); by
-        default the dtype of the network's parameters. The Model holds its
-        own copies of the weights in that dtype.
+    dtype: torch.float32, torch.float64 or torch.bfloat16 (or their
+        names); by default the dtype of the network's parameters. The Model
+        holds its own copies of the weights in that dtype. bfloat16 on the
+        CPU needs AVX512_BF16 (else ai3.UnsupportedError): convolutions and
+        linear layers sum in float32 and round once, the other operations
+        compute in float32.
     fold_batchnorm: fold each nn.BatchNorm2d into the convolution that
         feeds only it (its eval-mode form: running statistics); False keeps
         it a batchnorm2d operation.
@@ -321,8 +325,8 @@ def convert(module, algos=None, sample_input_shape=None, *, dtype=None, fold_bat
         graph from its second call (the launch sequence captured once).
 
     The Model computes where the network's parameters are: a network on a
-    CUDA device converts to a Model on that device (float16 and bfloat16
-    are then possible dtypes too); ``Model.to`` moves it.
+    CUDA device converts to a Model on that device (float16 is then a
+    possible dtype too); ``Model.to`` moves it.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"convert needs an nn.Module, not {type(module).__name__}")
@@ -482,14 +486,14 @@ def _model_dtype(module, dtype):
         try:
             return _DTYPES[dtype]
         except (KeyError, TypeError):
-            raise ValueError(f"dtype must be torch.float32, torch.float64 (or on CUDA "
-                             f"torch.float16, torch.bfloat16), not {dtype!r}") from None
+            raise ValueError(f"dtype must be torch.float32, torch.float64, torch.bfloat16 "
+                             f"(or on CUDA torch.float16), not {dtype!r}") from None
     for p in list(module.parameters()) + list(module.buffers()):
         if p.is_floating_point():
             if p.dtype not in _DTYPES:
                 raise UnsupportedError(f"the network's parameters are {p.dtype}; ai3 computes "
-                                       f"float32 and float64, and on CUDA float16 and "
-                                       f"bfloat16 (pass dtype=)")
+                                       f"float32, float64 and bfloat16, and on CUDA float16 "
+                                       f"(pass dtype=)")
             return p.dtype
     return torch.float32
 

@@ -18,9 +18,11 @@
 #define AI3_ALGORITHM(OP, name, symbol, device) ai3_op_##OP##_sig symbol##_f32, symbol##_f64;
 #define AI3_PLANNED(OP, name, symbol, device)
 #define AI3_CHOOSER(OP, name, device)
+#define AI3_BF16(OP, name, symbol, device)
 #include "algorithms.inc"
 #undef AI3_ALGORITHM
 #undef AI3_PLANNED
 #undef AI3_CHOOSER
+#undef AI3_BF16
 
 #endif

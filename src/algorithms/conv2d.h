@@ -42,8 +42,8 @@ typedef struct ai3_conv2d_algorithm {
      * workspace_size bytes, 64-byte aligned. */
     ai3_status (*run)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace);
-    /* run applies d->clamp itself (while each output tile is in cache). */
-    bool clamps;
+    /* run applies d->epilogue itself (while each output tile is in cache). */
+    bool fuses_epilogue;
 } ai3_conv2d_algorithm;
 
 /* Carving one workspace into parts: the same sequence of ai3_arena_take
@@ -69,6 +69,9 @@ AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_gemm)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_implicit_gemm)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_implicit_precomp_gemm)
 AI3_DECLARE_CONV2D_ALGORITHM(ai3_conv2d_winograd)
+/* bfloat16 versions (<name>_bf16.c) */
+extern const ai3_conv2d_algorithm ai3_conv2d_direct_bf16, ai3_conv2d_gemm_bf16,
+    ai3_conv2d_implicit_gemm_bf16, ai3_conv2d_implicit_precomp_gemm_bf16;
 
 /* Finds the conv2d algorithm `name` ("default" and "guess" already
  * resolved): a built-in (*impl) or one registered at run time (*registered). */

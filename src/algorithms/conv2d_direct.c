@@ -10,6 +10,7 @@
  */
 #include "algorithms/conv2d.h"
 #include "conv2d_wide.h"
+#include "epilogue.h"
 
 #include <string.h>
 
@@ -87,33 +88,17 @@ typedef struct {
     int64_t oc_blocks;        /* per group */
 } direct_ctx;
 
-/* v[0..n) clamped to clamp[0], clamp[1] (NaN kept), if clamp. */
-static inline __attribute__((always_inline)) void clamp_run(real *restrict v, int64_t n,
-                                                            const real *clamp) {
-    if (!clamp) return;
-    const real lo = clamp[0], hi = clamp[1];
-    for (int64_t i = 0; i < n; i++) {
-        real x = v[i] < lo ? lo : v[i];
-        v[i] = x > hi ? hi : x;
-    }
-}
-
 /* Writes the valid positions of a computed tile (ocb channels from oc) to the
- * output, adding the bias; with the run's clamp, the bias is added and the
- * clamp applied in the tile (in registers' reach) before the store. */
+ * output, adding the bias, and applies the run's epilogue to them (in
+ * cache). */
 static void store_tile(const direct_ctx *c, real *tile, int ocb, int64_t n, int64_t oc,
                        int64_t q0) {
     const ai3_conv2d_dims *d = c->d;
-    const real *clamp = d->clamp;
     for (int j = 0; j < ocb; j++) {
-        real bias = c->b ? c->b[oc + j] : 0;
-        if (clamp) {
-            for (int64_t i = 0; i < c->tile_w; i++) tile[j * c->tile_w + i] += bias;
-            clamp_run(tile + j * c->tile_w, c->tile_w, clamp);
-            bias = 0;
-        }
-        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w, bias, d,
-                                         c->s, c->y + (n * d->c_out + oc + j) * d->oh * d->ow);
+        const int64_t plane = (n * d->c_out + oc + j) * d->oh * d->ow;
+        AI3_TYPED(ai3_conv2d_wide_store)(tile + j * c->tile_w, q0, c->tile_w,
+                                         c->b ? c->b[oc + j] : 0, d, c->s, c->y + plane,
+                                         d->epilogue, ai3_epilogue_residual(d->epilogue, plane));
     }
 }
 
@@ -157,7 +142,8 @@ static void direct_tasks(void *vctx, int64_t begin, int64_t end) {
  * are zeroed once per task: every plane writes the same interior.
  *
  * A tile of DW_ROWS output rows × TW columns stays in registers through all
- * the taps (a weight broadcast per tap), then takes the clamp and is stored.
+ * the taps (a weight broadcast per tap), then is stored with the run's
+ * epilogue (a plain clamp in registers, anything else on the stored row).
  * Rows at least TW wide are covered by tiles whose last one overlaps the one
  * before it (recomputing a few outputs); narrower rows by one tile each that
  * runs on into the next row (or plane), whose own tile, stored later,
@@ -187,6 +173,11 @@ typedef struct {
     int64_t phase_elems; /* ceil(hp / stride_h) · wq, and what a tile reads past it */
     int64_t taps;
     const int64_t *off;  /* per tap: where it reads in the buffer, from the output's position */
+    /* the epilogue: a clamp to [lo, hi] of the tile (clamp), or another
+     * applied to each stored row (epilogue); or none */
+    bool clamp;
+    real lo, hi;
+    const ai3_epilogue *epilogue;
     int64_t slices, slice_elems;
     real *buffers;
 } depthwise_ctx;
@@ -344,6 +335,14 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
         c.w = pb->weight.data;
         c.b = pb->bias ? pb->bias->data : NULL;
         c.y = output->data;
+        const ai3_epilogue *e = d->epilogue;
+        if (e && e->act == AI3_ACT_CLAMP && !e->residual) {
+            c.clamp = true;
+            c.lo = (real)e->lo;
+            c.hi = (real)e->hi;
+        } else if (e && (e->act != AI3_ACT_NONE || e->residual)) {
+            c.epilogue = e;
+        }
         ai3_parallel_for(c.slices, 1, depthwise_slices, &c);
         return AI3_OK;
     }
@@ -376,5 +375,5 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
 const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_direct) = {
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in each tile, and each depthwise plane */
+    .fuses_epilogue = true, /* in each tile, and each depthwise row or plane */
 };

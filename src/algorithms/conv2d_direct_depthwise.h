@@ -90,17 +90,18 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
 
 /* A tile (NAME): for R rows r and NV vectors of type VT (MT: its comparison
  * lanes) making TW columns i,
- *   y[r·ow + i] = clamp(bias + Σ_t wk[t] · src[off[t] + r·wq + i]),
+ *   y[r·ow + i] = epilogue(bias + Σ_t wk[t] · src[off[t] + r·wq + i]),
  * row r stored only up to `avail - r·ow` elements (where stores stop). The
- * clamp (d->clamp: lo, hi; NaN kept) is applied here, where each output is
- * final, and nowhere else on this path. */
+ * epilogue is applied here, where each output is final, and nowhere else on
+ * this path: a clamp (NaN kept) in registers; another to the row's own
+ * columns once stored (not to what runs on into the next row, which gets its
+ * own). */
 #define DW_TILE(NAME, VT, MT, NV, R)                                                            \
     static inline __attribute__((always_inline)) DW_TARGET void NAME(                           \
         const depthwise_ctx *c, const real *restrict src, const real *restrict wk, real bias,  \
         real *restrict y, int64_t avail) {                                                      \
         enum { L = sizeof(VT) / sizeof(real), TW = NV * L };                                    \
         const int64_t wq = c->wq, ow = c->d->ow;                                                \
-        const real *clamp = c->d->clamp;                                                        \
         VT acc[R][NV];                                                                          \
         for (int r = 0; r < R; r++)                                                             \
             for (int j = 0; j < NV; j++) acc[r][j] = (VT){0} + bias;                            \
@@ -114,8 +115,8 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
             VT out[NV];                                                                         \
             for (int j = 0; j < NV; j++) {                                                      \
                 VT v = acc[r][j];                                                               \
-                if (clamp) {                                                                    \
-                    const VT lo = (VT){0} + clamp[0], hi = (VT){0} + clamp[1];                  \
+                if (c->clamp) {                                                                 \
+                    const VT lo = (VT){0} + c->lo, hi = (VT){0} + c->hi;                        \
                     const MT below = v < lo;                                                    \
                     v = (VT)(((MT)lo & below) | ((MT)v & ~below));                              \
                     const MT above = v > hi;                                                    \
@@ -129,6 +130,10 @@ DW_ISA(depthwise_fill)(const depthwise_ctx *c, const real *x, real *phases) {
                 for (int j = 0; j < NV; j++) *(VT *)(yr + j * L) = out[j];                      \
             else                                                                                \
                 memcpy(yr, out, (size_t)n * sizeof(real));                                      \
+            if (c->epilogue)                                                                    \
+                AI3_TYPED(ai3_epilogue_apply)(                                                  \
+                    yr, 0, ai3_epilogue_residual(c->epilogue, yr - c->y), 0, 1,                 \
+                    AI3_MIN(AI3_MIN(n, (int64_t)TW), ow), c->epilogue);                         \
         }                                                                                       \
     }
 

@@ -12,6 +12,7 @@
  * (conv2d_gemm.h).
  */
 #include "conv2d_gemm.h"
+#include "epilogue.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -139,6 +140,7 @@ typedef struct {
     const real *b;    /* the image's B: K rows per group, N columns */
     const real *bias;
     real *y;          /* the image's output */
+    int64_t y_offset; /* y's offset in the output */
     const ai3_conv2d_dims *d;
 } group_ctx;
 
@@ -148,10 +150,12 @@ static ai3_status group_gemm(void *vctx, int64_t g, unsigned flags) {
     const int64_t n_cols = d->oh * d->ow, k = c->pw->k;
     ai3_gemm_operand a = ai3_conv2d_packed_block(c->pw, g);
     ai3_gemm_operand b = ai3_gemm_strided(c->b + g * k * n_cols, n_cols, 1);
-    return AI3_TYPED(ai3_gemm_clamped)(c->pw->cfg, d->c_out_g, n_cols, k, &a, &b,
-                                       c->y + g * d->c_out_g * n_cols, n_cols,
-                                       c->bias ? c->bias + g * d->c_out_g : NULL, NULL, flags,
-                                       d->clamp);
+    const int64_t offset = g * d->c_out_g * n_cols;
+    ai3_epilogue e;
+    return AI3_TYPED(ai3_gemm_epilogue)(
+        c->pw->cfg, d->c_out_g, n_cols, k, &a, &b, c->y + offset, n_cols,
+        c->bias ? c->bias + g * d->c_out_g : NULL, NULL, flags,
+        ai3_epilogue_at(d->epilogue, c->y_offset + offset, &e));
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
@@ -200,8 +204,9 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
             ai3_parallel_for(d->c_in * d->kh * d->kw, 1, im2col_rows, &ic);
             b = col;
         }
+        const int64_t y_offset = n * d->c_out * d->oh * d->ow;
         group_ctx gc = {pb->state, b, pb->bias ? pb->bias->data : NULL,
-                        (real *)output->data + n * d->c_out * d->oh * d->ow, d};
+                        (real *)output->data + y_offset, y_offset, d};
         ai3_status s = AI3_TYPED(ai3_conv2d_run_gemm_jobs)(d->groups, group_gemm, &gc);
         if (s != AI3_OK) return s;
     }
@@ -213,5 +218,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_gemm) = {
     .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in the GEMM's tiles */
+    .fuses_epilogue = true, /* in the GEMM's tiles */
 };

@@ -13,6 +13,7 @@
  * offsets are consecutive, so it is a plain copy instead of a gather.
  */
 #include "conv2d_gemm.h"
+#include "epilogue.h"
 
 typedef struct {
     const real *src;         /* the group's first input channel */
@@ -119,9 +120,11 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
     ai3_gemm_operand a = ai3_conv2d_packed_block(pw, g);
     ai3_gemm_operand b = ai3_gemm_callback(pack_b, &pc);
     const real *bias = c->pb->bias ? (const real *)c->pb->bias->data + g * d->c_out_g : NULL;
-    return AI3_TYPED(ai3_gemm_clamped)(pw->cfg, d->c_out_g, n_cols, pw->k, &a, &b,
-                                       c->y + (n * d->c_out + g * d->c_out_g) * n_cols, n_cols,
-                                       bias, NULL, flags, d->clamp);
+    const int64_t offset = (n * d->c_out + g * d->c_out_g) * n_cols;
+    ai3_epilogue e;
+    return AI3_TYPED(ai3_gemm_epilogue)(pw->cfg, d->c_out_g, n_cols, pw->k, &a, &b, c->y + offset,
+                                        n_cols, bias, NULL, flags,
+                                        ai3_epilogue_at(d->epilogue, offset, &e));
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
@@ -170,5 +173,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_implicit_precomp_gemm) = {
     .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in the GEMM's tiles */
+    .fuses_epilogue = true, /* in the GEMM's tiles */
 };

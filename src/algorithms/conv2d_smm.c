@@ -17,6 +17,7 @@
  */
 #include "conv2d_gemm.h"
 #include "conv2d_wide.h"
+#include "epilogue.h"
 
 /* Bytes of the result block a task keeps in cache over the taps. */
 #define RESULT_BLOCK_BYTES (256 * 1024)
@@ -91,10 +92,11 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
                                             flags | (t > 0 ? AI3_GEMM_ACCUMULATE : 0));
         if (st != AI3_OK) return st;
     }
-    for (int64_t j = 0; j < d->c_out_g; j++)
-        AI3_TYPED(ai3_conv2d_wide_store)(
-            wide + j * positions, q0, nq, 0, d, c->s,
-            c->y + (n * d->c_out + g * d->c_out_g + j) * d->oh * d->ow);
+    for (int64_t j = 0; j < d->c_out_g; j++) {
+        const int64_t plane = (n * d->c_out + g * d->c_out_g + j) * d->oh * d->ow;
+        AI3_TYPED(ai3_conv2d_wide_store)(wide + j * positions, q0, nq, 0, d, c->s, c->y + plane,
+                                         d->epilogue, ai3_epilogue_residual(d->epilogue, plane));
+    }
     return AI3_OK;
 }
 
@@ -156,4 +158,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_smm) = {
     .release = AI3_TYPED(ai3_conv2d_packed_weights_release),
     .workspace_size = workspace_size,
     .run = run,
+    .fuses_epilogue = true, /* as it stores each block of positions */
 };

@@ -1,5 +1,6 @@
 /* The wide layout shared by conv2d direct and smm (see conv2d_wide.h). */
 #include "conv2d_wide.h"
+#include "epilogue.h"
 
 
 void AI3_TYPED(ai3_conv2d_wide_layout)(const ai3_conv2d_params *p, const ai3_conv2d_dims *d,
@@ -86,12 +87,15 @@ void AI3_TYPED(ai3_conv2d_wide_fill)(const ai3_tensor *input, const ai3_conv2d_p
 
 void AI3_TYPED(ai3_conv2d_wide_store)(const real *src, int64_t q0, int64_t count, real bias,
                                       const ai3_conv2d_dims *d, const ai3_conv2d_wide *s,
-                                      real *y) {
+                                      real *y, const ai3_epilogue *e, const real *r) {
     int64_t oy = q0 / s->ws, ox = q0 % s->ws;
     for (int64_t i = 0; i < count && oy < d->oh;) {
         const int64_t run = AI3_MIN(count - i, s->ws - ox);
         const int64_t valid = AI3_MAX(0, AI3_MIN(run, d->ow - ox));
-        for (int64_t k = 0; k < valid; k++) y[oy * d->ow + ox + k] = src[i + k] + bias;
+        real *out = y + oy * d->ow + ox;
+        for (int64_t k = 0; k < valid; k++) out[k] = src[i + k] + bias;
+        if (e && valid > 0)
+            AI3_TYPED(ai3_epilogue_apply)(out, 0, r ? r + oy * d->ow + ox : NULL, 0, 1, valid, e);
         i += run;
         oy++;
         ox = 0;

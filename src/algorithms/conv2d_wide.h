@@ -36,9 +36,11 @@ void AI3_TYPED(ai3_conv2d_wide_fill)(const ai3_tensor *input, const ai3_conv2d_p
                                      real *dst);
 
 /* Writes wide positions [q0, q0 + count) of one output channel, src[0..count),
- * to that channel's output plane y (oh × ow), adding bias. */
+ * to that channel's output plane y (oh × ow), adding bias, then applies the
+ * epilogue e (NULL: none) with the channel's residual plane r (NULL: none)
+ * to what it wrote. */
 void AI3_TYPED(ai3_conv2d_wide_store)(const real *src, int64_t q0, int64_t count, real bias,
                                       const ai3_conv2d_dims *d, const ai3_conv2d_wide *wide,
-                                      real *y);
+                                      real *y, const ai3_epilogue *e, const real *r);
 
 #endif

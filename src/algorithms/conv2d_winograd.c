@@ -32,6 +32,7 @@
  * output's largest magnitude (F(2×2) and the other algorithms: 1e-6).
  */
 #include "algorithms/conv2d.h"
+#include "epilogue.h"
 #include "gemm.h"
 
 #include <math.h>
@@ -390,9 +391,7 @@ ALWAYS_INLINE void output_tasks(const run_ctx *c, int64_t begin, int64_t end, co
         const int64_t l0 = b * c->sub, l1 = AI3_MIN(c->nt, l0 + c->sub);
         const real *mm = c->w->mm + oc * alpha * alpha * chunk;
         const real bias = c->bias ? c->bias[oc] : 0;
-        /* the run's clamp (d->clamp), applied as each value is written */
-        const real *clamp = d->clamp;
-        const real lo = clamp ? clamp[0] : -INFINITY, hi = clamp ? clamp[1] : INFINITY;
+        const ai3_epilogue *e = d->epilogue;
         int64_t n, ty, tx;
         tile_position(t, c->t0 + l0, &n, &ty, &tx);
         for (int64_t lb = l0; lb < l1; lb += VL) {
@@ -408,6 +407,21 @@ ALWAYS_INLINE void output_tasks(const run_ctx *c, int64_t begin, int64_t end, co
             }
             for (int j = 0; j < alpha; j++) output_1d(m, &in[0][j], A, &tmp[0][j], A);
             for (int i = 0; i < m; i++) output_1d(m, tmp[i], 1, out[i], 1);
+            if (e) { /* the bias and the run's epilogue, on the tiles still in registers */
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < m; j++) out[i][j] += bias;
+                int64_t rn = n, rty = ty, rtx = tx; /* the residual, tile by tile */
+                for (int lane = 0; e->residual && lane < lanes;
+                     lane++, next_tile(t, &rn, &rty, &rtx)) {
+                    const real *r = ai3_epilogue_residual(
+                        e, ((rn * d->c_out + oc) * d->oh + rty * m) * d->ow + rtx * m);
+                    const int rows = (int)AI3_MIN(m, d->oh - rty * m);
+                    const int cols = (int)AI3_MIN(m, d->ow - rtx * m);
+                    for (int i = 0; i < rows; i++)
+                        for (int j = 0; j < cols; j++) out[i][j][lane] += r[i * d->ow + j];
+                }
+                AI3_TYPED(ai3_epilogue_apply)((real *)out, 4 * VL, NULL, 0, m, m * VL, e);
+            }
             for (int lane = 0; lane < lanes; lane++, next_tile(t, &n, &ty, &tx)) {
                 real *y = c->y + ((n * d->c_out + oc) * d->oh + ty * m) * d->ow + tx * m;
                 const int rows = (int)AI3_MIN(m, d->oh - ty * m);
@@ -415,12 +429,7 @@ ALWAYS_INLINE void output_tasks(const run_ctx *c, int64_t begin, int64_t end, co
                 for (int i = 0; i < m; i++)
                     for (int j = 0; j < m; j++) {
                         if (i >= rows || j >= cols) continue;
-                        real v = out[i][j][lane] + bias;
-                        if (clamp) { /* NaN kept, as torch's relu and hardtanh */
-                            v = v < lo ? lo : v;
-                            v = v > hi ? hi : v;
-                        }
-                        y[i * d->ow + j] = v;
+                        y[i * d->ow + j] = e ? out[i][j][lane] : out[i][j][lane] + bias;
                     }
             }
         }
@@ -498,5 +507,5 @@ const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_winograd) = {
     .release = release,
     .workspace_size = workspace_size,
     .run = run,
-    .clamps = true, /* in the output transform */
+    .fuses_epilogue = true, /* in the output transform */
 };

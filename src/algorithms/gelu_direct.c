@@ -5,7 +5,7 @@
 #include "internal.h"
 #include "real.h"
 
-#include <tgmath.h> /* exp, erf, tanh of `real` */
+#include "activation.h"
 
 typedef struct {
     const real *x;
@@ -17,15 +17,10 @@ AI3_MULTIVERSION(gelu_range, void *, ctx, int64_t, begin, int64_t, end) {
     const gelu_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;
-    const real half = (real)0.5, inv_sqrt2 = (real)0.70710678118654752440,
-               sqrt_2_over_pi = (real)0.79788456080286535588, k = (real)0.044715;
     if (c->tanh_approximation)
-        for (int64_t i = begin; i < end; i++) {
-            real v = x[i];
-            y[i] = half * v * (1 + tanh(sqrt_2_over_pi * (v + k * v * v * v)));
-        }
+        for (int64_t i = begin; i < end; i++) y[i] = ai3_gelu_tanh_of(x[i]);
     else
-        for (int64_t i = begin; i < end; i++) y[i] = half * x[i] * (1 + erf(x[i] * inv_sqrt2));
+        for (int64_t i = begin; i < end; i++) y[i] = ai3_gelu_of(x[i]);
 }
 
 ai3_status AI3_TYPED(ai3_gelu_direct)(const ai3_tensor *input, int tanh_approximation,

@@ -4,6 +4,8 @@
 #include "internal.h"
 #include "real.h"
 
+#include "activation.h"
+
 typedef struct {
     const real *x;
     real *y;
@@ -13,12 +15,7 @@ AI3_MULTIVERSION(hardswish_range, void *, ctx, int64_t, begin, int64_t, end) {
     const hardswish_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;
-    for (int64_t i = begin; i < end; i++) {
-        real t = x[i] + 3;
-        t = t < 0 ? 0 : t;
-        t = t > 6 ? 6 : t;
-        y[i] = x[i] * t / 6;
-    }
+    for (int64_t i = begin; i < end; i++) y[i] = ai3_hardswish_of(x[i]);
 }
 
 ai3_status AI3_TYPED(ai3_hardswish_direct)(const ai3_tensor *input, ai3_tensor *output) {

@@ -4,6 +4,8 @@
 #include "internal.h"
 #include "real.h"
 
+#include "activation.h"
+
 typedef struct {
     const real *x;
     real *y;
@@ -15,10 +17,7 @@ AI3_MULTIVERSION(hardtanh_range, void *, ctx, int64_t, begin, int64_t, end) {
     const real *x = c->x;
     real *y = c->y;
     const real lo = c->lo, hi = c->hi;
-    for (int64_t i = begin; i < end; i++) {
-        real v = x[i] < lo ? lo : x[i];
-        y[i] = v > hi ? hi : v;
-    }
+    for (int64_t i = begin; i < end; i++) y[i] = ai3_clamp_of(x[i], lo, hi);
 }
 
 ai3_status AI3_TYPED(ai3_hardtanh_direct)(const ai3_tensor *input, double min_val,

@@ -19,12 +19,16 @@ typedef struct ai3_linear_problem {
 typedef struct ai3_linear_algorithm {
     ai3_status (*prepare)(ai3_linear_problem *pb); /* NULL: nothing to prepare */
     void (*release)(void *state);
-    /* input (..., in_features) → output (..., out_features) */
-    ai3_status (*run)(const ai3_linear_problem *pb, const ai3_tensor *input, ai3_tensor *output);
+    /* input (..., in_features) → output (..., out_features), then the
+     * epilogue (NULL: none; runtime/internal.h) applied to each output tile
+     * as soon as it is final. */
+    ai3_status (*run)(const ai3_linear_problem *pb, const ai3_tensor *input, ai3_tensor *output,
+                      const ai3_epilogue *epilogue);
 } ai3_linear_algorithm;
 
 extern const ai3_linear_algorithm ai3_linear_gemm_f32;
 extern const ai3_linear_algorithm ai3_linear_gemm_f64;
+extern const ai3_linear_algorithm ai3_linear_gemm_bf16; /* linear_gemm_bf16.c */
 
 /* Finds the linear algorithm `name` ("default" resolved): a built-in
  * (*impl) or one registered at run time (*registered). */

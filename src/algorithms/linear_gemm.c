@@ -2,7 +2,7 @@
  * linear via the GEMM engine: output[rows × out] = input[rows × in] · weightᵀ
  * + bias. The weight is packed once per plan as the engine's B operand
  * (weightᵀ, in × out); the input is read in place as A; the bias is added
- * per output column by the micro-kernel.
+ * per output column by the micro-kernel, a fused epilogue by the engine.
  */
 #include "algorithms/linear.h"
 #include "gemm.h"
@@ -36,14 +36,15 @@ static ai3_status prepare(ai3_linear_problem *pb) {
     return AI3_OK;
 }
 
-static ai3_status run(const ai3_linear_problem *pb, const ai3_tensor *input, ai3_tensor *output) {
+static ai3_status run(const ai3_linear_problem *pb, const ai3_tensor *input, ai3_tensor *output,
+                      const ai3_epilogue *epilogue) {
     const packed_weight *pw = pb->state;
     const int64_t out = pb->weight.shape[0], in = pb->weight.shape[1];
     const int64_t rows = ai3_tensor_numel(output) / out;
     const ai3_gemm_operand a = ai3_gemm_strided(input->data, in, 1);
     const ai3_gemm_operand b = ai3_gemm_packed(pw->packed);
-    return AI3_TYPED(ai3_gemm)(pw->cfg, rows, out, in, &a, &b, output->data, out, NULL,
-                               pb->bias ? pb->bias->data : NULL, 0);
+    return AI3_TYPED(ai3_gemm_epilogue)(pw->cfg, rows, out, in, &a, &b, output->data, out, NULL,
+                                        pb->bias ? pb->bias->data : NULL, 0, epilogue);
 }
 
 const ai3_linear_algorithm AI3_TYPED(ai3_linear_gemm) = {

@@ -4,7 +4,7 @@
 #include "internal.h"
 #include "real.h"
 
-#include "vexp.h"
+#include "activation.h"
 
 typedef struct {
     const real *x;
@@ -15,7 +15,7 @@ AI3_MULTIVERSION(sigmoid_range, void *, ctx, int64_t, begin, int64_t, end) {
     const sigmoid_ctx *c = ctx;
     const real *x = c->x;
     real *y = c->y;
-    for (int64_t i = begin; i < end; i++) y[i] = 1 / (1 + ai3_exp(-x[i]));
+    for (int64_t i = begin; i < end; i++) y[i] = ai3_sigmoid_of(x[i]);
 }
 
 ai3_status AI3_TYPED(ai3_sigmoid_direct)(const ai3_tensor *input, ai3_tensor *output) {

@@ -276,15 +276,16 @@ static ai3_status layernorm_channels(const ai3_plan *layernorm, const ai3_tensor
     return s;
 }
 
-static ai3_status permute_scale_add(const ai3_tensor *y, const ai3_tensor *scale,
-                                    const ai3_tensor *residual, ai3_tensor *output,
-                                    void *stream) {
+static ai3_status permute_scale_add(const ai3_tensor *y, const ai3_tensor *bias,
+                                    const ai3_tensor *scale, const ai3_tensor *residual,
+                                    ai3_tensor *output, void *stream) {
     const int64_t *d = output->shape; /* (n, c, h, w); y (n, h, w, c) */
     int previous;
     ai3_status s = ai3_cuda_enter_device(y->device_index, &previous, "add");
     if (s != AI3_OK) return s;
-    s = ai3_cuda_check(ai3_cuda_permute_scale_add(y->dtype, y->data, scale->data, residual->data,
-                                                  output->data, d[0], d[1], d[2] * d[3], stream),
+    s = ai3_cuda_check(ai3_cuda_permute_scale_add(y->dtype, y->data, bias ? bias->data : NULL,
+                                                  scale->data, residual->data, output->data, d[0],
+                                                  d[1], d[2] * d[3], stream),
                        "add", "permute, scale and add");
     ai3_cuda_leave_device(y->device_index, previous);
     return s;

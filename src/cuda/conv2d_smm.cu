@@ -244,7 +244,7 @@ extern "C" cudaError_t ai3_cuda_conv2d_smm(ai3_dtype dtype, const void *input, c
                                            const ai3_cuda_conv2d_shape *s, cudaStream_t stream) {
     if (s->n * s->c_out * s->oh * s->ow == 0) return cudaSuccess;
     if (s->c_in / s->groups == 1 && s->c_out / s->groups <= 8)
-        return ai3_cuda_conv2d_direct(dtype, input, weight, bias, output, s, stream);
+        return ai3_cuda_conv2d_direct(dtype, input, weight, bias, output, s, NULL, stream);
     conv_args a = {(int)s->c_in, (int)s->h, (int)s->w, (int)s->c_out, (int)s->kh, (int)s->kw,
                    (int)s->oh, (int)s->ow, (int)s->stride_h, (int)s->stride_w, (int)s->pad_top,
                    (int)s->pad_left, (int)s->dilation_h, (int)s->dilation_w,

@@ -21,6 +21,13 @@
 extern "C" {
 #endif
 
+/* An activation run as another operation's epilogue: op is one of those
+ * of ai3_cuda_activation, with its params. */
+typedef struct ai3_cuda_act {
+    ai3_op op;
+    const ai3_op_params *params;
+} ai3_cuda_act;
+
 /* A conv2d call: input (n, c_in, h, w), weight (c_out, c_in / groups, kh,
  * kw), output (n, c_out, oh, ow) with
  *   oh = (h + pad_top + pad_bottom - dilation_h (kh - 1) - 1) / stride_h + 1
@@ -36,11 +43,13 @@ typedef struct ai3_cuda_conv2d_shape {
 } ai3_cuda_conv2d_shape;
 
 /* conv2d "direct": each thread block computes a tile of output channels ×
- * output pixels from input and weight tiles staged in shared memory.
- * bias may be NULL. */
+ * output pixels from input and weight tiles staged in shared memory
+ * (depthwise convolutions: tiles of output pixels of several channels).
+ * bias and act (applied to each output as it is written) may be NULL. */
 cudaError_t ai3_cuda_conv2d_direct(ai3_dtype dtype, const void *input, const void *weight,
                                    const void *bias, void *output,
-                                   const ai3_cuda_conv2d_shape *s, cudaStream_t stream);
+                                   const ai3_cuda_conv2d_shape *s, const ai3_cuda_act *act,
+                                   cudaStream_t stream);
 /* conv2d "smm" (SMM-Conv): the output is the sum over the kh·kw kernel taps
  * of (C_out × C_in/groups weight slice) · (shifted input view); each block
  * accumulates the taps of its output tile as shared-memory-tiled matrix
@@ -57,12 +66,6 @@ cudaError_t ai3_cuda_pad2d(ai3_dtype dtype, const void *input, void *output, int
                            int64_t left, int64_t right, ai3_padding_mode mode,
                            cudaStream_t stream);
 
-/* An activation run as another operation's epilogue: op is one of those
- * of ai3_cuda_activation, with its params. */
-typedef struct ai3_cuda_act {
-    ai3_op op;
-    const ai3_op_params *params;
-} ai3_cuda_act;
 
 /* data (outer, c, inner) = act(data + bias (c) broadcast), in place, in one
  * pass: the epilogue of conv2d (inner = oh·ow) and linear (outer = rows,
@@ -139,13 +142,14 @@ cudaError_t ai3_cuda_layernorm(ai3_dtype dtype, const void *input, const void *w
  *  - layernorm_channels: input (n, c, hw) permuted to (n, hw, c) and
  *    normalised over c, as ai3_cuda_layernorm (weight, bias of c or NULL);
  *  - permute_scale_add: out (n, c, hw) = y (n, hw, c) permuted to channels
- *    first, times scale (c; NULL: 1), plus residual (n, c, hw; NULL: 0). */
+ *    first, plus bias (c; NULL: 0), times scale (c; NULL: 1), plus residual
+ *    (n, c, hw; NULL: 0). */
 cudaError_t ai3_cuda_layernorm_channels(ai3_dtype dtype, const void *input, const void *weight,
                                         const void *bias, double eps, void *output, int64_t n,
                                         int64_t c, int64_t hw, cudaStream_t stream);
-cudaError_t ai3_cuda_permute_scale_add(ai3_dtype dtype, const void *y, const void *scale,
-                                       const void *residual, void *out, int64_t n, int64_t c,
-                                       int64_t hw, cudaStream_t stream);
+cudaError_t ai3_cuda_permute_scale_add(ai3_dtype dtype, const void *y, const void *bias,
+                                       const void *scale, const void *residual, void *out,
+                                       int64_t n, int64_t c, int64_t hw, cudaStream_t stream);
 
 /* Softmax over the middle dimension of input (outer, n, inner), the
  * maximum subtracted before exp. Output may be input. */

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "algorithms/epilogue.h"
 #include "kernels/kernels.h"
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -195,7 +196,7 @@ typedef struct gemm_job {
     int64_t ldc;
     const real *bias_row, *bias_col;
     bool accumulate;
-    const real *clamp;       /* NULL, or [lo, hi] for each final tile */
+    const ai3_epilogue *epilogue; /* NULL, or applied to each final tile */
     int tm, tn;              /* the grid of blocks of C */
     int64_t mpanels, nstrips;
     atomic_int failed;
@@ -204,18 +205,6 @@ typedef struct gemm_job {
 /* Multiply-adds per thread above which C is split into several blocks per
  * thread (each block packs its own panels, which costs little then). */
 #define OVERSPLIT_MIN_MACS ((int64_t)1 << 22)
-
-/* rows × cols of c clamped to [lo, hi]; NaN stays NaN (as torch's hardtanh). */
-static void clamp_block(real *c, int64_t ldc, int64_t rows, int64_t cols, const real *clamp) {
-    const real lo = clamp[0], hi = clamp[1];
-    for (int64_t i = 0; i < rows; i++) {
-        real *restrict r = c + i * ldc;
-        for (int64_t j = 0; j < cols; j++) {
-            real v = r[j] < lo ? lo : r[j];
-            r[j] = v > hi ? hi : v;
-        }
-    }
-}
 
 /* C[m0:m1, n0:n1] on the calling thread; false if no buffer could be had. */
 static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -255,7 +244,7 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
             else if (!direct_b)
                 pack_groups(nc, kc, NR, B->data + k0 * B->rs + jc * B->cs, B->cs, B->rs, pb);
             bool add = job->accumulate || s > 0;
-            const real *clamp = s == nk - 1 ? job->clamp : NULL; /* tiles final now */
+            const ai3_epilogue *ep = s == nk - 1 ? job->epilogue : NULL; /* tiles final now */
             const real *bias_row = s == 0 ? job->bias_row : NULL;
             const real *bias_col = s == 0 ? job->bias_col : NULL;
 
@@ -289,7 +278,10 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
                         cfg->ukernel(kc, ablock + ir * kc, bstrip, ldb, c + i * ldc, ldc, mr, nr,
                                      bias_row ? bias_row + i : NULL,
                                      bias_col ? bias_col + jc + jr : NULL, add);
-                        if (clamp) clamp_block(c + i * ldc, ldc, mr, nr, clamp);
+                        if (ep)
+                            AI3_TYPED(ai3_epilogue_apply)(
+                                c + i * ldc, ldc, ai3_epilogue_residual(ep, i * ldc + jc + jr),
+                                ldc, mr, nr, ep);
                     }
                 }
             }
@@ -454,15 +446,15 @@ ai3_status AI3_TYPED(ai3_gemm)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
                                const ai3_gemm_operand *A, const ai3_gemm_operand *B, real *C,
                                int64_t ldc, const real *bias_row, const real *bias_col,
                                unsigned flags) {
-    return AI3_TYPED(ai3_gemm_clamped)(cfg, M, N, K, A, B, C, ldc, bias_row, bias_col, flags,
-                                       NULL);
+    return AI3_TYPED(ai3_gemm_epilogue)(cfg, M, N, K, A, B, C, ldc, bias_row, bias_col, flags,
+                                        NULL);
 }
 
-ai3_status AI3_TYPED(ai3_gemm_clamped)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
-                                       int64_t K, const ai3_gemm_operand *A,
-                                       const ai3_gemm_operand *B, real *C, int64_t ldc,
-                                       const real *bias_row, const real *bias_col,
-                                       unsigned flags, const real *clamp) {
+ai3_status AI3_TYPED(ai3_gemm_epilogue)(const ai3_gemm_config *cfg, int64_t M, int64_t N,
+                                        int64_t K, const ai3_gemm_operand *A,
+                                        const ai3_gemm_operand *B, real *C, int64_t ldc,
+                                        const real *bias_row, const real *bias_col,
+                                        unsigned flags, const ai3_epilogue *epilogue) {
     if (M < 0 || N < 0 || K < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "gemm: negative size M=%lld N=%lld K=%lld", (long long)M,
@@ -476,7 +468,9 @@ ai3_status AI3_TYPED(ai3_gemm_clamped)(const ai3_gemm_config *cfg, int64_t M, in
     bool accumulate = flags & AI3_GEMM_ACCUMULATE;
     if (K == 0) {
         empty_product(M, N, C, ldc, bias_row, bias_col, accumulate);
-        if (clamp) clamp_block(C, ldc, M, N, clamp);
+        if (epilogue)
+            AI3_TYPED(ai3_epilogue_apply)(C, ldc, ai3_epilogue_residual(epilogue, 0), ldc, M, N,
+                                          epilogue);
         return AI3_OK;
     }
     if (!cfg) cfg = AI3_TYPED(ai3_gemm_get_config)();
@@ -493,13 +487,15 @@ ai3_status AI3_TYPED(ai3_gemm_clamped)(const ai3_gemm_config *cfg, int64_t M, in
             ai3_parallel_for(blocks, 1, dot_task, &d);
         else
             dot_task(&d, 0, blocks);
-        if (clamp) clamp_block(C, ldc, M, N, clamp); /* (thin: small) */
+        if (epilogue) /* (thin: small) */
+            AI3_TYPED(ai3_epilogue_apply)(C, ldc, ai3_epilogue_residual(epilogue, 0), ldc, M, N,
+                                          epilogue);
         return AI3_OK;
     }
 
     gemm_job job = {.cfg = cfg, .M = M, .N = N, .K = K, .nk = k_slices(cfg, K), .A = A, .B = B,
                     .C = C, .ldc = ldc, .bias_row = bias_row, .bias_col = bias_col,
-                    .accumulate = accumulate, .clamp = clamp,
+                    .accumulate = accumulate, .epilogue = epilogue,
                     .mpanels = (M + cfg->mr - 1) / cfg->mr,
                     .nstrips = (N + cfg->nr - 1) / cfg->nr};
     atomic_init(&job.failed, 0);

@@ -174,13 +174,15 @@ typedef enum ai3_gemm_operand_kind {
                               int64_t K, const ai3_gemm_operand_##sfx *A,                      \
                               const ai3_gemm_operand_##sfx *B, T *C, int64_t ldc,              \
                               const T *bias_row, const T *bias_col, unsigned flags);           \
-    /* ai3_gemm, then each element of C clamped to [clamp[0], clamp[1]] (NaN  \
-     * kept) as soon as its tile is final, while it is in cache. */           \
-    ai3_status ai3_gemm_clamped_##sfx(const ai3_gemm_config_##sfx *cfg, int64_t M, int64_t N,  \
-                                      int64_t K, const ai3_gemm_operand_##sfx *A,              \
-                                      const ai3_gemm_operand_##sfx *B, T *C, int64_t ldc,      \
-                                      const T *bias_row, const T *bias_col, unsigned flags,    \
-                                      const T *clamp);                                         \
+    /* ai3_gemm, then the epilogue (NULL: none) applied to each tile of C as \
+     * soon as it is final, while it is in cache: C = act(C + R), R (the     \
+     * epilogue's residual, of T) laid out as C, element (i, j) at           \
+     * residual[i·ldc + j]. */                                               \
+    ai3_status ai3_gemm_epilogue_##sfx(const ai3_gemm_config_##sfx *cfg, int64_t M, int64_t N, \
+                                       int64_t K, const ai3_gemm_operand_##sfx *A,             \
+                                       const ai3_gemm_operand_##sfx *B, T *C, int64_t ldc,     \
+                                       const T *bias_row, const T *bias_col, unsigned flags,   \
+                                       const ai3_epilogue *epilogue);                          \
                                                                                                \
     void ai3_gemm_nn_##sfx(int64_t M, int64_t N, int64_t K, const T *A, int64_t lda,           \
                            const T *B, int64_t ldb, T *C, int64_t ldc, bool accumulate);       \

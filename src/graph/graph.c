@@ -1,6 +1,7 @@
 /* Graphs: building them, and each node's shape and compute functions.
  * Planning and running are in plan.c. */
 #include "graph.h"
+#include "bf16.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +38,17 @@ ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_in
     if (device == AI3_DEVICE_CUDA && device_index < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: device index %d", device_index);
     int half = dtype == AI3_FLOAT16 || dtype == AI3_BFLOAT16;
-    if (dtype != AI3_FLOAT32 && dtype != AI3_FLOAT64 && !(half && device == AI3_DEVICE_CUDA))
+    int cpu_bf16 = dtype == AI3_BFLOAT16 && device == AI3_DEVICE_CPU;
+    if (dtype != AI3_FLOAT32 && dtype != AI3_FLOAT64 && !(half && device == AI3_DEVICE_CUDA) &&
+        !cpu_bf16)
         return ai3_set_error(half ? AI3_ERROR_UNSUPPORTED : AI3_ERROR_INVALID_ARGUMENT,
-                             "graph: dtype %s on %s (float32 and float64 anywhere, float16 "
-                             "and bfloat16 on CUDA devices)", ai3_dtype_name(dtype),
+                             "graph: dtype %s on %s (float32, float64 and bfloat16 anywhere, "
+                             "float16 on CUDA devices)", ai3_dtype_name(dtype),
                              ai3_device_name(device));
+    if (cpu_bf16) {
+        ai3_status s = ai3_require_cpu_bf16("graph");
+        if (s != AI3_OK) return s;
+    }
     if (device == AI3_DEVICE_CUDA && !ai3_cuda_backend_get()) return AI3_ERROR_UNSUPPORTED;
     ai3_graph *g = calloc(1, sizeof *g);
     if (!g) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");

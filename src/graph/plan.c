@@ -11,6 +11,7 @@
 
 #define NO_OFFSET ((size_t)-1)
 #define FUSED_AWAY (-2)
+#define BIAS_DEFERRED (-3) /* a linear whose bias a later fused node adds */
 #define NEVER INT_MAX /* the last use of a graph output */
 
 struct graph_plan {
@@ -25,8 +26,13 @@ struct graph_plan {
     size_t *slot;       /* per graph input, then per output: its offset in replay_memory */
     /* Per node: an operation absorbing the activation that alone reads its
      * output (the index of that node; `fusable` says which), FUSED_AWAY for
-     * such an activation (its value a view of the operation's), else -1. */
+     * such an activation (its value a view of the operation's), BIAS_DEFERRED
+     * for a linear run without its bias (fuse_permutes), else -1. */
     int *fused;
+    /* Per node (CPU): for an operation absorbing an add of its output and
+     * another value (fuse_residuals) and for that add, the other value (the
+     * residual of the operation's epilogue), else -1. */
+    int *residual;
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
     ai3_tensor *values; /* every value's shape (data: ai3_shape_only) */
@@ -46,6 +52,7 @@ static void free_plan(graph_plan *p) {
     }
     free(p->slot);
     free(p->fused);
+    free(p->residual);
     free(p->inputs);
     free(p->values);
     free(p->root);
@@ -185,29 +192,49 @@ static ai3_status place_buffers(graph_plan *p, buffer *bufs, int n) {
     return AI3_OK;
 }
 
-/* The clamp [lo, hi] a relu or hardtanh node applies, or false. */
-static bool clamp_of(const graph_node *node, double clamp[2]) {
-    if (node->kind == NODE_RELU) {
-        clamp[0] = 0, clamp[1] = INFINITY;
+/* Whether node is computed by ai3's own code on the CPU: no algorithm
+ * registered at run time for it (which a fusion would bypass), no view. */
+static bool own_cpu_op(const graph_node *node) {
+    return !node->u.op.view &&
+           !ai3_is_registered(node->u.op.plan->op, node->u.op.plan->algorithm, AI3_DEVICE_CPU);
+}
+
+/* Sets e's activation to the one node computes; false if it is none that a
+ * CPU epilogue applies. */
+static bool activation_of(const graph_node *node, ai3_epilogue *e) {
+    const ai3_op_params *p = &node->u.op.plan->params;
+    switch (node->kind) {
+    case NODE_RELU: e->act = AI3_ACT_CLAMP, e->lo = 0, e->hi = INFINITY; return true;
+    case NODE_HARDTANH:
+        e->act = AI3_ACT_CLAMP, e->lo = p->hardtanh.min_val, e->hi = p->hardtanh.max_val;
         return true;
-    }
-    if (node->kind == NODE_HARDTANH) {
-        const ai3_op_params *p = &node->u.op.plan->params;
-        clamp[0] = p->hardtanh.min_val, clamp[1] = p->hardtanh.max_val;
+    case NODE_SIGMOID: e->act = AI3_ACT_SIGMOID; return true;
+    case NODE_HARDSIGMOID: e->act = AI3_ACT_HARDSIGMOID; return true;
+    case NODE_HARDSWISH: e->act = AI3_ACT_HARDSWISH; return true;
+    case NODE_SILU: e->act = AI3_ACT_SILU; return true;
+    case NODE_GELU:
+        e->act = p->gelu.tanh_approximation ? AI3_ACT_GELU_TANH : AI3_ACT_GELU;
         return true;
+    default: return false;
     }
-    return false;
 }
 
 /* Whether graphs on this device fuse activation node `act` into node `op`:
- * on the CPU relu and hardtanh into conv2d (the convolution clamps its
- * output tiles as it writes them, ai3_conv2d_run_clamped); on CUDA every
- * activation into conv2d and linear (applied with the bias in one pass,
- * ai3_plan_run_fused). */
+ * on the CPU into conv2d and linear, applied to each output tile as it is
+ * written (ai3_conv2d_run_epilogue, ai3_linear_run_epilogue; in bfloat16
+ * only relu and hardtanh into conv2d, which its GEMM clamps); on CUDA into
+ * conv2d and linear too, applied with the bias in one pass
+ * (ai3_plan_run_fused). */
 static bool fusable(const ai3_graph *g, const graph_node *op, const graph_node *act) {
-    double clamp[2];
     if (op->u.op.view) return false;
-    if (g->device == AI3_DEVICE_CPU) return op->kind == NODE_CONV2D && clamp_of(act, clamp);
+    if (g->device == AI3_DEVICE_CPU) {
+        ai3_epilogue e;
+        if (g->dtype == AI3_BFLOAT16) /* its GEMM applies a clamp only */
+            return op->kind == NODE_CONV2D && own_cpu_op(act) && activation_of(act, &e) &&
+                   e.act == AI3_ACT_CLAMP;
+        return (op->kind == NODE_CONV2D || op->kind == NODE_LINEAR) && own_cpu_op(act) &&
+               activation_of(act, &e);
+    }
     switch (act->kind) {
     case NODE_RELU: case NODE_HARDTANH: case NODE_SIGMOID: case NODE_HARDSIGMOID:
     case NODE_HARDSWISH: case NODE_SILU: case NODE_GELU:
@@ -236,9 +263,12 @@ static void fuse_activations(const ai3_graph *g, const int *readers, int *fused)
     }
 }
 
-/* The input of a node fused into a later one that the fusion reads on: the
- * first input that is a node's value (a mul's other input is its constant). */
-static int chain_input(const ai3_graph *g, const graph_node *node) {
+/* The input of node j, fused into another one, that the fusion reads on: an
+ * add's that is not the residual, else the first input that is a node's
+ * value (a mul's other input is its constant). */
+static int chain_input(const ai3_graph *g, const graph_plan *p, int j) {
+    const graph_node *node = &g->nodes[j];
+    if (p->residual[j] >= 0) return node->inputs[0] == p->residual[j];
     for (int k = 0; k < node->n_inputs; k++)
         if (g->values[node->inputs[k]].kind == VALUE_NODE) return k;
     return 0;
@@ -252,6 +282,56 @@ static int sole_reader(const ai3_graph *g, const int *readers, int i) {
         for (int k = 0; k < g->nodes[j].n_inputs; k++)
             if (g->nodes[j].inputs[k] == v) return j;
     return -1;
+}
+
+static bool same_shape(const ai3_tensor *a, const ai3_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    return true;
+}
+
+/* On the CPU, an add of a conv2d's (or linear's) output, which the add alone
+ * reads, and another value of that shape becomes the operation's epilogue:
+ * the other value its residual, added to each output tile as it is written,
+ * and an activation alone reading the sum fused too (ResNet: conv, batch
+ * norm folded into it, add of the shortcut, relu). The residual must be
+ * computed before the operation runs: where both inputs are such outputs
+ * (a Bottleneck's downsample conv runs after its last conv), the later
+ * operation takes the earlier's output. It lives in a buffer of its own
+ * until the add, so until the operation. */
+static void fuse_residuals(const ai3_graph *g, graph_plan *p, const int *readers) {
+    for (int j = 0; j < g->n_nodes; j++) {
+        const graph_node *add = &g->nodes[j];
+        if (add->kind != NODE_ADD || !own_cpu_op(add) || p->fused[j] != -1 ||
+            add->inputs[0] == add->inputs[1])
+            continue;
+        int into = -1, other = -1;
+        for (int k = 0; k < 2; k++) {
+            int v = add->inputs[k], r = add->inputs[1 - k];
+            const graph_value *gv = &g->values[v], *rv = &g->values[r];
+            if (gv->kind != VALUE_NODE || readers[v] != 1) continue;
+            int i = gv->index;
+            const graph_node *op = &g->nodes[i];
+            if ((op->kind != NODE_CONV2D && op->kind != NODE_LINEAR) || op->u.op.view ||
+                p->fused[i] != -1 || p->residual[i] >= 0 || i < into ||
+                (rv->kind == VALUE_NODE && rv->index >= i) ||
+                !same_shape(&p->values[r], &p->values[v]) ||
+                !same_shape(&p->values[add->output], &p->values[v]))
+                continue;
+            into = i;
+            other = r;
+        }
+        if (into < 0) continue;
+        p->residual[into] = p->residual[j] = other;
+        p->fused[j] = FUSED_AWAY;
+        int k = sole_reader(g, readers, j);
+        if (k >= 0 && g->nodes[k].kind < NODE_RESHAPE && p->fused[k] == -1 &&
+            fusable(g, &g->nodes[into], &g->nodes[k])) {
+            p->fused[into] = k;
+            p->fused[k] = FUSED_AWAY;
+        }
+    }
 }
 
 /* Whether node i is a permute by `order` of a 4-d value, computed by
@@ -275,6 +355,18 @@ static bool own_op(const graph_node *node) {
            !ai3_is_registered(node->u.op.plan->op, node->u.op.plan->algorithm, AI3_DEVICE_CUDA);
 }
 
+/* The linear whose output permute node i alone reads, if its bias can be
+ * added later (it has one, and nothing is fused into it), else -1. */
+static int linear_before(const ai3_graph *g, const graph_plan *p, const int *readers, int i) {
+    const graph_value *gv = &g->values[g->nodes[i].inputs[0]];
+    if (gv->kind != VALUE_NODE || readers[g->nodes[i].inputs[0]] != 1) return -1;
+    const graph_node *lin = &g->nodes[gv->index];
+    return lin->kind == NODE_LINEAR && own_op(lin) && p->fused[gv->index] == -1 &&
+                   lin->u.op.plan->weights[1].data
+               ? gv->index
+               : -1;
+}
+
 /* On CUDA, the permutes around a channels-last section (ConvNeXt's blocks)
  * are fused into their neighbours (once shapes are known):
  *  - permute(0, 2, 3, 1) read only by a layernorm over the last dimension:
@@ -282,7 +374,9 @@ static bool own_op(const graph_node *node) {
  *    permute, which is FUSED_AWAY);
  *  - permute(0, 3, 1, 2) read only by a mul by a constant of one value per
  *    channel, read only by an add of a tensor of the result's shape: one
- *    kernel at the add (fused[add] = the permute; permute and mul away). */
+ *    kernel at the add (fused[add] = the permute; permute and mul away),
+ *    which also adds the bias of a linear the permute alone reads (that
+ *    linear BIAS_DEFERRED). */
 static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers) {
     static const int to_last[4] = {0, 2, 3, 1}, to_first[4] = {0, 3, 1, 2};
     for (int i = 0; i < g->n_nodes; i++) {
@@ -314,6 +408,8 @@ static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers)
             if (!same) continue;
             p->fused[i] = p->fused[j] = FUSED_AWAY;
             p->fused[k] = i;
+            int lin = linear_before(g, p, readers, i);
+            if (lin >= 0) p->fused[lin] = BIAS_DEFERRED;
         }
     }
 }
@@ -346,10 +442,11 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->bound = malloc(sizeof *p->bound * (size_t)nv);
         p->offset = malloc(sizeof *p->offset * (size_t)nv);
         p->fused = malloc(sizeof *p->fused * (size_t)(g->n_nodes + 1));
+        p->residual = malloc(sizeof *p->residual * (size_t)(g->n_nodes + 1));
     }
     ai3_status s = AI3_OK;
     if (!p || !last || !root_last || !bufs || !in || !readers || !p->inputs || !p->values || !p->root ||
-        !p->bound || !p->offset || !p->fused)
+        !p->bound || !p->offset || !p->fused || !p->residual)
         s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
 
     if (s == AI3_OK) {
@@ -379,6 +476,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             for (int k = 0; k < g->nodes[i].n_inputs; k++) readers[g->nodes[i].inputs[k]]++;
         for (int k = 0; k < g->n_outputs; k++) readers[g->outputs[k]]++;
         fuse_activations(g, readers, p->fused);
+        for (int i = 0; i < g->n_nodes; i++) p->residual[i] = -1;
         for (int v = 0; v < nv; v++) root_last[v] = last[v];
     }
 
@@ -396,6 +494,8 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         if (ws > p->workspace_bytes) p->workspace_bytes = ws;
     }
     if (s == AI3_OK && p->cuda) fuse_permutes(g, p, readers);
+    if (s == AI3_OK && g->device == AI3_DEVICE_CPU && g->dtype != AI3_BFLOAT16)
+        fuse_residuals(g, p, readers);
 
     /* Where each result lives. A node fused into a later one is a view of
      * the value it reads (so that value lives until the later node runs),
@@ -410,7 +510,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
                                    : ai3_graph_node_storage(node);
         int v = node->output;
         if (storage == STORE_VIEW) {
-            int r = p->root[node->inputs[chain_input(g, node)]];
+            int r = p->root[node->inputs[chain_input(g, p, i)]];
             p->root[v] = r;
             if (last[v] > root_last[r]) root_last[r] = last[v];
         } else if (storage == STORE_INPLACE) {
@@ -563,8 +663,9 @@ static void bind_values(const ai3_graph *g, const graph_plan *p, const ai3_tenso
 }
 
 /* The add that absorbed a permute and the mul by a constant reading it. */
-static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_node *permute,
-                                        const graph_node *add, ai3_tensor *t, void *stream) {
+static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_plan *p,
+                                        const graph_node *permute, const graph_node *add,
+                                        ai3_tensor *t, void *stream) {
     int k = 0;
     for (; k < 2; k++) { /* which input of the add is the mul's */
         const graph_value *gv = &g->values[add->inputs[k]];
@@ -575,8 +676,35 @@ static ai3_status run_permute_scale_add(const ai3_graph *g, const graph_node *pe
     }
     const graph_node *mul = &g->nodes[g->values[add->inputs[k]].index];
     int scale = mul->inputs[0] == permute->output ? mul->inputs[1] : mul->inputs[0];
-    return ai3_graph_cuda(g)->permute_scale_add(&t[permute->inputs[0]], &t[scale],
+    const graph_value *y = &g->values[permute->inputs[0]];
+    const ai3_tensor *bias = y->kind == VALUE_NODE && p->fused[y->index] == BIAS_DEFERRED
+                                 ? &g->nodes[y->index].u.op.plan->weights[1]
+                                 : NULL;
+    return ai3_graph_cuda(g)->permute_scale_add(&t[permute->inputs[0]], bias, &t[scale],
                                                 &t[add->inputs[1 - k]], &t[add->output], stream);
+}
+
+/* A BIAS_DEFERRED linear: its plan as it is but without the bias. */
+static ai3_status run_without_bias(const graph_node *node, const ai3_tensor *const *in,
+                                   ai3_tensor *out, void *workspace, size_t workspace_bytes,
+                                   void *stream) {
+    ai3_plan plan = *node->u.op.plan;
+    plan.weights[1] = (ai3_tensor){0};
+    return ai3_plan_run_stream(&plan, node->n_inputs, in, out, workspace, workspace_bytes,
+                               stream);
+}
+
+/* Runs node i (a conv2d or linear on the CPU) with what is fused into it. */
+static ai3_status run_epilogue(const ai3_graph *g, const graph_plan *p, int i,
+                               const ai3_tensor *input, ai3_tensor *t, void *workspace) {
+    const graph_node *node = &g->nodes[i];
+    ai3_epilogue e = {.act = AI3_ACT_NONE};
+    if (p->fused[i] >= 0) activation_of(&g->nodes[p->fused[i]], &e);
+    if (p->residual[i] >= 0) e.residual = t[p->residual[i]].data;
+    if (node->kind == NODE_LINEAR)
+        return ai3_linear_run_epilogue(node->u.op.plan, input, &t[node->output], &e);
+    return ai3_conv2d_run_epilogue(node->u.op.plan, input, &t[node->output], workspace,
+                                   p->workspace_bytes, &e);
 }
 
 /* Runs every node, then copies the outputs not written in place (graph
@@ -589,17 +717,18 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
     ai3_status s = AI3_OK;
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
-        double clamp[2];
         if (p->fused[i] == FUSED_AWAY) continue; /* done by the operation it reads */
         for (int k = 0; k < node->n_inputs; k++) in[k] = &t[node->inputs[k]];
-        if (p->fused[i] >= 0 && !p->cuda && clamp_of(&g->nodes[p->fused[i]], clamp))
-            s = ai3_conv2d_run_clamped(node->u.op.plan, in[0], &t[node->output], workspace,
-                                       p->workspace_bytes, clamp);
+        if (!p->cuda && (p->fused[i] >= 0 || p->residual[i] >= 0))
+            s = run_epilogue(g, p, i, in[0], t, workspace);
         else if (p->fused[i] >= 0 && node->kind == NODE_LAYERNORM)
             s = p->cuda->layernorm_channels(node->u.op.plan, &t[g->nodes[p->fused[i]].inputs[0]],
                                             &t[node->output], stream);
         else if (p->fused[i] >= 0 && node->kind == NODE_ADD)
-            s = run_permute_scale_add(g, &g->nodes[p->fused[i]], node, t, stream);
+            s = run_permute_scale_add(g, p, &g->nodes[p->fused[i]], node, t, stream);
+        else if (p->fused[i] == BIAS_DEFERRED)
+            s = run_without_bias(node, in, &t[node->output], workspace, p->workspace_bytes,
+                                 stream);
         else if (p->fused[i] >= 0)
             s = ai3_plan_run_fused(node->u.op.plan, node->n_inputs, in, &t[node->output],
                                    workspace, p->workspace_bytes, stream,

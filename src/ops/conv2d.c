@@ -34,7 +34,7 @@ void ai3_conv2d_get_dims(const ai3_tensor *input, const ai3_tensor *weight,
     d->wp = d->w + p->pad_left + p->pad_right;
     d->oh = (d->hp - p->dilation_h * (d->kh - 1) - 1) / p->stride_h + 1;
     d->ow = (d->wp - p->dilation_w * (d->kw - 1) - 1) / p->stride_w + 1;
-    d->clamp = NULL;
+    d->epilogue = NULL;
 }
 
 int64_t ai3_pad_source_index(int64_t i, int64_t size, int64_t before, ai3_padding_mode mode) {
@@ -459,37 +459,52 @@ static ai3_status run_algorithm(const ai3_conv2d_plan *plan, const ai3_conv2d_di
     return s;
 }
 
-static ai3_status plan_run_clamped(const ai3_conv2d_plan *plan, const ai3_tensor *input,
-                                   ai3_tensor *output, void *workspace, size_t workspace_size,
-                                   const double *clamp) {
+/* The epilogue of a bfloat16 output in a pass of its own: a clamp (the only
+ * epilogue graphs fuse in bfloat16) through a plan, which computes it in
+ * float32 (ops/plan.c). */
+static ai3_status bf16_epilogue_pass(ai3_tensor *output, const ai3_epilogue *e) {
+    if (e->residual || (e->act != AI3_ACT_CLAMP && e->act != AI3_ACT_NONE))
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "conv2d: a bfloat16 output takes a fused clamp only");
+    if (e->act == AI3_ACT_NONE) return AI3_OK;
+    ai3_op_params p;
+    memset(&p, 0, sizeof p);
+    p.hardtanh.min_val = e->lo;
+    p.hardtanh.max_val = e->hi;
+    ai3_plan *plan;
+    ai3_status s = ai3_plan_create(AI3_OP_HARDTANH, "direct", 0, NULL, &p, NULL, &plan);
+    if (s != AI3_OK) return s;
+    const ai3_tensor *in = output;
+    s = ai3_plan_run(plan, 1, &in, output, NULL, 0);
+    ai3_plan_destroy(plan);
+    return s;
+}
+
+static ai3_status plan_run_epilogue(const ai3_conv2d_plan *plan, const ai3_tensor *input,
+                                    ai3_tensor *output, void *workspace, size_t workspace_size,
+                                    const ai3_epilogue *epilogue) {
     ai3_tensor in4, out4;
     ai3_conv2d_dims d;
     if (!output) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "conv2d: output is NULL");
     ai3_status s = check_run(plan, input, output, &in4, &out4, &d);
     if (s != AI3_OK) return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
-    union { float f[2]; double d[2]; } bounds; /* the clamp in the dtype */
-    bool fused = clamp && !plan->custom && plan->impl->clamps;
-    if (fused) {
-        if (input->dtype == AI3_FLOAT64) {
-            bounds.d[0] = clamp[0], bounds.d[1] = clamp[1];
-        } else {
-            bounds.f[0] = (float)clamp[0], bounds.f[1] = (float)clamp[1];
-        }
-        d.clamp = &bounds;
-    }
+    bool fused = epilogue && !plan->custom && plan->impl->fuses_epilogue;
+    if (fused) d.epilogue = epilogue;
     if (plan->custom)
         s = plan->custom(&in4, &plan->pb.weight, plan->pb.bias, &plan->pb.params, &out4);
     else
         s = run_algorithm(plan, &d, &in4, &out4, workspace, workspace_size);
-    if (s == AI3_OK && clamp && !fused) /* a pass of its own after the algorithm */
-        s = ai3_hardtanh("direct", output, clamp[0], clamp[1], output);
+    if (s == AI3_OK && epilogue && !fused) { /* a pass of its own after the algorithm */
+        if (output->dtype == AI3_BFLOAT16) s = bf16_epilogue_pass(output, epilogue);
+        else ai3_epilogue_pass(output, epilogue);
+    }
     return s;
 }
 
 ai3_status ai3_conv2d_plan_run(const ai3_conv2d_plan *plan, const ai3_tensor *input,
                                ai3_tensor *output, void *workspace, size_t workspace_size) {
-    return plan_run_clamped(plan, input, output, workspace, workspace_size, NULL);
+    return plan_run_epilogue(plan, input, output, workspace, workspace_size, NULL);
 }
 
 ai3_status ai3_conv2d(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
@@ -538,13 +553,12 @@ static const char *plan_algorithm(const ai3_plan *plan) {
     return ai3_conv2d_plan_algorithm(plan->state);
 }
 
-ai3_status ai3_conv2d_run_clamped(const ai3_plan *plan, const ai3_tensor *input,
-                                  ai3_tensor *output, void *workspace, size_t workspace_bytes,
-                                  const double clamp[2]) {
-    return plan_run_clamped(plan->state, input, output, workspace, workspace_bytes,
-                                       clamp);
+ai3_status ai3_conv2d_run_epilogue(const ai3_plan *plan, const ai3_tensor *input,
+                                   ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                                   const ai3_epilogue *epilogue) {
+    return plan_run_epilogue(plan->state, input, output, workspace, workspace_bytes, epilogue);
 }
 
 const ai3_op_impl ai3_conv2d_impl = {.create = plan_create, .destroy = plan_destroy,
                                      .output_shape = plan_shape, .workspace_size = plan_workspace,
-                                     .run = plan_run, .algorithm = plan_algorithm};
+                                     .run = plan_run, .algorithm = plan_algorithm, .bf16 = true};

@@ -102,8 +102,10 @@ ai3_status ai3_linear_plan_create(const char *algorithm, const ai3_tensor *weigh
     return AI3_OK;
 }
 
-ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *input,
-                               ai3_tensor *output) {
+/* The run, with a fused epilogue (NULL: none): the algorithm's, or a pass
+ * after a custom algorithm. */
+static ai3_status plan_run_epilogue(const ai3_linear_plan *plan, const ai3_tensor *input,
+                                    ai3_tensor *output, const ai3_epilogue *epilogue) {
     if (!plan) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "linear: plan is NULL");
     int ndim;
     int64_t shape[AI3_MAX_DIMS];
@@ -111,8 +113,15 @@ ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *in
     if (s != AI3_OK) return s;
     if ((s = ai3_check_output(output, input, ndim, shape, OP)) != AI3_OK) return s;
     if (ai3_tensor_numel(output) == 0) return AI3_OK;
-    if (plan->custom) return plan->custom(input, &plan->pb.weight, plan->pb.bias, output);
-    return plan->impl->run(&plan->pb, input, output);
+    if (!plan->custom) return plan->impl->run(&plan->pb, input, output, epilogue);
+    s = plan->custom(input, &plan->pb.weight, plan->pb.bias, output);
+    if (s == AI3_OK && epilogue) ai3_epilogue_pass(output, epilogue);
+    return s;
+}
+
+ai3_status ai3_linear_plan_run(const ai3_linear_plan *plan, const ai3_tensor *input,
+                               ai3_tensor *output) {
+    return plan_run_epilogue(plan, input, output, NULL);
 }
 
 ai3_status ai3_linear(const char *algorithm, const ai3_tensor *input, const ai3_tensor *weight,
@@ -153,5 +162,10 @@ static ai3_status plan_run(const ai3_plan *plan, int n, const ai3_tensor *const 
     return ai3_linear_plan_run(plan->state, in[0], out);
 }
 
+ai3_status ai3_linear_run_epilogue(const ai3_plan *plan, const ai3_tensor *input,
+                                   ai3_tensor *output, const ai3_epilogue *epilogue) {
+    return plan_run_epilogue(plan->state, input, output, epilogue);
+}
+
 const ai3_op_impl ai3_linear_impl = {.create = plan_create, .destroy = plan_destroy,
-                                     .output_shape = plan_shape, .run = plan_run};
+                                     .output_shape = plan_shape, .run = plan_run, .bf16 = true};

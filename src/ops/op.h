@@ -26,6 +26,10 @@ typedef struct ai3_op_impl {
     /* The output may be the first input's memory (or the second's, for add
      * and mul): elementwise operations, which the graph runs in place. */
     bool in_place;
+    /* Computes bfloat16 CPU tensors itself (conv2d, linear). The others get
+     * float32 copies from the generic plans (ops/plan.c): weights widened
+     * at create, inputs widened and the output rounded back at each run. */
+    bool bf16;
 } ai3_op_impl;
 
 #define AI3_OP(ID, name, default_algorithm, params, kind, n_inputs, n_weights, module) \
@@ -38,11 +42,14 @@ static inline const ai3_tensor *ai3_plan_weight(const ai3_plan *plan, int i) {
     return plan->weights[i].data || plan->weights[i].ndim ? &plan->weights[i] : NULL;
 }
 
-/* A conv2d plan's run with every output clamped to [clamp[0], clamp[1]]
- * (NaN kept): relu and hardtanh fused into the convolution by graphs. */
-ai3_status ai3_conv2d_run_clamped(const ai3_plan *plan, const ai3_tensor *input,
-                                  ai3_tensor *output, void *workspace, size_t workspace_bytes,
-                                  const double clamp[2]);
+/* A conv2d (linear) plan's run with the epilogue (internal.h) applied to its
+ * output: a residual add and an activation fused into the operation by
+ * graphs, on the CPU. The residual has the output's shape and dtype. */
+ai3_status ai3_conv2d_run_epilogue(const ai3_plan *plan, const ai3_tensor *input,
+                                   ai3_tensor *output, void *workspace, size_t workspace_bytes,
+                                   const ai3_epilogue *epilogue);
+ai3_status ai3_linear_run_epilogue(const ai3_plan *plan, const ai3_tensor *input,
+                                   ai3_tensor *output, const ai3_epilogue *epilogue);
 
 /* ai3_plan_run_stream, then `activation` (a plan of relu, hardtanh,
  * sigmoid, hardsigmoid, hardswish, silu or gelu; NULL: none) over the

@@ -1,6 +1,7 @@
 /* Plans of any operation (ai3_plan_*): argument checks, weight copies, and
  * dispatch to each operation's ai3_op_impl (ops/<op>.c). */
 #include "op.h"
+#include "bf16.h"
 #include "cuda_backend.h"
 
 #include <stdio.h>
@@ -49,6 +50,104 @@ static ai3_status check_weights(ai3_op op, int n, const ai3_tensor *const *weigh
     return AI3_OK;
 }
 
+/* --- bfloat16 on the CPU for operations that compute in float32 ----------------
+ * (memory-bound ones: pooling, elementwise, normalisation, ...). Their
+ * bfloat16 weights are widened once, at create; at each run the inputs are
+ * widened into the workspace, the operation runs on float32 views there,
+ * and its float32 output is rounded into the output. */
+
+static bool widened(ai3_op op, const ai3_tensor *t) {
+    return t && t->device == AI3_DEVICE_CPU && t->dtype == AI3_BFLOAT16 && !ops[op].impl->bf16;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+#define WIDENED_MAX_INPUTS 64
+
+/* Float32 copies of the present weights into copies[] (pointers in
+ * `widened_weights`); the caller frees their data. */
+static ai3_status widen_weights(int n, const ai3_tensor *const *weights, ai3_tensor *copies,
+                                const ai3_tensor **widened_weights) {
+    for (int i = 0; i < n; i++) {
+        widened_weights[i] = NULL;
+        copies[i].data = NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!weights[i]) continue;
+        if (weights[i]->dtype != AI3_BFLOAT16) { /* (float32 statistics of a batchnorm2d) */
+            widened_weights[i] = weights[i];
+            continue;
+        }
+        float *data = ai3_alloc(sizeof(float) * (size_t)ai3_tensor_numel(weights[i]));
+        if (!data) return AI3_ERROR_OUT_OF_MEMORY;
+        ai3_bf16_tensor_to_float(weights[i], data, &copies[i]);
+        widened_weights[i] = &copies[i];
+    }
+    return AI3_OK;
+}
+
+/* The float32 views of n inputs and of the output (shape-only data), and
+ * the workspace that widened runs need: the float inputs, the float output
+ * (from *inner_offset on: the operation's own workspace). */
+static ai3_status widened_layout(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                                 ai3_tensor *views, ai3_tensor *out_view, size_t *inner_offset,
+                                 size_t *bytes) {
+    if (n > WIDENED_MAX_INPUTS)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: bfloat16 on the CPU with more "
+                             "than %d inputs", ai3_op_name(plan->op), WIDENED_MAX_INPUTS);
+    size_t used = 0;
+    const ai3_tensor *view_ptrs[WIDENED_MAX_INPUTS];
+    for (int i = 0; i < n; i++) {
+        views[i] = *in[i];
+        views[i].dtype = AI3_FLOAT32;
+        views[i].data = ai3_shape_only;
+        view_ptrs[i] = &views[i];
+        used += align64(sizeof(float) * (size_t)ai3_tensor_numel(in[i]));
+    }
+    *out_view = views[0];
+    const ai3_op_impl *impl = ops[plan->op].impl;
+    ai3_status s = impl->output_shape(plan, n, view_ptrs, &out_view->ndim, out_view->shape);
+    if (s != AI3_OK) return s;
+    used += align64(sizeof(float) * (size_t)ai3_tensor_numel(out_view));
+    *inner_offset = used;
+    size_t inner = 0;
+    if (impl->workspace_size && (s = impl->workspace_size(plan, view_ptrs, &inner)) != AI3_OK)
+        return s;
+    *bytes = used + inner;
+    return AI3_OK;
+}
+
+/* The plan's run on float32 copies of bfloat16 inputs (see above). */
+static ai3_status run_widened(const ai3_plan *plan, int n, const ai3_tensor *const *in,
+                              ai3_tensor *output, void *workspace, size_t workspace_bytes) {
+    const char *name = ai3_op_name(plan->op);
+    ai3_tensor views[WIDENED_MAX_INPUTS], out_view;
+    size_t inner_offset, need;
+    ai3_status s = widened_layout(plan, n, in, views, &out_view, &inner_offset, &need);
+    if (s != AI3_OK) return s;
+    if ((s = ai3_check_output(output, in[0], out_view.ndim, out_view.shape, name)) != AI3_OK)
+        return s;
+    void *owned = NULL;
+    if (workspace && workspace_bytes < need)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "%s: the workspace has %zu bytes, the plan needs %zu", name,
+                             workspace_bytes, need);
+    if (!workspace && !(workspace = owned = ai3_alloc(need))) return AI3_ERROR_OUT_OF_MEMORY;
+    const ai3_tensor *view_ptrs[WIDENED_MAX_INPUTS];
+    char *at = workspace;
+    for (int i = 0; i < n; i++) {
+        ai3_bf16_tensor_to_float(in[i], (float *)at, &views[i]);
+        view_ptrs[i] = &views[i];
+        at += align64(sizeof(float) * (size_t)ai3_tensor_numel(in[i]));
+    }
+    out_view.data = at;
+    s = ops[plan->op].impl->run(plan, n, view_ptrs, &out_view, (char *)workspace + inner_offset,
+                                need - inner_offset);
+    if (s == AI3_OK) ai3_float_to_bf16_n(out_view.data, output->data, ai3_tensor_numel(output));
+    ai3_free(owned);
+    return s;
+}
+
 /* The plan's weights as views of the caller's device memory, and the CUDA
  * backend's state. */
 static ai3_status create_cuda_plan(ai3_plan *plan, int n, const ai3_tensor *const *weights,
@@ -60,6 +159,11 @@ static ai3_status create_cuda_plan(ai3_plan *plan, int n, const ai3_tensor *cons
         if (weights[i]) plan->weights[i] = *weights[i];
     return cuda->plan_create(plan, hint);
 }
+
+static ai3_status create_plan(ai3_op op, const char *algorithm, int n_weights,
+                              const ai3_tensor *const *weights, const ai3_op_params *params,
+                              const ai3_tensor *hint, const ai3_plan_options *options,
+                              const ai3_tensor *first, ai3_plan **out);
 
 ai3_status ai3_plan_create_with(ai3_op op, const char *algorithm, int n_weights,
                                 const ai3_tensor *const *weights, const ai3_op_params *params,
@@ -79,6 +183,28 @@ ai3_status ai3_plan_create_with(ai3_op op, const char *algorithm, int n_weights,
     const ai3_tensor *first;
     ai3_status s = check_weights(op, n_weights, weights, &first);
     if (s != AI3_OK) return s;
+    /* bfloat16 weights of an operation computed in float32: widened here */
+    ai3_tensor copies[AI3_PLAN_MAX_WEIGHTS];
+    const ai3_tensor *widened_weights[AI3_PLAN_MAX_WEIGHTS];
+    const bool widen = n_weights > 0 && widened(op, first);
+    if (widen) {
+        s = widen_weights(n_weights, weights, copies, widened_weights);
+        weights = widened_weights;
+    }
+    if (s == AI3_OK) s = create_plan(op, algorithm, n_weights, weights, params, hint, options,
+                                     first, out);
+    for (int i = 0; widen && i < n_weights; i++) ai3_free(copies[i].data);
+    return s;
+}
+
+/* ai3_plan_create_with after the weights' checks; `first` the first present
+ * weight (or NULL). */
+static ai3_status create_plan(ai3_op op, const char *algorithm, int n_weights,
+                              const ai3_tensor *const *weights, const ai3_op_params *params,
+                              const ai3_tensor *hint, const ai3_plan_options *options,
+                              const ai3_tensor *first, ai3_plan **out) {
+    const char *name = ai3_op_name(op);
+    ai3_status s;
     bool cuda = first && first->device == AI3_DEVICE_CUDA;
     /* the CUDA backend knows its own names (cuDNN's algorithms) */
     if (!cuda && (s = ai3_check_algorithm_name(op, algorithm)) != AI3_OK) return s;
@@ -229,6 +355,11 @@ ai3_status ai3_plan_workspace_size(const ai3_plan *plan, int n, const ai3_tensor
         if ((s = output_shape(plan, n, in, &ndim, shape)) != AI3_OK) return s;
         return cuda->workspace_size(plan, n, in, bytes);
     }
+    if (widened(plan->op, in[0])) {
+        ai3_tensor views[WIDENED_MAX_INPUTS], out_view;
+        size_t inner_offset;
+        return widened_layout(plan, n, in, views, &out_view, &inner_offset, bytes);
+    }
     const ai3_op_impl *impl = ops[plan->op].impl;
     return impl->workspace_size ? impl->workspace_size(plan, in, bytes) : AI3_OK;
 }
@@ -251,6 +382,8 @@ ai3_status ai3_plan_run_fused(const ai3_plan *plan, int n, const ai3_tensor *con
         if (!activation || !registered_for_cuda(activation))
             return cuda->run(plan, n, in, output, workspace, workspace_bytes, stream, activation);
         s = cuda->run(plan, n, in, output, workspace, workspace_bytes, stream, NULL);
+    } else if (widened(plan->op, in[0])) {
+        s = run_widened(plan, n, in, output, workspace, workspace_bytes);
     } else {
         s = ops[plan->op].impl->run(plan, n, in, output, workspace, workspace_bytes);
     }

@@ -51,7 +51,8 @@ static int flag(PyObject *obj, PyObject *name) {
 }
 
 /* Reads obj.dtype and obj's device (and CUDA device index) into out; 0 or
- * -1. float16 and bfloat16 are taken on CUDA devices only. */
+ * -1. float16 is taken on CUDA devices only (bfloat16 on the CPU needs
+ * AVX512_BF16, which the C library checks). */
 static int dtype_device(PyObject *obj, const char *op, const char *what, ai3_tensor *out) {
     PyObject *dtype = PyObject_GetAttr(obj, str_dtype);
     if (!dtype) return -1;
@@ -65,14 +66,16 @@ static int dtype_device(PyObject *obj, const char *op, const char *what, ai3_ten
     if (!ok)
         PyErr_Format(PyExc_TypeError,
                      "ai3 %s: %s has dtype %S; ai3 computes in torch.float32 and torch.float64 "
-                     "(and torch.float16 and torch.bfloat16 on CUDA devices)", op, what, dtype);
+                     "(and torch.bfloat16, and torch.float16 on CUDA devices)", op, what, dtype);
     int cpu = ok ? flag(obj, str_is_cpu) : -1;
-    if (cpu == 1 && half)
+    int cpu_half = cpu == 1 && dtype == torch_float16;
+    if (cpu_half)
         PyErr_Format(PyExc_TypeError,
-                     "ai3 %s: %s has dtype %S; on the CPU ai3 computes in torch.float32 and "
-                     "torch.float64 (half types run on CUDA devices)", op, what, dtype);
+                     "ai3 %s: %s has dtype %S; on the CPU ai3 computes in torch.float32, "
+                     "torch.float64 and torch.bfloat16 (float16 runs on CUDA devices)", op, what,
+                     dtype);
     Py_DECREF(dtype);
-    if (!ok || cpu < 0 || (cpu && half)) return -1;
+    if (!ok || cpu < 0 || cpu_half) return -1;
     if (cpu) {
         out->device = AI3_DEVICE_CPU;
         return 0;

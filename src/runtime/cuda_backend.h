@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#define AI3_CUDA_BACKEND_ABI 2
+#define AI3_CUDA_BACKEND_ABI 3
 
 enum { AI3_COPY_TO_DEVICE = 0, AI3_COPY_ON_DEVICE = 1, AI3_COPY_TO_HOST = 2 };
 #define AI3_CUDA_BACKEND_SYMBOL "ai3_cuda_backend_entry"
@@ -49,12 +49,13 @@ typedef struct ai3_cuda_backend {
      * layernorm_channels runs a layernorm plan (over the last dimension) on
      * input (n, c, h, w) permuted to (n, h, w, c), the output;
      * permute_scale_add: output (n, c, h, w) = y (n, h, w, c) permuted to
-     * channels first, times scale (c values), plus residual. */
+     * channels first, plus bias (c values, or NULL), times scale (c
+     * values), plus residual. */
     ai3_status (*layernorm_channels)(const struct ai3_plan *layernorm, const ai3_tensor *input,
                                      ai3_tensor *output, void *stream);
-    ai3_status (*permute_scale_add)(const ai3_tensor *y, const ai3_tensor *scale,
-                                    const ai3_tensor *residual, ai3_tensor *output,
-                                    void *stream);
+    ai3_status (*permute_scale_add)(const ai3_tensor *y, const ai3_tensor *bias,
+                                    const ai3_tensor *scale, const ai3_tensor *residual,
+                                    ai3_tensor *output, void *stream);
     /* Device memory of the graph executor (synchronous; `device` is the
      * ordinal), copies (kind: AI3_COPY_*; on `stream`, or synchronous when
      * stream is NULL and the copy involves host memory), and 2-d copies

@@ -60,6 +60,40 @@ ai3_isa ai3_cpu_isa(void);      /* the active ISA */
 ai3_isa ai3_cpu_set_isa(ai3_isa isa);
 const char *ai3_isa_name(ai3_isa isa); /* "generic", "avx2", "avx512" */
 
+/* --- fused epilogues ---------------------------------------------------
+ * What a graph fuses into the conv2d or linear whose output it reads:
+ * output = act(output + residual), applied by the algorithm to each output
+ * tile as soon as the tile is final (in cache), or else in a pass of its own
+ * after the algorithm (algorithms/epilogue.c). */
+typedef enum ai3_activation {
+    AI3_ACT_NONE = 0,
+    AI3_ACT_CLAMP, /* to [lo, hi]: relu, hardtanh */
+    AI3_ACT_SIGMOID,
+    AI3_ACT_HARDSIGMOID,
+    AI3_ACT_HARDSWISH,
+    AI3_ACT_SILU,
+    AI3_ACT_GELU,     /* exact: x/2 · (1 + erf(x/√2)) */
+    AI3_ACT_GELU_TANH /* gelu's tanh approximation */
+} ai3_activation;
+
+typedef struct ai3_epilogue {
+    ai3_activation act;
+    double lo, hi; /* AI3_ACT_CLAMP's bounds */
+    /* NULL, or memory of the output's dtype and layout (never the output's
+     * own) added to the output before the activation. */
+    const void *residual;
+} ai3_epilogue;
+
+/* The epilogue over a whole host output of n elements, in a pass over
+ * memory (for algorithms that do not apply it tile by tile). */
+void ai3_epilogue_pass_f32(float *y, int64_t n, const ai3_epilogue *e);
+void ai3_epilogue_pass_f64(double *y, int64_t n, const ai3_epilogue *e);
+static inline void ai3_epilogue_pass(ai3_tensor *output, const ai3_epilogue *e) {
+    int64_t n = ai3_tensor_numel(output);
+    if (output->dtype == AI3_FLOAT64) ai3_epilogue_pass_f64(output->data, n, e);
+    else ai3_epilogue_pass_f32(output->data, n, e);
+}
+
 /* --- conv2d helpers ---------------------------------------------------- */
 
 /* Resolved sizes of a validated conv2d call (input viewed as 4-d). */
@@ -69,11 +103,9 @@ typedef struct ai3_conv2d_dims {
     int64_t oh, ow;             /* output */
     int64_t groups, c_in_g, c_out_g; /* channels per group */
     int64_t hp, wp;             /* padded input: h + top + bottom, w + left + right */
-    /* The run's epilogue: NULL, or [lo, hi] (two of the dtype) every output
-     * is clamped to as soon as it is final (relu, relu6 fused by graphs);
-     * algorithms whose struct says `clamps` apply it, others get a pass
-     * after them. */
-    const void *clamp;
+    /* The run's epilogue (fused by graphs), or NULL: algorithms whose
+     * struct says `fuses_epilogue` apply it, others get a pass after them. */
+    const ai3_epilogue *epilogue;
 } ai3_conv2d_dims;
 
 void ai3_conv2d_get_dims(const ai3_tensor *input, const ai3_tensor *weight,

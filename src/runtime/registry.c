@@ -1,7 +1,8 @@
 /*
  * The algorithm registry: (operation, name, device) -> implementation.
  * Built-in algorithms are a static table generated from
- * algorithms/algorithms.inc, with a float and a double entry each;
+ * algorithms/algorithms.inc, with a float and a double entry each (and
+ * for some planned ones a bfloat16 entry, in a table of their own);
  * algorithms registered at run time are one function for both dtypes (they
  * read the dtype from the tensors).
  */
@@ -32,12 +33,37 @@ static const builtin_t builtins[] = {
 #define AI3_PLANNED(OP, name, symbol, device) \
     {AI3_OP_##OP, name, AI3_DEVICE_##device, NULL, NULL, &symbol##_f32, &symbol##_f64},
 #define AI3_CHOOSER(OP, name, device) {AI3_OP_##OP, name, AI3_DEVICE_##device, NULL, NULL, NULL, NULL},
+#define AI3_BF16(OP, name, symbol, device)
 #include "algorithms/algorithms.inc"
 #undef AI3_ALGORITHM
 #undef AI3_PLANNED
 #undef AI3_CHOOSER
+#undef AI3_BF16
 };
 #define N_BUILTINS (int)(sizeof builtins / sizeof builtins[0])
+
+/* The bfloat16 versions of planned algorithms. */
+static const struct {
+    ai3_op op;
+    const char *name;
+    ai3_device device;
+    const void *planned;
+} bf16_builtins[] = {
+#define AI3_ALGORITHM(OP, name, symbol, device)
+#define AI3_PLANNED(OP, name, symbol, device)
+#define AI3_CHOOSER(OP, name, device)
+#define AI3_BF16(OP, name, symbol, device) {AI3_OP_##OP, name, AI3_DEVICE_##device, &symbol},
+#include "algorithms/algorithms.inc"
+#undef AI3_ALGORITHM
+#undef AI3_PLANNED
+#undef AI3_CHOOSER
+#undef AI3_BF16
+};
+#define N_BF16_BUILTINS (int)(sizeof bf16_builtins / sizeof bf16_builtins[0])
+
+static bool is_cpu_bf16(const ai3_tensor *t) {
+    return t->device == AI3_DEVICE_CPU && t->dtype == AI3_BFLOAT16;
+}
 
 /* Each operation's name and default algorithm (ai3_ops.inc). */
 static const struct {
@@ -279,6 +305,11 @@ ai3_status ai3_lookup_algorithm(ai3_op op, const char *name, const ai3_tensor *l
                              ops[op].name);
     const builtin_t *b;
     ai3_status s = lookup(op, resolve_default(op, name), like->device, &b, fn);
+    if (s == AI3_OK && b && is_cpu_bf16(like))
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "%s: bfloat16 on the CPU is computed through plans "
+                             "(ai3_plan_create, ai3_plan_run), which run '%s' in float32",
+                             ops[op].name, name);
     if (s == AI3_OK && b) *fn = like->dtype == AI3_FLOAT64 ? b->f64 : b->f32;
     return s;
 }
@@ -296,6 +327,22 @@ static ai3_status lookup_planned(ai3_op op, const char *name, const ai3_tensor *
     if (s == AI3_OK && b && !*impl)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: '%s' is not an algorithm itself",
                              ops[op].name, name);
+    if (s == AI3_OK && b && is_cpu_bf16(like)) {
+        *impl = NULL;
+        char have[256] = "";
+        size_t used = 0;
+        for (int i = 0; i < N_BF16_BUILTINS; i++) {
+            if (bf16_builtins[i].op != op || bf16_builtins[i].device != like->device) continue;
+            if (strcmp(bf16_builtins[i].name, b->name) == 0) *impl = bf16_builtins[i].planned;
+            if (used < sizeof have)
+                used += (size_t)snprintf(have + used, sizeof have - used, "%s'%s'",
+                                         used ? ", " : "", bf16_builtins[i].name);
+        }
+        if (!*impl)
+            return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                                 "%s: algorithm '%s' does not compute bfloat16 on the CPU; "
+                                 "those that do: %s", ops[op].name, b->name, have);
+    }
     return s;
 }
 

@@ -1,4 +1,5 @@
 /* Tensor descriptors: sizes and the argument checks every operation shares. */
+#include "bf16.h"
 #include "internal.h"
 
 #include <stdio.h>
@@ -71,11 +72,15 @@ ai3_status ai3_check_tensor(const ai3_tensor *t, const char *what, const char *o
     if (t->device != AI3_DEVICE_CPU && t->device != AI3_DEVICE_CUDA)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has an unknown device code %d",
                              op, what, (int)t->device);
-    if (t->device == AI3_DEVICE_CPU && t->dtype != AI3_FLOAT32 && t->dtype != AI3_FLOAT64)
+    if (t->device == AI3_DEVICE_CPU && t->dtype == AI3_FLOAT16)
         return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                             "%s: %s is %s; on the CPU ai3 computes in float32 and float64 "
-                             "(%s runs on CUDA devices)", op, what, ai3_dtype_name(t->dtype),
-                             ai3_dtype_name(t->dtype));
+                             "%s: %s is float16; on the CPU ai3 computes in float32, float64 "
+                             "and bfloat16 (float16 runs on CUDA devices)", op, what);
+    if (t->device == AI3_DEVICE_CPU && t->dtype == AI3_BFLOAT16 && !ai3_cpu_has_bf16()) {
+        char who[96];
+        snprintf(who, sizeof who, "%s: %s", op, what);
+        return ai3_require_cpu_bf16(who);
+    }
     if (t->device == AI3_DEVICE_CUDA && t->device_index < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "%s: %s has device index %d", op,
                              what, t->device_index);

@@ -157,6 +157,24 @@ static void check(const char *name, ai3_dtype t, cudaError_t err, const void *ou
     free(got);
 }
 
+static double act_ref(ai3_op op, double x, const ai3_op_params *p) {
+    double t;
+    switch (op) {
+    case AI3_OP_RELU: return isnan(x) ? x : x > 0 ? x : 0;
+    case AI3_OP_HARDTANH:
+        return isnan(x) ? x : x < p->hardtanh.min_val ? p->hardtanh.min_val
+                          : x > p->hardtanh.max_val ? p->hardtanh.max_val : x;
+    case AI3_OP_SIGMOID: return 1 / (1 + exp(-x));
+    case AI3_OP_HARDSIGMOID: t = fmin(fmax(x + 3, 0), 6); return isnan(x) ? x : t / 6;
+    case AI3_OP_HARDSWISH: t = fmin(fmax(x + 3, 0), 6); return isnan(x) ? x : x * t / 6;
+    case AI3_OP_SILU: return x / (1 + exp(-x));
+    default:
+        if (p->gelu.tanh_approximation)
+            return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * (1 + erf(x / sqrt(2)));
+    }
+}
+
 /* --- conv2d --------------------------------------------------------------- */
 
 typedef struct {
@@ -205,12 +223,46 @@ static void test_conv(const char *label, conv_case c, ai3_dtype t) {
     conv_ref(&c, &s, x, w, c.bias ? b : NULL, ref);
     char name[160];
     snprintf(name, sizeof name, "conv2d direct %s", label);
-    check(name, t, ai3_cuda_conv2d_direct(t, dx, dw, c.bias ? db : NULL, dy, &s, 0), dy, ref, ny);
+    check(name, t, ai3_cuda_conv2d_direct(t, dx, dw, c.bias ? db : NULL, dy, &s, NULL, 0), dy, ref, ny);
     cudaMemset(dy, 0, dsize(t) * (size_t)ny);
     snprintf(name, sizeof name, "conv2d smm %s", label);
     check(name, t, ai3_cuda_conv2d_smm(t, dx, dw, c.bias ? db : NULL, dy, &s, 0), dy, ref, ny);
     cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
     free(x), free(w), free(b), free(ref);
+}
+
+/* "direct" with a fused activation: the general, depthwise-tiled and
+ * simple depthwise paths, float32. */
+static void test_conv_activations(void) {
+    static const conv_case cases[] = {
+        {2, 8, 11, 13, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 12, 20, 17, 12, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 12, 1},
+        {1, 6, 9, 9, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1},
+    };
+    ai3_op_params gelu = {0}, tanh_range = {0};
+    tanh_range.hardtanh.min_val = -0.5, tanh_range.hardtanh.max_val = 0.25;
+    const ai3_cuda_act acts[] = {{AI3_OP_GELU, &gelu}, {AI3_OP_HARDTANH, &tanh_range},
+                                 {AI3_OP_SILU, NULL}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+            const conv_case *c = &cases[k];
+            ai3_cuda_conv2d_shape s = conv_shape(c);
+            int64_t nx = c->n * c->c_in * c->h * c->w, nw = c->c_out * (c->c_in / c->groups) * c->kh * c->kw;
+            int64_t ny = s.n * s.c_out * s.oh * s.ow;
+            double *x = randoms(nx, -1, 1), *w = randoms(nw, -1, 1), *b = randoms(c->c_out, -1, 1);
+            double *ref = malloc(sizeof(double) * (size_t)ny);
+            void *dx = upload(AI3_FLOAT32, x, nx), *dw = upload(AI3_FLOAT32, w, nw),
+                 *db = upload(AI3_FLOAT32, b, c->c_out), *dy;
+            cudaMalloc(&dy, 4 * (size_t)ny);
+            conv_ref(c, &s, x, w, b, ref);
+            for (int64_t i = 0; i < ny; i++) ref[i] = act_ref(acts[a].op, ref[i], acts[a].params);
+            char name[96];
+            snprintf(name, sizeof name, "conv2d direct + activation %d, case %zu", (int)acts[a].op, k);
+            check(name, AI3_FLOAT32,
+                  ai3_cuda_conv2d_direct(AI3_FLOAT32, dx, dw, db, dy, &s, &acts[a], 0), dy, ref, ny);
+            cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
+            free(x), free(w), free(b), free(ref);
+        }
 }
 
 static void test_convs(void) {
@@ -232,6 +284,17 @@ static void test_convs(void) {
         {"1x1 stride 2", {3, 20, 9, 9, 40, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1, 1}, 0},
         {"3x3 dilation 60", {1, 2, 130, 130, 4, 3, 3, 1, 1, 0, 0, 0, 0, 60, 60, 1, 1}, 0},
         {"3x2 stride 3x1 dilation 1x2", {2, 5, 16, 11, 7, 3, 2, 3, 1, 0, 2, 1, 0, 1, 2, 1, 1}, 0},
+        /* the tiled depthwise path: plane sizes from one tile for many
+         * planes (7x7, 3x5) to several tiles per plane (70x45) */
+        {"dw 3x3 70x45", {2, 5, 70, 45, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1}, 1},
+        {"dw 3x3 stride 2 57x33", {1, 6, 57, 33, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 6, 1}, 0},
+        {"dw 5x5 stride 2 28x28", {2, 7, 28, 28, 7, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 7, 0}, 1},
+        {"dw 5x5 14x14", {3, 9, 14, 14, 9, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 9, 1}, 0},
+        {"dw 7x7 56x56", {1, 3, 56, 56, 3, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 3, 1}, 1},
+        {"dw 7x7 7x7 many planes", {3, 37, 7, 7, 37, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 37, 1}, 1},
+        {"dw 7x7 stride 2 no padding 30x19", {2, 4, 30, 19, 4, 7, 7, 2, 2, 0, 0, 0, 0, 1, 1, 4, 1}, 0},
+        {"dw 3x3 3x5 asymmetric padding", {2, 11, 3, 5, 11, 3, 3, 1, 1, 0, 2, 2, 1, 1, 1, 11, 1}, 0},
+        {"dw 3x3 1x1", {2, 3, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 0}, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         test_conv(cases[i].label, cases[i].c, AI3_FLOAT32);
@@ -243,25 +306,6 @@ static void test_convs(void) {
     }
 }
 
-/* --- activations ---------------------------------------------------------- */
-
-static double act_ref(ai3_op op, double x, const ai3_op_params *p) {
-    double t;
-    switch (op) {
-    case AI3_OP_RELU: return isnan(x) ? x : x > 0 ? x : 0;
-    case AI3_OP_HARDTANH:
-        return isnan(x) ? x : x < p->hardtanh.min_val ? p->hardtanh.min_val
-                          : x > p->hardtanh.max_val ? p->hardtanh.max_val : x;
-    case AI3_OP_SIGMOID: return 1 / (1 + exp(-x));
-    case AI3_OP_HARDSIGMOID: t = fmin(fmax(x + 3, 0), 6); return isnan(x) ? x : t / 6;
-    case AI3_OP_HARDSWISH: t = fmin(fmax(x + 3, 0), 6); return isnan(x) ? x : x * t / 6;
-    case AI3_OP_SILU: return x / (1 + exp(-x));
-    default:
-        if (p->gelu.tanh_approximation)
-            return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-        return 0.5 * x * (1 + erf(x / sqrt(2)));
-    }
-}
 
 static void test_activations(void) {
     static const struct { ai3_op op; const char *name; int variant; } ops[] = {
@@ -723,7 +767,17 @@ static void test_permute_fusions(void) {
                             x[(i * hw + p) * c + q] * w[q] + r[(i * c + q) * hw + p];
             snprintf(name, sizeof name, "permute_scale_add case %zu", k);
             check(name, (ai3_dtype)t,
-                  ai3_cuda_permute_scale_add((ai3_dtype)t, dx, dw, dr, dy, n, c, hw, 0), dy, ref, m);
+                  ai3_cuda_permute_scale_add((ai3_dtype)t, dx, NULL, dw, dr, dy, n, c, hw, 0), dy,
+                  ref, m);
+            for (int64_t i = 0; i < n; i++) /* with a bias (b) before the scale */
+                for (int64_t q = 0; q < c; q++)
+                    for (int64_t p = 0; p < hw; p++)
+                        ref[(i * c + q) * hw + p] =
+                            (x[(i * hw + p) * c + q] + b[q]) * w[q] + r[(i * c + q) * hw + p];
+            snprintf(name, sizeof name, "permute_scale_add with bias case %zu", k);
+            check(name, (ai3_dtype)t,
+                  ai3_cuda_permute_scale_add((ai3_dtype)t, dx, db, dw, dr, dy, n, c, hw, 0), dy,
+                  ref, m);
             cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dr), cudaFree(dy);
             free(x), free(w), free(b), free(r), free(ref);
         }
@@ -782,11 +836,13 @@ static void bench(void) {
             cudaEvent_t e0, e1;
             cudaEventCreate(&e0), cudaEventCreate(&e1);
             for (int i = 0; i < 3; i++)
-                (alg ? ai3_cuda_conv2d_direct : ai3_cuda_conv2d_smm)(AI3_FLOAT32, dx, dw, db, dy, &s, 0);
+                if (alg) ai3_cuda_conv2d_direct(AI3_FLOAT32, dx, dw, db, dy, &s, NULL, 0);
+                else ai3_cuda_conv2d_smm(AI3_FLOAT32, dx, dw, db, dy, &s, 0);
             const int reps = 20;
             cudaEventRecord(e0, 0);
             for (int i = 0; i < reps; i++)
-                (alg ? ai3_cuda_conv2d_direct : ai3_cuda_conv2d_smm)(AI3_FLOAT32, dx, dw, db, dy, &s, 0);
+                if (alg) ai3_cuda_conv2d_direct(AI3_FLOAT32, dx, dw, db, dy, &s, NULL, 0);
+                else ai3_cuda_conv2d_smm(AI3_FLOAT32, dx, dw, db, dy, &s, 0);
             cudaEventRecord(e1, 0);
             cudaEventSynchronize(e1);
             float ms;
@@ -818,6 +874,7 @@ int main(int argc, char **argv) {
     test_pools();
     test_pad2d();
     test_bias_activation();
+    test_conv_activations();
     test_batchnorm();
     test_binary();
     test_mean();

@@ -1,0 +1,87 @@
+/*
+ * bfloat16 GEMM micro-kernel, 14 rows × 2 zmm (14×32), AVX512_BF16 (see
+ * gemm_bf16.h). Compiled with the AVX-512 BF16 flags (CMakeLists.txt).
+ *
+ * Each 32-bit lane of a B vector holds one column's pair of k; the A pair
+ * of a row is broadcast to all lanes, and vdpbf16ps adds both products to
+ * the row's float32 accumulator. 28 accumulators, two B vectors and one
+ * broadcast take 31 of the 32 registers. Edge tiles use the same code
+ * specialised for their row count and, at most 16 columns wide, one vector
+ * per row.
+ */
+#include <immintrin.h>
+
+#include "bf16_epilogue.h"
+#include "gemm_bf16.h"
+
+#define MR AI3_GEMM_BF16_MR
+#define NR AI3_GEMM_BF16_NR
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE void tile(int64_t k2, const uint32_t *restrict a, const uint32_t *restrict b,
+                        void *c, int64_t rsc, int64_t csc, const int mr, const int nv, int nr,
+                        const float *bias_r, const float *clamp, bool out_bf16) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 14
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < k2; p++) {
+        /* A panels are pre-packed weights, streaming from memory */
+        _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+        __m512bh b1 = nv > 1 ? (__m512bh)_mm512_loadu_si512(b + 16) : b0;
+#pragma GCC unroll 14
+        for (int i = 0; i < mr; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            if (nv > 1) acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+        }
+        a += MR;
+        b += NR;
+    }
+    const __m512 lo = _mm512_set1_ps(clamp ? clamp[0] : 0), hi = _mm512_set1_ps(clamp ? clamp[1] : 0);
+    if (csc != 1) { /* C transposed (or strided): element by element */
+        float t[MR][NR];
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++) _mm512_storeu_ps(&t[i][16 * v], acc[i][v]);
+        ai3_bf16_finish_strided(&t[0][0], NR, c, rsc, csc, mr, nr, bias_r, clamp, out_bf16);
+        return;
+    }
+    const __mmask16 m[2] = {ai3_bf16_lanes(nr, 0), ai3_bf16_lanes(nr, 1)};
+    const bool full = nr == 16 * nv;
+#pragma GCC unroll 14
+    for (int i = 0; i < mr; i++) {
+        __m512 br = bias_r ? _mm512_set1_ps(bias_r[i]) : _mm512_setzero_ps();
+        for (int v = 0; v < nv; v++)
+            ai3_bf16_finish(acc[i][v], br, lo, hi, clamp, c, i * rsc + 16 * v, m[v], full,
+                            out_bf16);
+    }
+}
+
+#define ROWS(nv)                                                                          \
+    switch (mr) {                                                                         \
+    case 1: tile(k2, a, b, c, rsc, csc, 1, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 2: tile(k2, a, b, c, rsc, csc, 2, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 3: tile(k2, a, b, c, rsc, csc, 3, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 4: tile(k2, a, b, c, rsc, csc, 4, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 5: tile(k2, a, b, c, rsc, csc, 5, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 6: tile(k2, a, b, c, rsc, csc, 6, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 7: tile(k2, a, b, c, rsc, csc, 7, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 8: tile(k2, a, b, c, rsc, csc, 8, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 9: tile(k2, a, b, c, rsc, csc, 9, nv, nr, bias_r, clamp, out_bf16); break;      \
+    case 10: tile(k2, a, b, c, rsc, csc, 10, nv, nr, bias_r, clamp, out_bf16); break;    \
+    case 11: tile(k2, a, b, c, rsc, csc, 11, nv, nr, bias_r, clamp, out_bf16); break;    \
+    case 12: tile(k2, a, b, c, rsc, csc, 12, nv, nr, bias_r, clamp, out_bf16); break;    \
+    case 13: tile(k2, a, b, c, rsc, csc, 13, nv, nr, bias_r, clamp, out_bf16); break;    \
+    default: tile(k2, a, b, c, rsc, csc, 14, nv, nr, bias_r, clamp, out_bf16); break;    \
+    }
+
+void ai3_gemm_bf16_kernel_avx512(int64_t k2, const uint32_t *a, const uint32_t *b, void *c,
+                                 int64_t rsc, int64_t csc, int mr, int nr, const float *bias_r,
+                                 const float *clamp, bool out_bf16) {
+    if (nr > NR / 2) {
+        ROWS(2)
+    } else {
+        ROWS(1)
+    }
+}
