@@ -59,6 +59,26 @@ static inline void *ai3_arena_take(ai3_arena *a, size_t bytes) {
     return p;
 }
 
+/* "implicit precomp gemm"'s indirection buffer (both dtypes; built in
+ * ops/conv2d_indirection.c): for each kernel tap t and output position j,
+ * offset[t·OH·OW + j] is the element (row · W + column) of an input channel
+ * the tap meets there, the padding mode applied, or -1 for a zero of zero
+ * padding; run[t·strips + s] says whether strip s (nr positions) has
+ * consecutive offsets. */
+typedef struct {
+    const int32_t *offset;
+    const uint8_t *run;
+    int64_t strips; /* ceil(OH·OW / nr) */
+} ai3_conv2d_indirection;
+
+/* Its workspace for strips of nr positions, in bytes. */
+size_t ai3_conv2d_indirection_size(const ai3_conv2d_dims *d, int64_t nr);
+/* Builds it in `workspace` (of that size) over the thread pool;
+ * AI3_ERROR_UNSUPPORTED for input planes past 32-bit offsets. */
+ai3_status ai3_conv2d_indirection_build(const ai3_conv2d_params *p, const ai3_conv2d_dims *d,
+                                        int64_t nr, void *workspace,
+                                        ai3_conv2d_indirection *ind);
+
 #define AI3_DECLARE_CONV2D_ALGORITHM(name)                                               \
     extern const ai3_conv2d_algorithm name##_f32;                                        \
     extern const ai3_conv2d_algorithm name##_f64;

@@ -62,50 +62,11 @@ AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, pack_b, void *, vctx, int64_t, k0, int64_t,
 }
 
 typedef struct {
-    const ai3_conv2d_params *p;
-    const ai3_conv2d_dims *d;
-    int32_t *offset;
-    uint8_t *run;
-    int64_t strips;
-    int nr;
-} build_ctx;
-
-/* The offsets and run flags of taps [begin, end). */
-static void build_taps(void *vctx, int64_t begin, int64_t end) {
-    const build_ctx *c = vctx;
-    const ai3_conv2d_params *p = c->p;
-    const ai3_conv2d_dims *d = c->d;
-    const int64_t n_cols = d->oh * d->ow;
-    for (int64_t t = begin; t < end; t++) {
-        const int64_t ky = t / d->kw, kx = t % d->kw;
-        int32_t *off = c->offset + t * n_cols;
-        for (int64_t oy = 0; oy < d->oh; oy++) {
-            const int64_t r = ai3_pad_source_index(oy * p->stride_h + ky * p->dilation_h, d->h,
-                                                   p->pad_top, p->padding_mode);
-            for (int64_t ox = 0; ox < d->ow; ox++) {
-                const int64_t col = ai3_pad_source_index(ox * p->stride_w + kx * p->dilation_w,
-                                                         d->w, p->pad_left, p->padding_mode);
-                off[oy * d->ow + ox] = r >= 0 && col >= 0 ? (int32_t)(r * d->w + col) : -1;
-            }
-        }
-        for (int64_t s = 0; s < c->strips; s++) {
-            const int64_t n0 = s * c->nr;
-            bool run = n0 + c->nr <= n_cols;
-            for (int64_t j = 0; j < c->nr && run; j++)
-                run = off[n0 + j] >= 0 && off[n0 + j] == off[n0] + j;
-            c->run[t * c->strips + s] = run;
-        }
-    }
-}
-
-typedef struct {
     const ai3_conv2d_problem *pb;
     const ai3_conv2d_dims *d;
     const real *x;
     real *y;
-    const int32_t *offset;
-    const uint8_t *run;
-    int64_t strips;
+    ai3_conv2d_indirection ind;
 } run_ctx;
 
 /* Job i = (image, group). */
@@ -115,8 +76,8 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
     const ai3_conv2d_packed_weights *pw = c->pb->state;
     const int64_t n = i / d->groups, g = i % d->groups, n_cols = d->oh * d->ow;
     pack_ctx pc = {.src = c->x + (n * d->c_in + g * d->c_in_g) * d->h * d->w, .hw = d->h * d->w,
-                   .offset = c->offset, .run = c->run, .taps = d->kh * d->kw, .n_cols = n_cols,
-                   .strips = c->strips, .nr = pw->cfg->nr};
+                   .offset = c->ind.offset, .run = c->ind.run, .taps = d->kh * d->kw,
+                   .n_cols = n_cols, .strips = c->ind.strips, .nr = pw->cfg->nr};
     ai3_gemm_operand a = ai3_conv2d_packed_block(pw, g);
     ai3_gemm_operand b = ai3_gemm_callback(pack_b, &pc);
     const real *bias = c->pb->bias ? (const real *)c->pb->bias->data + g * d->c_out_g : NULL;
@@ -131,41 +92,17 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
     return AI3_TYPED(ai3_conv2d_pack_weights)(pb, false);
 }
 
-/* Workspace: the offsets, then the run flags. */
-static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
-                  int64_t *strips, int32_t **offset, uint8_t **run) {
-    const ai3_conv2d_packed_weights *pw = pb->state;
-    const int64_t taps = d->kh * d->kw, n_cols = d->oh * d->ow;
-    *strips = (n_cols + pw->cfg->nr - 1) / pw->cfg->nr;
-    *offset = ai3_arena_take(a, (size_t)(taps * n_cols) * sizeof **offset);
-    *run = ai3_arena_take(a, (size_t)(taps * *strips));
-}
-
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
-    ai3_arena a = {NULL, 0};
-    int64_t strips;
-    int32_t *offset;
-    uint8_t *run;
-    carve(pb, d, &a, &strips, &offset, &run);
-    return a.used;
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    return ai3_conv2d_indirection_size(d, pw->cfg->nr);
 }
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
-    if (d->h * d->w > INT32_MAX)
-        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                             "implicit precomp gemm: input planes of more than 2^31 elements");
-    ai3_arena a = {workspace, 0};
-    run_ctx c = {pb, d, input->data, output->data, NULL, NULL, 0};
-    int32_t *offset;
-    uint8_t *runs;
-    carve(pb, d, &a, &c.strips, &offset, &runs);
     const ai3_conv2d_packed_weights *pw = pb->state;
-    build_ctx bc = {&pb->params, d, offset, runs, c.strips, pw->cfg->nr};
-    ai3_parallel_for(d->kh * d->kw, 1, build_taps, &bc);
-    c.offset = offset;
-    c.run = runs;
-    return AI3_TYPED(ai3_conv2d_run_gemm_jobs)(d->n * d->groups, job, &c);
+    run_ctx c = {pb, d, input->data, output->data, {0}};
+    ai3_status s = ai3_conv2d_indirection_build(&pb->params, d, pw->cfg->nr, workspace, &c.ind);
+    return s != AI3_OK ? s : AI3_TYPED(ai3_conv2d_run_gemm_jobs)(d->n * d->groups, job, &c);
 }
 
 const ai3_conv2d_algorithm AI3_TYPED(ai3_conv2d_implicit_precomp_gemm) = {
