@@ -1,0 +1,76 @@
+/*
+ * Channel-blocked activations, NCHW[cb]c, for the CPU graphs (float32).
+ *
+ * A value of logical shape (N, C, H, W) is stored as
+ *
+ *     [N][Cp / cb][H][W][cb],   Cp = C rounded up to a multiple of cb,
+ *
+ * element (n, c, h, w) at ((n·Cp/cb + c/cb)·H·W + h·W + w)·cb + c%cb. The
+ * block width cb is the vector width of the active ISA: 16 floats for
+ * AVX-512 (NCHW16c), 8 for AVX2 (NCHW8c). The pad channels C..Cp-1 hold
+ * finite values that nothing reads as data: the operations below give every
+ * pad channel a zero weight where they read one. A graph keeps such values
+ * between the operations that compute on them (graph/plan.c) and converts
+ * at the edges; every algorithm still works on plain NCHW.
+ *
+ * Kernels: algorithms/conv2d_blocked.c (convolutions, any kernel, stride,
+ * padding and dilation; one group, or depthwise), algorithms/blocked_ops.c
+ * (the conversions, pooling, the channel scale of squeeze-excitation).
+ */
+#ifndef AI3_ALGORITHMS_BLOCKED_H
+#define AI3_ALGORITHMS_BLOCKED_H
+
+#include "internal.h"
+
+/* The block width of the active ISA (ai3_cpu_isa()): 16 for AVX-512, 8 for
+ * AVX2, 0 where there is none (generic). */
+int ai3_blocked_width(void);
+
+/* Cp: c rounded up to a multiple of cb. */
+static inline int64_t ai3_blocked_channels(int64_t c, int cb) { return (c + cb - 1) / cb * cb; }
+
+/* --- conversions (over the thread pool) ---------------------------------- */
+/* x plain (n, c, hw) → y blocked, the pad channels zero. */
+void ai3_blocked_from_plain(const float *x, int64_t n, int64_t c, int64_t hw, int cb, float *y);
+/* x blocked → y plain (n, c, hw). */
+void ai3_blocked_to_plain(const float *x, int64_t n, int64_t c, int64_t hw, int cb, float *y);
+
+/* --- conv2d ----------------------------------------------------------------
+ * Weights packed once for width cb. groups must be 1, or C_in = C_out =
+ * groups (depthwise); padding_mode zeros. Otherwise AI3_ERROR_UNSUPPORTED
+ * naming the parameter. */
+typedef struct ai3_blocked_conv2d ai3_blocked_conv2d;
+
+ai3_status ai3_blocked_conv2d_create(const ai3_tensor *weight, const ai3_tensor *bias,
+                                     const ai3_conv2d_params *params, int cb,
+                                     ai3_blocked_conv2d **out);
+void ai3_blocked_conv2d_destroy(ai3_blocked_conv2d *conv);
+/* Whether it is depthwise (then its input must be blocked). */
+bool ai3_blocked_conv2d_depthwise(const ai3_blocked_conv2d *conv);
+
+/* input (n, C_in, h, w): blocked, or plain when in_blocked is false (one
+ * group only); output blocked (n, C_out, oh, ow) with oh, ow as conv2d's
+ * output shape. Bias, then the epilogue (residual blocked like the output;
+ * may be NULL) are applied to each output tile in registers before it is
+ * stored. Over the thread pool. AI3_ERROR_INVALID_ARGUMENT for an output
+ * size below 1. */
+ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *input,
+                                  bool in_blocked, int64_t n, int64_t h, int64_t w,
+                                  float *output, const ai3_epilogue *epilogue);
+
+/* --- other operations on blocked values (over the thread pool) -------------
+ * maxpool2d (max true) or avgpool2d with PyTorch's semantics for `params`
+ * (as ai3_maxpool2d / ai3_avgpool2d), x blocked (n, c, h, w) → y blocked
+ * (n, c, oh, ow), oh, ow as their output shape. */
+ai3_status ai3_blocked_pool2d(bool max, const ai3_pool2d_params *params, const float *x,
+                              int64_t n, int64_t c, int64_t h, int64_t w, int cb, float *y);
+/* adaptiveavgpool2d to 1×1 (and mean over H, W with keepdim): y blocked
+ * (n, c, 1, 1), the mean of each channel's plane. */
+void ai3_blocked_global_avgpool(const float *x, int64_t n, int64_t c, int64_t hw, int cb,
+                                float *y);
+/* y = x · s with s (n, c, 1, 1) broadcast over each plane (squeeze and
+ * excitation), x, s, y blocked; y may be x. */
+void ai3_blocked_scale_channels(const float *x, const float *s, int64_t n, int64_t c,
+                                int64_t hw, int cb, float *y);
+
+#endif
