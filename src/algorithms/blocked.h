@@ -13,8 +13,8 @@
  * between the operations that compute on them (graph/plan.c) and converts
  * at the edges; every algorithm still works on plain NCHW.
  *
- * Kernels: algorithms/conv2d_blocked.c (convolutions, any kernel, stride,
- * padding and dilation; one group, or depthwise), algorithms/blocked_ops.c
+ * Kernels: algorithms/conv2d_blocked_f32.c (convolutions, any kernel, stride,
+ * padding and dilation; one group, or depthwise), algorithms/blocked_ops_f32.c
  * (the conversions, pooling, the channel scale of squeeze-excitation).
  */
 #ifndef AI3_ALGORITHMS_BLOCKED_H
