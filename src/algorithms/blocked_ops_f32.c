@@ -58,17 +58,21 @@ static inline void tap_range(int64_t offset, int64_t stride, int64_t size, int64
 #define BK_HI_16 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
 #define BK_LO_8 0, 8, 1, 9, 2, 10, 3, 11
 #define BK_HI_8 4, 12, 5, 13, 6, 14, 7, 15
+#define BK_IOTA_16 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+#define BK_IOTA_8 0, 1, 2, 3, 4, 5, 6, 7
 
 #define BK_CB 16
 #define BK(name) name##_16
 #define BK_LO BK_LO_16
 #define BK_HI BK_HI_16
+#define BK_IOTA BK_IOTA_16
 #include "blocked_ops_kernels.h"
 
 #define BK_CB 8
 #define BK(name) name##_8
 #define BK_LO BK_LO_8
 #define BK_HI BK_HI_8
+#define BK_IOTA BK_IOTA_8
 #include "blocked_ops_kernels.h"
 
 /* Items of `per_item` elements each per thread: at least one, and about

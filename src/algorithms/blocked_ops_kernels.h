@@ -9,6 +9,7 @@
  *   BK(name)   name with the width's suffix
  *   BK_LO      lanes of the interleave of the low halves of two vectors
  *   BK_HI      the same for the high halves
+ *   BK_IOTA    0, 1, ..., BK_CB - 1
  *
  * The file undefines them.
  */
@@ -26,7 +27,8 @@ typedef int32_t BK(mask) __attribute__((vector_size(BK_CB * 4)));
  * inputs' hold. */
 static inline __attribute__((always_inline)) void BK(real_lanes)(int64_t c, int64_t block,
                                                                   BK(mask) *keep) {
-    for (int k = 0; k < BK_CB; k++) (*keep)[k] = block * BK_CB + k < c ? -1 : 0;
+    const BK(mask) lane = {BK_IOTA};
+    *keep = lane < (int32_t)AI3_MIN(c - block * BK_CB, BK_CB);
 }
 
 /* Transposes the cb × cb matrix whose rows are r[0..cb-1], in registers:
@@ -110,15 +112,20 @@ static inline __attribute__((always_inline)) void BK(max_window)(
     int64_t kj0, int64_t kj1, const BK(mask) *keep, float *out) {
     const int64_t dh = pc->p->dilation_h, dw = pc->p->dilation_w;
     BK(vec) acc = (BK(vec)){0} - INFINITY;
+    /* the lanes that met a NaN, apart: GCC lowers the select of a mask
+     * combining two comparisons to scalar code */
+    BK(mask) nan = {0};
     for (int64_t ki = ki0; ki < ki1; ki++) {
         const float *xr = xb + ((rs + ki * dh) * pc->w + cs) * BK_CB;
         for (int64_t kj = kj0; kj < kj1; kj++) {
             BK(vec) v = BK_LOAD(xr + kj * dw * BK_CB);
-            BK(mask) take = (v > acc) | (v != v);
+            BK(mask) take = v > acc;
+            nan |= v != v;
             acc = (BK(vec))(((BK(mask))v & take) | ((BK(mask))acc & ~take));
         }
     }
-    BK_STORE(out, BK_KEEP(acc, *keep));
+    /* all bits set: a NaN */
+    BK_STORE(out, BK_KEEP((BK(vec))((BK(mask))acc | nan), *keep));
 }
 
 /* The sum of the same taps (no dilation) over `divisor`. */
@@ -210,3 +217,4 @@ AI3_MULTIVERSION(BK(scale_items), void *, ctx, int64_t, begin, int64_t, end) {
 #undef BK
 #undef BK_LO
 #undef BK_HI
+#undef BK_IOTA

@@ -67,34 +67,32 @@ static void for_each_isa(void (*test)(const char *isa)) {
 static void round_trip(const char *isa) {
     const int64_t channels[] = {1, 3, 8, 15, 16, 17, 24, 40, 64};
     const int64_t planes[] = {1, 5, 16, 49, 67, 1030, 2100};
-    {
-        for (int wi = 0; wi < 2; wi++)
-            for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
-                for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
-                    int cb = widths[wi];
-                    int64_t c = channels[ci], hw = planes[pi], n = 1 + (int64_t)(ci + pi) % 2;
-                    ai3_tensor x = test_random(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
-                    const float *xp = x.data;
-                    int64_t size = blocked_size(n, c, hw, cb);
-                    float *b = alloc_floats(size), *back = alloc_floats(n * c * hw);
-                    fill_nan(b, size);
-                    fill_nan(back, n * c * hw);
-                    ai3_blocked_from_plain(xp, n, c, hw, cb, b);
-                    int64_t wrong = 0;
-                    for (int64_t img = 0; img < n; img++)
-                        for (int64_t ch = 0; ch < ai3_blocked_channels(c, cb); ch++)
-                            for (int64_t p = 0; p < hw; p++) {
-                                float want = ch < c ? xp[(img * c + ch) * hw + p] : 0.0f;
-                                wrong += b[blocked_at(img, ch, p, c, hw, cb)] != want;
-                            }
-                    ai3_blocked_to_plain(b, n, c, hw, cb, back);
-                    wrong += memcmp(back, xp, sizeof(float) * (size_t)(n * c * hw)) != 0;
-                    AI3_EXPECT(!wrong, "%s cb=%d n=%lld c=%lld hw=%lld: %lld wrong",
-                               isa, cb, (long long)n, (long long)c, (long long)hw,
-                               (long long)wrong);
-                    free(x.data), free(b), free(back);
-                }
-    }
+    for (int wi = 0; wi < 2; wi++)
+        for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
+                int cb = widths[wi];
+                int64_t c = channels[ci], hw = planes[pi], n = 1 + (int64_t)(ci + pi) % 2;
+                ai3_tensor x = test_random(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
+                const float *xp = x.data;
+                int64_t size = blocked_size(n, c, hw, cb);
+                float *b = alloc_floats(size), *back = alloc_floats(n * c * hw);
+                fill_nan(b, size);
+                fill_nan(back, n * c * hw);
+                ai3_blocked_from_plain(xp, n, c, hw, cb, b);
+                int64_t wrong = 0;
+                for (int64_t img = 0; img < n; img++)
+                    for (int64_t ch = 0; ch < ai3_blocked_channels(c, cb); ch++)
+                        for (int64_t p = 0; p < hw; p++) {
+                            float want = ch < c ? xp[(img * c + ch) * hw + p] : 0.0f;
+                            wrong += b[blocked_at(img, ch, p, c, hw, cb)] != want;
+                        }
+                ai3_blocked_to_plain(b, n, c, hw, cb, back);
+                wrong += memcmp(back, xp, sizeof(float) * (size_t)(n * c * hw)) != 0;
+                AI3_EXPECT(!wrong, "%s cb=%d n=%lld c=%lld hw=%lld: %lld wrong",
+                           isa, cb, (long long)n, (long long)c, (long long)hw,
+                           (long long)wrong);
+                free(x.data), free(b), free(back);
+            }
 }
 
 AI3_TEST(blocked_conversion_round_trip) { for_each_isa(round_trip); }
@@ -181,16 +179,14 @@ static bool pool_case(bool max, const ai3_pool2d_params *p, int64_t n, int64_t c
 }
 
 static void pool_sweep(bool max, const char *isa) {
-    {
-        int ran = 0;
-        for (int t = 0; t < 300; t++) {
-            int64_t h, w;
-            ai3_pool2d_params p = random_params(max, &h, &w);
-            int64_t c = ai3_test_randint(1, 40), n = ai3_test_randint(1, 2);
-            ran += pool_case(max, &p, n, c, h, w, widths[t % 2], isa);
-        }
-        AI3_EXPECT(ran > 200, "only %d of 300 parameter draws ran", ran);
+    int ran = 0;
+    for (int t = 0; t < 300; t++) {
+        int64_t h, w;
+        ai3_pool2d_params p = random_params(max, &h, &w);
+        int64_t c = ai3_test_randint(1, 40), n = ai3_test_randint(1, 2);
+        ran += pool_case(max, &p, n, c, h, w, widths[t % 2], isa);
     }
+    AI3_EXPECT(ran > 200, "only %d of 300 parameter draws ran", ran);
 }
 
 static void max_sweep(const char *isa) { pool_sweep(true, isa); }
@@ -211,6 +207,37 @@ AI3_TEST(blocked_pool2d_network_shapes) {
         AI3_EXPECT(pool_case(false, &halve, 2, 24, 56, 56, widths[wi], isa), "halve");
     }
 }
+
+/* A NaN in a window gives NaN, as torch (and the reference). */
+static void maxpool_nan(const char *isa) {
+    ai3_pool2d_params p = ai3_pool2d_params_default(3, 3);
+    p.stride_h = p.stride_w = 2;
+    p.pad_h = p.pad_w = 1;
+    const int64_t n = 1, c = 19, h = 9, w = 9, oh = 5, ow = 5;
+    for (int wi = 0; wi < 2; wi++) {
+        int cb = widths[wi];
+        ai3_tensor x = test_random(AI3_FLOAT32, 4, (int64_t[]){n, c, h, w});
+        float *xp = x.data;
+        xp[4 * h * w + 3 * w + 5] = NAN;
+        xp[17 * h * w + 8 * w + 0] = NAN;
+        ai3_tensor y = test_output(AI3_FLOAT32, 4, (int64_t[]){n, c, oh, ow});
+        ai3_tensor ref = test_tensor(AI3_FLOAT32, 4, (int64_t[]){n, c, oh, ow});
+        float *xb = alloc_floats(blocked_size(n, c, h * w, cb));
+        float *yb = alloc_floats(blocked_size(n, c, oh * ow, cb));
+        ai3_blocked_from_plain(xp, n, c, h * w, cb, xb);
+        AI3_EXPECT(ai3_blocked_pool2d(true, &p, xb, n, c, h, w, cb, yb) == AI3_OK, "%s",
+                   ai3_last_error());
+        ai3_blocked_to_plain(yb, n, c, oh * ow, cb, y.data);
+        ai3_ref_maxpool2d_f32(&x, &p, &ref);
+        char what[64];
+        snprintf(what, sizeof what, "maxpool2d NaN %s cb=%d", isa, cb);
+        test_compare(&y, &ref, 0, 0, what);
+        AI3_EXPECT(isnan(((float *)y.data)[4 * oh * ow + 1 * ow + 2]), "%s: NaN lost", what);
+        free(x.data), free(y.data), free(ref.data), free(xb), free(yb);
+    }
+}
+
+AI3_TEST(blocked_maxpool2d_propagates_nan) { for_each_isa(maxpool_nan); }
 
 AI3_TEST(blocked_pool2d_rejects_bad_arguments) {
     const ai3_status INVALID = AI3_ERROR_INVALID_ARGUMENT;
@@ -247,37 +274,35 @@ AI3_TEST(blocked_pool2d_rejects_bad_arguments) {
 static void global_avgpool(const char *isa) {
     const int64_t channels[] = {3, 17, 64, 96, 1280};
     const int64_t planes[] = {1, 3, 49, 196, 3136};
-    {
-        for (int wi = 0; wi < 2; wi++)
-            for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
-                for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
-                    int cb = widths[wi];
-                    int64_t c = channels[ci], hw = planes[pi], n = 1 + (int64_t)(ci + pi) % 2;
-                    if (c * hw > 300000) continue;
-                    ai3_tensor x = test_random(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
-                    ai3_tensor y = test_tensor(AI3_FLOAT32, 2, (int64_t[]){n, c});
-                    ai3_tensor ref = test_tensor(AI3_FLOAT32, 2, (int64_t[]){n, c});
-                    const float *xp = x.data;
-                    for (int64_t i = 0; i < n * c; i++) {
-                        double sum = 0;
-                        for (int64_t p = 0; p < hw; p++) sum += xp[i * hw + p];
-                        ((float *)ref.data)[i] = (float)(sum / (double)hw);
-                    }
-                    int64_t ysize = blocked_size(n, c, 1, cb);
-                    float *xb = alloc_floats(blocked_size(n, c, hw, cb));
-                    float *yb = alloc_floats(ysize);
-                    ai3_blocked_from_plain(xp, n, c, hw, cb, xb);
-                    fill_pad_garbage(xb, n, c, hw, cb);
-                    ai3_blocked_global_avgpool(xb, n, c, hw, cb, yb);
-                    char what[128];
-                    snprintf(what, sizeof what, "global avgpool %s cb=%d n=%lld c=%lld hw=%lld",
-                             isa, cb, (long long)n, (long long)c, (long long)hw);
-                    AI3_EXPECT(!nonzero_pads(yb, n, c, 1, cb), "%s: pad channels not zero", what);
-                    ai3_blocked_to_plain(yb, n, c, 1, cb, y.data);
-                    test_compare(&y, &ref, 1e-6, 1e-5, what);
-                    free(x.data), free(y.data), free(ref.data), free(xb), free(yb);
+    for (int wi = 0; wi < 2; wi++)
+        for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
+                int cb = widths[wi];
+                int64_t c = channels[ci], hw = planes[pi], n = 1 + (int64_t)(ci + pi) % 2;
+                if (c * hw > 300000) continue;
+                ai3_tensor x = test_random(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
+                ai3_tensor y = test_tensor(AI3_FLOAT32, 2, (int64_t[]){n, c});
+                ai3_tensor ref = test_tensor(AI3_FLOAT32, 2, (int64_t[]){n, c});
+                const float *xp = x.data;
+                for (int64_t i = 0; i < n * c; i++) {
+                    double sum = 0;
+                    for (int64_t p = 0; p < hw; p++) sum += xp[i * hw + p];
+                    ((float *)ref.data)[i] = (float)(sum / (double)hw);
                 }
-    }
+                int64_t ysize = blocked_size(n, c, 1, cb);
+                float *xb = alloc_floats(blocked_size(n, c, hw, cb));
+                float *yb = alloc_floats(ysize);
+                ai3_blocked_from_plain(xp, n, c, hw, cb, xb);
+                fill_pad_garbage(xb, n, c, hw, cb);
+                ai3_blocked_global_avgpool(xb, n, c, hw, cb, yb);
+                char what[128];
+                snprintf(what, sizeof what, "global avgpool %s cb=%d n=%lld c=%lld hw=%lld",
+                         isa, cb, (long long)n, (long long)c, (long long)hw);
+                AI3_EXPECT(!nonzero_pads(yb, n, c, 1, cb), "%s: pad channels not zero", what);
+                ai3_blocked_to_plain(yb, n, c, 1, cb, y.data);
+                test_compare(&y, &ref, 1e-6, 1e-5, what);
+                free(x.data), free(y.data), free(ref.data), free(xb), free(yb);
+            }
 }
 
 AI3_TEST(blocked_global_avgpool_matches_mean) { for_each_isa(global_avgpool); }
@@ -285,45 +310,43 @@ AI3_TEST(blocked_global_avgpool_matches_mean) { for_each_isa(global_avgpool); }
 static void scale_channels(const char *isa) {
     const int64_t channels[] = {5, 16, 96, 240, 1152};
     const int64_t planes[] = {1, 49, 196, 1030, 12544};
-    {
-        for (int wi = 0; wi < 2; wi++)
-            for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
-                for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
-                    int cb = widths[wi];
-                    int64_t c = channels[ci], hw = planes[pi], n = 1 + (int64_t)(ci + pi) % 2;
-                    if (c * hw > 500000) continue;
-                    ai3_tensor x = test_random(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
-                    ai3_tensor s = test_random(AI3_FLOAT32, 2, (int64_t[]){n, c});
-                    ai3_tensor y = test_tensor(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
-                    ai3_tensor ref = test_tensor(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
-                    const float *xp = x.data, *sp = s.data;
-                    for (int64_t i = 0; i < n * c; i++)
-                        for (int64_t p = 0; p < hw; p++)
-                            ((float *)ref.data)[i * hw + p] = xp[i * hw + p] * sp[i];
-                    int64_t size = blocked_size(n, c, hw, cb);
-                    float *xb = alloc_floats(size), *yb = alloc_floats(size);
-                    float *sb = alloc_floats(blocked_size(n, c, 1, cb));
-                    ai3_blocked_from_plain(xp, n, c, hw, cb, xb);
-                    ai3_blocked_from_plain(sp, n, c, 1, cb, sb);
-                    fill_pad_garbage(xb, n, c, hw, cb);
-                    fill_pad_garbage(sb, n, c, 1, cb);
-                    fill_nan(yb, size);
-                    char what[128];
-                    for (int in_place = 0; in_place < 2; in_place++) {
-                        float *out = in_place ? xb : yb;
-                        ai3_blocked_scale_channels(xb, sb, n, c, hw, cb, out);
-                        snprintf(what, sizeof what,
-                                 "scale_channels %s cb=%d n=%lld c=%lld hw=%lld in_place=%d",
-                                 isa, cb, (long long)n, (long long)c, (long long)hw, in_place);
-                        AI3_EXPECT(!nonzero_pads(out, n, c, hw, cb), "%s: pad channels not zero",
-                                   what);
-                        ai3_blocked_to_plain(out, n, c, hw, cb, y.data);
-                        test_compare(&y, &ref, 0, 0, what);
-                    }
-                    free(x.data), free(s.data), free(y.data), free(ref.data);
-                    free(xb), free(yb), free(sb);
+    for (int wi = 0; wi < 2; wi++)
+        for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
+            for (size_t pi = 0; pi < sizeof planes / sizeof *planes; pi++) {
+                int cb = widths[wi];
+                int64_t c = channels[ci], hw = planes[pi], n = 1 + (int64_t)(ci + pi) % 2;
+                if (c * hw > 500000) continue;
+                ai3_tensor x = test_random(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
+                ai3_tensor s = test_random(AI3_FLOAT32, 2, (int64_t[]){n, c});
+                ai3_tensor y = test_tensor(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
+                ai3_tensor ref = test_tensor(AI3_FLOAT32, 3, (int64_t[]){n, c, hw});
+                const float *xp = x.data, *sp = s.data;
+                for (int64_t i = 0; i < n * c; i++)
+                    for (int64_t p = 0; p < hw; p++)
+                        ((float *)ref.data)[i * hw + p] = xp[i * hw + p] * sp[i];
+                int64_t size = blocked_size(n, c, hw, cb);
+                float *xb = alloc_floats(size), *yb = alloc_floats(size);
+                float *sb = alloc_floats(blocked_size(n, c, 1, cb));
+                ai3_blocked_from_plain(xp, n, c, hw, cb, xb);
+                ai3_blocked_from_plain(sp, n, c, 1, cb, sb);
+                fill_pad_garbage(xb, n, c, hw, cb);
+                fill_pad_garbage(sb, n, c, 1, cb);
+                fill_nan(yb, size);
+                char what[128];
+                for (int in_place = 0; in_place < 2; in_place++) {
+                    float *out = in_place ? xb : yb;
+                    ai3_blocked_scale_channels(xb, sb, n, c, hw, cb, out);
+                    snprintf(what, sizeof what,
+                             "scale_channels %s cb=%d n=%lld c=%lld hw=%lld in_place=%d",
+                             isa, cb, (long long)n, (long long)c, (long long)hw, in_place);
+                    AI3_EXPECT(!nonzero_pads(out, n, c, hw, cb), "%s: pad channels not zero",
+                               what);
+                    ai3_blocked_to_plain(out, n, c, hw, cb, y.data);
+                    test_compare(&y, &ref, 0, 0, what);
                 }
-    }
+                free(x.data), free(s.data), free(y.data), free(ref.data);
+                free(xb), free(yb), free(sb);
+            }
 }
 
 AI3_TEST(blocked_scale_channels_matches_product) { for_each_isa(scale_channels); }
