@@ -116,8 +116,9 @@ static inline __attribute__((always_inline)) void BK(max_window)(
      * combining two comparisons to scalar code */
     BK(mask) nan = {0};
     for (int64_t ki = ki0; ki < ki1; ki++) {
-        const float *xr = xb + ((rs + ki * dh) * pc->w + cs) * BK_CB;
-        for (int64_t kj = kj0; kj < kj1; kj++) {
+        /* (from the first tap in the input: no pointer before the plane) */
+        const float *xr = xb + ((rs + ki * dh) * pc->w + cs + kj0 * dw) * BK_CB;
+        for (int64_t kj = 0; kj < kj1 - kj0; kj++) {
             BK(vec) v = BK_LOAD(xr + kj * dw * BK_CB);
             BK(mask) take = v > acc;
             nan |= v != v;
@@ -134,8 +135,8 @@ static inline __attribute__((always_inline)) void BK(avg_window)(
     int64_t kj0, int64_t kj1, float divisor, const BK(mask) *keep, float *out) {
     BK(vec) acc = {0};
     for (int64_t ki = ki0; ki < ki1; ki++) {
-        const float *xr = xb + ((rs + ki) * pc->w + cs) * BK_CB;
-        for (int64_t kj = kj0; kj < kj1; kj++) acc += BK_LOAD(xr + kj * BK_CB);
+        const float *xr = xb + ((rs + ki) * pc->w + cs + kj0) * BK_CB;
+        for (int64_t kj = 0; kj < kj1 - kj0; kj++) acc += BK_LOAD(xr + kj * BK_CB);
     }
     BK_STORE(out, BK_KEEP(acc / divisor, *keep));
 }
