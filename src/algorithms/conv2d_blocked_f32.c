@@ -12,7 +12,12 @@
 #include "blocked.h"
 #include "epilogue.h"
 
+#include <pthread.h>
 #include <string.h>
+
+#if AI3_MV_ENABLED
+#include <immintrin.h>
+#endif
 
 struct ai3_blocked_conv2d {
     int cb;
@@ -31,6 +36,7 @@ struct ai3_blocked_conv2d {
 /* What every tile of a run shares. Offsets are in floats. */
 typedef struct {
     const ai3_blocked_conv2d *k;
+    const ai3_conv2d_params *p; /* the padding as in x */
     const float *x;
     float *y;
     const float *res;
@@ -64,6 +70,7 @@ typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
 #define BK_ISA(name) name##_avx512
 #define BK_TARGET __attribute__((target("arch=x86-64-v4")))
 #define BK_LANES 16
+#define BK_SET1(x) _mm512_set1_ps(x)
 #define BK_MR 14
 #define BK_DW_MR 14
 #include "conv2d_blocked_kernels.h"
@@ -71,6 +78,7 @@ typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
 #define BK_ISA(name) name##_avx2
 #define BK_TARGET __attribute__((target("arch=x86-64-v3")))
 #define BK_LANES 8
+#define BK_SET1(x) _mm256_set1_ps(x)
 #define BK_MR 6
 #define BK_DW_MR 12
 #include "conv2d_blocked_kernels.h"
@@ -197,8 +205,10 @@ bool ai3_blocked_conv2d_depthwise(const ai3_blocked_conv2d *conv) { return conv-
  * lies in [0, size). */
 static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, int64_t *t0,
                        int64_t *t1) {
+    /* (no division for the usual case, all taps inside: it is per row) */
     *t0 = base >= 0 ? 0 : (-base + dil - 1) / dil;
-    *t1 = size - base <= 0 ? 0 : AI3_MIN(taps, (size - base + dil - 1) / dil);
+    const int64_t end = size - base;
+    *t1 = end > (taps - 1) * dil ? taps : end <= 0 ? 0 : (end + dil - 1) / dil;
     if (*t1 < *t0) *t1 = *t0;
 }
 
@@ -208,7 +218,7 @@ static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, in
 static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
                     int64_t oh, int64_t ow0, int64_t ow1) {
     const ai3_blocked_conv2d *k = c->k;
-    const ai3_conv2d_params *p = &k->p;
+    const ai3_conv2d_params *p = c->p;
     const int64_t cb = k->cb;
     const int64_t ih0 = c->flat ? 0 : oh * p->stride_h - p->pad_top;
     tile_args t;
@@ -274,33 +284,16 @@ static void tasks_avx2(void *vctx, int64_t begin, int64_t end) {
  * that would split planes too small to be worth it. */
 #define TASKS_PER_THREAD 8
 
-ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *input,
-                                  bool in_blocked, int64_t n, int64_t h, int64_t w,
-                                  float *output, const ai3_epilogue *epilogue) {
-    if (!conv || !input || !output || n < 0 || h < 1 || w < 1)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "blocked conv2d: NULL pointer or bad input size");
-    const ai3_blocked_conv2d *k = conv;
-    const ai3_conv2d_params *p = &k->p;
-    if (k->depthwise && !in_blocked)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "blocked conv2d: a depthwise convolution needs blocked input");
-    const int64_t oh =
-        (h + p->pad_top + p->pad_bottom - p->dilation_h * (k->kh - 1) - 1) / p->stride_h + 1;
-    const int64_t ow =
-        (w + p->pad_left + p->pad_right - p->dilation_w * (k->kw - 1) - 1) / p->stride_w + 1;
-    if (h + p->pad_top + p->pad_bottom - p->dilation_h * (k->kh - 1) - 1 < 0 ||
-        w + p->pad_left + p->pad_right - p->dilation_w * (k->kw - 1) - 1 < 0 || oh < 1 ||
-        ow < 1)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "blocked conv2d: output size below 1 for input %lldx%lld",
-                             (long long)h, (long long)w);
-    if (n == 0) return AI3_OK;
+/* The convolution with parameters p (the layer's, or with the padding
+ * already in the input) on input (n, C_in, h, w) into output (oh, ow). */
+static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, const float *input,
+                   bool in_blocked, int64_t n, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                   float *output, const ai3_epilogue *epilogue) {
     const int64_t cb = k->cb;
     const bool flat = k->kh == 1 && k->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                       p->pad_top == 0 && p->pad_bottom == 0 && p->pad_left == 0 &&
                       p->pad_right == 0;
-    run_ctx c = {.k = k, .x = input, .y = output, .e = epilogue, .flat = flat};
+    run_ctx c = {.k = k, .p = p, .x = input, .y = output, .e = epilogue, .flat = flat};
     if (epilogue) {
         c.res = epilogue->residual;
         c.clamp = epilogue->act == AI3_ACT_CLAMP;
@@ -346,5 +339,100 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
 #if AI3_MV_ENABLED
     ai3_parallel_for(groups * c.chunks, 1, cb == 16 ? tasks_avx512 : tasks_avx2, &c);
 #endif
+}
+
+/* --- the padded input: a buffer per calling thread ------------------------------
+ * Kept from run to run (a fresh large allocation costs page faults every
+ * time) and freed when the thread exits. */
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+static bool buffer_key_ok;
+static _Thread_local float *buffer;
+static _Thread_local size_t buffer_elems;
+
+static void buffer_key_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, ai3_free) == 0; }
+
+/* NULL (error set) if it cannot be had. */
+static float *thread_buffer(size_t elems) {
+    if (elems <= buffer_elems) return buffer;
+    pthread_once(&buffer_once, buffer_key_init);
+    if (!buffer_key_ok) {
+        ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "blocked conv2d: no thread-specific buffer");
+        return NULL;
+    }
+    float *p = ai3_alloc(sizeof(float) * elems);
+    if (!p) return NULL;
+    ai3_free(buffer);
+    buffer = p;
+    buffer_elems = elems;
+    pthread_setspecific(buffer_key, p);
+    return p;
+}
+
+/* A blocked input copied with its zero padding around each plane. */
+typedef struct {
+    const float *x;
+    float *y;
+    int64_t h, w, cb, top, left, hp, wp;
+} pad_ctx;
+
+static void pad_rows(void *vctx, int64_t begin, int64_t end) {
+    const pad_ctx *c = vctx;
+    const size_t row = (size_t)(c->wp * c->cb) * sizeof(float);
+    for (int64_t r = begin; r < end; r++) { /* r: padded row of all planes */
+        float *dst = c->y + r * c->wp * c->cb;
+        const int64_t plane = r / c->hp, ih = r % c->hp - c->top;
+        if (ih < 0 || ih >= c->h) {
+            memset(dst, 0, row);
+            continue;
+        }
+        const int64_t left = c->left * c->cb, width = c->w * c->cb;
+        memset(dst, 0, (size_t)left * sizeof(float));
+        memcpy(dst + left, c->x + (plane * c->h + ih) * width, (size_t)width * sizeof(float));
+        memset(dst + left + width, 0, row - (size_t)(left + width) * sizeof(float));
+    }
+}
+
+ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *input,
+                                  bool in_blocked, int64_t n, int64_t h, int64_t w,
+                                  float *output, const ai3_epilogue *epilogue) {
+    if (!conv || !input || !output || n < 0 || h < 1 || w < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: NULL pointer or bad input size");
+    const ai3_blocked_conv2d *k = conv;
+    const ai3_conv2d_params *p = &k->p;
+    if (k->depthwise && !in_blocked)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: a depthwise convolution needs blocked input");
+    const int64_t hspan = h + p->pad_top + p->pad_bottom - p->dilation_h * (k->kh - 1) - 1;
+    const int64_t wspan = w + p->pad_left + p->pad_right - p->dilation_w * (k->kw - 1) - 1;
+    if (hspan < 0 || wspan < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: output size below 1 for input %lldx%lld",
+                             (long long)h, (long long)w);
+    const int64_t oh = hspan / p->stride_h + 1, ow = wspan / p->stride_w + 1;
+    if (n == 0) return AI3_OK;
+    const bool padded = p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
+    /* Blocked input is copied with its padding (a pass over memory, small
+     * beside the arithmetic of a convolution over all channels, not of a
+     * depthwise one): every output pixel then has all its taps, and rows run
+     * in whole tiles, with no single-pixel edges. */
+    if (!in_blocked || !padded || k->depthwise) {
+        launch(k, p, input, in_blocked, n, h, w, oh, ow, output, epilogue);
+        return AI3_OK;
+    }
+    pad_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
+                  .left = p->pad_left, .hp = h + p->pad_top + p->pad_bottom,
+                  .wp = w + p->pad_left + p->pad_right};
+    const int64_t planes = n * k->in_blocks;
+    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hp), pc.wp * k->cb);
+    if (elems < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
+    pc.y = thread_buffer((size_t)elems);
+    if (!pc.y) return AI3_ERROR_OUT_OF_MEMORY;
+    ai3_parallel_for(planes * pc.hp, 16, pad_rows, &pc);
+    ai3_conv2d_params inner = *p;
+    inner.pad_top = inner.pad_bottom = inner.pad_left = inner.pad_right = 0;
+    launch(k, &inner, pc.y, true, n, pc.hp, pc.wp, oh, ow, output, epilogue);
     return AI3_OK;
 }

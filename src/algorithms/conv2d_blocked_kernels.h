@@ -4,6 +4,8 @@
  *     BK_ISA(name)  the name with the ISA's suffix
  *     BK_TARGET     the target attribute of its functions
  *     BK_LANES      floats per vector: the block width cb
+ *     BK_SET1(x)    the float x in every lane (a broadcast, where (vec){0} + x
+ *                   would add the zero first)
  *     BK_MR         output pixels per tile of the convolution (two vectors each)
  *     BK_DW_MR      output pixels per tile of the depthwise convolution (one vector each)
  *
@@ -34,7 +36,7 @@ BK_ISA(finish)(const run_ctx *c, BK_VEC v, BK_VEC bias, const float *res) {
     v += bias;
     if (res) v += BK_LOAD(res);
     if (c->clamp) {
-        const BK_VEC lo = (BK_VEC){0} + c->lo, hi = (BK_VEC){0} + c->hi;
+        const BK_VEC lo = (BK_VEC)BK_SET1(c->lo), hi = (BK_VEC)BK_SET1(c->hi);
         const BK_MASK below = v < lo;
         v = (BK_VEC)(((BK_MASK)lo & below) | ((BK_MASK)v & ~below));
         const BK_MASK above = v > hi;
@@ -82,7 +84,7 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
                     const BK_VEC w1 = nv > 1 ? BK_LOAD(wp + L) : w0;
 #pragma GCC unroll 16
                     for (int r = 0; r < mr; r++) {
-                        const BK_VEC xb = (BK_VEC){0} + xp[r * xs];
+                        const BK_VEC xb = (BK_VEC)BK_SET1(xp[r * xs]);
                         acc[r][0] += xb * w0;
                         if (nv > 1) acc[r][1] += xb * w1;
                     }
@@ -204,3 +206,4 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ct
 #undef BK_LANES
 #undef BK_MR
 #undef BK_DW_MR
+#undef BK_SET1
