@@ -212,6 +212,16 @@ static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, in
     if (*t1 < *t0) *t1 = *t0;
 }
 
+/* The tile of pixels [ow, ow + mr) of the row at x_row, y_row. */
+static inline void row_tile(const run_ctx *c, tile_fn tile, tile_args *t, int64_t x_row,
+                            int64_t y_row, int64_t ow, int mr, int nv) {
+    const int64_t iw0 = c->flat ? ow : ow * c->p->stride_w - c->p->pad_left;
+    t->x_off = x_row + iw0 * c->ps;
+    t->y = c->y + y_row + ow * c->k->cb;
+    t->res = c->res ? c->res + y_row + ow * c->k->cb : NULL;
+    tile(c, t, mr, nv);
+}
+
 /* Output pixels [ow0, ow1) of output row oh, for output group g (a pair, or
  * a depthwise block) of image img: edge pixels one by one over their valid
  * taps, the interior in tiles of up to mr_max. */
@@ -232,22 +242,27 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
     const int64_t y_row = ((img * k->out_blocks + ob) * c->oh + oh) * c->ow * cb;
 
     const int64_t inner_end = AI3_MAX(c->ow_lo, c->ow_hi);
+    const int64_t in0 = AI3_MAX(ow0, c->ow_lo), in1 = AI3_MIN(ow1, inner_end);
     for (int64_t ow = ow0; ow < ow1;) {
-        const bool interior = ow >= c->ow_lo && ow < inner_end;
-        const int64_t iw0 = c->flat ? ow : ow * p->stride_w - p->pad_left;
         int mr = 1;
-        if (interior) {
-            mr = (int)AI3_MIN((int64_t)mr_max, AI3_MIN(ow1, inner_end) - ow);
+        if (ow == in0 && in0 < in1) {
+            /* the interior in tiles of near-equal widths (7 pixels: 4 + 3,
+             * not 6 + 1), each tile at most mr_max */
+            const int64_t len = in1 - in0, tiles = (len + mr_max - 1) / mr_max;
             t.kw0 = 0;
             t.kw1 = k->kw;
-        } else {
-            valid_taps(iw0, k->kw, p->dilation_w, c->w, &t.kw0, &t.kw1);
+            for (int64_t i = 0; i < tiles; i++) {
+                const int64_t at = in0 + len * i / tiles;
+                mr = (int)(in0 + len * (i + 1) / tiles - at);
+                row_tile(c, tile, &t, x_row, y_row, at, mr, nv);
+            }
+            ow = in1;
+            continue;
         }
-        t.x_off = x_row + iw0 * c->ps;
-        t.y = c->y + y_row + ow * cb;
-        t.res = c->res ? c->res + y_row + ow * cb : NULL;
-        tile(c, &t, mr, nv);
-        ow += mr;
+        const int64_t iw0 = c->flat ? ow : ow * p->stride_w - p->pad_left;
+        valid_taps(iw0, k->kw, p->dilation_w, c->w, &t.kw0, &t.kw1);
+        row_tile(c, tile, &t, x_row, y_row, ow, 1, nv);
+        ow++;
     }
 }
 
