@@ -1,0 +1,453 @@
+/*
+ * conv2d on channel-blocked activations (blocked.h): a direct convolution
+ * whose output tile is up to BK_MR pixels of one output row × two channel
+ * blocks (a "pair", 2·cb output channels) in registers, summed over input
+ * blocks, taps and the channels of a block with one broadcast per pixel and
+ * two weight vectors per channel; and a depthwise one, pixels × one block,
+ * a weight vector per tap. Weights are packed once, for the tiles' order.
+ * Pixels whose taps reach into the left or right padding are computed one
+ * at a time over their valid taps, so the tiles of a row's interior run with
+ * no bounds checks; rows' taps are clipped per row.
+ */
+#include "blocked.h"
+#include "epilogue.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#if AI3_MV_ENABLED
+#include <immintrin.h>
+#endif
+
+struct ai3_blocked_conv2d {
+    int cb;
+    bool depthwise;
+    int64_t c_in, c_out, kh, kw;
+    ai3_conv2d_params p;
+    int64_t in_blocks, out_blocks;
+    /* one group: per pair [ib][kh][kw][channel of block][nv·cb] (nv: the
+     * pair's blocks, 2, or 1 for a last odd block), pair q at 2q·block_w;
+     * depthwise: [block][kh][kw][cb]. Zero for pad channels. */
+    float *w;
+    int64_t block_w; /* weights per output block */
+    float *bias;     /* Cp_out, zero where there is none */
+};
+
+/* What every tile of a run shares. Offsets are in floats. */
+typedef struct {
+    const ai3_blocked_conv2d *k;
+    const ai3_conv2d_params *p; /* the padding as in x */
+    const float *x;
+    float *y;
+    const float *res;
+    const ai3_epilogue *e;
+    bool clamp, act_after; /* a clamp in registers; another activation after the store */
+    float lo, hi;
+    int64_t h, w, oh, ow;      /* as computed: a flattened 1×1 is one row of h·w */
+    int64_t ps, cs, bs;        /* input pixel, channel and block strides */
+    int64_t in_image;          /* input floats per image */
+    int64_t kh_step, kw_step;  /* input offset of one tap down, one tap right */
+    int64_t xs;                /* input offset between neighbouring output pixels */
+    int xsk;                   /* xs in blocks when 1 or 2 (then constant in the tiles), else 0 */
+    int64_t out_plane;         /* floats of one output block plane */
+    int64_t ow_lo, ow_hi;      /* interior pixels [ow_lo, max(ow_lo, ow_hi)): all kw taps valid */
+    int64_t groups_per_image;  /* output pairs (or depthwise blocks) */
+    int64_t chunks, chunk_px;  /* row chunks (or pixel chunks of a flattened row) per group */
+    bool flat;
+} run_ctx;
+
+/* One tile's position. */
+typedef struct {
+    const float *w, *bias;
+    float *y;
+    const float *res;
+    int64_t x_off, kh0, kh1, kw0, kw1;
+} tile_args;
+
+typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
+
+#if AI3_MV_ENABLED
+#define BK_ISA(name) name##_avx512
+#define BK_TARGET __attribute__((target("arch=x86-64-v4")))
+#define BK_LANES 16
+#define BK_SET1(x) _mm512_set1_ps(x)
+#define BK_MR 14
+#define BK_DW_MR 14
+#include "conv2d_blocked_kernels.h"
+/* 16 ymm registers: 6 pixels × 2 vectors, two weights and a broadcast */
+#define BK_ISA(name) name##_avx2
+#define BK_TARGET __attribute__((target("arch=x86-64-v3")))
+#define BK_LANES 8
+#define BK_SET1(x) _mm256_set1_ps(x)
+#define BK_MR 6
+#define BK_DW_MR 12
+#include "conv2d_blocked_kernels.h"
+#endif
+
+int ai3_blocked_width(void) {
+#if AI3_MV_ENABLED
+    switch (ai3_cpu_isa()) {
+    case AI3_ISA_AVX512: return 16;
+    case AI3_ISA_AVX2: return 8;
+    default: break;
+    }
+#endif
+    return 0;
+}
+
+/* --- creation ---------------------------------------------------------------- */
+
+static ai3_status check_params(const ai3_tensor *weight, const ai3_tensor *bias,
+                               const ai3_conv2d_params *p, int cb) {
+    if (!weight || !weight->data || !p)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: NULL weight or params");
+    if (weight->dtype != AI3_FLOAT32 || (bias && bias->dtype != AI3_FLOAT32))
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "blocked conv2d: weight and bias must be float32");
+    if (weight->ndim != 4 || weight->shape[0] < 1 || weight->shape[1] < 1 ||
+        weight->shape[2] < 1 || weight->shape[3] < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: weight must be (C_out, C_in/groups, KH, KW)");
+    if (bias && (!bias->data || bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: bias must be (C_out) = (%lld)",
+                             (long long)weight->shape[0]);
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 ||
+        p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: strides and dilations must be >= 1, padding >= 0");
+    if (p->padding_mode != AI3_PADDING_ZEROS)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "blocked conv2d: padding_mode must be zeros");
+    if (p->groups != 1 && !(weight->shape[1] == 1 && weight->shape[0] == p->groups))
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "blocked conv2d: groups = %lld must be 1, or C_in = C_out = groups "
+                             "(depthwise)",
+                             (long long)p->groups);
+    /* a width the CPU runs: its tiles are compiled for that ISA */
+    const ai3_isa need = cb == 16 ? AI3_ISA_AVX512 : AI3_ISA_AVX2;
+    if (!AI3_MV_ENABLED || (cb != 8 && cb != 16) || ai3_cpu_best_isa() < need)
+        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
+                             "blocked conv2d: block width %d is not one this CPU runs", cb);
+    return AI3_OK;
+}
+
+/* The packed weights and bias (zeros outside the real channels). */
+static void pack(ai3_blocked_conv2d *k, const float *w, const float *b) {
+    const int64_t cb = k->cb, taps = k->kh * k->kw;
+    if (k->depthwise) {
+        for (int64_t c = 0; c < k->c_out; c++)
+            for (int64_t t = 0; t < taps; t++)
+                k->w[(c / cb * taps + t) * cb + c % cb] = w[c * taps + t];
+    } else {
+        for (int64_t oc = 0; oc < k->c_out; oc++) {
+            const int64_t ob = oc / cb, nv = AI3_MIN(2, k->out_blocks - ob / 2 * 2);
+            float *pair = k->w + ob / 2 * 2 * k->block_w;
+            for (int64_t ic = 0; ic < k->c_in; ic++)
+                for (int64_t t = 0; t < taps; t++) {
+                    const int64_t at = ((ic / cb * taps + t) * cb + ic % cb) * nv + ob % 2;
+                    pair[at * cb + oc % cb] = w[(oc * k->c_in + ic) * taps + t];
+                }
+        }
+    }
+    if (b) memcpy(k->bias, b, (size_t)k->c_out * sizeof(float));
+}
+
+ai3_status ai3_blocked_conv2d_create(const ai3_tensor *weight, const ai3_tensor *bias,
+                                     const ai3_conv2d_params *params, int cb,
+                                     ai3_blocked_conv2d **out) {
+    if (!out) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: NULL out");
+    *out = NULL;
+    ai3_status st = check_params(weight, bias, params, cb);
+    if (st != AI3_OK) return st;
+    ai3_blocked_conv2d *k = ai3_alloc(sizeof *k);
+    if (!k) return AI3_ERROR_OUT_OF_MEMORY;
+    *k = (ai3_blocked_conv2d){.cb = cb,
+                              .depthwise = params->groups != 1,
+                              .c_out = weight->shape[0],
+                              .kh = weight->shape[2],
+                              .kw = weight->shape[3],
+                              .p = *params};
+    k->c_in = k->depthwise ? k->c_out : weight->shape[1];
+    k->in_blocks = ai3_blocked_channels(k->c_in, cb) / cb;
+    k->out_blocks = ai3_blocked_channels(k->c_out, cb) / cb;
+    k->block_w = (k->depthwise ? 1 : k->in_blocks * cb) * k->kh * k->kw * cb;
+    const int64_t w_elems = ai3_size_mul(k->out_blocks, k->block_w);
+    if (w_elems < 0) {
+        ai3_free(k);
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: weight too large");
+    }
+    k->w = ai3_alloc((size_t)w_elems * sizeof(float));
+    k->bias = ai3_alloc((size_t)(k->out_blocks * cb) * sizeof(float));
+    if (!k->w || !k->bias) {
+        ai3_blocked_conv2d_destroy(k);
+        return AI3_ERROR_OUT_OF_MEMORY;
+    }
+    memset(k->w, 0, (size_t)w_elems * sizeof(float));
+    memset(k->bias, 0, (size_t)(k->out_blocks * cb) * sizeof(float));
+    pack(k, weight->data, bias ? bias->data : NULL);
+    *out = k;
+    return AI3_OK;
+}
+
+void ai3_blocked_conv2d_destroy(ai3_blocked_conv2d *conv) {
+    if (!conv) return;
+    ai3_free(conv->w);
+    ai3_free(conv->bias);
+    ai3_free(conv);
+}
+
+bool ai3_blocked_conv2d_depthwise(const ai3_blocked_conv2d *conv) { return conv->depthwise; }
+
+/* --- running ------------------------------------------------------------------ */
+
+/* Taps [*t0, *t1) of `taps` (dilation dil) whose input position base + t·dil
+ * lies in [0, size). */
+static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, int64_t *t0,
+                       int64_t *t1) {
+    /* (no division for the usual case, all taps inside: it is per row) */
+    *t0 = base >= 0 ? 0 : (-base + dil - 1) / dil;
+    const int64_t end = size - base;
+    *t1 = end > (taps - 1) * dil ? taps : end <= 0 ? 0 : (end + dil - 1) / dil;
+    if (*t1 < *t0) *t1 = *t0;
+}
+
+/* The tile of pixels [ow, ow + mr) of the row at x_row, y_row. */
+static inline void row_tile(const run_ctx *c, tile_fn tile, tile_args *t, int64_t x_row,
+                            int64_t y_row, int64_t ow, int mr, int nv) {
+    const int64_t iw0 = c->flat ? ow : ow * c->p->stride_w - c->p->pad_left;
+    t->x_off = x_row + iw0 * c->ps;
+    t->y = c->y + y_row + ow * c->k->cb;
+    t->res = c->res ? c->res + y_row + ow * c->k->cb : NULL;
+    tile(c, t, mr, nv);
+}
+
+/* Output pixels [ow0, ow1) of output row oh, for output group g (a pair, or
+ * a depthwise block) of image img: edge pixels one by one over their valid
+ * taps, the interior in tiles of up to mr_max. */
+static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
+                    int64_t oh, int64_t ow0, int64_t ow1) {
+    const ai3_blocked_conv2d *k = c->k;
+    const ai3_conv2d_params *p = c->p;
+    const int64_t cb = k->cb;
+    const int64_t ih0 = c->flat ? 0 : oh * p->stride_h - p->pad_top;
+    tile_args t;
+    valid_taps(ih0, k->kh, p->dilation_h, c->h, &t.kh0, &t.kh1);
+    /* the group's first output block, and where its input starts */
+    const int64_t ob = k->depthwise ? g : 2 * g;
+    const int nv = k->depthwise ? 1 : (int)AI3_MIN(2, k->out_blocks - ob);
+    t.w = k->w + ob * k->block_w;
+    t.bias = k->bias + ob * cb;
+    const int64_t x_row = img * c->in_image + (k->depthwise ? g * c->bs : 0) + ih0 * c->w * c->ps;
+    const int64_t y_row = ((img * k->out_blocks + ob) * c->oh + oh) * c->ow * cb;
+
+    const int64_t inner_end = AI3_MAX(c->ow_lo, c->ow_hi);
+    const int64_t in0 = AI3_MAX(ow0, c->ow_lo), in1 = AI3_MIN(ow1, inner_end);
+    for (int64_t ow = ow0; ow < ow1;) {
+        int mr = 1;
+        if (ow == in0 && in0 < in1) {
+            /* the interior in tiles of near-equal widths (7 pixels: 4 + 3,
+             * not 6 + 1), each tile at most mr_max */
+            const int64_t len = in1 - in0, tiles = (len + mr_max - 1) / mr_max;
+            t.kw0 = 0;
+            t.kw1 = k->kw;
+            for (int64_t i = 0; i < tiles; i++) {
+                const int64_t at = in0 + len * i / tiles;
+                mr = (int)(in0 + len * (i + 1) / tiles - at);
+                row_tile(c, tile, &t, x_row, y_row, at, mr, nv);
+            }
+            ow = in1;
+            continue;
+        }
+        const int64_t iw0 = c->flat ? ow : ow * p->stride_w - p->pad_left;
+        valid_taps(iw0, k->kw, p->dilation_w, c->w, &t.kw0, &t.kw1);
+        row_tile(c, tile, &t, x_row, y_row, ow, 1, nv);
+        ow++;
+    }
+}
+
+/* A task: (image, group, chunk of rows or of a flattened row's pixels). */
+static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; task++) {
+        const int64_t chunk = task % c->chunks, rest = task / c->chunks;
+        const int64_t g = rest % c->groups_per_image, img = rest / c->groups_per_image;
+        if (c->flat) {
+            run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
+                    AI3_MIN(c->ow, (chunk + 1) * c->chunk_px));
+        } else {
+            for (int64_t oh = c->oh * chunk / c->chunks; oh < c->oh * (chunk + 1) / c->chunks; oh++)
+                run_row(c, tile, mr_max, img, g, oh, 0, c->ow);
+        }
+    }
+}
+
+#if AI3_MV_ENABLED
+static void tasks_avx512(void *vctx, int64_t begin, int64_t end) {
+    const run_ctx *c = vctx;
+    if (c->k->depthwise) run_tasks(c, dw_tile_any_avx512, 14, begin, end);
+    else run_tasks(c, conv_tile_any_avx512, 14, begin, end);
+}
+
+static void tasks_avx2(void *vctx, int64_t begin, int64_t end) {
+    const run_ctx *c = vctx;
+    if (c->k->depthwise) run_tasks(c, dw_tile_any_avx2, 12, begin, end);
+    else run_tasks(c, conv_tile_any_avx2, 6, begin, end);
+}
+#endif
+
+/* Tasks per thread aimed at, so that two threads end together; fewer when
+ * that would split planes too small to be worth it. */
+#define TASKS_PER_THREAD 8
+
+/* The convolution with parameters p (the layer's, or with the padding
+ * already in the input) on input (n, C_in, h, w) into output (oh, ow). */
+static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, const float *input,
+                   bool in_blocked, int64_t n, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                   float *output, const ai3_epilogue *epilogue) {
+    const int64_t cb = k->cb;
+    const bool flat = k->kh == 1 && k->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+                      p->pad_top == 0 && p->pad_bottom == 0 && p->pad_left == 0 &&
+                      p->pad_right == 0;
+    run_ctx c = {.k = k, .p = p, .x = input, .y = output, .e = epilogue, .flat = flat};
+    if (epilogue) {
+        c.res = epilogue->residual;
+        c.clamp = epilogue->act == AI3_ACT_CLAMP;
+        c.act_after = epilogue->act != AI3_ACT_NONE && epilogue->act != AI3_ACT_CLAMP;
+        c.lo = (float)epilogue->lo;
+        c.hi = (float)epilogue->hi;
+    }
+    c.h = flat ? 1 : h;
+    c.w = flat ? h * w : w;
+    c.oh = flat ? 1 : oh;
+    c.ow = flat ? h * w : ow;
+    c.ps = in_blocked ? cb : 1;
+    c.cs = in_blocked ? 1 : h * w;
+    c.bs = cb * h * w;
+    c.in_image = in_blocked ? k->in_blocks * c.bs : k->c_in * h * w;
+    c.kh_step = p->dilation_h * c.w * c.ps;
+    c.kw_step = p->dilation_w * c.ps;
+    c.xs = (flat ? 1 : p->stride_w) * c.ps;
+    c.xsk = c.xs == cb ? 1 : c.xs == 2 * cb ? 2 : 0;
+    c.out_plane = c.oh * c.ow * cb;
+    const int64_t sw = flat ? 1 : p->stride_w, pl = flat ? 0 : p->pad_left;
+    c.ow_lo = (pl + sw - 1) / sw;
+    /* the first pixel whose last tap passes the right edge */
+    const int64_t last = c.w - 1 - (k->kw - 1) * p->dilation_w + pl;
+    c.ow_hi = last < 0 ? 0 : AI3_MIN(c.ow, last / sw + 1);
+
+    c.groups_per_image = k->depthwise ? k->out_blocks : (k->out_blocks + 1) / 2;
+    const int64_t groups = n * c.groups_per_image;
+    const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
+    c.chunks = groups >= want ? 1 : (want + groups - 1) / groups;
+    if (flat) {
+        /* whole tiles per chunk */
+        const int64_t mr = cb == 16 ? 14 : k->depthwise ? 12 : 6;
+        const int64_t tiles = (c.ow + mr - 1) / mr;
+        c.chunks = AI3_MIN(c.chunks, tiles);
+        c.chunk_px = (tiles + c.chunks - 1) / c.chunks * mr;
+        c.chunks = (c.ow + c.chunk_px - 1) / c.chunk_px;
+    } else {
+        /* a chunk of at least a few pixels */
+        c.chunks = AI3_MAX(1, AI3_MIN(c.chunks, c.oh * c.ow / 16));
+        c.chunks = AI3_MIN(c.chunks, c.oh);
+    }
+#if AI3_MV_ENABLED
+    ai3_parallel_for(groups * c.chunks, 1, cb == 16 ? tasks_avx512 : tasks_avx2, &c);
+#endif
+}
+
+/* --- the padded input: a buffer per calling thread ------------------------------
+ * Kept from run to run (a fresh large allocation costs page faults every
+ * time) and freed when the thread exits. */
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+static bool buffer_key_ok;
+static _Thread_local float *buffer;
+static _Thread_local size_t buffer_elems;
+
+static void buffer_key_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, ai3_free) == 0; }
+
+/* NULL (error set) if it cannot be had. */
+static float *thread_buffer(size_t elems) {
+    if (elems <= buffer_elems) return buffer;
+    pthread_once(&buffer_once, buffer_key_init);
+    if (!buffer_key_ok) {
+        ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "blocked conv2d: no thread-specific buffer");
+        return NULL;
+    }
+    float *p = ai3_alloc(sizeof(float) * elems);
+    if (!p) return NULL;
+    ai3_free(buffer);
+    buffer = p;
+    buffer_elems = elems;
+    pthread_setspecific(buffer_key, p);
+    return p;
+}
+
+/* A blocked input copied with its zero padding around each plane. */
+typedef struct {
+    const float *x;
+    float *y;
+    int64_t h, w, cb, top, left, hp, wp;
+} pad_ctx;
+
+static void pad_rows(void *vctx, int64_t begin, int64_t end) {
+    const pad_ctx *c = vctx;
+    const size_t row = (size_t)(c->wp * c->cb) * sizeof(float);
+    for (int64_t r = begin; r < end; r++) { /* r: padded row of all planes */
+        float *dst = c->y + r * c->wp * c->cb;
+        const int64_t plane = r / c->hp, ih = r % c->hp - c->top;
+        if (ih < 0 || ih >= c->h) {
+            memset(dst, 0, row);
+            continue;
+        }
+        const int64_t left = c->left * c->cb, width = c->w * c->cb;
+        memset(dst, 0, (size_t)left * sizeof(float));
+        memcpy(dst + left, c->x + (plane * c->h + ih) * width, (size_t)width * sizeof(float));
+        memset(dst + left + width, 0, row - (size_t)(left + width) * sizeof(float));
+    }
+}
+
+ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *input,
+                                  bool in_blocked, int64_t n, int64_t h, int64_t w,
+                                  float *output, const ai3_epilogue *epilogue) {
+    if (!conv || !input || !output || n < 0 || h < 1 || w < 1)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: NULL pointer or bad input size");
+    const ai3_blocked_conv2d *k = conv;
+    const ai3_conv2d_params *p = &k->p;
+    if (k->depthwise && !in_blocked)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: a depthwise convolution needs blocked input");
+    const int64_t hspan = h + p->pad_top + p->pad_bottom - p->dilation_h * (k->kh - 1) - 1;
+    const int64_t wspan = w + p->pad_left + p->pad_right - p->dilation_w * (k->kw - 1) - 1;
+    if (hspan < 0 || wspan < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: output size below 1 for input %lldx%lld",
+                             (long long)h, (long long)w);
+    const int64_t oh = hspan / p->stride_h + 1, ow = wspan / p->stride_w + 1;
+    if (n == 0) return AI3_OK;
+    const bool padded = p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
+    /* Blocked input is copied with its padding (a pass over memory, small
+     * beside the arithmetic of a convolution over all channels, not of a
+     * depthwise one): every output pixel then has all its taps, and rows run
+     * in whole tiles, with no single-pixel edges. */
+    if (!in_blocked || !padded || k->depthwise) {
+        launch(k, p, input, in_blocked, n, h, w, oh, ow, output, epilogue);
+        return AI3_OK;
+    }
+    pad_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
+                  .left = p->pad_left, .hp = h + p->pad_top + p->pad_bottom,
+                  .wp = w + p->pad_left + p->pad_right};
+    const int64_t planes = n * k->in_blocks;
+    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hp), pc.wp * k->cb);
+    if (elems < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
+    pc.y = thread_buffer((size_t)elems);
+    if (!pc.y) return AI3_ERROR_OUT_OF_MEMORY;
+    ai3_parallel_for(planes * pc.hp, 16, pad_rows, &pc);
+    ai3_conv2d_params inner = *p;
+    inner.pad_top = inner.pad_bottom = inner.pad_left = inner.pad_right = 0;
+    launch(k, &inner, pc.y, true, n, pc.hp, pc.wp, oh, ow, output, epilogue);
+    return AI3_OK;
+}

@@ -1,0 +1,209 @@
+/*
+ * The register tiles of conv2d_blocked_f32.c, included once per ISA with
+ *
+ *     BK_ISA(name)  the name with the ISA's suffix
+ *     BK_TARGET     the target attribute of its functions
+ *     BK_LANES      floats per vector: the block width cb
+ *     BK_SET1(x)    the float x in every lane (a broadcast, where (vec){0} + x
+ *                   would add the zero first)
+ *     BK_MR         output pixels per tile of the convolution (two vectors each)
+ *     BK_DW_MR      output pixels per tile of the depthwise convolution (one vector each)
+ *
+ * A tile keeps mr output pixels × one or two channel blocks in registers
+ * through its whole sum, then adds the bias and residual, clamps, stores,
+ * and applies any other activation to what it just stored (in L1). Tiles are
+ * specialised on mr, on the number of blocks and on the input pixel step
+ * (one or two blocks, or a run-time step), so the broadcasts address the
+ * pixels with constant displacements and an edge tile of 3 pixels costs 3
+ * pixels' FMAs.
+ */
+
+typedef float BK_ISA(vec) __attribute__((vector_size(BK_LANES * sizeof(float))));
+/* memory as a vector: any float address (the caller's input, residual) */
+typedef float BK_ISA(uvec)
+    __attribute__((vector_size(BK_LANES * sizeof(float)), aligned(4), may_alias));
+typedef int32_t BK_ISA(mask) __attribute__((vector_size(BK_LANES * sizeof(float))));
+
+#define BK_VEC BK_ISA(vec)
+#define BK_MASK BK_ISA(mask)
+#define BK_LOAD(p) ((BK_VEC)(*(const BK_ISA(uvec) *)(p)))
+#define BK_STORE(p, v) (*(BK_ISA(uvec) *)(p) = (v))
+
+/* An output vector made final: + bias, + residual, then the clamp (NaN
+ * kept, as ai3_clamp_of). */
+static inline __attribute__((always_inline)) BK_TARGET BK_VEC
+BK_ISA(finish)(const run_ctx *c, BK_VEC v, BK_VEC bias, const float *res) {
+    v += bias;
+    if (res) v += BK_LOAD(res);
+    if (c->clamp) {
+        const BK_VEC lo = (BK_VEC)BK_SET1(c->lo), hi = (BK_VEC)BK_SET1(c->hi);
+        const BK_MASK below = v < lo;
+        v = (BK_VEC)(((BK_MASK)lo & below) | ((BK_MASK)v & ~below));
+        const BK_MASK above = v > hi;
+        v = (BK_VEC)(((BK_MASK)hi & above) | ((BK_MASK)v & ~above));
+    }
+    return v;
+}
+
+/* The activations other than a clamp, on the nv stored vectors of mr pixels
+ * at y (blocks `plane` apart); the residual is already in. */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(activate)(const run_ctx *c, float *y, int mr, int nv) {
+    if (!c->act_after) return;
+    for (int v = 0; v < nv; v++)
+        ai3_epilogue_apply_f32(y + v * c->out_plane, 0, NULL, 0, 1, (int64_t)mr * BK_LANES,
+                               c->e);
+}
+
+/* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
+ * (xs: xsk blocks, or c->xs when xsk is 0), taps kh0..kh1-1 × kw0..kw1-1,
+ * all input blocks; nv output blocks from the packed weights w of its pair,
+ * stored at y. */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int nv,
+                  const int xsk) {
+    enum { L = BK_LANES };
+    const ai3_blocked_conv2d *k = c->k;
+    const int64_t xs = xsk ? xsk * L : c->xs, cs = c->cs;
+    const int64_t wstep = nv * L; /* weights per input channel */
+    BK_VEC acc[BK_MR][2];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = (BK_VEC){0};
+    for (int64_t ib = 0; ib < k->in_blocks; ib++) {
+        /* the real channels of the block only: plain input has no others,
+         * and blocked input's pad channels hold anything */
+        const int64_t nc = AI3_MIN((int64_t)L, k->c_in - ib * L);
+        for (int64_t kh = t->kh0; kh < t->kh1; kh++)
+            for (int64_t kw = t->kw0; kw < t->kw1; kw++) {
+                const float *restrict xp =
+                    c->x + (t->x_off + ib * c->bs + kh * c->kh_step + kw * c->kw_step);
+                const float *restrict wp = t->w + ((ib * k->kh + kh) * k->kw + kw) * L * wstep;
+                for (int64_t ci = 0; ci < nc; ci++, xp += cs, wp += wstep) {
+                    const BK_VEC w0 = BK_LOAD(wp);
+                    const BK_VEC w1 = nv > 1 ? BK_LOAD(wp + L) : w0;
+#pragma GCC unroll 16
+                    for (int r = 0; r < mr; r++) {
+                        const BK_VEC xb = (BK_VEC)BK_SET1(xp[r * xs]);
+                        acc[r][0] += xb * w0;
+                        if (nv > 1) acc[r][1] += xb * w1;
+                    }
+                }
+            }
+    }
+    const BK_VEC b0 = BK_LOAD(t->bias), b1 = nv > 1 ? BK_LOAD(t->bias + L) : b0;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) {
+            const int64_t at = v * c->out_plane + r * L;
+            BK_STORE(t->y + at, BK_ISA(finish)(c, acc[r][v], v ? b1 : b0,
+                                               t->res ? t->res + at : NULL));
+        }
+    BK_ISA(activate)(c, t->y, mr, nv);
+}
+
+#define BK_CONV_CASE(MR)                                                              \
+    case MR:                                                                          \
+        if (nv == 2) {                                                                \
+            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, MR, 2, 1);                       \
+            else if (c->xsk == 2) BK_ISA(conv_tile)(c, t, MR, 2, 2);                  \
+            else BK_ISA(conv_tile)(c, t, MR, 2, 0);                                   \
+        } else {                                                                      \
+            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, MR, 1, 1);                       \
+            else if (c->xsk == 2) BK_ISA(conv_tile)(c, t, MR, 1, 2);                  \
+            else BK_ISA(conv_tile)(c, t, MR, 1, 0);                                   \
+        }                                                                             \
+        break;
+
+static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_ctx *c,
+                                                                        const tile_args *t,
+                                                                        int mr, int nv) {
+    switch (mr) {
+        BK_CONV_CASE(1)
+        BK_CONV_CASE(2)
+        BK_CONV_CASE(3)
+        BK_CONV_CASE(4)
+        BK_CONV_CASE(5)
+        BK_CONV_CASE(6)
+#if BK_MR > 6
+        BK_CONV_CASE(7)
+        BK_CONV_CASE(8)
+        BK_CONV_CASE(9)
+        BK_CONV_CASE(10)
+        BK_CONV_CASE(11)
+        BK_CONV_CASE(12)
+        BK_CONV_CASE(13)
+        BK_CONV_CASE(14)
+#endif
+    default: break;
+    }
+}
+
+/* One tile of the depthwise convolution: pixels r < mr of one channel block,
+ * acc[r] += x[tap, pixel r] · w[tap] lane by lane. */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(dw_tile)(const run_ctx *c, const tile_args *t, const int mr, const int xsk) {
+    enum { L = BK_LANES };
+    const ai3_blocked_conv2d *k = c->k;
+    const int64_t xs = xsk ? xsk * L : c->xs;
+    BK_VEC acc[BK_DW_MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++) acc[r] = (BK_VEC){0};
+    for (int64_t kh = t->kh0; kh < t->kh1; kh++)
+        for (int64_t kw = t->kw0; kw < t->kw1; kw++) {
+            const float *restrict xp = c->x + (t->x_off + kh * c->kh_step + kw * c->kw_step);
+            const BK_VEC wv = BK_LOAD(t->w + (kh * k->kw + kw) * L);
+#pragma GCC unroll 16
+            for (int r = 0; r < mr; r++) acc[r] += BK_LOAD(xp + r * xs) * wv;
+        }
+    const BK_VEC b = BK_LOAD(t->bias);
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+        BK_STORE(t->y + r * L,
+                 BK_ISA(finish)(c, acc[r], b, t->res ? t->res + r * L : NULL));
+    BK_ISA(activate)(c, t->y, mr, 1);
+}
+
+#define BK_DW_CASE(MR)                                                                \
+    case MR:                                                                          \
+        if (c->xsk == 1) BK_ISA(dw_tile)(c, t, MR, 1);                                \
+        else if (c->xsk == 2) BK_ISA(dw_tile)(c, t, MR, 2);                           \
+        else BK_ISA(dw_tile)(c, t, MR, 0);                                            \
+        break;
+
+static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ctx *c,
+                                                                      const tile_args *t,
+                                                                      int mr, int nv) {
+    switch (mr) {
+        BK_DW_CASE(1)
+        BK_DW_CASE(2)
+        BK_DW_CASE(3)
+        BK_DW_CASE(4)
+        BK_DW_CASE(5)
+        BK_DW_CASE(6)
+        BK_DW_CASE(7)
+        BK_DW_CASE(8)
+        BK_DW_CASE(9)
+        BK_DW_CASE(10)
+        BK_DW_CASE(11)
+        BK_DW_CASE(12)
+#if BK_DW_MR > 12
+        BK_DW_CASE(13)
+        BK_DW_CASE(14)
+#endif
+    default: break;
+    }
+}
+
+#undef BK_CONV_CASE
+#undef BK_DW_CASE
+#undef BK_VEC
+#undef BK_MASK
+#undef BK_LOAD
+#undef BK_STORE
+#undef BK_ISA
+#undef BK_TARGET
+#undef BK_LANES
+#undef BK_MR
+#undef BK_DW_MR
+#undef BK_SET1
