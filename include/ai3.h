@@ -619,6 +619,15 @@ AI3_API void ai3_graph_destroy(ai3_graph *graph);
 AI3_API ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_index,
                                        ai3_graph **graph);
 AI3_API ai3_status ai3_graph_set_cuda_graphs(ai3_graph *graph, int enabled);
+/* A float32 graph on the CPU keeps activations channel-blocked (NCHW16c
+ * with AVX-512, NCHW8c with AVX2) between the operations that compute on
+ * that layout: convolutions whose algorithm is "guess" (or "default") with
+ * one group or depthwise, and the pooling and element-wise operations
+ * between them; it converts at the inputs and outputs and around every
+ * other operation, so results are those of plain NCHW. On by default (the
+ * environment variable AI3_LAYOUT=plain turns it off for new graphs);
+ * ai3_graph_set_blocked_layout(g, 0) turns it off, 1 on again. */
+AI3_API ai3_status ai3_graph_set_blocked_layout(ai3_graph *graph, int enabled);
 
 /* A new input of the graph; inputs are numbered in the order added. */
 AI3_API ai3_status ai3_graph_add_input(ai3_graph *graph, int *value);
@@ -694,6 +703,13 @@ AI3_API ai3_status ai3_graph_run_stream(ai3_graph *graph, int n_inputs,
 AI3_API ai3_status ai3_graph_peak_bytes(ai3_graph *graph, int n_inputs,
                                         const ai3_tensor *inputs, size_t *peak_bytes,
                                         size_t *total_bytes, size_t *workspace_bytes);
+/* How the plan for inputs of these shapes lays its values out:
+ * *blocked_nodes, the nodes that compute on channel-blocked values
+ * (ai3_graph_set_blocked_layout), *conversions, the values it converts
+ * between the blocked and the plain layout. */
+AI3_API ai3_status ai3_graph_layout_counts(ai3_graph *graph, int n_inputs,
+                                           const ai3_tensor *inputs, int *blocked_nodes,
+                                           int *conversions);
 
 /* ------------------------------------------------------------------------ */
 /* Algorithms: the registry                                                  */

@@ -1,6 +1,7 @@
 /* Graphs: building them, and each node's shape and compute functions.
  * Planning and running are in plan.c. */
 #include "graph.h"
+#include "algorithms/blocked.h"
 #include "bf16.h"
 
 #include <stdio.h>
@@ -56,6 +57,9 @@ ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_in
     g->device = device;
     g->device_index = device == AI3_DEVICE_CUDA ? device_index : 0;
     g->cuda_graphs = device == AI3_DEVICE_CUDA;
+    const char *layout = getenv("AI3_LAYOUT");
+    g->blocked_layout = device == AI3_DEVICE_CPU && dtype == AI3_FLOAT32 &&
+                        !(layout && strcmp(layout, "plain") == 0);
     if (pthread_mutex_init(&g->lock, NULL) != 0) {
         free(g);
         return ai3_set_error(AI3_ERROR_INTERNAL, "graph: could not create a mutex");
@@ -66,6 +70,15 @@ ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_in
 
 ai3_status ai3_graph_create(ai3_dtype dtype, ai3_graph **graph) {
     return ai3_graph_create_on(dtype, AI3_DEVICE_CPU, 0, graph);
+}
+
+ai3_status ai3_graph_set_blocked_layout(ai3_graph *g, int enabled) {
+    if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
+    pthread_mutex_lock(&g->lock);
+    g->blocked_layout = enabled && g->device == AI3_DEVICE_CPU && g->dtype == AI3_FLOAT32;
+    pthread_mutex_unlock(&g->lock);
+    ai3_graph_release_plans(g);
+    return AI3_OK;
 }
 
 ai3_status ai3_graph_set_cuda_graphs(ai3_graph *g, int enabled) {
@@ -81,7 +94,10 @@ const ai3_cuda_backend *ai3_graph_cuda(const ai3_graph *g) {
 
 static void free_node(graph_node *node) {
     free(node->inputs);
-    if ((int)node->kind < AI3_OP_COUNT) ai3_plan_destroy(node->u.op.plan);
+    if ((int)node->kind < AI3_OP_COUNT) {
+        ai3_plan_destroy(node->u.op.plan);
+        ai3_blocked_conv2d_destroy(node->u.op.blocked);
+    }
 }
 
 void ai3_graph_destroy(ai3_graph *g) {
@@ -302,6 +318,29 @@ static ai3_status finish_node(ai3_graph *g, graph_node *node, ai3_status status,
     return AI3_OK;
 }
 
+/* A float32 CPU conv2d whose algorithm is left to "guess" gets its weights
+ * packed for the channel-blocked layout too, where that layout can compute
+ * it (one group or depthwise, zero padding); plans then choose per input
+ * shape whether it runs on blocked values. */
+static void pack_blocked(const ai3_graph *g, ai3_op op, const char *algorithm, int n_weights,
+                         const ai3_tensor *const *weights, const ai3_op_params *params,
+                         op_node *node) {
+    int cb = ai3_blocked_width();
+    const char *name = algorithm && strcmp(algorithm, "default") != 0
+                           ? algorithm
+                           : ai3_default_algorithm(AI3_OP_CONV2D);
+    if (op != AI3_OP_CONV2D || g->device != AI3_DEVICE_CPU || g->dtype != AI3_FLOAT32 || !cb ||
+        strcmp(name, "guess") != 0 || n_weights < 1 || !weights[0] || !params ||
+        weights[0]->ndim != 4)
+        return;
+    /* refused (groups, padding mode): plain layout only, not an error */
+    if (ai3_blocked_conv2d_create(weights[0], n_weights > 1 ? weights[1] : NULL,
+                                  &params->conv2d, cb, &node->blocked) == AI3_OK)
+        node->blocked_cb = cb;
+    else
+        node->blocked = NULL;
+}
+
 ai3_status ai3_graph_op(ai3_graph *g, ai3_op op, const char *algorithm, int n_inputs,
                         const int *inputs, int n_weights, const ai3_tensor *const *weights,
                         const ai3_op_params *params, const ai3_tensor *hint, int *output) {
@@ -339,6 +378,7 @@ ai3_status ai3_graph_op(ai3_graph *g, ai3_op op, const char *algorithm, int n_in
                             g->device == AI3_DEVICE_CUDA ? on_device : weights, params, hint,
                             &node.u.op.plan);
     node.u.op.view = op == AI3_OP_FLATTEN && algorithm && strcmp(algorithm, "default") == 0;
+    if (s == AI3_OK) pack_blocked(g, op, algorithm, n_weights, weights, params, &node.u.op);
     return finish_node(g, &node, s, output);
 }
 

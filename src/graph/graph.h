@@ -31,6 +31,11 @@ typedef enum node_storage {
 typedef struct op_node {
     ai3_plan *plan; /* the operation, its parameters and weights */
     int view;       /* flatten with "default": a view, nothing to compute */
+    /* A float32 CPU conv2d left to "guess": its weights packed for the
+     * channel-blocked layout of width blocked_cb (algorithms/blocked.h), or
+     * NULL where that layout cannot compute it. */
+    struct ai3_blocked_conv2d *blocked;
+    int blocked_cb;
 } op_node;
 
 typedef struct reshape_node {
@@ -77,6 +82,8 @@ struct ai3_graph {
                                  * arena are device memory (device_buffers, arena) */
     int device_index;
     int cuda_graphs;            /* CUDA: replay each input shape's run as a CUDA graph */
+    int blocked_layout;         /* CPU float32: keep activations channel-blocked between
+                                 * the operations that compute on them (plan.c) */
     int n_device_buffers;
     void **device_buffers;      /* the weights' device copies, freed with the graph */
     void *arena_event;          /* CUDA: recorded after the last run that used the arena */

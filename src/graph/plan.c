@@ -1,6 +1,7 @@
 /* Graph plans (one per combination of input shapes: every value's shape and
  * where its data lives) and runs. */
 #include "graph.h"
+#include "algorithms/blocked.h"
 #include "ops/op.h"
 
 #include <limits.h>
@@ -33,6 +34,17 @@ struct graph_plan {
      * another value (fuse_residuals) and for that add, the other value (the
      * residual of the operation's epilogue), else -1. */
     int *residual;
+    /* The channel-blocked layout (CPU float32; algorithms/blocked.h): the
+     * block width (0: every value plain), per node whether it computes on
+     * blocked values, per value whether it is stored blocked (its shape
+     * then has the padded channel count) and the slot holding its other
+     * layout for the nodes that read that one, or -1. Slots n_values and up
+     * are such copies (alt_of: whose), converted right after the value is
+     * made. */
+    int cb;
+    bool *node_blocked, *blocked;
+    int *alt, *alt_of;
+    int n_slots;
     int n_inputs;
     ai3_tensor *inputs; /* the input shapes it is for */
     ai3_tensor *values; /* every value's shape (data: ai3_shape_only) */
@@ -53,6 +65,10 @@ static void free_plan(graph_plan *p) {
     free(p->slot);
     free(p->fused);
     free(p->residual);
+    free(p->node_blocked);
+    free(p->blocked);
+    free(p->alt);
+    free(p->alt_of);
     free(p->inputs);
     free(p->values);
     free(p->root);
@@ -416,6 +432,166 @@ static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers)
 
 /* Room for the inputs of any node: a node may read one value several times
  * (cat), so this is not bounded by the number of values. */
+/* --- the channel-blocked layout ----------------------------------------------
+ * On the CPU in float32 a plan keeps values blocked (NCHW16c/8c) between
+ * the nodes that compute on that layout: conv2d nodes with blocked weights
+ * (graph.c), then pooling, the element-wise operations and the channel
+ * scale of squeeze-excitation on blocked inputs. Every other node, and
+ * every graph output, sees plain NCHW: a value read in both layouts gets a
+ * second slot, converted right after the value is made. */
+
+static bool elementwise(node_kind kind) {
+    switch (kind) {
+    case NODE_RELU: case NODE_HARDTANH: case NODE_SIGMOID: case NODE_HARDSIGMOID:
+    case NODE_HARDSWISH: case NODE_SILU: case NODE_GELU: return true;
+    default: return false;
+    }
+}
+
+/* For a mul of x (n, c, h, w) by s (n, c, 1, 1): sets *x, *s to the input
+ * numbers; false for any other mul. */
+static bool channel_scale(const ai3_graph *g, const graph_plan *p, const graph_node *mul,
+                          int *x, int *s) {
+    for (int k = 0; k < 2; k++) {
+        const ai3_tensor *a = &p->values[mul->inputs[k]], *b = &p->values[mul->inputs[1 - k]];
+        if (a->ndim == 4 && b->ndim == 4 && b->shape[0] == a->shape[0] &&
+            b->shape[1] == a->shape[1] && b->shape[2] == 1 && b->shape[3] == 1 &&
+            (a->shape[2] != 1 || a->shape[3] != 1)) {
+            *x = k;
+            *s = 1 - k;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether node i computes on blocked values, given its inputs' layouts.
+ * `no_block`: nodes whose output is (a view of) a graph output. */
+static bool runs_blocked(const ai3_graph *g, const graph_plan *p, int i, const bool *no_block) {
+    const graph_node *node = &g->nodes[i];
+    if (node->kind >= NODE_RESHAPE || node->u.op.view || no_block[i] || !own_cpu_op(node))
+        return false;
+    int v = node->inputs[0];
+    if (p->values[v].ndim != 4) return false;
+    for (int k = 0; k < node->n_inputs; k++)
+        if (g->values[node->inputs[k]].kind == VALUE_CONSTANT) return false;
+    const ai3_tensor *out = &p->values[node->output];
+    switch (node->kind) {
+    case NODE_CONV2D: return node->u.op.blocked && node->u.op.blocked_cb == p->cb;
+    case NODE_MAXPOOL2D: case NODE_AVGPOOL2D: return p->blocked[v];
+    case NODE_ADAPTIVEAVGPOOL2D: return p->blocked[v] && out->shape[2] == 1 && out->shape[3] == 1;
+    case NODE_ADD: case NODE_MUL: {
+        int a = node->inputs[0], b = node->inputs[1], x, sc;
+        if (same_shape(&p->values[a], &p->values[b])) return p->blocked[a] || p->blocked[b];
+        return node->kind == NODE_MUL && channel_scale(g, p, node, &x, &sc) &&
+               p->blocked[node->inputs[x]];
+    }
+    default: return elementwise(node->kind) && p->blocked[v];
+    }
+}
+
+/* Whether node i reads its input k blocked. */
+static bool reads_blocked(const ai3_graph *g, const graph_plan *p, int i, int k) {
+    const graph_node *node = &g->nodes[i];
+    if (!p->node_blocked[i]) return false;
+    int v = node->inputs[k];
+    /* a conv2d reads a plain input of a few channels (a network's first
+     * layer) as it is, cheaper than padding each pixel to a block */
+    if (node->kind == NODE_CONV2D && !ai3_blocked_conv2d_depthwise(node->u.op.blocked))
+        return p->blocked[v] || p->values[v].shape[1] > 4;
+    return true;
+}
+
+/* The slot node i reads input k from. */
+static int input_slot(const ai3_graph *g, const graph_plan *p, int i, int k) {
+    int v = g->nodes[i].inputs[k];
+    if (!p->cb || p->fused[i] == FUSED_AWAY) return v; /* a view of what absorbs it */
+    return reads_blocked(g, p, i, k) == p->blocked[v] ? v : p->alt[v];
+}
+
+/* The slot of node i's residual (p->residual[i] >= 0). */
+static int residual_slot(const graph_plan *p, int i) {
+    int r = p->residual[i];
+    return !p->cb || p->node_blocked[i] == p->blocked[r] ? r : p->alt[r];
+}
+
+/* Where node i's (or a graph input's) value v is first written. */
+static int made_at(const ai3_graph *g, int v) {
+    return g->values[v].kind == VALUE_NODE ? g->values[v].index : 0;
+}
+
+/* Chooses each node's and value's layout and adds the slots of values read
+ * in both, their last uses in last[]. */
+static ai3_status choose_layouts(const ai3_graph *g, graph_plan *p, int *last) {
+    int nv = g->n_values;
+    p->n_slots = nv;
+    p->cb = g->blocked_layout && g->device == AI3_DEVICE_CPU && g->dtype == AI3_FLOAT32
+                ? ai3_blocked_width()
+                : 0;
+    if (!p->cb) return AI3_OK;
+    bool *no_block = calloc((size_t)g->n_nodes + 1, sizeof *no_block);
+    p->node_blocked = calloc((size_t)g->n_nodes + 1, sizeof *p->node_blocked);
+    p->blocked = calloc((size_t)nv, sizeof *p->blocked);
+    p->alt = malloc(sizeof *p->alt * (size_t)nv);
+    p->alt_of = malloc(sizeof *p->alt_of * (size_t)nv);
+    if (!no_block || !p->node_blocked || !p->blocked || !p->alt || !p->alt_of) {
+        free(no_block);
+        return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
+    }
+    /* graph outputs stay plain: so does what they are views of */
+    for (int k = 0; k < g->n_outputs; k++) {
+        int v = g->outputs[k];
+        while (g->values[v].kind == VALUE_NODE) {
+            int i = g->values[v].index;
+            no_block[i] = true;
+            if (p->fused[i] != FUSED_AWAY) break;
+            v = g->nodes[i].inputs[chain_input(g, p, i)];
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *node = &g->nodes[i];
+        if (p->fused[i] == FUSED_AWAY)
+            p->blocked[node->output] = p->blocked[node->inputs[chain_input(g, p, i)]];
+        else
+            p->blocked[node->output] = p->node_blocked[i] = runs_blocked(g, p, i, no_block);
+    }
+    free(no_block);
+
+    /* the other layout's slots, where some node reads it */
+    for (int v = 0; v < nv; v++) p->alt[v] = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *node = &g->nodes[i];
+        if (p->fused[i] == FUSED_AWAY) continue;
+        int n_reads = node->n_inputs + (p->residual[i] >= 0);
+        for (int k = 0; k < n_reads; k++) {
+            int v = k < node->n_inputs ? node->inputs[k] : p->residual[i];
+            bool want = k < node->n_inputs ? reads_blocked(g, p, i, k) : p->node_blocked[i];
+            if (want == p->blocked[v]) continue;
+            if (p->alt[v] < 0) {
+                int a = p->n_slots++;
+                p->alt[v] = a;
+                p->alt_of[a - nv] = v;
+                p->values[a] = p->values[v];
+                last[a] = i;
+            }
+            last[p->alt[v]] = i;
+        }
+    }
+    /* blocked values and slots have the padded channel count */
+    for (int v = 0; v < nv; v++) {
+        int64_t c = p->values[v].shape[1];
+        if (p->blocked[v]) p->values[v].shape[1] = ai3_blocked_channels(c, p->cb);
+        else if (p->alt[v] >= 0) p->values[p->alt[v]].shape[1] = ai3_blocked_channels(c, p->cb);
+    }
+    return AI3_OK;
+}
+
+/* Whether slot r is a buffer of the plan's own (a node's value, or a
+ * value's other layout), not a graph input or constant. */
+static bool own_slot(const ai3_graph *g, int r) {
+    return r >= g->n_values || g->values[r].kind == VALUE_NODE;
+}
+
 static int max_node_inputs(const ai3_graph *g) {
     int n = 1;
     for (int i = 0; i < g->n_nodes; i++) n = AI3_MAX(n, g->nodes[i].n_inputs);
@@ -426,9 +602,10 @@ static int max_node_inputs(const ai3_graph *g) {
 static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
     int nv = g->n_values;
     graph_plan *p = calloc(1, sizeof *p);
-    int *last = malloc(sizeof *last * (size_t)nv);
-    int *root_last = malloc(sizeof *root_last * (size_t)nv);
-    buffer *bufs = malloc(sizeof *bufs * (size_t)nv);
+    /* per value, then per slot of a value's other layout (at most one each) */
+    int *last = malloc(sizeof *last * 2 * (size_t)nv);
+    int *root_last = malloc(sizeof *root_last * 2 * (size_t)nv);
+    buffer *bufs = malloc(sizeof *bufs * 2 * (size_t)nv);
     const ai3_tensor **in = malloc(sizeof *in * (size_t)max_node_inputs(g));
     int *readers = malloc(sizeof *readers * (size_t)nv);
     if (p) {
@@ -437,10 +614,10 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->device_index = g->device_index;
         p->n_inputs = g->n_inputs;
         p->inputs = malloc(sizeof *p->inputs * (size_t)(g->n_inputs + 1));
-        p->values = calloc((size_t)nv, sizeof *p->values);
-        p->root = malloc(sizeof *p->root * (size_t)nv);
-        p->bound = malloc(sizeof *p->bound * (size_t)nv);
-        p->offset = malloc(sizeof *p->offset * (size_t)nv);
+        p->values = calloc(2 * (size_t)nv, sizeof *p->values);
+        p->root = malloc(sizeof *p->root * 2 * (size_t)nv);
+        p->bound = malloc(sizeof *p->bound * 2 * (size_t)nv);
+        p->offset = malloc(sizeof *p->offset * 2 * (size_t)nv);
         p->fused = malloc(sizeof *p->fused * (size_t)(g->n_nodes + 1));
         p->residual = malloc(sizeof *p->residual * (size_t)(g->n_nodes + 1));
     }
@@ -496,6 +673,13 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
     if (s == AI3_OK && p->cuda) fuse_permutes(g, p, readers);
     if (s == AI3_OK && g->device == AI3_DEVICE_CPU && g->dtype != AI3_BFLOAT16)
         fuse_residuals(g, p, readers);
+    if (s == AI3_OK) s = choose_layouts(g, p, last);
+    for (int a = nv; s == AI3_OK && a < p->n_slots; a++) {
+        p->root[a] = a;
+        p->bound[a] = -1;
+        p->offset[a] = NO_OFFSET;
+        root_last[a] = last[a];
+    }
 
     /* Where each result lives. A node fused into a later one is a view of
      * the value it reads (so that value lives until the later node runs),
@@ -510,16 +694,16 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
                                    : ai3_graph_node_storage(node);
         int v = node->output;
         if (storage == STORE_VIEW) {
-            int r = p->root[node->inputs[chain_input(g, p, i)]];
+            int r = p->root[input_slot(g, p, i, chain_input(g, p, i))];
             p->root[v] = r;
             if (last[v] > root_last[r]) root_last[r] = last[v];
         } else if (storage == STORE_INPLACE) {
             for (int k = 0; k < (node->n_inputs < 2 ? node->n_inputs : 2); k++) {
-                int u = node->inputs[k], r = p->root[u];
+                int u = input_slot(g, p, i, k), r = p->root[u];
                 const ai3_tensor *t = &p->values[u];
                 int same = t->ndim == res->ndim;
                 for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == res->shape[d];
-                if (g->values[r].kind == VALUE_NODE && root_last[r] <= i && same) {
+                if (own_slot(g, r) && root_last[r] <= i && same) {
                     p->root[v] = r;
                     if (last[v] > root_last[r]) root_last[r] = last[v];
                     break;
@@ -533,7 +717,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
          * living in a buffer of the graph's own. */
         for (int k = 0; k < g->n_outputs; k++) {
             int r = p->root[g->outputs[k]];
-            if (g->values[r].kind == VALUE_NODE && p->bound[r] < 0) p->bound[r] = k;
+            if (own_slot(g, r) && p->bound[r] < 0) p->bound[r] = k;
         }
         int n = 0;
         size_t elem = ai3_dtype_size(g->dtype);
@@ -547,6 +731,13 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             bufs[n++] = (buffer){.root = v, .first = first,
                                  .last = root_last[v] < first ? first : root_last[v],
                                  .bytes = align64(tensor_bytes(&p->values[v]))};
+        }
+        for (int a = nv; a < p->n_slots; a++) {
+            if (p->root[a] != a || p->bound[a] >= 0) continue;
+            int first = made_at(g, p->alt_of[a - nv]);
+            bufs[n++] = (buffer){.root = a, .first = first,
+                                 .last = root_last[a] < first ? first : root_last[a],
+                                 .bytes = align64(tensor_bytes(&p->values[a]))};
         }
         s = place_buffers(p, bufs, n);
         p->arena_bytes = align64(p->tensor_bytes) + p->workspace_bytes;
@@ -647,16 +838,31 @@ ai3_status ai3_graph_peak_bytes(ai3_graph *g, int n_inputs, const ai3_tensor *in
     return AI3_OK;
 }
 
+ai3_status ai3_graph_layout_counts(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,
+                                   int *blocked_nodes, int *conversions) {
+    if (!g || !blocked_nodes || !conversions)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph layout_counts: NULL argument");
+    ai3_status s = check_inputs(g, n_inputs, inputs, 0);
+    if (s != AI3_OK) return s;
+    graph_plan *p;
+    if ((s = get_plan(g, inputs, &p)) != AI3_OK) return s;
+    *blocked_nodes = 0;
+    for (int i = 0; p->cb && i < g->n_nodes; i++) *blocked_nodes += p->node_blocked[i];
+    *conversions = p->n_slots - g->n_values;
+    put_plan(g, p);
+    return AI3_OK;
+}
+
 /* Every value's tensor for a run: the inputs' and outputs' memory as given,
  * intermediates at their offsets in `arena`. */
 static void bind_values(const ai3_graph *g, const graph_plan *p, const ai3_tensor *inputs,
                         const ai3_tensor *outputs, void *arena, ai3_tensor *t) {
-    for (int v = 0; v < g->n_values; v++) {
+    for (int v = 0; v < p->n_slots; v++) {
         int r = p->root[v];
-        const graph_value *gv = &g->values[r];
+        const graph_value *gv = own_slot(g, r) ? NULL : &g->values[r];
         t[v] = p->values[v];
-        if (gv->kind == VALUE_INPUT) t[v].data = inputs[gv->index].data;
-        else if (gv->kind == VALUE_CONSTANT) t[v].data = g->constants[gv->index].data;
+        if (gv && gv->kind == VALUE_INPUT) t[v].data = inputs[gv->index].data;
+        else if (gv) t[v].data = g->constants[gv->index].data;
         else if (p->bound[r] >= 0) t[v].data = outputs[p->bound[r]].data;
         else t[v].data = (char *)arena + p->offset[r];
     }
@@ -700,11 +906,85 @@ static ai3_status run_epilogue(const ai3_graph *g, const graph_plan *p, int i,
     const graph_node *node = &g->nodes[i];
     ai3_epilogue e = {.act = AI3_ACT_NONE};
     if (p->fused[i] >= 0) activation_of(&g->nodes[p->fused[i]], &e);
-    if (p->residual[i] >= 0) e.residual = t[p->residual[i]].data;
+    if (p->residual[i] >= 0) e.residual = t[residual_slot(p, i)].data;
     if (node->kind == NODE_LINEAR)
         return ai3_linear_run_epilogue(node->u.op.plan, input, &t[node->output], &e);
     return ai3_conv2d_run_epilogue(node->u.op.plan, input, &t[node->output], workspace,
                                    p->workspace_bytes, &e);
+}
+
+/* Writes value v's other layout into its slot. */
+static void convert_layout(const graph_plan *p, int v, ai3_tensor *t) {
+    const ai3_tensor *from = &t[v], *to = &t[p->alt[v]];
+    const ai3_tensor *plain = p->blocked[v] ? to : from;
+    int64_t n = plain->shape[0], c = plain->shape[1], hw = plain->shape[2] * plain->shape[3];
+    if (p->blocked[v]) ai3_blocked_to_plain(from->data, n, c, hw, p->cb, to->data);
+    else ai3_blocked_from_plain(from->data, n, c, hw, p->cb, to->data);
+}
+
+/* Runs node i, which computes on blocked values, where it has a kernel of
+ * that layout's own (else false: element-wise operations compute on the
+ * blocked values as they are, and the channel count they see is padded). */
+static bool run_blocked(const ai3_graph *g, const graph_plan *p, int i, ai3_tensor *t,
+                        ai3_status *s) {
+    const graph_node *node = &g->nodes[i];
+    const ai3_tensor *x = &t[input_slot(g, p, i, 0)];
+    float *y = t[node->output].data;
+    int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
+    int xi, si;
+    switch (node->kind) {
+    case NODE_CONV2D: {
+        ai3_epilogue e = {.act = AI3_ACT_NONE};
+        if (p->fused[i] >= 0) activation_of(&g->nodes[p->fused[i]], &e);
+        if (p->residual[i] >= 0) e.residual = t[residual_slot(p, i)].data;
+        *s = ai3_blocked_conv2d_run(node->u.op.blocked, x->data, reads_blocked(g, p, i, 0), n, h,
+                                    w, y, &e);
+        return true;
+    }
+    case NODE_MAXPOOL2D:
+    case NODE_AVGPOOL2D:
+        *s = ai3_blocked_pool2d(node->kind == NODE_MAXPOOL2D,
+                                node->kind == NODE_MAXPOOL2D
+                                    ? &node->u.op.plan->params.maxpool2d
+                                    : &node->u.op.plan->params.avgpool2d,
+                                x->data, n, c, h, w, p->cb, y);
+        return true;
+    case NODE_ADAPTIVEAVGPOOL2D:
+        ai3_blocked_global_avgpool(x->data, n, c, h * w, p->cb, y);
+        return true;
+    case NODE_MUL:
+        if (!channel_scale(g, p, node, &xi, &si)) return false;
+        x = &t[input_slot(g, p, i, xi)];
+        ai3_blocked_scale_channels(x->data, t[input_slot(g, p, i, si)].data, x->shape[0],
+                                   x->shape[1], x->shape[2] * x->shape[3], p->cb, y);
+        return true;
+    default: return false;
+    }
+}
+
+/* Runs node i (not fused away) on inputs `in`, with what is fused into it. */
+static ai3_status run_node(const ai3_graph *g, const graph_plan *p, int i,
+                           const ai3_tensor **in, ai3_tensor *t, void *workspace, void *stream) {
+    const graph_node *node = &g->nodes[i];
+    ai3_status s = AI3_OK;
+    if (p->cb && p->node_blocked[i] && run_blocked(g, p, i, t, &s))
+        return s;
+    if (!p->cuda && (p->fused[i] >= 0 || p->residual[i] >= 0))
+        return run_epilogue(g, p, i, in[0], t, workspace);
+    if (p->fused[i] >= 0 && node->kind == NODE_LAYERNORM)
+        return p->cuda->layernorm_channels(node->u.op.plan, &t[g->nodes[p->fused[i]].inputs[0]],
+                                           &t[node->output], stream);
+    if (p->fused[i] >= 0 && node->kind == NODE_ADD)
+        return run_permute_scale_add(g, p, &g->nodes[p->fused[i]], node, t, stream);
+    if (p->fused[i] == BIAS_DEFERRED)
+        return run_without_bias(node, in, &t[node->output], workspace, p->workspace_bytes,
+                                stream);
+    if (p->fused[i] >= 0)
+        return ai3_plan_run_fused(node->u.op.plan, node->n_inputs, in, &t[node->output],
+                                  workspace, p->workspace_bytes, stream,
+                                  g->nodes[p->fused[i]].u.op.plan);
+    return ai3_graph_node_run(g, node, in, &t[node->output], workspace, p->workspace_bytes,
+                              stream);
 }
 
 /* Runs every node, then copies the outputs not written in place (graph
@@ -715,28 +995,16 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
     if (!in) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     void *workspace = (char *)arena + align64(p->tensor_bytes);
     ai3_status s = AI3_OK;
+    for (int v = 0; p->cb && v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_INPUT && p->alt[v] >= 0) convert_layout(p, v, t);
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
-        if (p->fused[i] == FUSED_AWAY) continue; /* done by the operation it reads */
-        for (int k = 0; k < node->n_inputs; k++) in[k] = &t[node->inputs[k]];
-        if (!p->cuda && (p->fused[i] >= 0 || p->residual[i] >= 0))
-            s = run_epilogue(g, p, i, in[0], t, workspace);
-        else if (p->fused[i] >= 0 && node->kind == NODE_LAYERNORM)
-            s = p->cuda->layernorm_channels(node->u.op.plan, &t[g->nodes[p->fused[i]].inputs[0]],
-                                            &t[node->output], stream);
-        else if (p->fused[i] >= 0 && node->kind == NODE_ADD)
-            s = run_permute_scale_add(g, p, &g->nodes[p->fused[i]], node, t, stream);
-        else if (p->fused[i] == BIAS_DEFERRED)
-            s = run_without_bias(node, in, &t[node->output], workspace, p->workspace_bytes,
-                                 stream);
-        else if (p->fused[i] >= 0)
-            s = ai3_plan_run_fused(node->u.op.plan, node->n_inputs, in, &t[node->output],
-                                   workspace, p->workspace_bytes, stream,
-                                   g->nodes[p->fused[i]].u.op.plan);
-        else
-            s = ai3_graph_node_run(g, node, in, &t[node->output], workspace,
-                                   p->workspace_bytes, stream);
+        for (int k = 0; k < node->n_inputs; k++) in[k] = &t[input_slot(g, p, i, k)];
+        if (p->fused[i] != FUSED_AWAY) /* (else done by the operation it reads) */
+            s = run_node(g, p, i, in, t, workspace, stream);
         if (s != AI3_OK) s = node_error(g, i, s);
+        for (int o = 0; s == AI3_OK && p->cb && o < node->n_outputs; o++)
+            if (p->alt[node->output + o] >= 0) convert_layout(p, node->output + o, t);
     }
     free(in);
     for (int k = 0; s == AI3_OK && k < g->n_outputs; k++) {
@@ -775,7 +1043,7 @@ static ai3_status run_eager(ai3_graph *g, graph_plan *p, const ai3_tensor *input
         own_arena = 1;
     }
     ai3_status s = AI3_OK;
-    ai3_tensor *t = malloc(sizeof *t * (size_t)g->n_values);
+    ai3_tensor *t = malloc(sizeof *t * (size_t)p->n_slots);
     if (!arena || !t) s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     if (s == AI3_OK && p->cuda && !own_arena)
         s = p->cuda->wait(g->device_index, g->arena_event, stream);
@@ -821,7 +1089,7 @@ static ai3_status capture(const ai3_graph *g, graph_plan *p) {
     void *stream = NULL;
     char *base = p->replay_memory;
     ai3_tensor *slots = malloc(sizeof *slots * (size_t)(g->n_inputs + g->n_outputs + 1));
-    ai3_tensor *t = malloc(sizeof *t * (size_t)g->n_values);
+    ai3_tensor *t = malloc(sizeof *t * (size_t)p->n_slots);
     ai3_status s = AI3_OK;
     if (!slots || !t) s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
     ai3_tensor *outs = slots + g->n_inputs; /* the outputs: their shapes, in the slots */

@@ -69,6 +69,17 @@ static PyObject *py_graph_set_cuda_graphs(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_graph_set_blocked_layout(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    int enabled;
+    if (!PyArg_ParseTuple(args, "Op:graph_set_blocked_layout", &capsule, &enabled)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    if (!g) return NULL;
+    ai3_status status = ai3_graph_set_blocked_layout(g, enabled);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_graph_input(PyObject *self, PyObject *capsule) {
     ai3_graph *g = graph_of(capsule);
     int value = -1;
@@ -271,6 +282,19 @@ static PyObject *py_graph_peak_bytes(PyObject *self, PyObject *args) {
     return Py_BuildValue("(nnn)", (Py_ssize_t)peak, (Py_ssize_t)total, (Py_ssize_t)workspace);
 }
 
+static PyObject *py_graph_layout_counts(PyObject *self, PyObject *args) {
+    PyObject *capsule, *shapes_obj;
+    if (!PyArg_ParseTuple(args, "OO:graph_layout_counts", &capsule, &shapes_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    ai3_tensor inputs[MAX_IO];
+    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    if (n < 0) return NULL;
+    int blocked, conversions;
+    ai3_status status = ai3_graph_layout_counts(g, n, inputs, &blocked, &conversions);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    return Py_BuildValue("(ii)", blocked, conversions);
+}
+
 /* graph_run(graph, inputs): a tuple of new output tensors (new_empty of the
  * first input). */
 static PyObject *py_graph_run(PyObject *self, PyObject *args) {
@@ -329,6 +353,10 @@ PyMethodDef ai3_py_graph_methods[] = {
     {"graph_set_cuda_graphs", py_graph_set_cuda_graphs, METH_VARARGS,
      "graph_set_cuda_graphs(graph, enabled)\n--\n\nWhether a CUDA graph's runs are "
      "captured and replayed as CUDA graphs (the default)."},
+    {"graph_set_blocked_layout", py_graph_set_blocked_layout, METH_VARARGS,
+     "graph_set_blocked_layout(graph, enabled)\n--\n\nWhether a float32 CPU graph keeps "
+     "activations channel-blocked between the operations that compute on that layout (the "
+     "default)."},
     {"graph_input", py_graph_input, METH_O, "graph_input(graph)\n--\n\nAdds an input."},
     {"graph_constant", py_graph_constant, METH_VARARGS,
      "graph_constant(graph, tensor)\n--\n\nAdds a constant (copied)."},
@@ -352,6 +380,9 @@ PyMethodDef ai3_py_graph_methods[] = {
     {"graph_peak_bytes", py_graph_peak_bytes, METH_VARARGS,
      "graph_peak_bytes(graph, input_shapes)\n--\n\n(peak, total, workspace) bytes of the "
      "plan for inputs of these shapes."},
+    {"graph_layout_counts", py_graph_layout_counts, METH_VARARGS,
+     "graph_layout_counts(graph, input_shapes)\n--\n\n(nodes computing on channel-blocked "
+     "values, values converted between layouts) in the plan for inputs of these shapes."},
     {"graph_run", py_graph_run, METH_VARARGS,
      "graph_run(graph, inputs)\n--\n\nRuns the graph; returns a tuple of new tensors."},
     {NULL, NULL, 0, NULL},

@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include "ai3.h"
+#include "algorithms/blocked.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -203,10 +204,12 @@ AI3_TEST(graph_replans_for_new_input_shapes) {
 
 AI3_TEST(graph_reuses_buffers) {
     /* A chain of 3x3 convolutions with relus: with reuse, two buffers of
-     * the largest size suffice however long the chain. */
+     * the largest size suffice however long the chain (in the plain layout:
+     * blocked, 8 channels would be padded to a block). */
     ai3_graph *g;
     int v;
     ai3_graph_create(AI3_FLOAT32, &g);
+    ai3_graph_set_blocked_layout(g, 0);
     ai3_graph_add_input(g, &v);
     ai3_tensor w = random_tensor(4, (int64_t[]){8, 8, 3, 3});
     ai3_conv2d_params p = ai3_conv2d_params_default();
@@ -240,6 +243,86 @@ AI3_TEST(graph_reuses_buffers) {
     free(ref.data);
     free(tmp.data);
     free(w.data);
+    ai3_graph_destroy(g);
+}
+
+/* ||a - b|| / ||b|| */
+static double rel_l2(const ai3_tensor *a, const ai3_tensor *b) {
+    const float *x = a->data, *y = b->data;
+    double d = 0, n = 0;
+    for (int64_t i = 0; i < ai3_tensor_numel(a); i++) {
+        d += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        n += (double)y[i] * y[i];
+    }
+    return sqrt(d / n);
+}
+
+AI3_TEST(graph_blocked_layout_gives_the_plain_results) {
+    /* conv (3 input channels, read plain) → relu → depthwise conv → add of
+     * the first conv's output → maxpool → conv with 20 output channels (a
+     * padded block) → graph output; and a plain-only op (flatten) reading a
+     * blocked value. */
+    ai3_graph *g;
+    int x, a, b, c, d, e, f;
+    ai3_graph_create(AI3_FLOAT32, &g);
+    ai3_graph_add_input(g, &x);
+    ai3_tensor w1 = random_tensor(4, (int64_t[]){24, 3, 3, 3}),
+               w2 = random_tensor(4, (int64_t[]){24, 1, 3, 3}),
+               w3 = random_tensor(4, (int64_t[]){20, 24, 1, 1}),
+               b1 = random_tensor(1, (int64_t[]){24});
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    ai3_conv2d_params dw = p;
+    dw.groups = 24;
+    ai3_pool2d_params pool = ai3_pool2d_params_default(3, 3);
+    pool.stride_h = pool.stride_w = 2;
+    pool.pad_h = pool.pad_w = 1;
+    ai3_op_params pp = {.maxpool2d = pool};
+    ai3_flatten_params fp = {.start_dim = 1, .end_dim = -1};
+    ai3_op_params fpp = {.flatten = fp};
+    AI3_EXPECT(conv(g, "default", x, &w1, &b1, &p, &a) == AI3_OK, "conv");
+    AI3_EXPECT(node1(g, AI3_OP_RELU, "default", a, NULL, &a) == AI3_OK, "relu");
+    AI3_EXPECT(conv(g, "guess", a, &w2, NULL, &dw, &b) == AI3_OK, "depthwise");
+    AI3_EXPECT(join(g, AI3_OP_ADD, "default", 2, (int[]){b, a}, NULL, &c) == AI3_OK, "add");
+    AI3_EXPECT(node1(g, AI3_OP_MAXPOOL2D, "default", c, &pp, &d) == AI3_OK, "pool");
+    ai3_conv2d_params one = ai3_conv2d_params_default();
+    AI3_EXPECT(conv(g, "default", d, &w3, NULL, &one, &e) == AI3_OK, "conv 1x1");
+    AI3_EXPECT(node1(g, AI3_OP_FLATTEN, "direct", c, &fpp, &f) == AI3_OK, "flatten");
+    ai3_graph_set_outputs(g, 2, (int[]){e, f});
+
+    ai3_tensor in = random_tensor(4, (int64_t[]){2, 3, 11, 9});
+    int blocked = -1, converted = -1, conversions = -1;
+    AI3_EXPECT(ai3_graph_layout_counts(g, 1, &in, &blocked, &converted) == AI3_OK, "counts");
+    ai3_tensor out[2][2];
+    for (int layout = 0; layout < 2; layout++) {
+        ai3_graph_set_blocked_layout(g, layout == 0);
+        out[layout][0] = make(4, (int64_t[]){2, 20, 6, 5});
+        out[layout][1] = make(2, (int64_t[]){2, 24 * 11 * 9});
+        ai3_tensor outs[2] = {out[layout][0], out[layout][1]};
+        AI3_EXPECT(ai3_graph_run(g, 1, &in, 2, outs) == AI3_OK, "run: %s", ai3_last_error());
+    }
+    int plain_blocked = -1;
+    AI3_EXPECT(ai3_graph_layout_counts(g, 1, &in, &plain_blocked, &conversions) == AI3_OK &&
+                   plain_blocked == 0 && conversions == 0,
+               "plain layout: %d blocked nodes, %d conversions", plain_blocked, conversions);
+    /* blocked: the first conv (relu fused), the depthwise conv (the add
+     * fused), the pool; the last conv writes a graph output, so plain.
+     * Converted: the add's value (flatten reads it plain), the pool's. */
+    if (ai3_blocked_width() > 0)
+        AI3_EXPECT(blocked == 3 && converted == 2, "%d nodes blocked, %d values converted",
+                   blocked, converted);
+    for (int k = 0; k < 2; k++)
+        AI3_EXPECT(rel_l2(&out[0][k], &out[1][k]) < 1e-5, "output %d differs: %g", k,
+                   rel_l2(&out[0][k], &out[1][k]));
+    AI3_EXPECT_STATUS(ai3_graph_layout_counts(g, 1, &in, NULL, &conversions),
+                      AI3_ERROR_INVALID_ARGUMENT);
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < 2; k++) free(out[l][k].data);
+    free(in.data);
+    free(w1.data);
+    free(w2.data);
+    free(w3.data);
+    free(b1.data);
     ai3_graph_destroy(g);
 }
 
