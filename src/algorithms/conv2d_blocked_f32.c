@@ -53,6 +53,7 @@ typedef struct {
     int64_t ow_lo, ow_hi;      /* interior pixels [ow_lo, max(ow_lo, ow_hi)): all kw taps valid */
     int64_t groups_per_image;  /* output pairs (or depthwise blocks) */
     int64_t chunks, chunk_px;  /* row chunks (or pixel chunks of a flattened row) per group */
+    int64_t k_blocks;          /* input blocks per pass over a chunk: their weights fit L1 */
     bool flat;
 } run_ctx;
 
@@ -62,6 +63,8 @@ typedef struct {
     float *y;
     const float *res;
     int64_t x_off, kh0, kh1, kw0, kw1;
+    int64_t ib0, ib1; /* the input blocks summed now: the first start at zero,
+                         the others add to what the tile stored before */
 } tile_args;
 
 typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
@@ -226,12 +229,12 @@ static inline void row_tile(const run_ctx *c, tile_fn tile, tile_args *t, int64_
  * a depthwise block) of image img: edge pixels one by one over their valid
  * taps, the interior in tiles of up to mr_max. */
 static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
-                    int64_t oh, int64_t ow0, int64_t ow1) {
+                    int64_t oh, int64_t ow0, int64_t ow1, int64_t ib0) {
     const ai3_blocked_conv2d *k = c->k;
     const ai3_conv2d_params *p = c->p;
     const int64_t cb = k->cb;
     const int64_t ih0 = c->flat ? 0 : oh * p->stride_h - p->pad_top;
-    tile_args t;
+    tile_args t = {.ib0 = ib0, .ib1 = AI3_MIN(k->in_blocks, ib0 + c->k_blocks)};
     valid_taps(ih0, k->kh, p->dilation_h, c->h, &t.kh0, &t.kh1);
     /* the group's first output block, and where its input starts */
     const int64_t ob = k->depthwise ? g : 2 * g;
@@ -271,12 +274,17 @@ static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin,
     for (int64_t task = begin; task < end; task++) {
         const int64_t chunk = task % c->chunks, rest = task / c->chunks;
         const int64_t g = rest % c->groups_per_image, img = rest / c->groups_per_image;
-        if (c->flat) {
-            run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
-                    AI3_MIN(c->ow, (chunk + 1) * c->chunk_px));
-        } else {
-            for (int64_t oh = c->oh * chunk / c->chunks; oh < c->oh * (chunk + 1) / c->chunks; oh++)
-                run_row(c, tile, mr_max, img, g, oh, 0, c->ow);
+        /* each pass over the chunk's outputs sums k_blocks input blocks,
+         * whose weights stay in L1 through all its tiles */
+        for (int64_t ib0 = 0; ib0 < c->k->in_blocks; ib0 += c->k_blocks) {
+            if (c->flat) {
+                run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
+                        AI3_MIN(c->ow, (chunk + 1) * c->chunk_px), ib0);
+            } else {
+                for (int64_t oh = c->oh * chunk / c->chunks;
+                     oh < c->oh * (chunk + 1) / c->chunks; oh++)
+                    run_row(c, tile, mr_max, img, g, oh, 0, c->ow, ib0);
+            }
         }
     }
 }
@@ -298,6 +306,9 @@ static void tasks_avx2(void *vctx, int64_t begin, int64_t end) {
 /* Tasks per thread aimed at, so that two threads end together; fewer when
  * that would split planes too small to be worth it. */
 #define TASKS_PER_THREAD 8
+/* Bytes of a pair's weights one pass of tiles reads (L1 is 32-48 KiB; the
+ * tiles' inputs and outputs take the rest). */
+#define L1_WEIGHT_BYTES (24 << 10)
 
 /* The convolution with parameters p (the layer's, or with the padding
  * already in the input) on input (n, C_in, h, w) into output (oh, ow). */
@@ -335,6 +346,9 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
     const int64_t last = c.w - 1 - (k->kw - 1) * p->dilation_w + pl;
     c.ow_hi = last < 0 ? 0 : AI3_MIN(c.ow, last / sw + 1);
 
+    /* (a depthwise block has only its own input block) */
+    const int64_t block_bytes = k->kh * k->kw * cb * 2 * cb * (int64_t)sizeof(float);
+    c.k_blocks = k->depthwise ? k->in_blocks : AI3_MAX(1, L1_WEIGHT_BYTES / block_bytes);
     c.groups_per_image = k->depthwise ? k->out_blocks : (k->out_blocks + 1) / 2;
     const int64_t groups = n * c.groups_per_image;
     const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
@@ -384,27 +398,32 @@ static float *thread_buffer(size_t elems) {
     return p;
 }
 
-/* A blocked input copied with its zero padding around each plane. */
+/* A blocked input prepared for a convolution over all channels: pixel (i, j)
+ * of each plane of (hq, wq) is the input's (i·sy - top, j·sx - left), zero
+ * outside it. With steps 1, the input with its padding around it; with a
+ * 1×1 kernel's strides, the pixels it reads. */
 typedef struct {
     const float *x;
     float *y;
-    int64_t h, w, cb, top, left, hp, wp;
-} pad_ctx;
+    int64_t h, w, cb, top, left, sy, sx, hq, wq;
+} prep_ctx;
 
-static void pad_rows(void *vctx, int64_t begin, int64_t end) {
-    const pad_ctx *c = vctx;
-    const size_t row = (size_t)(c->wp * c->cb) * sizeof(float);
-    for (int64_t r = begin; r < end; r++) { /* r: padded row of all planes */
-        float *dst = c->y + r * c->wp * c->cb;
-        const int64_t plane = r / c->hp, ih = r % c->hp - c->top;
+static void prepare_rows(void *vctx, int64_t begin, int64_t end) {
+    const prep_ctx *c = vctx;
+    const int64_t cb = c->cb;
+    for (int64_t r = begin; r < end; r++) { /* r: a prepared row of all planes */
+        float *restrict dst = c->y + r * c->wq * cb;
+        const int64_t plane = r / c->hq, ih = r % c->hq * c->sy - c->top;
         if (ih < 0 || ih >= c->h) {
-            memset(dst, 0, row);
+            memset(dst, 0, (size_t)(c->wq * cb) * sizeof(float));
             continue;
         }
-        const int64_t left = c->left * c->cb, width = c->w * c->cb;
-        memset(dst, 0, (size_t)left * sizeof(float));
-        memcpy(dst + left, c->x + (plane * c->h + ih) * width, (size_t)width * sizeof(float));
-        memset(dst + left + width, 0, row - (size_t)(left + width) * sizeof(float));
+        const float *restrict src = c->x + (plane * c->h + ih) * c->w * cb;
+        for (int64_t j = 0; j < c->wq; j++, dst += cb) {
+            const int64_t iw = j * c->sx - c->left;
+            if (iw < 0 || iw >= c->w) memset(dst, 0, (size_t)cb * sizeof(float));
+            else memcpy(dst, src + iw * cb, (size_t)cb * sizeof(float));
+        }
     }
 }
 
@@ -428,26 +447,30 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     const int64_t oh = hspan / p->stride_h + 1, ow = wspan / p->stride_w + 1;
     if (n == 0) return AI3_OK;
     const bool padded = p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-    /* Blocked input is copied with its padding (a pass over memory, small
-     * beside the arithmetic of a convolution over all channels, not of a
-     * depthwise one): every output pixel then has all its taps, and rows run
-     * in whole tiles, with no single-pixel edges. */
-    if (!in_blocked || !padded || k->depthwise) {
+    const bool one = k->kh == 1 && k->kw == 1;
+    /* Blocked input is prepared in a pass over memory, small beside the
+     * arithmetic of a convolution over all channels (not of a depthwise
+     * one): copied with its padding, every output pixel has all its taps and
+     * rows run in whole tiles, with no single-pixel edges; a strided 1×1
+     * reads the pixels it needs gathered, as one long row of whole tiles. */
+    if (!in_blocked || k->depthwise || !(padded || (one && (p->stride_h > 1 || p->stride_w > 1)))) {
         launch(k, p, input, in_blocked, n, h, w, oh, ow, output, epilogue);
         return AI3_OK;
     }
-    pad_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
-                  .left = p->pad_left, .hp = h + p->pad_top + p->pad_bottom,
-                  .wp = w + p->pad_left + p->pad_right};
+    prep_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
+                   .left = p->pad_left, .sy = one ? p->stride_h : 1, .sx = one ? p->stride_w : 1,
+                   .hq = one ? oh : h + p->pad_top + p->pad_bottom,
+                   .wq = one ? ow : w + p->pad_left + p->pad_right};
     const int64_t planes = n * k->in_blocks;
-    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hp), pc.wp * k->cb);
+    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hq), pc.wq * k->cb);
     if (elems < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
     pc.y = thread_buffer((size_t)elems);
     if (!pc.y) return AI3_ERROR_OUT_OF_MEMORY;
-    ai3_parallel_for(planes * pc.hp, 16, pad_rows, &pc);
+    ai3_parallel_for(planes * pc.hq, 16, prepare_rows, &pc);
     ai3_conv2d_params inner = *p;
     inner.pad_top = inner.pad_bottom = inner.pad_left = inner.pad_right = 0;
-    launch(k, &inner, pc.y, true, n, pc.hp, pc.wp, oh, ow, output, epilogue);
+    if (one) inner.stride_h = inner.stride_w = 1;
+    launch(k, &inner, pc.y, true, n, pc.hq, pc.wq, oh, ow, output, epilogue);
     return AI3_OK;
 }
