@@ -55,6 +55,10 @@ typedef struct {
     int64_t chunks, chunk_px;  /* row chunks (or pixel chunks of a flattened row) per group */
     int64_t k_blocks;          /* input blocks per pass over a chunk: their weights fit L1 */
     bool flat;
+    /* depthwise on small padded planes: each task copies its plane with the
+     * padding into L1 (local), and runs on it with `unpadded` */
+    bool local;
+    ai3_conv2d_params unpadded;
 } run_ctx;
 
 /* One tile's position. */
@@ -208,7 +212,13 @@ bool ai3_blocked_conv2d_depthwise(const ai3_blocked_conv2d *conv) { return conv-
  * lies in [0, size). */
 static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, int64_t *t0,
                        int64_t *t1) {
-    /* (no division for the usual case, all taps inside: it is per row) */
+    /* (no division without dilation, nor for all taps inside: it is per row
+     * and per edge pixel) */
+    if (dil == 1) {
+        *t0 = AI3_MIN(taps, AI3_MAX(0, -base));
+        *t1 = AI3_MAX(*t0, AI3_MIN(taps, size - base));
+        return;
+    }
     *t0 = base >= 0 ? 0 : (-base + dil - 1) / dil;
     const int64_t end = size - base;
     *t1 = end > (taps - 1) * dil ? taps : end <= 0 ? 0 : (end + dil - 1) / dil;
@@ -270,10 +280,51 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
 }
 
 /* A task: (image, group, chunk of rows or of a flattened row's pixels). */
+/* Floats of a plane copied for a depthwise task (on the stack, in L1). */
+#define LOCAL_PLANE_FLOATS 4096
+
+/* Rows [oh0, oh1) of depthwise block g of image img from a copy of its plane
+ * with the padding around it: with no edges, every row runs in whole tiles
+ * with all taps, which matters where rows are short (7, 14 pixels). */
+static void run_local(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
+                      int64_t oh0, int64_t oh1) {
+    const ai3_conv2d_params *p = c->p;
+    const int64_t cb = c->k->cb, w = c->w;
+    const int64_t hp = c->h + p->pad_top + p->pad_bottom, wp = w + p->pad_left + p->pad_right;
+    float plane[LOCAL_PLANE_FLOATS] __attribute__((aligned(64)));
+    const float *x = c->x + img * c->in_image + g * c->bs;
+    for (int64_t r = 0; r < hp; r++) {
+        float *dst = plane + r * wp * cb;
+        const int64_t ih = r - p->pad_top;
+        if (ih < 0 || ih >= c->h) {
+            memset(dst, 0, (size_t)(wp * cb) * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)(p->pad_left * cb) * sizeof(float));
+        memcpy(dst + p->pad_left * cb, x + ih * w * cb, (size_t)(w * cb) * sizeof(float));
+        memset(dst + (p->pad_left + w) * cb, 0, (size_t)(p->pad_right * cb) * sizeof(float));
+    }
+    run_ctx local = *c;
+    local.x = plane;
+    local.p = &c->unpadded;
+    local.h = hp;
+    local.w = wp;
+    local.in_image = local.bs = 0;
+    local.kh_step = p->dilation_h * wp * cb;
+    local.ow_lo = 0;
+    local.ow_hi = c->ow;
+    for (int64_t oh = oh0; oh < oh1; oh++) run_row(&local, tile, mr_max, img, g, oh, 0, c->ow, 0);
+}
+
 static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
         const int64_t chunk = task % c->chunks, rest = task / c->chunks;
         const int64_t g = rest % c->groups_per_image, img = rest / c->groups_per_image;
+        if (c->local) {
+            run_local(c, tile, mr_max, img, g, c->oh * chunk / c->chunks,
+                      c->oh * (chunk + 1) / c->chunks);
+            continue;
+        }
         /* each pass over the chunk's outputs sums k_blocks input blocks,
          * whose weights stay in L1 through all its tiles */
         for (int64_t ib0 = 0; ib0 < c->k->in_blocks; ib0 += c->k_blocks) {
@@ -349,6 +400,11 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
     /* (a depthwise block has only its own input block) */
     const int64_t block_bytes = k->kh * k->kw * cb * 2 * cb * (int64_t)sizeof(float);
     c.k_blocks = k->depthwise ? k->in_blocks : AI3_MAX(1, L1_WEIGHT_BYTES / block_bytes);
+    c.unpadded = *p;
+    c.unpadded.pad_top = c.unpadded.pad_bottom = c.unpadded.pad_left = c.unpadded.pad_right = 0;
+    c.local = k->depthwise && !flat && (c.ow_lo > 0 || c.ow_hi < c.ow) &&
+              (h + p->pad_top + p->pad_bottom) * (w + p->pad_left + p->pad_right) * cb <=
+                  LOCAL_PLANE_FLOATS;
     c.groups_per_image = k->depthwise ? k->out_blocks : (k->out_blocks + 1) / 2;
     const int64_t groups = n * c.groups_per_image;
     const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
