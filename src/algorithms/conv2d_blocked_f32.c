@@ -1,13 +1,19 @@
 /*
- * conv2d on channel-blocked activations (blocked.h): a direct convolution
- * whose output tile is up to BK_MR pixels of one output row × two channel
- * blocks (a "pair", 2·cb output channels) in registers, summed over input
- * blocks, taps and the channels of a block with one broadcast per pixel and
- * two weight vectors per channel; and a depthwise one, pixels × one block,
- * a weight vector per tap. Weights are packed once, for the tiles' order.
- * Pixels whose taps reach into the left or right padding are computed one
- * at a time over their valid taps, so the tiles of a row's interior run with
- * no bounds checks; rows' taps are clipped per row.
+ * conv2d on channel-blocked activations (blocked.h), direct. A tile of up to
+ * BK_MR output pixels of one row × two channel blocks (a "pair", 2·cb output
+ * channels) stays in registers while it sums over input blocks, taps and the
+ * channels of a block: a broadcast per pixel, two weight vectors per
+ * channel. Depthwise tiles are pixels × one block, a weight vector per tap.
+ * Weights are packed once, in the order the tiles read them.
+ *
+ * Edges: pixels whose taps reach into the left or right padding are computed
+ * one at a time over their valid taps, so that the tiles of a row's interior
+ * need no bounds checks; rows' taps are clipped per row. To keep such slow
+ * pixels rare, blocked input of a convolution over all channels is first
+ * copied with its padding (and a strided 1×1's pixels gathered, to run as one
+ * long row), and a depthwise task copies a small plane with its padding into
+ * L1. A 1×1 at stride 1 runs each plane as one long row, so 7×7 planes get
+ * full tiles.
  */
 #include "blocked.h"
 #include "epilogue.h"
@@ -73,23 +79,36 @@ typedef struct {
 
 typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
 
+/* Pixels per tile. 32 zmm registers: 14 pixels × 2 vectors, two weights and
+ * a broadcast; 16 ymm: 6 × 2 + 3. A depthwise tile needs a register per
+ * pixel and one for the weight. */
+#define MR_AVX512 14
+#define DW_MR_AVX512 14
+#define MR_AVX2 6
+#define DW_MR_AVX2 12
+
 #if AI3_MV_ENABLED
 #define BK_ISA(name) name##_avx512
 #define BK_TARGET __attribute__((target("arch=x86-64-v4")))
 #define BK_LANES 16
 #define BK_SET1(x) _mm512_set1_ps(x)
-#define BK_MR 14
-#define BK_DW_MR 14
+#define BK_MR MR_AVX512
+#define BK_DW_MR DW_MR_AVX512
 #include "conv2d_blocked_kernels.h"
-/* 16 ymm registers: 6 pixels × 2 vectors, two weights and a broadcast */
 #define BK_ISA(name) name##_avx2
 #define BK_TARGET __attribute__((target("arch=x86-64-v3")))
 #define BK_LANES 8
 #define BK_SET1(x) _mm256_set1_ps(x)
-#define BK_MR 6
-#define BK_DW_MR 12
+#define BK_MR MR_AVX2
+#define BK_DW_MR DW_MR_AVX2
 #include "conv2d_blocked_kernels.h"
 #endif
+
+/* The widest tile of conv k, in pixels. */
+static int tile_pixels(const ai3_blocked_conv2d *k) {
+    if (k->cb == 16) return k->depthwise ? DW_MR_AVX512 : MR_AVX512;
+    return k->depthwise ? DW_MR_AVX2 : MR_AVX2;
+}
 
 int ai3_blocked_width(void) {
 #if AI3_MV_ENABLED
@@ -257,7 +276,6 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
     const int64_t inner_end = AI3_MAX(c->ow_lo, c->ow_hi);
     const int64_t in0 = AI3_MAX(ow0, c->ow_lo), in1 = AI3_MIN(ow1, inner_end);
     for (int64_t ow = ow0; ow < ow1;) {
-        int mr = 1;
         if (ow == in0 && in0 < in1) {
             /* the interior in tiles of near-equal widths (7 pixels: 4 + 3,
              * not 6 + 1), each tile at most mr_max */
@@ -266,8 +284,8 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
             t.kw1 = k->kw;
             for (int64_t i = 0; i < tiles; i++) {
                 const int64_t at = in0 + len * i / tiles;
-                mr = (int)(in0 + len * (i + 1) / tiles - at);
-                row_tile(c, tile, &t, x_row, y_row, at, mr, nv);
+                row_tile(c, tile, &t, x_row, y_row, at, (int)(in0 + len * (i + 1) / tiles - at),
+                         nv);
             }
             ow = in1;
             continue;
@@ -279,7 +297,6 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
     }
 }
 
-/* A task: (image, group, chunk of rows or of a flattened row's pixels). */
 /* Floats of a plane copied for a depthwise task (on the stack, in L1). */
 #define LOCAL_PLANE_FLOATS 4096
 
@@ -316,6 +333,8 @@ static void run_local(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, i
     for (int64_t oh = oh0; oh < oh1; oh++) run_row(&local, tile, mr_max, img, g, oh, 0, c->ow, 0);
 }
 
+/* Tasks [begin, end): (image, group, chunk of rows or of a flattened row's
+ * pixels). */
 static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
         const int64_t chunk = task % c->chunks, rest = task / c->chunks;
@@ -343,14 +362,14 @@ static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin,
 #if AI3_MV_ENABLED
 static void tasks_avx512(void *vctx, int64_t begin, int64_t end) {
     const run_ctx *c = vctx;
-    if (c->k->depthwise) run_tasks(c, dw_tile_any_avx512, 14, begin, end);
-    else run_tasks(c, conv_tile_any_avx512, 14, begin, end);
+    run_tasks(c, c->k->depthwise ? dw_tile_any_avx512 : conv_tile_any_avx512,
+              tile_pixels(c->k), begin, end);
 }
 
 static void tasks_avx2(void *vctx, int64_t begin, int64_t end) {
     const run_ctx *c = vctx;
-    if (c->k->depthwise) run_tasks(c, dw_tile_any_avx2, 12, begin, end);
-    else run_tasks(c, conv_tile_any_avx2, 6, begin, end);
+    run_tasks(c, c->k->depthwise ? dw_tile_any_avx2 : conv_tile_any_avx2, tile_pixels(c->k),
+              begin, end);
 }
 #endif
 
@@ -411,7 +430,7 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
     c.chunks = groups >= want ? 1 : (want + groups - 1) / groups;
     if (flat) {
         /* whole tiles per chunk */
-        const int64_t mr = cb == 16 ? 14 : k->depthwise ? 12 : 6;
+        const int64_t mr = tile_pixels(k);
         const int64_t tiles = (c.ow + mr - 1) / mr;
         c.chunks = AI3_MIN(c.chunks, tiles);
         c.chunk_px = (tiles + c.chunks - 1) / c.chunks * mr;

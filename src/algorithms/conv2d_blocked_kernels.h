@@ -132,7 +132,7 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_
         BK_CONV_CASE(4)
         BK_CONV_CASE(5)
         BK_CONV_CASE(6)
-#if BK_MR > 6
+#if BK_MR > 6 /* (then 14) */
         BK_CONV_CASE(7)
         BK_CONV_CASE(8)
         BK_CONV_CASE(9)
@@ -194,7 +194,7 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ct
         BK_DW_CASE(10)
         BK_DW_CASE(11)
         BK_DW_CASE(12)
-#if BK_DW_MR > 12
+#if BK_DW_MR > 12 /* (then 14) */
         BK_DW_CASE(13)
         BK_DW_CASE(14)
 #endif
