@@ -1,13 +1,19 @@
 /*
- * conv2d on channel-blocked activations (blocked.h): a direct convolution
- * whose output tile is up to BK_MR pixels of one output row × two channel
- * blocks (a "pair", 2·cb output channels) in registers, summed over input
- * blocks, taps and the channels of a block with one broadcast per pixel and
- * two weight vectors per channel; and a depthwise one, pixels × one block,
- * a weight vector per tap. Weights are packed once, for the tiles' order.
- * Pixels whose taps reach into the left or right padding are computed one
- * at a time over their valid taps, so the tiles of a row's interior run with
- * no bounds checks; rows' taps are clipped per row.
+ * conv2d on channel-blocked activations (blocked.h), direct. A tile of up to
+ * BK_MR output pixels of one row × two channel blocks (a "pair", 2·cb output
+ * channels) stays in registers while it sums over input blocks, taps and the
+ * channels of a block: a broadcast per pixel, two weight vectors per
+ * channel. Depthwise tiles are pixels × one block, a weight vector per tap.
+ * Weights are packed once, in the order the tiles read them.
+ *
+ * Edges: pixels whose taps reach into the left or right padding are computed
+ * one at a time over their valid taps, so that the tiles of a row's interior
+ * need no bounds checks; rows' taps are clipped per row. To keep such slow
+ * pixels rare, blocked input of a convolution over all channels is first
+ * copied with its padding (and a strided 1×1's pixels gathered, to run as one
+ * long row), and a depthwise task copies a small plane with its padding into
+ * L1. A 1×1 at stride 1 runs each plane as one long row, so 7×7 planes get
+ * full tiles.
  */
 #include "blocked.h"
 #include "epilogue.h"
@@ -53,7 +59,12 @@ typedef struct {
     int64_t ow_lo, ow_hi;      /* interior pixels [ow_lo, max(ow_lo, ow_hi)): all kw taps valid */
     int64_t groups_per_image;  /* output pairs (or depthwise blocks) */
     int64_t chunks, chunk_px;  /* row chunks (or pixel chunks of a flattened row) per group */
+    int64_t k_blocks;          /* input blocks per pass over a chunk: their weights fit L1 */
     bool flat;
+    /* depthwise on small padded planes: each task copies its plane with the
+     * padding into L1 (local), and runs on it with `unpadded` */
+    bool local;
+    ai3_conv2d_params unpadded;
 } run_ctx;
 
 /* One tile's position. */
@@ -62,27 +73,42 @@ typedef struct {
     float *y;
     const float *res;
     int64_t x_off, kh0, kh1, kw0, kw1;
+    int64_t ib0, ib1; /* the input blocks summed now: the first start at zero,
+                         the others add to what the tile stored before */
 } tile_args;
 
 typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
+
+/* Pixels per tile. 32 zmm registers: 14 pixels × 2 vectors, two weights and
+ * a broadcast; 16 ymm: 6 × 2 + 3. A depthwise tile needs a register per
+ * pixel and one for the weight. */
+#define MR_AVX512 14
+#define DW_MR_AVX512 14
+#define MR_AVX2 6
+#define DW_MR_AVX2 12
 
 #if AI3_MV_ENABLED
 #define BK_ISA(name) name##_avx512
 #define BK_TARGET __attribute__((target("arch=x86-64-v4")))
 #define BK_LANES 16
 #define BK_SET1(x) _mm512_set1_ps(x)
-#define BK_MR 14
-#define BK_DW_MR 14
+#define BK_MR MR_AVX512
+#define BK_DW_MR DW_MR_AVX512
 #include "conv2d_blocked_kernels.h"
-/* 16 ymm registers: 6 pixels × 2 vectors, two weights and a broadcast */
 #define BK_ISA(name) name##_avx2
 #define BK_TARGET __attribute__((target("arch=x86-64-v3")))
 #define BK_LANES 8
 #define BK_SET1(x) _mm256_set1_ps(x)
-#define BK_MR 6
-#define BK_DW_MR 12
+#define BK_MR MR_AVX2
+#define BK_DW_MR DW_MR_AVX2
 #include "conv2d_blocked_kernels.h"
 #endif
+
+/* The widest tile of conv k, in pixels. */
+static int tile_pixels(const ai3_blocked_conv2d *k) {
+    if (k->cb == 16) return k->depthwise ? DW_MR_AVX512 : MR_AVX512;
+    return k->depthwise ? DW_MR_AVX2 : MR_AVX2;
+}
 
 int ai3_blocked_width(void) {
 #if AI3_MV_ENABLED
@@ -205,7 +231,13 @@ bool ai3_blocked_conv2d_depthwise(const ai3_blocked_conv2d *conv) { return conv-
  * lies in [0, size). */
 static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, int64_t *t0,
                        int64_t *t1) {
-    /* (no division for the usual case, all taps inside: it is per row) */
+    /* (no division without dilation, nor for all taps inside: it is per row
+     * and per edge pixel) */
+    if (dil == 1) {
+        *t0 = AI3_MIN(taps, AI3_MAX(0, -base));
+        *t1 = AI3_MAX(*t0, AI3_MIN(taps, size - base));
+        return;
+    }
     *t0 = base >= 0 ? 0 : (-base + dil - 1) / dil;
     const int64_t end = size - base;
     *t1 = end > (taps - 1) * dil ? taps : end <= 0 ? 0 : (end + dil - 1) / dil;
@@ -226,12 +258,12 @@ static inline void row_tile(const run_ctx *c, tile_fn tile, tile_args *t, int64_
  * a depthwise block) of image img: edge pixels one by one over their valid
  * taps, the interior in tiles of up to mr_max. */
 static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
-                    int64_t oh, int64_t ow0, int64_t ow1) {
+                    int64_t oh, int64_t ow0, int64_t ow1, int64_t ib0) {
     const ai3_blocked_conv2d *k = c->k;
     const ai3_conv2d_params *p = c->p;
     const int64_t cb = k->cb;
     const int64_t ih0 = c->flat ? 0 : oh * p->stride_h - p->pad_top;
-    tile_args t;
+    tile_args t = {.ib0 = ib0, .ib1 = AI3_MIN(k->in_blocks, ib0 + c->k_blocks)};
     valid_taps(ih0, k->kh, p->dilation_h, c->h, &t.kh0, &t.kh1);
     /* the group's first output block, and where its input starts */
     const int64_t ob = k->depthwise ? g : 2 * g;
@@ -244,7 +276,6 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
     const int64_t inner_end = AI3_MAX(c->ow_lo, c->ow_hi);
     const int64_t in0 = AI3_MAX(ow0, c->ow_lo), in1 = AI3_MIN(ow1, inner_end);
     for (int64_t ow = ow0; ow < ow1;) {
-        int mr = 1;
         if (ow == in0 && in0 < in1) {
             /* the interior in tiles of near-equal widths (7 pixels: 4 + 3,
              * not 6 + 1), each tile at most mr_max */
@@ -253,8 +284,8 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
             t.kw1 = k->kw;
             for (int64_t i = 0; i < tiles; i++) {
                 const int64_t at = in0 + len * i / tiles;
-                mr = (int)(in0 + len * (i + 1) / tiles - at);
-                row_tile(c, tile, &t, x_row, y_row, at, mr, nv);
+                row_tile(c, tile, &t, x_row, y_row, at, (int)(in0 + len * (i + 1) / tiles - at),
+                         nv);
             }
             ow = in1;
             continue;
@@ -266,17 +297,64 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
     }
 }
 
-/* A task: (image, group, chunk of rows or of a flattened row's pixels). */
+/* Floats of a plane copied for a depthwise task (on the stack, in L1). */
+#define LOCAL_PLANE_FLOATS 4096
+
+/* Rows [oh0, oh1) of depthwise block g of image img from a copy of its plane
+ * with the padding around it: with no edges, every row runs in whole tiles
+ * with all taps, which matters where rows are short (7, 14 pixels). */
+static void run_local(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
+                      int64_t oh0, int64_t oh1) {
+    const ai3_conv2d_params *p = c->p;
+    const int64_t cb = c->k->cb, w = c->w;
+    const int64_t hp = c->h + p->pad_top + p->pad_bottom, wp = w + p->pad_left + p->pad_right;
+    float plane[LOCAL_PLANE_FLOATS] __attribute__((aligned(64)));
+    const float *x = c->x + img * c->in_image + g * c->bs;
+    for (int64_t r = 0; r < hp; r++) {
+        float *dst = plane + r * wp * cb;
+        const int64_t ih = r - p->pad_top;
+        if (ih < 0 || ih >= c->h) {
+            memset(dst, 0, (size_t)(wp * cb) * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)(p->pad_left * cb) * sizeof(float));
+        memcpy(dst + p->pad_left * cb, x + ih * w * cb, (size_t)(w * cb) * sizeof(float));
+        memset(dst + (p->pad_left + w) * cb, 0, (size_t)(p->pad_right * cb) * sizeof(float));
+    }
+    run_ctx local = *c;
+    local.x = plane;
+    local.p = &c->unpadded;
+    local.h = hp;
+    local.w = wp;
+    local.in_image = local.bs = 0;
+    local.kh_step = p->dilation_h * wp * cb;
+    local.ow_lo = 0;
+    local.ow_hi = c->ow;
+    for (int64_t oh = oh0; oh < oh1; oh++) run_row(&local, tile, mr_max, img, g, oh, 0, c->ow, 0);
+}
+
+/* Tasks [begin, end): (image, group, chunk of rows or of a flattened row's
+ * pixels). */
 static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
         const int64_t chunk = task % c->chunks, rest = task / c->chunks;
         const int64_t g = rest % c->groups_per_image, img = rest / c->groups_per_image;
-        if (c->flat) {
-            run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
-                    AI3_MIN(c->ow, (chunk + 1) * c->chunk_px));
-        } else {
-            for (int64_t oh = c->oh * chunk / c->chunks; oh < c->oh * (chunk + 1) / c->chunks; oh++)
-                run_row(c, tile, mr_max, img, g, oh, 0, c->ow);
+        if (c->local) {
+            run_local(c, tile, mr_max, img, g, c->oh * chunk / c->chunks,
+                      c->oh * (chunk + 1) / c->chunks);
+            continue;
+        }
+        /* each pass over the chunk's outputs sums k_blocks input blocks,
+         * whose weights stay in L1 through all its tiles */
+        for (int64_t ib0 = 0; ib0 < c->k->in_blocks; ib0 += c->k_blocks) {
+            if (c->flat) {
+                run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
+                        AI3_MIN(c->ow, (chunk + 1) * c->chunk_px), ib0);
+            } else {
+                for (int64_t oh = c->oh * chunk / c->chunks;
+                     oh < c->oh * (chunk + 1) / c->chunks; oh++)
+                    run_row(c, tile, mr_max, img, g, oh, 0, c->ow, ib0);
+            }
         }
     }
 }
@@ -284,20 +362,23 @@ static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin,
 #if AI3_MV_ENABLED
 static void tasks_avx512(void *vctx, int64_t begin, int64_t end) {
     const run_ctx *c = vctx;
-    if (c->k->depthwise) run_tasks(c, dw_tile_any_avx512, 14, begin, end);
-    else run_tasks(c, conv_tile_any_avx512, 14, begin, end);
+    run_tasks(c, c->k->depthwise ? dw_tile_any_avx512 : conv_tile_any_avx512,
+              tile_pixels(c->k), begin, end);
 }
 
 static void tasks_avx2(void *vctx, int64_t begin, int64_t end) {
     const run_ctx *c = vctx;
-    if (c->k->depthwise) run_tasks(c, dw_tile_any_avx2, 12, begin, end);
-    else run_tasks(c, conv_tile_any_avx2, 6, begin, end);
+    run_tasks(c, c->k->depthwise ? dw_tile_any_avx2 : conv_tile_any_avx2, tile_pixels(c->k),
+              begin, end);
 }
 #endif
 
 /* Tasks per thread aimed at, so that two threads end together; fewer when
  * that would split planes too small to be worth it. */
 #define TASKS_PER_THREAD 8
+/* Bytes of a pair's weights one pass of tiles reads (L1 is 32-48 KiB; the
+ * tiles' inputs and outputs take the rest). */
+#define L1_WEIGHT_BYTES (24 << 10)
 
 /* The convolution with parameters p (the layer's, or with the padding
  * already in the input) on input (n, C_in, h, w) into output (oh, ow). */
@@ -335,13 +416,21 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
     const int64_t last = c.w - 1 - (k->kw - 1) * p->dilation_w + pl;
     c.ow_hi = last < 0 ? 0 : AI3_MIN(c.ow, last / sw + 1);
 
+    /* (a depthwise block has only its own input block) */
+    const int64_t block_bytes = k->kh * k->kw * cb * 2 * cb * (int64_t)sizeof(float);
+    c.k_blocks = k->depthwise ? k->in_blocks : AI3_MAX(1, L1_WEIGHT_BYTES / block_bytes);
+    c.unpadded = *p;
+    c.unpadded.pad_top = c.unpadded.pad_bottom = c.unpadded.pad_left = c.unpadded.pad_right = 0;
+    c.local = k->depthwise && !flat && (c.ow_lo > 0 || c.ow_hi < c.ow) &&
+              (h + p->pad_top + p->pad_bottom) * (w + p->pad_left + p->pad_right) * cb <=
+                  LOCAL_PLANE_FLOATS;
     c.groups_per_image = k->depthwise ? k->out_blocks : (k->out_blocks + 1) / 2;
     const int64_t groups = n * c.groups_per_image;
     const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
     c.chunks = groups >= want ? 1 : (want + groups - 1) / groups;
     if (flat) {
         /* whole tiles per chunk */
-        const int64_t mr = cb == 16 ? 14 : k->depthwise ? 12 : 6;
+        const int64_t mr = tile_pixels(k);
         const int64_t tiles = (c.ow + mr - 1) / mr;
         c.chunks = AI3_MIN(c.chunks, tiles);
         c.chunk_px = (tiles + c.chunks - 1) / c.chunks * mr;
@@ -384,27 +473,32 @@ static float *thread_buffer(size_t elems) {
     return p;
 }
 
-/* A blocked input copied with its zero padding around each plane. */
+/* A blocked input prepared for a convolution over all channels: pixel (i, j)
+ * of each plane of (hq, wq) is the input's (i·sy - top, j·sx - left), zero
+ * outside it. With steps 1, the input with its padding around it; with a
+ * 1×1 kernel's strides, the pixels it reads. */
 typedef struct {
     const float *x;
     float *y;
-    int64_t h, w, cb, top, left, hp, wp;
-} pad_ctx;
+    int64_t h, w, cb, top, left, sy, sx, hq, wq;
+} prep_ctx;
 
-static void pad_rows(void *vctx, int64_t begin, int64_t end) {
-    const pad_ctx *c = vctx;
-    const size_t row = (size_t)(c->wp * c->cb) * sizeof(float);
-    for (int64_t r = begin; r < end; r++) { /* r: padded row of all planes */
-        float *dst = c->y + r * c->wp * c->cb;
-        const int64_t plane = r / c->hp, ih = r % c->hp - c->top;
+static void prepare_rows(void *vctx, int64_t begin, int64_t end) {
+    const prep_ctx *c = vctx;
+    const int64_t cb = c->cb;
+    for (int64_t r = begin; r < end; r++) { /* r: a prepared row of all planes */
+        float *restrict dst = c->y + r * c->wq * cb;
+        const int64_t plane = r / c->hq, ih = r % c->hq * c->sy - c->top;
         if (ih < 0 || ih >= c->h) {
-            memset(dst, 0, row);
+            memset(dst, 0, (size_t)(c->wq * cb) * sizeof(float));
             continue;
         }
-        const int64_t left = c->left * c->cb, width = c->w * c->cb;
-        memset(dst, 0, (size_t)left * sizeof(float));
-        memcpy(dst + left, c->x + (plane * c->h + ih) * width, (size_t)width * sizeof(float));
-        memset(dst + left + width, 0, row - (size_t)(left + width) * sizeof(float));
+        const float *restrict src = c->x + (plane * c->h + ih) * c->w * cb;
+        for (int64_t j = 0; j < c->wq; j++, dst += cb) {
+            const int64_t iw = j * c->sx - c->left;
+            if (iw < 0 || iw >= c->w) memset(dst, 0, (size_t)cb * sizeof(float));
+            else memcpy(dst, src + iw * cb, (size_t)cb * sizeof(float));
+        }
     }
 }
 
@@ -428,26 +522,30 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     const int64_t oh = hspan / p->stride_h + 1, ow = wspan / p->stride_w + 1;
     if (n == 0) return AI3_OK;
     const bool padded = p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-    /* Blocked input is copied with its padding (a pass over memory, small
-     * beside the arithmetic of a convolution over all channels, not of a
-     * depthwise one): every output pixel then has all its taps, and rows run
-     * in whole tiles, with no single-pixel edges. */
-    if (!in_blocked || !padded || k->depthwise) {
+    const bool one = k->kh == 1 && k->kw == 1;
+    /* Blocked input is prepared in a pass over memory, small beside the
+     * arithmetic of a convolution over all channels (not of a depthwise
+     * one): copied with its padding, every output pixel has all its taps and
+     * rows run in whole tiles, with no single-pixel edges; a strided 1×1
+     * reads the pixels it needs gathered, as one long row of whole tiles. */
+    if (!in_blocked || k->depthwise || !(padded || (one && (p->stride_h > 1 || p->stride_w > 1)))) {
         launch(k, p, input, in_blocked, n, h, w, oh, ow, output, epilogue);
         return AI3_OK;
     }
-    pad_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
-                  .left = p->pad_left, .hp = h + p->pad_top + p->pad_bottom,
-                  .wp = w + p->pad_left + p->pad_right};
+    prep_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
+                   .left = p->pad_left, .sy = one ? p->stride_h : 1, .sx = one ? p->stride_w : 1,
+                   .hq = one ? oh : h + p->pad_top + p->pad_bottom,
+                   .wq = one ? ow : w + p->pad_left + p->pad_right};
     const int64_t planes = n * k->in_blocks;
-    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hp), pc.wp * k->cb);
+    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hq), pc.wq * k->cb);
     if (elems < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
     pc.y = thread_buffer((size_t)elems);
     if (!pc.y) return AI3_ERROR_OUT_OF_MEMORY;
-    ai3_parallel_for(planes * pc.hp, 16, pad_rows, &pc);
+    ai3_parallel_for(planes * pc.hq, 16, prepare_rows, &pc);
     ai3_conv2d_params inner = *p;
     inner.pad_top = inner.pad_bottom = inner.pad_left = inner.pad_right = 0;
-    launch(k, &inner, pc.y, true, n, pc.hp, pc.wp, oh, ow, output, epilogue);
+    if (one) inner.stride_h = inner.stride_w = 1;
+    launch(k, &inner, pc.y, true, n, pc.hq, pc.wq, oh, ow, output, epilogue);
     return AI3_OK;
 }

@@ -57,8 +57,8 @@ BK_ISA(activate)(const run_ctx *c, float *y, int mr, int nv) {
 
 /* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
  * (xs: xsk blocks, or c->xs when xsk is 0), taps kh0..kh1-1 × kw0..kw1-1,
- * all input blocks; nv output blocks from the packed weights w of its pair,
- * stored at y. */
+ * input blocks ib0..ib1-1; nv output blocks from the packed weights w of its
+ * pair, stored at y: final (bias, epilogue) once the last block is in. */
 static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int nv,
                   const int xsk) {
@@ -69,8 +69,9 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
     BK_VEC acc[BK_MR][2];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
-        for (int v = 0; v < nv; v++) acc[r][v] = (BK_VEC){0};
-    for (int64_t ib = 0; ib < k->in_blocks; ib++) {
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = t->ib0 ? BK_LOAD(t->y + v * c->out_plane + r * L) : (BK_VEC){0};
+    for (int64_t ib = t->ib0; ib < t->ib1; ib++) {
         /* the real channels of the block only: plain input has no others,
          * and blocked input's pad channels hold anything */
         const int64_t nc = AI3_MIN((int64_t)L, k->c_in - ib * L);
@@ -90,6 +91,12 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
                     }
                 }
             }
+    }
+    if (t->ib1 < k->in_blocks) { /* a partial sum, for the next pass */
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < nv; v++) BK_STORE(t->y + v * c->out_plane + r * L, acc[r][v]);
+        return;
     }
     const BK_VEC b0 = BK_LOAD(t->bias), b1 = nv > 1 ? BK_LOAD(t->bias + L) : b0;
 #pragma GCC unroll 16
@@ -125,7 +132,7 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_
         BK_CONV_CASE(4)
         BK_CONV_CASE(5)
         BK_CONV_CASE(6)
-#if BK_MR > 6
+#if BK_MR > 6 /* (then 14) */
         BK_CONV_CASE(7)
         BK_CONV_CASE(8)
         BK_CONV_CASE(9)
@@ -187,7 +194,7 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ct
         BK_DW_CASE(10)
         BK_DW_CASE(11)
         BK_DW_CASE(12)
-#if BK_DW_MR > 12
+#if BK_DW_MR > 12 /* (then 14) */
         BK_DW_CASE(13)
         BK_DW_CASE(14)
 #endif
