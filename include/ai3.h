@@ -652,8 +652,9 @@ AI3_API ai3_status ai3_graph_op(ai3_graph *graph, ai3_op op, const char *algorit
                                 const ai3_tensor *const *weights, const ai3_op_params *params,
                                 const ai3_tensor *hint, int *output);
 /* The algorithm the node producing `value` runs ("guess" and "default"
- * resolved), or NULL if `value` is not a node's; valid while the graph
- * lives. */
+ * resolved; a conv2d that the latest run computed on channel-blocked
+ * values: "direct (NCHW16c)" or "direct (NCHW8c)"), or NULL if `value` is
+ * not a node's; valid while the graph lives. */
 AI3_API const char *ai3_graph_algorithm(const ai3_graph *graph, int value);
 /* Swaps dimensions dim0 and dim1 (negative count from the end): a permute
  * whose rank is that of the input at run time. */

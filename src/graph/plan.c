@@ -838,6 +838,15 @@ ai3_status ai3_graph_peak_bytes(ai3_graph *g, int n_inputs, const ai3_tensor *in
     return AI3_OK;
 }
 
+bool ai3_graph_node_blocked(const ai3_graph *g, int i) {
+    ai3_graph *mut = (ai3_graph *)g; /* the lock only */
+    pthread_mutex_lock(&mut->lock);
+    const graph_plan *p = g->plans[0];
+    bool blocked = p && p->cb && p->node_blocked[i];
+    pthread_mutex_unlock(&mut->lock);
+    return blocked;
+}
+
 ai3_status ai3_graph_layout_counts(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,
                                    int *blocked_nodes, int *conversions) {
     if (!g || !blocked_nodes || !conversions)

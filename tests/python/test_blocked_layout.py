@@ -103,6 +103,20 @@ def test_patterns_match_torch(c, act, batch, size):
     assert n_blocked >= 8
 
 
+@needs_blocked
+def test_layers_report_the_blocked_convolutions():
+    net = Block().eval()
+    x = torch.randn(1, 3, 9, 9)
+    model = ai3.convert(net)
+    model(x)
+    convs = [layer for layer in model.layers if layer.op == "conv2d"]
+    assert all(layer.resolved.startswith("direct (NCHW") for layer in convs), convs
+    assert "direct (NCHW" in repr(convs[0])
+    _core.graph_set_blocked_layout(model._graph, False)
+    model(x)
+    assert not any(layer.resolved.startswith("direct (NCHW") for layer in convs)
+
+
 class Outputs(nn.Module):
     """Outputs taken straight from convolutions and activations (views of
     a fused operation), a value read by a conv and by flatten, and a conv
