@@ -84,6 +84,24 @@ static inline void k_slice(int64_t K, int64_t nk, int64_t s, int64_t *k0, int64_
  * constant for the tiles the kernels use, so the inner loop unrolls. */
 ALWAYS_INLINE void pack_groups_r(int64_t xc, int64_t kc, const int R, const real *src, int64_t xs,
                                  int64_t ks, real *restrict dst) {
+    if (xs == 1) {
+        /* Groups adjacent in memory (B row-major): a run of G full groups
+         * is copied row after row of k, so each source row is read 1 KiB at
+         * a time rather than R elements (R at a time, a row apart, defeats
+         * the prefetchers and misses the TLB on every row). */
+        const int G = AI3_MAX(1, 1024 / (R * (int)sizeof(real)));
+        int64_t full = xc / R * R;
+        for (int64_t x0 = 0; x0 < full; x0 += (int64_t)G * R) {
+            int g_n = (int)AI3_MIN(G, (full - x0) / R);
+            for (int64_t p = 0; p < kc; p++)
+                for (int g = 0; g < g_n; g++)
+                    __builtin_memcpy(dst + (int64_t)g * R * kc + p * R, src + x0 + g * R + p * ks,
+                                     R * sizeof(real));
+            dst += (int64_t)g_n * R * kc;
+        }
+        src += full;
+        xc -= full;
+    }
     for (int64_t x0 = 0; x0 < xc; x0 += R) {
         int rn = (int)AI3_MIN(R, xc - x0);
         const real *s = src + x0 * xs;
