@@ -10,8 +10,9 @@
  * K is cut into equal slices (K=576 with KC=384 gives 2×288, not 384+192),
  * so no slice is wastefully thin. The bias is added by the first slice, the
  * rest accumulate. When a thread's rows fit one MC block (conv layers: few
- * output channels, many pixels) B is cut into blocks of half L2 rather than
- * NC columns and A, packed once, is kept for all of them.
+ * output channels, many pixels) and its B slices do not fit L2, B is cut into
+ * blocks of half L2 rather than NC columns and A, packed once, is kept for
+ * all of them.
  */
 #include "gemm.h"
 
@@ -257,15 +258,18 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
     const bool direct_b = B->kind == AI3_GEMM_STRIDED && B->cs == 1 && m1 - m0 <= MR;
     /* With a single block of A (few rows, as a conv layer's C_out) a block of
      * B is used by that block alone, so nothing is gained from NC columns:
-     * B is cut to blocks that stay in L2 next to A, and A is packed for all
-     * of K once and kept for every block of B. */
-    const bool one_a = m1 - m0 <= cfg->mc;
+     * if a K slice of the thread's B overflows L2, B is cut to blocks that
+     * stay in L2 next to A, and A is packed for all of K once and kept for
+     * every block of B (when the slice fits, cutting it only costs A's
+     * second reading). */
+    const bool cut_b = m1 - m0 <= cfg->mc &&
+                       kcmax * (n1 - n0) * (int64_t)sizeof(real) > l2_bytes();
     int64_t ncmax = cfg->nc;
-    if (one_a) {
+    if (cut_b) {
         int64_t l2_cols = l2_bytes() / 2 / (kcmax * (int64_t)sizeof(real)) / NR * NR;
         ncmax = AI3_MIN(ncmax, AI3_MAX(NR, l2_cols));
     }
-    const bool keep_a = one_a && A->kind != AI3_GEMM_PACKED && n1 - n0 > ncmax;
+    const bool keep_a = cut_b && A->kind != AI3_GEMM_PACKED && n1 - n0 > ncmax;
     const int64_t mcp = round_up(AI3_MIN(cfg->mc, m1 - m0), MR);
     /* kept A: slice s at pa + s·aslice, each 64-byte aligned */
     const int64_t aslice = round_up(kcmax * mcp, 64 / sizeof(real));
