@@ -9,13 +9,17 @@
  *   →  jr: NR-strips of B  →  ir: MR-panels of A  →  micro-kernel.
  * K is cut into equal slices (K=576 with KC=384 gives 2×288, not 384+192),
  * so no slice is wastefully thin. The bias is added by the first slice, the
- * rest accumulate.
+ * rest accumulate. When a thread's rows fit one MC block (conv layers: few
+ * output channels, many pixels) and its B slices do not fit L2, B is cut into
+ * blocks of half L2 rather than NC columns and A, packed once, is kept for
+ * all of them.
  */
 #include "gemm.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "algorithms/epilogue.h"
 #include "kernels/kernels.h"
@@ -24,10 +28,14 @@
 
 /* --- configs --------------------------------------------------------------
  * One per micro-kernel family (kernels/kernels.h), each declaring the ISA it
- * needs. Blocking for Zen 4 class cores (32 KiB L1d, 1 MiB L2 per core,
- * shared L3): an MC×KC block of A takes about half of L2; a KC×NC block of B
- * goes to L3. The kernels need little bandwidth (an AVX-512 f32 step is 28
- * FMAs per 184 bytes), so A and B both streaming from L2 keep them busy. */
+ * needs. Blocking chosen for Zen 4 class cores (32 KiB L1d, 1 MiB L2 per
+ * core, shared L3): an MC×KC block of A takes about half of L2; a KC×NC
+ * block of B goes to L3. The kernels need little bandwidth (an AVX-512 f32
+ * step is 28 FMAs per 184 bytes), so A and B both streaming from L2 keep
+ * them busy. On a Sapphire Rapids core (48 KiB L1d, 2 MiB L2) KC 256-512
+ * with MC up to 1008 came within noise (±3%) of these, so they are kept;
+ * what the larger L2 changes is the B block when A has a single block
+ * (gemm_block, sized from the L2 the system reports). */
 /* The value for float, or for double. */
 #if defined(AI3_REAL_DOUBLE)
 #define F32_F64(f32, f64) f64
@@ -84,6 +92,24 @@ static inline void k_slice(int64_t K, int64_t nk, int64_t s, int64_t *k0, int64_
  * constant for the tiles the kernels use, so the inner loop unrolls. */
 ALWAYS_INLINE void pack_groups_r(int64_t xc, int64_t kc, const int R, const real *src, int64_t xs,
                                  int64_t ks, real *restrict dst) {
+    if (xs == 1) {
+        /* Groups adjacent in memory (B row-major): a run of G full groups
+         * is copied row after row of k, so each source row is read 1 KiB at
+         * a time rather than R elements (R at a time, a row apart, defeats
+         * the prefetchers and misses the TLB on every row). */
+        const int G = AI3_MAX(1, 1024 / (R * (int)sizeof(real)));
+        int64_t full = xc / R * R;
+        for (int64_t x0 = 0; x0 < full; x0 += (int64_t)G * R) {
+            int g_n = (int)AI3_MIN(G, (full - x0) / R);
+            for (int64_t p = 0; p < kc; p++)
+                for (int g = 0; g < g_n; g++)
+                    __builtin_memcpy(dst + (int64_t)g * R * kc + p * R, src + x0 + g * R + p * ks,
+                                     R * sizeof(real));
+            dst += (int64_t)g_n * R * kc;
+        }
+        src += full;
+        xc -= full;
+    }
     for (int64_t x0 = 0; x0 < xc; x0 += R) {
         int rn = (int)AI3_MIN(R, xc - x0);
         const real *s = src + x0 * xs;
@@ -188,6 +214,19 @@ static real *thread_buffer(size_t elems) {
 }
 
 /* --- the blocked product ------------------------------------------------------ */
+
+/* The L2 cache of a core, in bytes (1 MiB if the system does not say). */
+static int64_t l2_bytes(void) {
+    static atomic_long cached;
+    long v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v == 0) {
+        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        if (v < 256 * 1024) v = 1024 * 1024;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 typedef struct gemm_job {
     const ai3_gemm_config *cfg;
     int64_t M, N, K, nk;
@@ -217,11 +256,28 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
     /* With a single panel of A, each strip of B is used once: read B in
      * place rather than copy it (only the ragged last strip is packed). */
     const bool direct_b = B->kind == AI3_GEMM_STRIDED && B->cs == 1 && m1 - m0 <= MR;
+    /* With a single block of A (few rows, as a conv layer's C_out) a block of
+     * B is used by that block alone, so nothing is gained from NC columns:
+     * if a K slice of the thread's B overflows L2, B is cut to blocks that
+     * stay in L2 next to A, and A is packed for all of K once and kept for
+     * every block of B (when the slice fits, cutting it only costs A's
+     * second reading). */
+    const bool cut_b = m1 - m0 <= cfg->mc &&
+                       kcmax * (n1 - n0) * (int64_t)sizeof(real) > l2_bytes();
+    int64_t ncmax = cfg->nc;
+    if (cut_b) {
+        int64_t l2_cols = l2_bytes() / 2 / (kcmax * (int64_t)sizeof(real)) / NR * NR;
+        ncmax = AI3_MIN(ncmax, AI3_MAX(NR, l2_cols));
+    }
+    const bool keep_a = cut_b && A->kind != AI3_GEMM_PACKED && n1 - n0 > ncmax;
+    const int64_t mcp = round_up(AI3_MIN(cfg->mc, m1 - m0), MR);
+    /* kept A: slice s at pa + s·aslice, each 64-byte aligned */
+    const int64_t aslice = round_up(kcmax * mcp, 64 / sizeof(real));
 
     size_t nb = 0, na = 0;
     if (B->kind != AI3_GEMM_PACKED)
-        nb = (size_t)(kcmax * (direct_b ? NR : round_up(AI3_MIN(cfg->nc, n1 - n0), NR)));
-    if (A->kind != AI3_GEMM_PACKED) na = (size_t)(kcmax * round_up(AI3_MIN(cfg->mc, m1 - m0), MR));
+        nb = (size_t)(kcmax * (direct_b ? NR : round_up(AI3_MIN(ncmax, n1 - n0), NR)));
+    if (A->kind != AI3_GEMM_PACKED) na = (size_t)(keep_a ? nk * aslice : kcmax * mcp);
     nb = (size_t)round_up((int64_t)nb, 64 / sizeof(real)); /* keeps pa 64-byte aligned */
     real *pb = NULL, *pa = NULL;
     if (nb + na > 0) {
@@ -231,8 +287,8 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
         pa = buf + nb;
     }
 
-    for (int64_t jc = n0; jc < n1; jc += cfg->nc) {
-        int64_t nc = AI3_MIN(cfg->nc, n1 - jc);
+    for (int64_t jc = n0; jc < n1; jc += ncmax) {
+        int64_t nc = AI3_MIN(ncmax, n1 - jc);
         for (int64_t s = 0; s < nk; s++) {
             int64_t k0, kc;
             k_slice(K, nk, s, &k0, &kc);
@@ -250,13 +306,16 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
 
             for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
                 int64_t mc = AI3_MIN(cfg->mc, m1 - ic);
-                const real *ablock = pa;
+                const real *ablock = keep_a ? pa + s * aslice : pa;
                 if (A->kind == AI3_GEMM_PACKED)
                     ablock = A->data + k0 * Mp + ic * kc;
+                else if (keep_a && jc > n0)
+                    ; /* packed for the first block of B */
                 else if (A->kind == AI3_GEMM_CALLBACK)
-                    A->pack(A->ctx, k0, kc, ic, mc, pa);
+                    A->pack(A->ctx, k0, kc, ic, mc, (real *)ablock);
                 else
-                    pack_groups(mc, kc, MR, A->data + ic * A->rs + k0 * A->cs, A->rs, A->cs, pa);
+                    pack_groups(mc, kc, MR, A->data + ic * A->rs + k0 * A->cs, A->rs, A->cs,
+                                (real *)ablock);
 
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)AI3_MIN(NR, nc - jr);

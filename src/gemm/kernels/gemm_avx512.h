@@ -39,6 +39,9 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
 #pragma GCC unroll 14
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < nv; v++) acc[i][v] = V(setzero)();
+    /* Two steps per iteration: half the loop overhead (counter, branch)
+     * next to the FMAs, about +3% with A and B in L1/L2 */
+#pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
         /* A panels come straight from pre-packed weights, often from memory:
          * ask for them 8 steps of k ahead */
