@@ -66,6 +66,10 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
     const ai3_blocked_conv2d *k = c->k;
     const int64_t xs = xsk ? xsk * L : c->xs, cs = c->cs;
     const int64_t wstep = nv * L; /* weights per input channel */
+    /* At batch 1 the weights stream from memory and each is used by few
+     * tiles: while a pass of tiles runs over these input blocks, ask for
+     * the weights of the next (or of the next pair) into L2. */
+    const int64_t ahead = (t->ib1 - t->ib0) * k->kh * k->kw * L * wstep;
     BK_VEC acc[BK_MR][2];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
@@ -81,6 +85,8 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
                     c->x + (t->x_off + ib * c->bs + kh * c->kh_step + kw * c->kw_step);
                 const float *restrict wp = t->w + ((ib * k->kh + kh) * k->kw + kw) * L * wstep;
                 for (int64_t ci = 0; ci < nc; ci++, xp += cs, wp += wstep) {
+                    __builtin_prefetch(wp + ahead, 0, 2);
+                    if (nv > 1) __builtin_prefetch(wp + ahead + L, 0, 2);
                     const BK_VEC w0 = BK_LOAD(wp);
                     const BK_VEC w1 = nv > 1 ? BK_LOAD(wp + L) : w0;
 #pragma GCC unroll 16
