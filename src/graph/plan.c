@@ -477,7 +477,9 @@ static bool runs_blocked(const ai3_graph *g, const graph_plan *p, int i, const b
         if (g->values[node->inputs[k]].kind == VALUE_CONSTANT) return false;
     const ai3_tensor *out = &p->values[node->output];
     switch (node->kind) {
-    case NODE_CONV2D: return node->u.op.blocked && node->u.op.blocked_cb == p->cb;
+    case NODE_CONV2D:
+        return node->u.op.blocked && node->u.op.blocked_cb == p->cb &&
+               ai3_blocked_conv2d_preferred(node->u.op.blocked, out->shape[2], out->shape[3]);
     case NODE_MAXPOOL2D: case NODE_AVGPOOL2D: return p->blocked[v];
     case NODE_ADAPTIVEAVGPOOL2D: return p->blocked[v] && out->shape[2] == 1 && out->shape[3] == 1;
     case NODE_ADD: case NODE_MUL: {
