@@ -35,14 +35,21 @@ static inline __attribute__((always_inline)) void BK(real_lanes)(int64_t c, int6
  * log2(cb) rounds of interleaving row i with row i + cb/2 (the perfect
  * shuffle), each a two-source permute per row. */
 static inline __attribute__((always_inline)) void BK(transpose)(BK(vec) *r) {
+#if !defined(__clang__)
     const BK(mask) lo = {BK_LO}, hi = {BK_HI};
+#endif
 #pragma GCC unroll 4
     for (int round = 1; round < BK_CB; round *= 2) {
         BK(vec) t[BK_CB];
 #pragma GCC unroll 8
         for (int i = 0; i < BK_CB / 2; i++) {
+#if defined(__clang__) /* (the fuzzer's build) */
+            t[2 * i] = __builtin_shufflevector(r[i], r[i + BK_CB / 2], BK_LO);
+            t[2 * i + 1] = __builtin_shufflevector(r[i], r[i + BK_CB / 2], BK_HI);
+#else
             t[2 * i] = __builtin_shuffle(r[i], r[i + BK_CB / 2], lo);
             t[2 * i + 1] = __builtin_shuffle(r[i], r[i + BK_CB / 2], hi);
+#endif
         }
 #pragma GCC unroll 16
         for (int i = 0; i < BK_CB; i++) r[i] = t[i];

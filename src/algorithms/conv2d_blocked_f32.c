@@ -345,8 +345,8 @@ static void run_local(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, i
 }
 
 /* Tasks [begin, end): (image, group, chunk of rows or of a flattened row's
- * pixels). */
-static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
+ * pixels). (Unused where no ISA has tiles: ai3_blocked_width() is 0.) */
+__attribute__((unused)) static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
         const int64_t chunk = task % c->chunks, rest = task / c->chunks;
         const int64_t g = rest % c->groups_per_image, img = rest / c->groups_per_image;

@@ -472,7 +472,10 @@ static bool runs_blocked(const ai3_graph *g, const graph_plan *p, int i, const b
     if (node->kind >= NODE_RESHAPE || node->u.op.view || no_block[i] || !own_cpu_op(node))
         return false;
     int v = node->inputs[0];
-    if (p->values[v].ndim != 4) return false;
+    /* empty tensors (a batch of none): nothing to gain, the plain ops take them */
+    if (p->values[v].ndim != 4 || ai3_tensor_numel(&p->values[v]) == 0 ||
+        ai3_tensor_numel(&p->values[node->output]) == 0)
+        return false;
     for (int k = 0; k < node->n_inputs; k++)
         if (g->values[node->inputs[k]].kind == VALUE_CONSTANT) return false;
     const ai3_tensor *out = &p->values[node->output];

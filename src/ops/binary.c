@@ -43,7 +43,8 @@ static ai3_status run(ai3_op op, const char *algorithm, const ai3_tensor *a,
     const ai3_tensor *operands[2] = {a, b};
     for (int k = 0; k < 2; k++) {
         const ai3_tensor *t = operands[k];
-        if (t->data && t->data == output->data &&
+        /* (empty tensors share no elements, whatever their addresses) */
+        if (t->data && t->data == output->data && ai3_tensor_numel(output) > 0 &&
             (t->ndim != nd || memcmp(t->shape, shape, sizeof(int64_t) * (size_t)nd) != 0))
             return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                                  "%s: output may share memory with %s only when it has the "

@@ -152,6 +152,21 @@ def test_graph_outputs_views_and_named_algorithms_stay_plain():
         assert n_blocked >= 1 and conversions >= 1
 
 
+def test_empty_batches_and_odd_sizes():
+    torch.manual_seed(0)
+    net = Block().eval()
+    model = ai3.convert(net)
+    for shape in [(0, 3, 9, 9), (2, 3, 1, 1), (1, 3, 2, 13)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = net(x)
+        got = model(x)
+        assert got.shape == expected.shape
+        if expected.numel():
+            assert rel_error(got, expected) < TOL
+    assert counts(model, (0, 3, 9, 9)) == (0, 0)
+
+
 def test_turning_the_layout_off_is_plain_everywhere():
     torch.manual_seed(0)
     net = Block().eval()
