@@ -18,7 +18,6 @@
 #include "blocked.h"
 #include "epilogue.h"
 
-#include <pthread.h>
 #include <string.h>
 
 #if AI3_MV_ENABLED
@@ -456,34 +455,6 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
 #endif
 }
 
-/* --- the padded input: a buffer per calling thread ------------------------------
- * Kept from run to run (a fresh large allocation costs page faults every
- * time) and freed when the thread exits. */
-static pthread_key_t buffer_key;
-static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
-static bool buffer_key_ok;
-static _Thread_local float *buffer;
-static _Thread_local size_t buffer_elems;
-
-static void buffer_key_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, ai3_free) == 0; }
-
-/* NULL (error set) if it cannot be had. */
-static float *thread_buffer(size_t elems) {
-    if (elems <= buffer_elems) return buffer;
-    pthread_once(&buffer_once, buffer_key_init);
-    if (!buffer_key_ok) {
-        ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "blocked conv2d: no thread-specific buffer");
-        return NULL;
-    }
-    float *p = ai3_alloc(sizeof(float) * elems);
-    if (!p) return NULL;
-    ai3_free(buffer);
-    buffer = p;
-    buffer_elems = elems;
-    pthread_setspecific(buffer_key, p);
-    return p;
-}
-
 /* A blocked input prepared for a convolution over all channels: pixel (i, j)
  * of each plane of (hq, wq) is the input's (i·sy - top, j·sx - left), zero
  * outside it. With steps 1, the input with its padding around it; with a
@@ -551,7 +522,7 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hq), pc.wq * k->cb);
     if (elems < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
-    pc.y = thread_buffer((size_t)elems);
+    pc.y = ai3_thread_buffer(AI3_BUFFER_BLOCKED_CONV, (size_t)elems * sizeof(float));
     if (!pc.y) return AI3_ERROR_OUT_OF_MEMORY;
     ai3_parallel_for(planes * pc.hq, 16, prepare_rows, &pc);
     ai3_conv2d_params inner = *p;

@@ -16,7 +16,6 @@
  */
 #include "gemm.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -188,31 +187,6 @@ void AI3_TYPED(ai3_gemm_pack_b)(const ai3_gemm_config *cfg, int64_t K, int64_t N
     }
 }
 
-/* --- per-thread packing buffers ----------------------------------------------
- * Kept from call to call (a fresh large allocation costs page faults every
- * time) and freed when the thread exits. */
-static pthread_key_t buffer_key;
-static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
-static bool buffer_key_ok;
-static _Thread_local real *buffer;
-static _Thread_local size_t buffer_elems;
-
-static void buffer_key_init(void) { buffer_key_ok = pthread_key_create(&buffer_key, ai3_free) == 0; }
-
-/* NULL (error set) if it cannot be had. */
-static real *thread_buffer(size_t elems) {
-    if (elems <= buffer_elems) return buffer;
-    pthread_once(&buffer_once, buffer_key_init);
-    if (!buffer_key_ok) return NULL;
-    real *p = ai3_alloc(sizeof(real) * elems);
-    if (!p) return NULL;
-    ai3_free(buffer);
-    buffer = p;
-    buffer_elems = elems;
-    pthread_setspecific(buffer_key, p);
-    return p;
-}
-
 /* --- the blocked product ------------------------------------------------------ */
 
 /* The L2 cache of a core, in bytes (1 MiB if the system does not say). */
@@ -281,7 +255,8 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
     nb = (size_t)round_up((int64_t)nb, 64 / sizeof(real)); /* keeps pa 64-byte aligned */
     real *pb = NULL, *pa = NULL;
     if (nb + na > 0) {
-        real *buf = thread_buffer(nb + na);
+        real *buf = ai3_thread_buffer(F32_F64(AI3_BUFFER_GEMM_F32, AI3_BUFFER_GEMM_F64),
+                                          (nb + na) * sizeof(real));
         if (!buf) return false;
         pb = buf;
         pa = buf + nb;

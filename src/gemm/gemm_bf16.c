@@ -9,7 +9,6 @@
  */
 #include "gemm_bf16.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,43 +192,6 @@ void ai3_gemm_bf16_pack_b_block(int64_t kc, int64_t nc, const ai3_bf16 *B, int64
     pack_pairs(nc, kc, NR, B, cs, rs, dst);
 }
 
-/* --- per-thread packing buffers ----------------------------------------------- */
-
-typedef struct {
-    uint32_t *data;
-    size_t words;
-} thread_buffer_t;
-
-static pthread_key_t buffer_key;
-static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
-
-static void free_buffer(void *p) {
-    thread_buffer_t *b = p;
-    ai3_free(b->data);
-    ai3_free(b);
-}
-
-static void make_key(void) { pthread_key_create(&buffer_key, free_buffer); }
-
-/* At least `words` words, 64-byte aligned, kept for the thread's next call. */
-static uint32_t *thread_buffer(size_t words) {
-    pthread_once(&buffer_once, make_key);
-    thread_buffer_t *b = pthread_getspecific(buffer_key);
-    if (!b) {
-        if (!(b = ai3_alloc(sizeof *b))) return NULL;
-        b->data = NULL;
-        b->words = 0;
-        pthread_setspecific(buffer_key, b);
-    }
-    if (b->words < words) {
-        ai3_free(b->data);
-        b->words = 0;
-        if (!(b->data = ai3_alloc(words * sizeof(uint32_t)))) return NULL;
-        b->words = words;
-    }
-    return b->data;
-}
-
 /* --- the blocked product -------------------------------------------------------- */
 
 typedef struct {
@@ -259,7 +221,7 @@ static bool gemm_block(const gemm_job *job, int64_t m0, int64_t m1, int64_t n0, 
     const int64_t mcb = AI3_MAX(MR, A_BLOCK_WORDS / panel * MR);
     size_t nb = (size_t)(ncb * k2), na = job->a_panels ? 0 : (size_t)(mcb / MR * panel);
     nb = (size_t)round_up((int64_t)nb, 16); /* keeps pa 64-byte aligned */
-    uint32_t *pb = thread_buffer(nb + na);
+    uint32_t *pb = ai3_thread_buffer(AI3_BUFFER_GEMM_BF16, (nb + na) * sizeof(uint32_t));
     if (!pb) return false;
     uint32_t *pa = pb + nb;
     const size_t elem = job->out_bf16 ? sizeof(ai3_bf16) : sizeof(float);

@@ -440,14 +440,6 @@ static void fuse_permutes(const ai3_graph *g, graph_plan *p, const int *readers)
  * every graph output, sees plain NCHW: a value read in both layouts gets a
  * second slot, converted right after the value is made. */
 
-static bool elementwise(node_kind kind) {
-    switch (kind) {
-    case NODE_RELU: case NODE_HARDTANH: case NODE_SIGMOID: case NODE_HARDSIGMOID:
-    case NODE_HARDSWISH: case NODE_SILU: case NODE_GELU: return true;
-    default: return false;
-    }
-}
-
 /* For a mul of x (n, c, h, w) by s (n, c, 1, 1): sets *x, *s to the input
  * numbers; false for any other mul. */
 static bool channel_scale(const ai3_graph *g, const graph_plan *p, const graph_node *mul,
@@ -491,7 +483,10 @@ static bool runs_blocked(const ai3_graph *g, const graph_plan *p, int i, const b
         return node->kind == NODE_MUL && channel_scale(g, p, node, &x, &sc) &&
                p->blocked[node->inputs[x]];
     }
-    default: return elementwise(node->kind) && p->blocked[v];
+    default: { /* the activations: element-wise */
+        ai3_epilogue e;
+        return activation_of(node, &e) && p->blocked[v];
+    }
     }
 }
 

@@ -37,6 +37,22 @@ static inline int64_t ai3_size_mul(int64_t a, int64_t b) {
 void *ai3_alloc(size_t bytes);
 void ai3_free(void *p);
 
+/* --- per-thread scratch ------------------------------------------------------
+ * A buffer of the calling thread's own, at least `bytes`, 64-byte aligned,
+ * kept from call to call (a fresh large allocation costs page faults every
+ * time; its contents are not kept when it grows) and freed when the thread
+ * exits. One per use, so that a user holding its buffer may call another
+ * (a convolution's prepared input stays while its GEMM packs). NULL (error
+ * set) if it cannot be had. */
+typedef enum ai3_thread_buffer_use {
+    AI3_BUFFER_GEMM_F32,     /* the GEMM engine's packed blocks */
+    AI3_BUFFER_GEMM_F64,
+    AI3_BUFFER_GEMM_BF16,
+    AI3_BUFFER_BLOCKED_CONV, /* blocked conv2d's padded input */
+    AI3_THREAD_BUFFERS
+} ai3_thread_buffer_use;
+void *ai3_thread_buffer(ai3_thread_buffer_use use, size_t bytes);
+
 /* --- threads --------------------------------------------------------------
  * Calls fn(ctx, begin, end) on disjoint sub-ranges covering [0, n), spread
  * over the installed executor (ai3_set_parallel_executor) or else the own
