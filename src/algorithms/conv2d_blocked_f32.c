@@ -59,6 +59,11 @@ typedef struct {
     int64_t groups_per_image;  /* output pairs (or depthwise blocks) */
     int64_t chunks, chunk_px;  /* row chunks (or pixel chunks of a flattened row) per group */
     int64_t k_blocks;          /* input blocks per pass over a chunk: their weights fit L1 */
+    /* rows of at most half a tile, all pixels interior (7×7 planes, their
+     * input padded first): a tile takes two whole rows, row_step apart in
+     * the input and adjacent in the output */
+    bool two_rows;
+    int64_t row_step;
     bool flat;
     /* depthwise on small padded planes: each task copies its plane with the
      * padding into L1 (local), and runs on it with `unpadded` */
@@ -74,6 +79,7 @@ typedef struct {
     int64_t x_off, kh0, kh1, kw0, kw1;
     int64_t ib0, ib1; /* the input blocks summed now: the first start at zero,
                          the others add to what the tile stored before */
+    int split; /* 0, or a tile of two rows: pixels from split on are the next row's */
 } tile_args;
 
 typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
@@ -268,7 +274,7 @@ static inline void row_tile(const run_ctx *c, tile_fn tile, tile_args *t, int64_
  * a depthwise block) of image img: edge pixels one by one over their valid
  * taps, the interior in tiles of up to mr_max. */
 static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int64_t g,
-                    int64_t oh, int64_t ow0, int64_t ow1, int64_t ib0) {
+                    int64_t oh, int64_t ow0, int64_t ow1, int64_t ib0, bool two_rows) {
     const ai3_blocked_conv2d *k = c->k;
     const ai3_conv2d_params *p = c->p;
     const int64_t cb = k->cb;
@@ -283,6 +289,13 @@ static void run_row(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, int
     const int64_t x_row = img * c->in_image + (k->depthwise ? g * c->bs : 0) + ih0 * c->w * c->ps;
     const int64_t y_row = ((img * k->out_blocks + ob) * c->oh + oh) * c->ow * cb;
 
+    if (two_rows) { /* rows oh and oh + 1, whole: one tile */
+        t.kw0 = 0;
+        t.kw1 = k->kw;
+        t.split = (int)c->ow;
+        row_tile(c, tile, &t, x_row, y_row, 0, (int)(2 * c->ow), nv);
+        return;
+    }
     const int64_t inner_end = AI3_MAX(c->ow_lo, c->ow_hi);
     const int64_t in0 = AI3_MAX(ow0, c->ow_lo), in1 = AI3_MIN(ow1, inner_end);
     for (int64_t ow = ow0; ow < ow1;) {
@@ -340,7 +353,8 @@ static void run_local(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, i
     local.kh_step = p->dilation_h * wp * cb;
     local.ow_lo = 0;
     local.ow_hi = c->ow;
-    for (int64_t oh = oh0; oh < oh1; oh++) run_row(&local, tile, mr_max, img, g, oh, 0, c->ow, 0);
+    for (int64_t oh = oh0; oh < oh1; oh++)
+        run_row(&local, tile, mr_max, img, g, oh, 0, c->ow, 0, false);
 }
 
 /* Tasks [begin, end): (image, group, chunk of rows or of a flattened row's
@@ -359,11 +373,14 @@ __attribute__((unused)) static void run_tasks(const run_ctx *c, tile_fn tile, in
         for (int64_t ib0 = 0; ib0 < c->k->in_blocks; ib0 += c->k_blocks) {
             if (c->flat) {
                 run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
-                        AI3_MIN(c->ow, (chunk + 1) * c->chunk_px), ib0);
+                        AI3_MIN(c->ow, (chunk + 1) * c->chunk_px), ib0, false);
             } else {
-                for (int64_t oh = c->oh * chunk / c->chunks;
-                     oh < c->oh * (chunk + 1) / c->chunks; oh++)
-                    run_row(c, tile, mr_max, img, g, oh, 0, c->ow, ib0);
+                const int64_t oh1 = c->oh * (chunk + 1) / c->chunks;
+                for (int64_t oh = c->oh * chunk / c->chunks; oh < oh1; oh++) {
+                    const bool two = c->two_rows && oh + 1 < oh1;
+                    run_row(c, tile, mr_max, img, g, oh, 0, c->ow, ib0, two);
+                    oh += two;
+                }
             }
         }
     }
@@ -428,7 +445,13 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
 
     /* (a depthwise block has only its own input block) */
     const int64_t block_bytes = k->kh * k->kw * cb * 2 * cb * (int64_t)sizeof(float);
-    c.k_blocks = k->depthwise ? k->in_blocks : AI3_MAX(1, L1_WEIGHT_BYTES / block_bytes);
+    const int64_t fit = AI3_MAX(1, L1_WEIGHT_BYTES / block_bytes);
+    const int64_t passes = (k->in_blocks + fit - 1) / fit; /* of near-equal sizes: 8 + 8, not 12 + 4 */
+    c.k_blocks = k->depthwise ? k->in_blocks : (k->in_blocks + passes - 1) / passes;
+    c.two_rows = !flat && !k->depthwise && c.xsk && c.ow_lo == 0 && c.ow_hi >= c.ow &&
+                 p->pad_top == 0 && p->pad_bottom == 0 && 2 * c.ow <= tile_pixels(k) &&
+                 2 * c.ow >= tile_pixels(k) / 2;
+    c.row_step = p->stride_h * c.w * c.ps;
     c.unpadded = *p;
     c.unpadded.pad_top = c.unpadded.pad_bottom = c.unpadded.pad_left = c.unpadded.pad_right = 0;
     c.local = k->depthwise && !flat && (c.ow_lo > 0 || c.ow_hi < c.ow) &&

@@ -56,12 +56,13 @@ BK_ISA(activate)(const run_ctx *c, float *y, int mr, int nv) {
 }
 
 /* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
- * (xs: xsk blocks, or c->xs when xsk is 0), taps kh0..kh1-1 × kw0..kw1-1,
- * input blocks ib0..ib1-1; nv output blocks from the packed weights w of its
- * pair, stored at y: final (bias, epilogue) once the last block is in. */
+ * (xs: xsk blocks, or c->xs when xsk is 0; with split, pixels r >= split at
+ * x_off + row_step + (r - split)·xs), taps kh0..kh1-1 × kw0..kw1-1, input
+ * blocks ib0..ib1-1; nv output blocks from the packed weights w of its pair,
+ * stored at y: final (bias, epilogue) once the last block is in. */
 static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int nv,
-                  const int xsk) {
+                  const int xsk, const int split) {
     enum { L = BK_LANES };
     const ai3_blocked_conv2d *k = c->k;
     const int64_t xs = xsk ? xsk * L : c->xs, cs = c->cs;
@@ -83,15 +84,17 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
             for (int64_t kw = t->kw0; kw < t->kw1; kw++) {
                 const float *restrict xp =
                     c->x + (t->x_off + ib * c->bs + kh * c->kh_step + kw * c->kw_step);
+                const float *restrict xp2 = xp + (split ? c->row_step : 0);
                 const float *restrict wp = t->w + ((ib * k->kh + kh) * k->kw + kw) * L * wstep;
-                for (int64_t ci = 0; ci < nc; ci++, xp += cs, wp += wstep) {
+                for (int64_t ci = 0; ci < nc; ci++, xp += cs, xp2 += cs, wp += wstep) {
                     __builtin_prefetch(wp + ahead, 0, 2);
                     if (nv > 1) __builtin_prefetch(wp + ahead + L, 0, 2);
                     const BK_VEC w0 = BK_LOAD(wp);
                     const BK_VEC w1 = nv > 1 ? BK_LOAD(wp + L) : w0;
 #pragma GCC unroll 16
                     for (int r = 0; r < mr; r++) {
-                        const BK_VEC xb = (BK_VEC)BK_SET1(xp[r * xs]);
+                        const BK_VEC xb = (BK_VEC)BK_SET1(
+                            split && r >= split ? xp2[(r - split) * xs] : xp[r * xs]);
                         acc[r][0] += xb * w0;
                         if (nv > 1) acc[r][1] += xb * w1;
                     }
@@ -118,19 +121,46 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
 #define BK_CONV_CASE(MR)                                                              \
     case MR:                                                                          \
         if (nv == 2) {                                                                \
-            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, MR, 2, 1);                       \
-            else if (c->xsk == 2) BK_ISA(conv_tile)(c, t, MR, 2, 2);                  \
-            else BK_ISA(conv_tile)(c, t, MR, 2, 0);                                   \
+            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, MR, 2, 1, 0);                    \
+            else if (c->xsk == 2) BK_ISA(conv_tile)(c, t, MR, 2, 2, 0);               \
+            else BK_ISA(conv_tile)(c, t, MR, 2, 0, 0);                                \
         } else {                                                                      \
-            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, MR, 1, 1);                       \
-            else if (c->xsk == 2) BK_ISA(conv_tile)(c, t, MR, 1, 2);                  \
-            else BK_ISA(conv_tile)(c, t, MR, 1, 0);                                   \
+            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, MR, 1, 1, 0);                    \
+            else if (c->xsk == 2) BK_ISA(conv_tile)(c, t, MR, 1, 2, 0);               \
+            else BK_ISA(conv_tile)(c, t, MR, 1, 0, 0);                                \
+        }                                                                             \
+        break;
+
+/* Two rows of S pixels (xsk is 1 or 2 there). */
+#define BK_TWO_ROWS_CASE(S)                                                           \
+    case S:                                                                           \
+        if (nv == 2) {                                                                \
+            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, 2 * S, 2, 1, S);                 \
+            else BK_ISA(conv_tile)(c, t, 2 * S, 2, 2, S);                             \
+        } else {                                                                      \
+            if (c->xsk == 1) BK_ISA(conv_tile)(c, t, 2 * S, 1, 1, S);                 \
+            else BK_ISA(conv_tile)(c, t, 2 * S, 1, 2, S);                             \
         }                                                                             \
         break;
 
 static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_ctx *c,
                                                                         const tile_args *t,
                                                                         int mr, int nv) {
+    if (t->split) { /* (mr is 2·split, at least half the widest tile) */
+        switch (t->split) {
+#if BK_MR > 6 /* (then 14) */
+            BK_TWO_ROWS_CASE(4)
+            BK_TWO_ROWS_CASE(5)
+            BK_TWO_ROWS_CASE(6)
+            BK_TWO_ROWS_CASE(7)
+#else
+            BK_TWO_ROWS_CASE(2)
+            BK_TWO_ROWS_CASE(3)
+#endif
+        default: break;
+        }
+        return;
+    }
     switch (mr) {
         BK_CONV_CASE(1)
         BK_CONV_CASE(2)
@@ -209,6 +239,7 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ct
 }
 
 #undef BK_CONV_CASE
+#undef BK_TWO_ROWS_CASE
 #undef BK_DW_CASE
 #undef BK_VEC
 #undef BK_MASK

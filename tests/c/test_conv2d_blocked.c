@@ -197,6 +197,12 @@ AI3_TEST(conv2d_blocked_listed_shapes) {
         simple(1, 3, 8, 5, 1, 3, 1, 1),       /* one column */
         simple(1, 8, 8, 1, 1, 3, 1, 1),       /* one pixel, all taps but the centre pad */
         simple(1, 5, 33, 6, 17, 5, 1, 2),     /* an odd last block */
+        /* tiles of two whole rows (rows of up to half a tile), summing over
+         * several passes of input blocks, an odd last row and block */
+        simple(1, 40, 40, 7, 7, 3, 1, 1),
+        simple(2, 24, 48, 13, 13, 3, 2, 1),   /* stride 2 down to 7×7 */
+        simple(1, 32, 16, 5, 5, 3, 1, 1),
+        simple(1, 20, 36, 4, 6, 3, 1, 1),
     };
     const size_t n = sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n; i++) {
@@ -251,6 +257,10 @@ AI3_TEST(conv2d_blocked_epilogues) {
                 if (acts[a] == AI3_ACT_NONE && !r) continue;
                 blk_case c = simple(2, 24, 24, 6, 19, 3, 1, 1);
                 c.depthwise = dw;
+                c.act = acts[a];
+                c.residual = r;
+                check_all_widths(&c);
+                c = simple(2, 40, 24, 7, 7, 3, 1, 1); /* tiles of two rows */
                 c.act = acts[a];
                 c.residual = r;
                 check_all_widths(&c);
