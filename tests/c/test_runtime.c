@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 AI3_TEST(runtime_status_strings_are_distinct) {
     const char *seen[6];
@@ -42,6 +43,28 @@ AI3_TEST(runtime_parallel_for_covers_range_once) {
     }
     AI3_EXPECT(ai3_set_num_threads(0) == AI3_ERROR_INVALID_ARGUMENT, "0 threads accepted");
     AI3_EXPECT(ai3_last_error()[0], "no message");
+    ai3_set_num_threads(2);
+}
+
+/* Loops back to back (the workers still spinning), and after pauses past
+ * the spin (the workers blocked, woken by the next loop), by 2 and 3
+ * threads: every index once. */
+AI3_TEST(runtime_parallel_for_wakes_spinning_and_blocked_workers) {
+    static atomic_long counts[64];
+    for (int threads = 2; threads <= 3; threads++) {
+        ai3_set_num_threads(threads);
+        for (int loop = 0; loop < 300; loop++) {
+            for (int i = 0; i < 64; i++) atomic_store(&counts[i], 0);
+            if (loop % 50 == 49) {
+                struct timespec pause = {0, 2000000}; /* 2 ms */
+                nanosleep(&pause, NULL);
+            }
+            ai3_parallel_for(64, 1, add_range, counts);
+            for (int i = 0; i < 64; i++)
+                AI3_EXPECT(atomic_load(&counts[i]) == 1, "threads %d loop %d i %d count %ld",
+                           threads, loop, i, atomic_load(&counts[i]));
+        }
+    }
     ai3_set_num_threads(2);
 }
 
