@@ -16,9 +16,10 @@ outputs are not degenerate) at batch 1 and 8, 224x224, float32, N threads:
 
 The driver saves each net's weights (and the ONNX file) once; every
 measurement is a fresh subprocess of this script (--worker RUNTIME) that
-loads them, warms up, times --repeats calls on a fixed seeded input and
-prints one JSON line with the median ms. The runtimes alternate, their order
-rotated every round, over --rounds rounds; a cell's time is the median of
+loads them, warms up, times calls on a fixed seeded input (at least
+--repeats, and for at least 2 s, so that a small net's median is not that
+of a few calls) and prints one JSON line with the median ms. The runtimes
+alternate, their order rotated every round, over --rounds rounds; a cell's time is the median of
 its rounds. Each worker also saves its output (first round) and the driver
 reports its relative L2 error against torch eager's. The ratio is ai3 over
 the faster of ONNX Runtime and OpenVINO; the target is <= 0.9 on every model
@@ -51,6 +52,7 @@ RUNTIMES = ("torch", "ai3", "onnxruntime", "openvino")
 NEEDS = {"torch": ("torch",), "ai3": ("ai3",), "onnxruntime": ("onnxruntime", "onnx"),
          "openvino": ("openvino",)}
 TARGET = 0.9
+MIN_TIMED_S = 2.0  # a worker times at least --repeats calls and this many seconds
 MAX_TIMED_S = 6.0  # a worker stops timing after this many seconds (at least 3 calls)
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -141,8 +143,9 @@ def worker(args):
     call()  # warm-up
     samples, ticks = [], cpu_ticks()
     begin = time.perf_counter()
-    while len(samples) < args.repeats and (len(samples) < 3 or
-                                          time.perf_counter() - begin < MAX_TIMED_S):
+    while len(samples) < 3 or (
+            (len(samples) < args.repeats or time.perf_counter() - begin < MIN_TIMED_S)
+            and time.perf_counter() - begin < MAX_TIMED_S):
         t = time.perf_counter()
         call()
         samples.append(1e3 * (time.perf_counter() - t))
@@ -264,7 +267,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None, help="3; --quick 2")
     parser.add_argument("--repeats", type=int, default=7,
-                        help=f"timed calls per worker (at least 3, fewer past {MAX_TIMED_S:.0f} s)")
+                        help=f"timed calls per worker, at least (more within {MIN_TIMED_S:.0f} s, "
+                             f"fewer past {MAX_TIMED_S:.0f} s; never fewer than 3)")
     parser.add_argument("--json", default=str(RESULTS / "cpu_runtimes.json"))
     parser.add_argument("--worker", choices=RUNTIMES, help=argparse.SUPPRESS)
     for a in ("--model", "--weights", "--onnx", "--save"):
