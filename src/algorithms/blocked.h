@@ -47,9 +47,10 @@ ai3_status ai3_blocked_conv2d_create(const ai3_tensor *weight, const ai3_tensor 
 void ai3_blocked_conv2d_destroy(ai3_blocked_conv2d *conv);
 /* Whether it is depthwise (then its input must be blocked). */
 bool ai3_blocked_conv2d_depthwise(const ai3_blocked_conv2d *conv);
-/* Whether, for an output of oh × ow, it is expected to run faster on
+/* Whether, for an output of n × oh × ow, it is expected to run faster on
  * blocked values than plain "guess" would, conversions included. */
-bool ai3_blocked_conv2d_preferred(const ai3_blocked_conv2d *conv, int64_t oh, int64_t ow);
+bool ai3_blocked_conv2d_preferred(const ai3_blocked_conv2d *conv, int64_t n, int64_t oh,
+                                  int64_t ow);
 
 /* input (n, C_in, h, w): blocked, or plain when in_blocked is false (one
  * group only); output blocked (n, C_out, oh, ow) with oh, ow as conv2d's

@@ -474,7 +474,8 @@ static bool runs_blocked(const ai3_graph *g, const graph_plan *p, int i, const b
     switch (node->kind) {
     case NODE_CONV2D:
         return node->u.op.blocked && node->u.op.blocked_cb == p->cb &&
-               ai3_blocked_conv2d_preferred(node->u.op.blocked, out->shape[2], out->shape[3]);
+               ai3_blocked_conv2d_preferred(node->u.op.blocked, out->shape[0], out->shape[2],
+                                            out->shape[3]);
     case NODE_MAXPOOL2D: case NODE_AVGPOOL2D: return p->blocked[v];
     case NODE_ADAPTIVEAVGPOOL2D: return p->blocked[v] && out->shape[2] == 1 && out->shape[3] == 1;
     case NODE_ADD: case NODE_MUL: {
