@@ -53,7 +53,8 @@ typedef struct {
     int64_t in_image;          /* input floats per image */
     int64_t kh_step, kw_step;  /* input offset of one tap down, one tap right */
     int64_t xs;                /* input offset between neighbouring output pixels */
-    int xsk;                   /* xs in blocks when 1 or 2 (then constant in the tiles), else 0 */
+    int xsk; /* constant in the tiles: xs in blocks when 1 or 2, minus xs in floats for plain
+                input when 1 or 2 (then in whole tiles only), else 0 */
     int64_t out_plane;         /* floats of one output block plane */
     int64_t ow_lo, ow_hi;      /* interior pixels [ow_lo, max(ow_lo, ow_hi)): all kw taps valid */
     int64_t groups_per_image;  /* output pairs (or depthwise blocks) */
@@ -439,7 +440,8 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
     c.kh_step = p->dilation_h * c.w * c.ps;
     c.kw_step = p->dilation_w * c.ps;
     c.xs = (flat ? 1 : p->stride_w) * c.ps;
-    c.xsk = c.xs == cb ? 1 : c.xs == 2 * cb ? 2 : 0;
+    c.xsk = !in_blocked ? (c.xs == 1 ? -1 : c.xs == 2 ? -2 : 0)
+                        : (c.xs == cb ? 1 : c.xs == 2 * cb ? 2 : 0);
     c.out_plane = c.oh * c.ow * cb;
     const int64_t sw = flat ? 1 : p->stride_w, pl = flat ? 0 : p->pad_left;
     c.ow_lo = (pl + sw - 1) / sw;
@@ -450,9 +452,9 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
     /* (a depthwise block has only its own input block) */
     const int64_t block_bytes = k->kh * k->kw * cb * 2 * cb * (int64_t)sizeof(float);
     const int64_t fit = AI3_MAX(1, L1_WEIGHT_BYTES / block_bytes);
-    const int64_t passes = (k->in_blocks + fit - 1) / fit; /* of near-equal sizes: 8 + 8, not 12 + 4 */
+    const int64_t passes = (k->in_blocks + fit - 1) / fit; /* near-equal: 8 + 8, not 12 + 4 */
     c.k_blocks = k->depthwise ? k->in_blocks : (k->in_blocks + passes - 1) / passes;
-    c.two_rows = !flat && !k->depthwise && c.xsk && c.ow_lo == 0 && c.ow_hi >= c.ow &&
+    c.two_rows = !flat && !k->depthwise && c.xsk > 0 && c.ow_lo == 0 && c.ow_hi >= c.ow &&
                  p->pad_top == 0 && p->pad_bottom == 0 && 2 * c.ow <= tile_pixels(k) &&
                  2 * c.ow >= tile_pixels(k) / 2;
     c.row_step = p->stride_h * c.w * c.ps;
@@ -482,9 +484,9 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
 #endif
 }
 
-/* A blocked input prepared for a convolution over all channels: pixel (i, j)
- * of each plane of (hq, wq) is the input's (i·sy - top, j·sx - left), zero
- * outside it. With steps 1, the input with its padding around it; with a
+/* An input prepared for a convolution over all channels: pixel (i, j) of
+ * each plane of (hq, wq) (a block's, cb floats a pixel, or a plain
+ * channel's, one) is the input's (i·sy - top, j·sx - left), zero outside it. With steps 1, the input with its padding around it; with a
  * 1×1 kernel's strides, the pixels it reads. */
 typedef struct {
     const float *x;
@@ -503,6 +505,13 @@ static void prepare_rows(void *vctx, int64_t begin, int64_t end) {
             continue;
         }
         const float *restrict src = c->x + (plane * c->h + ih) * c->w * cb;
+        if (c->sx == 1) { /* zeros, the row, zeros */
+            const int64_t left = AI3_MIN(c->left, c->wq), right = AI3_MAX(0, c->wq - left - c->w);
+            memset(dst, 0, (size_t)(left * cb) * sizeof(float));
+            memcpy(dst + left * cb, src, (size_t)((c->wq - left - right) * cb) * sizeof(float));
+            memset(dst + (c->wq - right) * cb, 0, (size_t)(right * cb) * sizeof(float));
+            continue;
+        }
         for (int64_t j = 0; j < c->wq; j++, dst += cb) {
             const int64_t iw = j * c->sx - c->left;
             if (iw < 0 || iw >= c->w) memset(dst, 0, (size_t)cb * sizeof(float));
@@ -532,21 +541,23 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     if (n == 0) return AI3_OK;
     const bool padded = p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
     const bool one = k->kh == 1 && k->kw == 1;
-    /* Blocked input is prepared in a pass over memory, small beside the
+    /* The input is prepared in a pass over memory, small beside the
      * arithmetic of a convolution over all channels (not of a depthwise
      * one): copied with its padding, every output pixel has all its taps and
      * rows run in whole tiles, with no single-pixel edges; a strided 1×1
-     * reads the pixels it needs gathered, as one long row of whole tiles. */
-    if (!in_blocked || k->depthwise || !(padded || (one && (p->stride_h > 1 || p->stride_w > 1)))) {
+     * reads the pixels it needs gathered, as one long row of whole tiles.
+     * Plain input (a network's first layer) is prepared plane by plane. */
+    if (k->depthwise || !(padded || (one && (p->stride_h > 1 || p->stride_w > 1)))) {
         launch(k, p, input, in_blocked, n, h, w, oh, ow, output, epilogue);
         return AI3_OK;
     }
-    prep_ctx pc = {.x = input, .h = h, .w = w, .cb = k->cb, .top = p->pad_top,
+    const int64_t cb = in_blocked ? k->cb : 1; /* floats per pixel of a prepared plane */
+    prep_ctx pc = {.x = input, .h = h, .w = w, .cb = cb, .top = p->pad_top,
                    .left = p->pad_left, .sy = one ? p->stride_h : 1, .sx = one ? p->stride_w : 1,
                    .hq = one ? oh : h + p->pad_top + p->pad_bottom,
                    .wq = one ? ow : w + p->pad_left + p->pad_right};
-    const int64_t planes = n * k->in_blocks;
-    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hq), pc.wq * k->cb);
+    const int64_t planes = n * (in_blocked ? k->in_blocks : k->c_in);
+    const int64_t elems = ai3_size_mul(ai3_size_mul(planes, pc.hq), pc.wq * cb);
     if (elems < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
     pc.y = ai3_thread_buffer(AI3_BUFFER_BLOCKED_CONV, (size_t)elems * sizeof(float));
@@ -555,6 +566,6 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     ai3_conv2d_params inner = *p;
     inner.pad_top = inner.pad_bottom = inner.pad_left = inner.pad_right = 0;
     if (one) inner.stride_h = inner.stride_w = 1;
-    launch(k, &inner, pc.y, true, n, pc.hq, pc.wq, oh, ow, output, epilogue);
+    launch(k, &inner, pc.y, in_blocked, n, pc.hq, pc.wq, oh, ow, output, epilogue);
     return AI3_OK;
 }

@@ -56,16 +56,17 @@ BK_ISA(activate)(const run_ctx *c, float *y, int mr, int nv) {
 }
 
 /* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
- * (xs: xsk blocks, or c->xs when xsk is 0; with split, pixels r >= split at
- * x_off + row_step + (r - split)·xs), taps kh0..kh1-1 × kw0..kw1-1, input
- * blocks ib0..ib1-1; nv output blocks from the packed weights w of its pair,
- * stored at y: final (bias, epilogue) once the last block is in. */
+ * (xs: xsk blocks, -xsk floats, or c->xs when xsk is 0; with split, pixels
+ * r >= split at x_off + row_step + (r - split)·xs), taps kh0..kh1-1 ×
+ * kw0..kw1-1, input blocks ib0..ib1-1; nv output blocks from the packed
+ * weights w of its pair, stored at y: final (bias, epilogue) once the last
+ * block is in. */
 static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int nv,
                   const int xsk, const int split) {
     enum { L = BK_LANES };
     const ai3_blocked_conv2d *k = c->k;
-    const int64_t xs = xsk ? xsk * L : c->xs, cs = c->cs;
+    const int64_t xs = xsk > 0 ? xsk * L : xsk < 0 ? -xsk : c->xs, cs = c->cs;
     const int64_t wstep = nv * L; /* weights per input channel */
     /* At batch 1 the weights stream from memory and each is used by few
      * tiles: while a pass of tiles runs over these input blocks, ask for
@@ -146,6 +147,16 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
 static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_ctx *c,
                                                                         const tile_args *t,
                                                                         int mr, int nv) {
+    if (c->xsk < 0 && mr == BK_MR) { /* whole tiles on plain input */
+        if (nv == 2) {
+            if (c->xsk == -1) BK_ISA(conv_tile)(c, t, BK_MR, 2, -1, 0);
+            else BK_ISA(conv_tile)(c, t, BK_MR, 2, -2, 0);
+        } else {
+            if (c->xsk == -1) BK_ISA(conv_tile)(c, t, BK_MR, 1, -1, 0);
+            else BK_ISA(conv_tile)(c, t, BK_MR, 1, -2, 0);
+        }
+        return;
+    }
     if (t->split) { /* (mr is 2·split, at least half the widest tile) */
         switch (t->split) {
 #if BK_MR > 6 /* (then 14) */

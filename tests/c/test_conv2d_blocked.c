@@ -203,11 +203,14 @@ AI3_TEST(conv2d_blocked_listed_shapes) {
         simple(2, 24, 48, 13, 13, 3, 2, 1),   /* stride 2 down to 7×7 */
         simple(1, 32, 16, 5, 5, 3, 1, 1),
         simple(1, 20, 36, 4, 6, 3, 1, 1),
+        /* plain input in whole tiles (padded first): stride 2, stride 1 */
+        simple(1, 3, 32, 9, 56, 7, 2, 3),
+        simple(2, 4, 40, 5, 28, 3, 1, 1),
     };
     const size_t n = sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n; i++) {
         blk_case c = cases[i];
-        c.plain_input = c.c_in == 3;
+        c.plain_input = c.c_in <= 4;
         check_all_widths(&c);
         if (c.plain_input) { /* the same from blocked input */
             c.plain_input = false;
