@@ -362,12 +362,14 @@ static void run_local(const run_ctx *c, tile_fn tile, int mr_max, int64_t img, i
         run_row(&local, tile, mr_max, img, g, oh, 0, c->ow, 0, false);
 }
 
-/* Tasks [begin, end): (image, group, chunk of rows or of a flattened row's
- * pixels). (Unused where no ISA has tiles: ai3_blocked_width() is 0.) */
+/* Tasks [begin, end): (image, chunk of rows or of a flattened row's pixels,
+ * group), the group fastest: where a plane is split in chunks (a small
+ * batch), a thread's share of the tasks is a share of the pixels, all
+ * channels, as in the layers before and after it (threadpool.c). (Unused where no ISA has tiles: ai3_blocked_width() is 0.) */
 __attribute__((unused)) static void run_tasks(const run_ctx *c, tile_fn tile, int mr_max, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
-        const int64_t chunk = task % c->chunks, rest = task / c->chunks;
-        const int64_t g = rest % c->groups_per_image, img = rest / c->groups_per_image;
+        const int64_t g = task % c->groups_per_image, rest = task / c->groups_per_image;
+        const int64_t chunk = rest % c->chunks, img = rest / c->chunks;
         if (c->local) {
             run_local(c, tile, mr_max, img, g, c->oh * chunk / c->chunks,
                       c->oh * (chunk + 1) / c->chunks);

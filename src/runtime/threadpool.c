@@ -1,7 +1,9 @@
 /*
- * ai3_parallel_for splits [0, n) into contiguous chunks, a few per thread,
- * taken one at a time by the threads (so a thread slowed by something else
- * on its core takes fewer).
+ * ai3_parallel_for splits [0, n) into contiguous chunks, a few per thread.
+ * Thread t owns the t-th share of them and runs those first, so that in
+ * loops split alike (a network's layers) it reads what it wrote itself, from
+ * its own cache; then it takes what is left of the others' shares (so a
+ * thread slowed by something else on its core does less).
  *
  * Two ways to run them:
  *
@@ -31,11 +33,19 @@
 
 /* One call of ai3_parallel_for. */
 typedef struct {
-    int64_t n, n_chunks;
-    atomic_llong next_chunk;
+    int64_t n, grain, n_chunks;
+    int threads;
+    atomic_llong next_chunk[MAX_THREADS]; /* per owner: the chunks of its share taken */
     ai3_range_fn fn;
     void *ctx;
 } job_t;
+
+static void start_job(job_t *job, int threads) {
+    job->threads = threads;
+    job->n_chunks = AI3_MIN((job->n + job->grain - 1) / job->grain,
+                            (int64_t)threads * CHUNKS_PER_THREAD);
+    for (int t = 0; t < threads; t++) atomic_init(&job->next_chunk[t], 0);
+}
 
 typedef struct {
     pthread_mutex_t lock;
@@ -81,16 +91,24 @@ static void chunk_of(int64_t n, int64_t parts, int64_t index, int64_t *begin, in
     *end = n * (index + 1) / parts;
 }
 
-/* Takes and runs chunks of `job` until none is left. */
-static void run_chunks(job_t *job) {
+/* Runs the chunks of `job` that thread `self` owns, then takes those of
+ * the others that are left. Owning the same share of every loop, a thread
+ * finds what it wrote in the loop before in its own cache (a network's
+ * layers split alike). */
+static void run_chunks(job_t *job, int self) {
     int was_inside = inside_job;
     inside_job = 1;
-    for (;;) {
-        int64_t chunk = atomic_fetch_add(&job->next_chunk, 1);
-        if (chunk >= job->n_chunks) break;
-        int64_t begin, end;
-        chunk_of(job->n, job->n_chunks, chunk, &begin, &end);
-        if (begin < end) job->fn(job->ctx, begin, end);
+    for (int k = 0; k < job->threads; k++) {
+        const int owner = (int)(((int64_t)self + k) % job->threads);
+        int64_t first, last;
+        chunk_of(job->n_chunks, job->threads, owner, &first, &last);
+        for (;;) {
+            int64_t chunk = first + atomic_fetch_add(&job->next_chunk[owner], 1);
+            if (chunk >= last) break;
+            int64_t begin, end;
+            chunk_of(job->n, job->n_chunks, chunk, &begin, &end);
+            if (begin < end) job->fn(job->ctx, begin, end);
+        }
     }
     inside_job = was_inside;
 }
@@ -135,7 +153,7 @@ static void *worker_main(void *arg) {
         seen = pool.generation;
         if (index < pool.job_threads) {
             pthread_mutex_unlock(&pool.lock);
-            run_chunks(pool.job);
+            run_chunks(pool.job, index);
             pthread_mutex_lock(&pool.lock);
             if (--pool.pending == 0) pthread_cond_signal(&pool.work_done);
         }
@@ -263,7 +281,7 @@ static void unpin_executor(executor_t *e) {
 }
 
 /* One task of a loop on the executor: chunks until none is left. */
-static void executor_task(void *job, int64_t index) { run_chunks(job); }
+static void executor_task(void *job, int64_t index) { run_chunks(job, (int)index); }
 
 void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
     if (n <= 0) return;
@@ -274,8 +292,7 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
-    job_t job = {.n = n, .fn = fn, .ctx = ctx};
-    atomic_init(&job.next_chunk, 0);
+    job_t job = {.n = n, .grain = grain, .fn = fn, .ctx = ctx};
 
     executor_t *e = pin_executor();
     if (e) {
@@ -283,7 +300,7 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
         if (threads <= 1) {
             fn(ctx, 0, n);
         } else {
-            job.n_chunks = AI3_MIN(useful, (int64_t)threads * CHUNKS_PER_THREAD);
+            start_job(&job, threads);
             e->parallel_for(e->ctx, threads, executor_task, &job);
         }
         unpin_executor(e);
@@ -298,7 +315,7 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
     pthread_once(&fork_handler_once, register_fork_handler);
     resize(wanted_threads());
     threads = AI3_MIN(threads, pool.n_workers + 1);
-    job.n_chunks = AI3_MIN(useful, (int64_t)threads * CHUNKS_PER_THREAD);
+    start_job(&job, threads);
 
     pthread_mutex_lock(&pool.lock);
     pool.job = &job;
@@ -308,7 +325,7 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
     pthread_cond_broadcast(&pool.work_ready);
     pthread_mutex_unlock(&pool.lock);
 
-    run_chunks(&job);
+    run_chunks(&job, 0);
 
     const uint64_t start = now_ns();
     for (unsigned i = 1; atomic_load(&pool.pending) > 0; i++) {
