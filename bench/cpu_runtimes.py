@@ -25,7 +25,7 @@ reports its relative L2 error against torch eager's. The ratio is ai3 over
 the faster of ONNX Runtime and OpenVINO; the target is <= 0.9 on every model
 and batch. A runtime that is not installed is reported as missing
 (`pip install .[bench]` installs both; the library never imports them).
-About 10-15 minutes on 2 cores.
+About 15-18 minutes on 2 cores.
 
     .venv/bin/python bench/cpu_runtimes.py [--quick] [--json out.json] [--threads 2]
         [--rounds 3] [--repeats 7] [--models resnet50,vgg16] [--batches 1,8]
