@@ -27,6 +27,22 @@ typedef struct {
     int64_t nb, chunks; /* blocks per image, chunks per plane */
 } convert_ctx;
 
+/* A conversion's work item: pixels [p0, p1) of one channel block, its
+ * `valid` real channels' plain rows from offset `plain`, its blocked plane
+ * at offset `blocked`. */
+typedef struct {
+    int64_t p0, p1, plain, blocked;
+    int valid;
+} convert_item;
+
+static inline convert_item convert_item_of(const convert_ctx *cx, int64_t item, int cb) {
+    const int64_t plane = item / cx->chunks, p0 = item % cx->chunks * CHUNK;
+    const int64_t img = plane / cx->nb, c0 = plane % cx->nb * cb;
+    return (convert_item){.p0 = p0, .p1 = AI3_MIN(cx->hw, p0 + CHUNK),
+                          .plain = (img * cx->c + c0) * cx->hw, .blocked = plane * cx->hw * cb,
+                          .valid = (int)AI3_MIN(cb, cx->c - c0)};
+}
+
 typedef struct {
     const float *x;
     float *y;

@@ -62,14 +62,12 @@ static inline __attribute__((always_inline)) void BK(transpose)(BK(vec) *r) {
 AI3_MULTIVERSION(BK(from_plain_items), void *, ctx, int64_t, begin, int64_t, end) {
     const convert_ctx *cx = ctx;
     for (int64_t item = begin; item < end; item++) {
-        int64_t plane = item / cx->chunks, p0 = item % cx->chunks * CHUNK;
-        int64_t p1 = AI3_MIN(cx->hw, p0 + CHUNK);
-        int64_t img = plane / cx->nb, c0 = plane % cx->nb * BK_CB;
-        int valid = (int)AI3_MIN(BK_CB, cx->c - c0);
-        const float *pln = cx->src + (img * cx->c + c0) * cx->hw;
-        float *blk = cx->dst + plane * cx->hw * BK_CB;
-        int64_t p = p0;
-        for (; p + BK_CB <= p1; p += BK_CB) {
+        const convert_item it = convert_item_of(cx, item, BK_CB);
+        const int valid = it.valid;
+        const float *pln = cx->src + it.plain;
+        float *blk = cx->dst + it.blocked;
+        int64_t p = it.p0;
+        for (; p + BK_CB <= it.p1; p += BK_CB) {
             BK(vec) r[BK_CB];
 #pragma GCC unroll 16
             for (int k = 0; k < BK_CB; k++)
@@ -78,7 +76,7 @@ AI3_MULTIVERSION(BK(from_plain_items), void *, ctx, int64_t, begin, int64_t, end
 #pragma GCC unroll 16
             for (int j = 0; j < BK_CB; j++) BK_STORE(blk + (p + j) * BK_CB, r[j]);
         }
-        for (; p < p1; p++)
+        for (; p < it.p1; p++)
             for (int k = 0; k < BK_CB; k++)
                 blk[p * BK_CB + k] = k < valid ? pln[k * cx->hw + p] : 0.0f;
     }
@@ -87,14 +85,12 @@ AI3_MULTIVERSION(BK(from_plain_items), void *, ctx, int64_t, begin, int64_t, end
 AI3_MULTIVERSION(BK(to_plain_items), void *, ctx, int64_t, begin, int64_t, end) {
     const convert_ctx *cx = ctx;
     for (int64_t item = begin; item < end; item++) {
-        int64_t plane = item / cx->chunks, p0 = item % cx->chunks * CHUNK;
-        int64_t p1 = AI3_MIN(cx->hw, p0 + CHUNK);
-        int64_t img = plane / cx->nb, c0 = plane % cx->nb * BK_CB;
-        int valid = (int)AI3_MIN(BK_CB, cx->c - c0);
-        float *pln = cx->dst + (img * cx->c + c0) * cx->hw;
-        const float *blk = cx->src + plane * cx->hw * BK_CB;
-        int64_t p = p0;
-        for (; p + BK_CB <= p1; p += BK_CB) {
+        const convert_item it = convert_item_of(cx, item, BK_CB);
+        const int valid = it.valid;
+        float *pln = cx->dst + it.plain;
+        const float *blk = cx->src + it.blocked;
+        int64_t p = it.p0;
+        for (; p + BK_CB <= it.p1; p += BK_CB) {
             BK(vec) r[BK_CB];
 #pragma GCC unroll 16
             for (int j = 0; j < BK_CB; j++) r[j] = BK_LOAD(blk + (p + j) * BK_CB);
@@ -103,7 +99,7 @@ AI3_MULTIVERSION(BK(to_plain_items), void *, ctx, int64_t, begin, int64_t, end) 
             for (int k = 0; k < BK_CB; k++)
                 if (k < valid) BK_STORE(pln + k * cx->hw + p, r[k]);
         }
-        for (; p < p1; p++)
+        for (; p < it.p1; p++)
             for (int k = 0; k < valid; k++) pln[k * cx->hw + p] = blk[p * BK_CB + k];
     }
 }

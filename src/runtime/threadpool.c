@@ -125,17 +125,24 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Spins up to SPIN_NS until *value differs from `from` (or, with `stop`,
- * the pool stops); whether it did. */
-static bool spin_while_equal(_Atomic uint64_t *value, uint64_t from, bool stop) {
+/* Spins while busy(arg), up to SPIN_NS; the caller then blocks on the
+ * pool's condition variables, which settle what the spin did not. */
+static void spin_while(bool (*busy)(const void *arg), const void *arg) {
     const uint64_t start = now_ns();
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(value, memory_order_acquire) != from) return true;
-        if (stop && atomic_load_explicit(&pool.stopping, memory_order_relaxed)) return true;
+    for (unsigned i = 1; busy(arg); i++) {
         cpu_relax();
-        if (i % 64 == 0 && now_ns() - start > SPIN_NS) return false;
+        if (i % 64 == 0 && now_ns() - start > SPIN_NS) return;
     }
 }
+
+/* A worker that last ran job generation *seen has no new job. */
+static bool no_new_job(const void *seen) {
+    return atomic_load(&pool.generation) == *(const uint64_t *)seen &&
+           !atomic_load(&pool.stopping);
+}
+
+/* Workers still run the caller's job. */
+static bool job_running(const void *unused) { return atomic_load(&pool.pending) > 0; }
 
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg; /* 1..n_workers; the caller is 0 */
@@ -144,7 +151,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         if (pool.generation == seen && !pool.stopping) {
             pthread_mutex_unlock(&pool.lock);
-            spin_while_equal(&pool.generation, seen, true);
+            spin_while(no_new_job, &seen);
             pthread_mutex_lock(&pool.lock);
         }
         while (pool.generation == seen && !pool.stopping)
@@ -292,7 +299,8 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
-    job_t job = {.n = n, .grain = grain, .fn = fn, .ctx = ctx};
+    job_t job; /* (start_job initialises the cursors it uses) */
+    job.n = n, job.grain = grain, job.fn = fn, job.ctx = ctx;
 
     executor_t *e = pin_executor();
     if (e) {
@@ -327,11 +335,7 @@ void ai3_parallel_for(int64_t n, int64_t grain, ai3_range_fn fn, void *ctx) {
 
     run_chunks(&job, 0);
 
-    const uint64_t start = now_ns();
-    for (unsigned i = 1; atomic_load(&pool.pending) > 0; i++) {
-        cpu_relax();
-        if (i % 64 == 0 && now_ns() - start > SPIN_NS) break;
-    }
+    spin_while(job_running, NULL);
     pthread_mutex_lock(&pool.lock);
     while (pool.pending > 0) pthread_cond_wait(&pool.work_done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
