@@ -187,8 +187,10 @@ static depthwise_ctx depthwise_layout(const ai3_conv2d_params *p, const ai3_conv
     /* (a row may be copied in whole vectors, and zeros stored after it) */
     c.wq = (d->wp + p->stride_w - 1) / p->stride_w + DW_V;
     const int64_t hq = (d->hp + p->stride_h - 1) / p->stride_h;
-    /* a narrow row's tile reads up to 2 · DW_V columns, plus the taps' shift */
-    c.phase_elems = hq * c.wq + 2 * DW_V + d->kw * p->dilation_w;
+    /* a narrow row's tile reads up to 2 · DW_V columns, plus the last tap's
+     * shift (not kw · dilation: a 1-wide kernel with a huge dilation
+     * reserved gigabytes) */
+    c.phase_elems = hq * c.wq + 2 * DW_V + (d->kw - 1) * p->dilation_w;
     c.slice_elems = (p->stride_h * p->stride_w * c.phase_elems + 15) & ~(int64_t)15;
     const int64_t fit = DEPTHWISE_WORKSPACE_BYTES / (c.slice_elems * (int64_t)sizeof(real));
     c.slices = AI3_MIN(d->n * d->c_out, AI3_MAX(1, AI3_MIN(DEPTHWISE_SLICES, fit)));

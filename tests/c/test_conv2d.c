@@ -439,6 +439,28 @@ AI3_TEST(conv2d_plan_runs_many_shapes_with_its_own_weights) {
     }
 }
 
+/* A 1-wide depthwise kernel's dilation moves no tap: its workspace must not
+ * grow with it (it reserved kw · dilation floats, 24 GB here). */
+AI3_TEST(conv2d_direct_workspace_ignores_a_1_wide_kernels_dilation) {
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_left = p.pad_right = 2;
+    p.dilation_h = 2;
+    p.dilation_w = 3037000500;
+    const int64_t w_shape[4] = {1, 1, 1, 1}, in_shape[4] = {1, 1, 3, 5};
+    ai3_tensor weight = test_random(AI3_FLOAT32, 4, w_shape);
+    ai3_tensor input = test_random(AI3_FLOAT32, 4, in_shape);
+    ai3_conv2d_plan *plan = NULL;
+    AI3_EXPECT(ai3_conv2d_plan_create("direct", &weight, NULL, &p, NULL, &plan) == AI3_OK,
+               "create: %s", ai3_last_error());
+    size_t bytes = 0;
+    if (plan) {
+        AI3_EXPECT(ai3_conv2d_plan_workspace_size(plan, &input, &bytes) == AI3_OK, "size");
+        AI3_EXPECT(bytes < ((size_t)1 << 24), "workspace %zu bytes", bytes);
+    }
+    ai3_conv2d_plan_destroy(plan);
+    free(weight.data), free(input.data);
+}
+
 AI3_TEST(conv2d_plan_rejects_bad_arguments) {
     ai3_conv2d_params p = ai3_conv2d_params_default();
     const int64_t w_shape[4] = {2, 3, 3, 3}, in_shape[4] = {1, 5, 8, 8};
