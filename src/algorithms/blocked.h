@@ -62,6 +62,40 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
                                   bool in_blocked, int64_t n, int64_t h, int64_t w,
                                   float *output, const ai3_epilogue *epilogue);
 
+/* For the Winograd convolution (conv2d_blocked_winograd_f32.c), which
+ * ai3_blocked_conv2d_run uses for the 3×3 stride-1 shapes where
+ * ai3_blocked_winograd_tile says so, once ai3_blocked_conv2d_prepare has
+ * made its transformed weights for that shape (a plan does, when it is
+ * made): */
+/* Makes what running the convolution on an output of n × oh × ow needs
+ * beyond its direct weights (the Winograd weights, where it will use them);
+ * not thread-safe with itself on the same conv, safe with runs. */
+ai3_status ai3_blocked_conv2d_prepare(ai3_blocked_conv2d *conv, int64_t n, int64_t oh,
+                                      int64_t ow);
+/* m of F(m×m, 3×3) (2 or 4) for a 3×3 stride-1 convolution of c_in → c_out
+ * channels with an output of n × oh × ow, or 0 where the direct tiles are
+ * faster. */
+int ai3_blocked_winograd_tile(int64_t c_in, int64_t c_out, int64_t n, int64_t oh, int64_t ow);
+typedef struct ai3_blocked_winograd ai3_blocked_winograd;
+/* weight (C_out, C_in, 3, 3), float32, checked by the caller. */
+ai3_status ai3_blocked_winograd_create(const ai3_tensor *weight, const ai3_tensor *bias, int m,
+                                       int cb, ai3_blocked_winograd **out);
+void ai3_blocked_winograd_destroy(ai3_blocked_winograd *wg);
+/* x blocked (n, C_in, h, w); p the convolution's (its padding used); y and
+ * the epilogue as ai3_blocked_conv2d_run. Over the thread pool. */
+ai3_status ai3_blocked_winograd_run(const ai3_blocked_winograd *wg, const ai3_conv2d_params *p,
+                                    const float *x, int64_t n, int64_t h, int64_t w, float *y,
+                                    const ai3_epilogue *e);
+/* Its parts in conv2d_blocked_f32.c: a 1×1 stride-1 unpadded conv on one
+ * blocked image of `pixels` pixels, output pairs [pair0, pair1) (2·cb
+ * channels each), no bias or epilogue, on the calling thread; and x's
+ * planes (h, w) copied into y with `top` rows and `left` columns of zeros
+ * before them and zeros after, to (hq, wq), over the thread pool. */
+void ai3_blocked_conv2d_run_pairs(const ai3_blocked_conv2d *k, const float *x, int64_t pixels,
+                                  int64_t pair0, int64_t pair1, float *y);
+void ai3_blocked_pad(const float *x, int64_t planes, int64_t h, int64_t w, int cb, int64_t top,
+                     int64_t left, int64_t hq, int64_t wq, float *y);
+
 /* --- other operations on blocked values (over the thread pool) -------------
  * maxpool2d (max true) or avgpool2d with PyTorch's semantics for `params`
  * (as ai3_maxpool2d / ai3_avgpool2d), x blocked (n, c, h, w) → y blocked

@@ -18,6 +18,8 @@
 #include "blocked.h"
 #include "epilogue.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if AI3_MV_ENABLED
@@ -36,6 +38,8 @@ struct ai3_blocked_conv2d {
     float *w;
     int64_t block_w; /* weights per output block */
     float *bias;     /* Cp_out, zero where there is none */
+    /* F(2×2) and F(4×4) Winograd weights, once prepared (3×3 stride 1) */
+    ai3_blocked_winograd *_Atomic winograd[2];
 };
 
 /* What every tile of a run shares. Offsets are in floats. */
@@ -224,6 +228,7 @@ ai3_status ai3_blocked_conv2d_create(const ai3_tensor *weight, const ai3_tensor 
 
 void ai3_blocked_conv2d_destroy(ai3_blocked_conv2d *conv) {
     if (!conv) return;
+    for (int i = 0; i < 2; i++) ai3_blocked_winograd_destroy(atomic_load(&conv->winograd[i]));
     ai3_free(conv->w);
     ai3_free(conv->bias);
     ai3_free(conv);
@@ -250,8 +255,21 @@ static void valid_taps(int64_t base, int64_t taps, int64_t dil, int64_t size, in
     if (*t1 < *t0) *t1 = *t0;
 }
 
+/* m of the Winograd F(m×m, 3×3) conv k runs by for an output of n × oh × ow,
+ * or 0 (direct). */
+static int winograd_tile(const ai3_blocked_conv2d *k, int64_t n, int64_t oh, int64_t ow) {
+    const ai3_conv2d_params *p = &k->p;
+    if (k->depthwise || k->kh != 3 || k->kw != 3 || p->stride_h != 1 || p->stride_w != 1 ||
+        p->dilation_h != 1 || p->dilation_w != 1)
+        return 0;
+    const char *env = getenv("AI3_BW");
+    if (env && env[0] == '0') return 0;
+    return ai3_blocked_winograd_tile(k->c_in, k->c_out, n, oh, ow);
+}
+
 bool ai3_blocked_conv2d_preferred(const ai3_blocked_conv2d *k, int64_t n, int64_t oh,
                                   int64_t ow) {
+    if (winograd_tile(k, n, oh, ow)) return true;
     /* 3×3 stride-1 layers over >= 128 channels go faster by plain Winograd,
      * two conversions included, from 392 output pixels of a batch on (the
      * transformed weights are 16/9 as large, so small outputs at batch 1
@@ -263,6 +281,33 @@ bool ai3_blocked_conv2d_preferred(const ai3_blocked_conv2d *k, int64_t n, int64_
     bool winograd = !k->depthwise && k->kh == 3 && k->kw == 3 && p->stride_h == 1 &&
                     p->stride_w == 1 && p->dilation_h == 1 && p->dilation_w == 1;
     return !(winograd && k->c_in >= 128 && k->c_out >= 128 && n * oh * ow >= 392);
+}
+
+ai3_status ai3_blocked_conv2d_prepare(ai3_blocked_conv2d *k, int64_t n, int64_t oh, int64_t ow) {
+    const int m = winograd_tile(k, n, oh, ow);
+    if (!m || atomic_load(&k->winograd[m / 4])) return AI3_OK;
+    /* the layer's weights back from their packing (the inverse of pack) */
+    const int64_t cb = k->cb, taps = 9;
+    float *w = ai3_alloc((size_t)(k->c_out * k->c_in * taps) * sizeof(float));
+    if (!w) return AI3_ERROR_OUT_OF_MEMORY;
+    for (int64_t oc = 0; oc < k->c_out; oc++) {
+        const int64_t ob = oc / cb, nv = AI3_MIN(2, k->out_blocks - ob / 2 * 2);
+        const float *pair = k->w + ob / 2 * 2 * k->block_w;
+        for (int64_t ic = 0; ic < k->c_in; ic++)
+            for (int64_t t = 0; t < taps; t++) {
+                const int64_t at = ((ic / cb * taps + t) * cb + ic % cb) * nv + ob % 2;
+                w[(oc * k->c_in + ic) * taps + t] = pair[at * cb + oc % cb];
+            }
+    }
+    ai3_tensor weight = {.dtype = AI3_FLOAT32, .device = AI3_DEVICE_CPU, .ndim = 4,
+                         .shape = {k->c_out, k->c_in, 3, 3}, .data = w};
+    ai3_tensor bias = {.dtype = AI3_FLOAT32, .device = AI3_DEVICE_CPU, .ndim = 1,
+                       .shape = {k->c_out}, .data = k->bias};
+    ai3_blocked_winograd *wg;
+    ai3_status st = ai3_blocked_winograd_create(&weight, &bias, m, (int)cb, &wg);
+    ai3_free(w);
+    if (st == AI3_OK) atomic_store(&k->winograd[m / 4], wg);
+    return st;
 }
 
 /* The tile of pixels [ow, ow + mr) of the row at x_row, y_row. */
@@ -414,11 +459,12 @@ static void tasks_avx2(void *vctx, int64_t begin, int64_t end) {
  * tiles' inputs and outputs take the rest). */
 #define L1_WEIGHT_BYTES (24 << 10)
 
-/* The convolution with parameters p (the layer's, or with the padding
- * already in the input) on input (n, C_in, h, w) into output (oh, ow). */
-static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, const float *input,
-                   bool in_blocked, int64_t n, int64_t h, int64_t w, int64_t oh, int64_t ow,
-                   float *output, const ai3_epilogue *epilogue) {
+/* What every tile of the convolution with parameters p (the layer's, or
+ * with the padding already in the input) on input (n, C_in, h, w) into
+ * output (oh, ow) shares; the split into tasks is the caller's. */
+static run_ctx make_ctx(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p,
+                        const float *input, bool in_blocked, int64_t h, int64_t w, int64_t oh,
+                        int64_t ow, float *output, const ai3_epilogue *epilogue) {
     const int64_t cb = k->cb;
     const bool flat = k->kh == 1 && k->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                       p->pad_top == 0 && p->pad_bottom == 0 && p->pad_left == 0 &&
@@ -466,10 +512,20 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
               (h + p->pad_top + p->pad_bottom) * (w + p->pad_left + p->pad_right) * cb <=
                   LOCAL_PLANE_FLOATS;
     c.groups_per_image = k->depthwise ? k->out_blocks : (k->out_blocks + 1) / 2;
+    c.chunks = 1;
+    c.chunk_px = c.ow;
+    return c;
+}
+
+/* The convolution over the thread pool (see make_ctx). */
+static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, const float *input,
+                   bool in_blocked, int64_t n, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                   float *output, const ai3_epilogue *epilogue) {
+    run_ctx c = make_ctx(k, p, input, in_blocked, h, w, oh, ow, output, epilogue);
     const int64_t groups = n * c.groups_per_image;
     const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
     c.chunks = groups >= want ? 1 : (want + groups - 1) / groups;
-    if (flat) {
+    if (c.flat) {
         /* whole tiles per chunk */
         const int64_t mr = tile_pixels(k);
         const int64_t tiles = (c.ow + mr - 1) / mr;
@@ -482,7 +538,17 @@ static void launch(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p, cons
         c.chunks = AI3_MIN(c.chunks, c.oh);
     }
 #if AI3_MV_ENABLED
-    ai3_parallel_for(groups * c.chunks, 1, cb == 16 ? tasks_avx512 : tasks_avx2, &c);
+    ai3_parallel_for(groups * c.chunks, 1, k->cb == 16 ? tasks_avx512 : tasks_avx2, &c);
+#endif
+}
+
+void ai3_blocked_conv2d_run_pairs(const ai3_blocked_conv2d *k, const float *x, int64_t pixels,
+                                  int64_t pair0, int64_t pair1, float *y) {
+    run_ctx c = make_ctx(k, &k->p, x, true, 1, pixels, 1, pixels, y, NULL);
+#if AI3_MV_ENABLED
+    (k->cb == 16 ? tasks_avx512 : tasks_avx2)(&c, pair0, pair1);
+#else
+    (void)c, (void)pair0, (void)pair1;
 #endif
 }
 
@@ -522,6 +588,13 @@ static void prepare_rows(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
+void ai3_blocked_pad(const float *x, int64_t planes, int64_t h, int64_t w, int cb, int64_t top,
+                     int64_t left, int64_t hq, int64_t wq, float *y) {
+    prep_ctx pc = {.x = x, .y = y, .h = h, .w = w, .cb = cb, .top = top, .left = left,
+                   .sy = 1, .sx = 1, .hq = hq, .wq = wq};
+    ai3_parallel_for(planes * hq, 16, prepare_rows, &pc);
+}
+
 ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *input,
                                   bool in_blocked, int64_t n, int64_t h, int64_t w,
                                   float *output, const ai3_epilogue *epilogue) {
@@ -541,6 +614,9 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
                              (long long)h, (long long)w);
     const int64_t oh = hspan / p->stride_h + 1, ow = wspan / p->stride_w + 1;
     if (n == 0) return AI3_OK;
+    const int m = in_blocked ? winograd_tile(k, n, oh, ow) : 0;
+    const ai3_blocked_winograd *wg = m ? atomic_load(&k->winograd[m / 4]) : NULL;
+    if (wg) return ai3_blocked_winograd_run(wg, p, input, n, h, w, output, epilogue);
     const bool padded = p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
     const bool one = k->kh == 1 && k->kw == 1;
     /* The input is prepared in a pass over memory, small beside the

@@ -41,66 +41,21 @@
 #include <string.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-#define MAX_ALPHA 6
+#define MAX_ALPHA AI3_WINOGRAD_MAX_ALPHA
 
 /* --- the transforms --------------------------------------------------------
- * G (α×3) for the kernel, computed once in double; Bᵀ and Aᵀ written out as
- * sums, since most of their entries are 0 or ±1. */
-static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-static const double G4[6][3] = {
-    {1.0 / 4, 0, 0},
-    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-    {1.0 / 24, 1.0 / 12, 1.0 / 6},
-    {1.0 / 24, -1.0 / 12, 1.0 / 6},
-    {0, 0, 1},
-};
-
-/* The input and output transforms work on VL tiles at once, one per lane
+ * The input and output transforms work on VL tiles at once, one per lane
  * of a 64-byte vector (GCC's generic vectors, compiled per ISA by
  * AI3_MULTIVERSION). */
 #define VL ((int)(64 / sizeof(real)))
 typedef real vec __attribute__((vector_size(64)));
 typedef real vec_u __attribute__((vector_size(64), aligned(sizeof(real))));
 
-/* w = Bᵀ d for α values d[0], d[s], ... (stride s), w likewise. */
-ALWAYS_INLINE void input_1d(int m, const vec *d, int s, vec *w, int ws) {
-    if (m == 2) {
-        const vec d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
-        w[0] = d0 - d2;
-        w[ws] = d1 + d2;
-        w[2 * ws] = d2 - d1;
-        w[3 * ws] = d1 - d3;
-    } else {
-        const vec d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s],
-                  d5 = d[5 * s];
-        const real two = 2, four = 4, five = 5;
-        w[0] = four * d0 - five * d2 + d4;
-        w[ws] = (d3 + d4) - four * (d1 + d2);
-        w[2 * ws] = (d4 - d3) + four * (d1 - d2);
-        w[3 * ws] = (d4 - d2) + two * (d3 - d1);
-        w[4 * ws] = (d4 - d2) - two * (d3 - d1);
-        w[5 * ws] = four * d1 - five * d3 + d5;
-    }
-}
-
-/* y = Aᵀ v for α values v (stride s) into m values y (stride ys). */
-ALWAYS_INLINE void output_1d(int m, const vec *v, int s, vec *y, int ys) {
-    if (m == 2) {
-        const vec v0 = v[0], v1 = v[s], v2 = v[2 * s], v3 = v[3 * s];
-        y[0] = v0 + v1 + v2;
-        y[ys] = v1 - v2 - v3;
-    } else {
-        const vec v0 = v[0], v1 = v[s], v2 = v[2 * s], v3 = v[3 * s], v4 = v[4 * s],
-                  v5 = v[5 * s];
-        const vec a = v1 + v2, b = v1 - v2, c = v3 + v4, e = v3 - v4;
-        const real two = 2, four = 4, eight = 8;
-        y[0] = v0 + a + c;
-        y[ys] = b + two * e;
-        y[2 * ys] = a + four * c;
-        y[3 * ys] = b + eight * e + v5;
-    }
-}
+#define WT_VEC vec
+#define WT_ELEM real
+#define WT_NAME(f) f
+#define WT_ATTR ALWAYS_INLINE
+#include "winograd_1d.h"
 
 /* --- the plan's state -------------------------------------------------------- */
 
@@ -147,21 +102,15 @@ typedef struct {
 /* U = G g Gᵀ for output channels [begin, end), in double. */
 static void transform_kernels(void *vctx, int64_t begin, int64_t end) {
     const kernel_ctx *c = vctx;
-    const int alpha = c->st->alpha;
-    const double(*G)[3] = c->st->m == 2 ? G2 : G4;
+    const int points = c->st->points;
     for (int64_t oc = begin; oc < end; oc++) {
         for (int64_t ic = 0; ic < c->c_in_g; ic++) {
             const real *g = c->w + (oc * c->c_in_g + ic) * 9;
-            double gg[MAX_ALPHA][3]; /* G g */
-            for (int i = 0; i < alpha; i++)
-                for (int j = 0; j < 3; j++)
-                    gg[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-            for (int i = 0; i < alpha; i++) {
-                for (int j = 0; j < alpha; j++) {
-                    const double u = gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2];
-                    c->ut[((int64_t)(i * alpha + j) * c->c_out + oc) * c->c_in_g + ic] = (real)u;
-                }
-            }
+            double gd[9], u[AI3_WINOGRAD_MAX_ALPHA * AI3_WINOGRAD_MAX_ALPHA];
+            for (int i = 0; i < 9; i++) gd[i] = g[i];
+            ai3_winograd_kernel(c->st->m, gd, u);
+            for (int p = 0; p < points; p++)
+                c->ut[((int64_t)p * c->c_out + oc) * c->c_in_g + ic] = (real)u[p];
         }
     }
 }

@@ -49,6 +49,7 @@ typedef enum ai3_thread_buffer_use {
     AI3_BUFFER_GEMM_F64,
     AI3_BUFFER_GEMM_BF16,
     AI3_BUFFER_BLOCKED_CONV, /* blocked conv2d's padded input */
+    AI3_BUFFER_WINOGRAD,     /* blocked Winograd's transformed tiles, per task */
     AI3_THREAD_BUFFERS
 } ai3_thread_buffer_use;
 void *ai3_thread_buffer(ai3_thread_buffer_use use, size_t bytes);
