@@ -19,7 +19,6 @@
 #include "epilogue.h"
 
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if AI3_MV_ENABLED
@@ -262,8 +261,6 @@ static int winograd_tile(const ai3_blocked_conv2d *k, int64_t n, int64_t oh, int
     if (k->depthwise || k->kh != 3 || k->kw != 3 || p->stride_h != 1 || p->stride_w != 1 ||
         p->dilation_h != 1 || p->dilation_w != 1)
         return 0;
-    const char *env = getenv("AI3_BW");
-    if (env && env[0] == '0') return 0;
     return ai3_blocked_winograd_tile(k->c_in, k->c_out, n, oh, ow);
 }
 

@@ -19,6 +19,7 @@ typedef struct {
     bool depthwise, bias, plain_input;
     ai3_activation act;
     bool residual;
+    int winograd; /* 2 or 4: by ai3_blocked_winograd with F(m×m, 3×3), not the tiles */
 } blk_case;
 
 /* A case with a square kernel k, stride s, padding pad on every side. */
@@ -32,12 +33,13 @@ static blk_case simple(int64_t n, int64_t c_in, int64_t c_out, int64_t h, int64_
 static void describe(const blk_case *c, int cb, char *buf, size_t size) {
     snprintf(buf, size,
              "cb=%d N=%lld C_in=%lld C_out=%lld %lldx%lld k=%lldx%lld s=%lldx%lld "
-             "pad=(t%lld b%lld l%lld r%lld) dil=%lldx%lld dw=%d bias=%d plain=%d act=%d res=%d",
+             "pad=(t%lld b%lld l%lld r%lld) dil=%lldx%lld dw=%d bias=%d plain=%d act=%d res=%d "
+             "winograd=%d",
              cb, (long long)c->n, (long long)c->c_in, (long long)c->c_out, (long long)c->h,
              (long long)c->w, (long long)c->kh, (long long)c->kw, (long long)c->sh,
              (long long)c->sw, (long long)c->pt, (long long)c->pb, (long long)c->pl,
              (long long)c->pr, (long long)c->dh, (long long)c->dw, c->depthwise, c->bias,
-             c->plain_input, (int)c->act, c->residual);
+             c->plain_input, (int)c->act, c->residual, c->winograd);
 }
 
 /* The block widths this CPU runs. */
@@ -130,14 +132,23 @@ static int check_case(const blk_case *c, int cb, float pad) {
     const ai3_epilogue e = {.act = c->act, .lo = 0, .hi = 6, .residual = c->residual ? res : NULL};
 
     ai3_blocked_conv2d *conv = NULL;
-    st = ai3_blocked_conv2d_create(&weight, c->bias ? &bias : NULL, &p, cb, &conv);
+    ai3_blocked_winograd *wg = NULL;
+    const ai3_epilogue *ep = c->act != AI3_ACT_NONE || c->residual ? &e : NULL;
+    if (c->winograd)
+        st = ai3_blocked_winograd_create(&weight, c->bias ? &bias : NULL, c->winograd, cb, &wg);
+    else
+        st = ai3_blocked_conv2d_create(&weight, c->bias ? &bias : NULL, &p, cb, &conv);
     AI3_EXPECT(st == AI3_OK, "create: %s (%s)", ai3_last_error(), what);
     if (st == AI3_OK) {
-        /* (one channel: groups = 1, an ordinary convolution) */
-        AI3_EXPECT(ai3_blocked_conv2d_depthwise(conv) == (groups > 1), "depthwise (%s)", what);
-        st = ai3_blocked_conv2d_run(conv, c->plain_input ? input.data : x, !c->plain_input, c->n,
-                                    c->h, c->w, y,
-                                    c->act != AI3_ACT_NONE || c->residual ? &e : NULL);
+        if (wg) {
+            st = ai3_blocked_winograd_run(wg, &p, x, c->n, c->h, c->w, y, ep);
+        } else {
+            /* (one channel: groups = 1, an ordinary convolution) */
+            AI3_EXPECT(ai3_blocked_conv2d_depthwise(conv) == (groups > 1), "depthwise (%s)",
+                       what);
+            st = ai3_blocked_conv2d_run(conv, c->plain_input ? input.data : x, !c->plain_input,
+                                        c->n, c->h, c->w, y, ep);
+        }
         AI3_EXPECT(st == AI3_OK, "run: %s (%s)", ai3_last_error(), what);
         const bool finite = from_blocked(y, c->n, c->c_out, ohw, cb, actual.data);
         AI3_EXPECT(finite, "output pad channels not finite (%s)", what);
@@ -159,6 +170,7 @@ static int check_case(const blk_case *c, int cb, float pad) {
         failures++;
     }
     ai3_blocked_conv2d_destroy(conv);
+    ai3_blocked_winograd_destroy(wg);
     free(x);
     free(res);
     free(y);
@@ -223,6 +235,79 @@ AI3_TEST(conv2d_blocked_listed_shapes) {
     c.dh = c.dw = 2;
     c.bias = false;
     check_all_widths(&c);
+}
+
+/* Winograd F(2×2) and F(4×4, 3×3) on the blocked layout: partial tiles at
+ * the bottom and right, one tile, channels not a multiple of the block, an
+ * odd pair, padding 0 and asymmetric, tasks split by pixels and by output
+ * pairs, every epilogue. */
+AI3_TEST(conv2d_blocked_winograd) {
+    const blk_case shapes[] = {
+        simple(1, 16, 32, 8, 8, 3, 1, 1),   simple(2, 20, 36, 9, 13, 3, 1, 1),
+        simple(1, 64, 64, 56, 56, 3, 1, 1), simple(1, 40, 80, 14, 14, 3, 1, 1),
+        simple(3, 8, 8, 3, 3, 3, 1, 1),     simple(1, 24, 48, 1, 1, 3, 1, 1),
+        simple(1, 17, 5, 6, 30, 3, 1, 0),   simple(1, 32, 200, 5, 5, 3, 1, 1),
+    };
+    const ai3_activation acts[3] = {AI3_ACT_NONE, AI3_ACT_CLAMP, AI3_ACT_SIGMOID};
+    for (int m = 2; m <= 4; m += 2)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            blk_case c = shapes[i];
+            c.winograd = m;
+            c.act = acts[i % 3];
+            c.residual = i % 2;
+            c.bias = i != 3;
+            check_all_widths(&c);
+        }
+    blk_case c = simple(2, 16, 16, 10, 7, 3, 1, 0);
+    c.pt = 2, c.pb = 0, c.pl = 1, c.pr = 2;
+    c.winograd = 4;
+    check_all_widths(&c);
+}
+
+/* The rule that picks it, and the path through a prepared convolution. */
+AI3_TEST(conv2d_blocked_winograd_rule_and_prepared_run) {
+    AI3_EXPECT(ai3_blocked_winograd_tile(64, 64, 1, 56, 56) == 4, "56x56x64: F(4x4)");
+    AI3_EXPECT(ai3_blocked_winograd_tile(256, 256, 1, 14, 14) == 2, "14x14x256 N=1: F(2x2)");
+    AI3_EXPECT(ai3_blocked_winograd_tile(256, 256, 8, 14, 14) == 4, "14x14x256 N=8: F(4x4)");
+    AI3_EXPECT(ai3_blocked_winograd_tile(512, 512, 1, 7, 7) == 0, "7x7 N=1: direct");
+    AI3_EXPECT(ai3_blocked_winograd_tile(512, 512, 8, 7, 7) == 0, "7x7x512 N=8: U too large");
+    int cbs[2];
+    const int k = widths(cbs);
+    for (int i = 0; i < k; i++) {
+        const int64_t w_shape[4] = {48, 32, 3, 3}, x_shape[4] = {1, 32, 28, 28};
+        ai3_tensor weight = test_random(AI3_FLOAT32, 4, w_shape);
+        ai3_tensor input = test_random(AI3_FLOAT32, 4, x_shape);
+        ai3_tensor expected = test_output(AI3_FLOAT32, 4, (int64_t[4]){1, 48, 28, 28});
+        ai3_conv2d_params p = ai3_conv2d_params_default();
+        p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+        AI3_EXPECT(ai3_ref_conv2d_f32(&input, &weight, NULL, &p, &expected) == AI3_OK, "ref");
+        ai3_blocked_conv2d *conv = NULL;
+        AI3_EXPECT(ai3_blocked_conv2d_create(&weight, NULL, &p, cbs[i], &conv) == AI3_OK,
+                   "create");
+        AI3_EXPECT(ai3_blocked_conv2d_preferred(conv, 1, 28, 28), "blocked preferred");
+        AI3_EXPECT(ai3_blocked_conv2d_prepare(conv, 1, 28, 28) == AI3_OK, "prepare: %s",
+                   ai3_last_error());
+        AI3_EXPECT(ai3_blocked_conv2d_prepare(conv, 1, 28, 28) == AI3_OK, "prepare again");
+        float *x = to_blocked(input.data, 1, 32, 28 * 28, cbs[i], 0.0f);
+        float *y = alloc_floats(ai3_blocked_channels(48, cbs[i]) * 28 * 28);
+        float *out = alloc_floats(48 * 28 * 28);
+        AI3_EXPECT(ai3_blocked_conv2d_run(conv, x, true, 1, 28, 28, y, NULL) == AI3_OK, "run");
+        from_blocked(y, 1, 48, 28 * 28, cbs[i], out);
+        double err = 0, scale = 1e-30;
+        for (int64_t j = 0; j < 48 * 28 * 28; j++) {
+            err = fmax(err, fabs(out[j] - test_get(&expected, j)));
+            scale = fmax(scale, fabs(test_get(&expected, j)));
+        }
+        AI3_EXPECT(err / scale <= 1e-4, "cb=%d prepared run: relative error %g", cbs[i],
+                   err / scale);
+        ai3_blocked_conv2d_destroy(conv);
+        free(x);
+        free(y);
+        free(out);
+        free(weight.data);
+        free(input.data);
+        free(expected.data);
+    }
 }
 
 AI3_TEST(conv2d_blocked_widths_1_to_30) {
