@@ -62,6 +62,11 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
                                   bool in_blocked, int64_t n, int64_t h, int64_t w,
                                   float *output, const ai3_epilogue *epilogue);
 
+/* What it computes an output of n × oh × ow by, for reports: "direct
+ * (NCHW16c)", "winograd (NCHW8c)", ... */
+const char *ai3_blocked_conv2d_algorithm(const ai3_blocked_conv2d *conv, int64_t n, int64_t oh,
+                                         int64_t ow);
+
 /* For the Winograd convolution (conv2d_blocked_winograd_f32.c), which
  * ai3_blocked_conv2d_run uses for the 3×3 stride-1 shapes where
  * ai3_blocked_winograd_tile says so, once ai3_blocked_conv2d_prepare has

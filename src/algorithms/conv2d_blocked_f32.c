@@ -280,6 +280,14 @@ bool ai3_blocked_conv2d_preferred(const ai3_blocked_conv2d *k, int64_t n, int64_
     return !(winograd && k->c_in >= 128 && k->c_out >= 128 && n * oh * ow >= 392);
 }
 
+const char *ai3_blocked_conv2d_algorithm(const ai3_blocked_conv2d *k, int64_t n, int64_t oh,
+                                         int64_t ow) {
+    const int m = winograd_tile(k, n, oh, ow);
+    if (m && atomic_load(&k->winograd[m / 4]))
+        return k->cb == 16 ? "winograd (NCHW16c)" : "winograd (NCHW8c)";
+    return k->cb == 16 ? "direct (NCHW16c)" : "direct (NCHW8c)";
+}
+
 ai3_status ai3_blocked_conv2d_prepare(ai3_blocked_conv2d *k, int64_t n, int64_t oh, int64_t ow) {
     const int m = winograd_tile(k, n, oh, ow);
     if (!m || atomic_load(&k->winograd[m / 4])) return AI3_OK;

@@ -390,9 +390,10 @@ const char *ai3_graph_algorithm(const ai3_graph *g, int value) {
         return strcmp(node->u.transpose.algorithm, "default") == 0
                    ? ai3_default_algorithm(AI3_OP_PERMUTE)
                    : node->u.transpose.algorithm;
-    if (node->kind == NODE_CONV2D && node->u.op.blocked &&
-        ai3_graph_node_blocked(g, g->values[value].index))
-        return node->u.op.blocked_cb == 16 ? "direct (NCHW16c)" : "direct (NCHW8c)";
+    const char *blocked = node->kind == NODE_CONV2D && node->u.op.blocked
+                              ? ai3_graph_node_blocked_algorithm(g, g->values[value].index)
+                              : NULL;
+    if (blocked) return blocked;
     return (int)node->kind < AI3_OP_COUNT ? ai3_plan_algorithm(node->u.op.plan) : NULL;
 }
 

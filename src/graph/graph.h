@@ -119,8 +119,9 @@ node_storage ai3_graph_node_storage(const graph_node *node);
 /* "conv2d", "reshape", ... */
 const char *ai3_graph_node_op(const graph_node *node);
 
-/* Whether the latest plan computes node i on channel-blocked values. */
-bool ai3_graph_node_blocked(const ai3_graph *g, int i);
+/* What the latest plan computes conv2d node i by on channel-blocked values
+ * ("direct (NCHW16c)", ...), or NULL where it does not compute it so. */
+const char *ai3_graph_node_blocked_algorithm(const ai3_graph *g, int i);
 
 /* Frees the cached plans and the arena (plan.c). */
 void ai3_graph_release_plans(ai3_graph *g);

@@ -845,13 +845,18 @@ ai3_status ai3_graph_peak_bytes(ai3_graph *g, int n_inputs, const ai3_tensor *in
     return AI3_OK;
 }
 
-bool ai3_graph_node_blocked(const ai3_graph *g, int i) {
+const char *ai3_graph_node_blocked_algorithm(const ai3_graph *g, int i) {
     ai3_graph *mut = (ai3_graph *)g; /* the lock only */
     pthread_mutex_lock(&mut->lock);
     const graph_plan *p = g->plans[0];
-    bool blocked = p && p->cb && p->node_blocked[i];
+    const char *name = NULL;
+    if (p && p->cb && p->node_blocked[i] && g->nodes[i].kind == NODE_CONV2D) {
+        const ai3_tensor *out = &p->values[g->nodes[i].output];
+        name = ai3_blocked_conv2d_algorithm(g->nodes[i].u.op.blocked, out->shape[0],
+                                            out->shape[2], out->shape[3]);
+    }
     pthread_mutex_unlock(&mut->lock);
-    return blocked;
+    return name;
 }
 
 ai3_status ai3_graph_layout_counts(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,

@@ -117,6 +117,30 @@ def test_layers_report_the_blocked_convolutions():
     assert not any(layer.resolved.startswith("direct (NCHW") for layer in convs)
 
 
+@needs_blocked
+def test_3x3_convolutions_run_winograd_on_the_blocked_layout():
+    # 56x56 planes of 64 channels: F(4x4, 3x3) on the blocked values, the
+    # epilogue (bias, relu, the residual add) on its output tiles
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(64, 64, 3, padding=1)
+            self.b = nn.Conv2d(64, 64, 3, padding=1)
+
+        def forward(self, x):
+            return torch.relu(self.b(torch.relu(self.a(x))) + x)
+
+    net = Residual().eval()
+    x = torch.randn(2, 64, 56, 56)
+    model = ai3.convert(net)
+    with torch.no_grad():
+        expected = net(x)
+        out = model(x)
+    assert rel_error(out, expected) < TOL
+    convs = [layer for layer in model.layers if layer.op == "conv2d"]
+    assert [layer.resolved.split(" ")[0] for layer in convs] == ["winograd", "winograd"], convs
+
+
 class Outputs(nn.Module):
     """Outputs taken straight from convolutions and activations (views of
     a fused operation), a value read by a conv and by flatten, and a conv
