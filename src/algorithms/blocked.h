@@ -96,6 +96,7 @@ ai3_status ai3_blocked_winograd_run(const ai3_blocked_winograd *wg, const ai3_co
  * channels each), no bias or epilogue, on the calling thread; and x's
  * planes (h, w) copied into y with `top` rows and `left` columns of zeros
  * before them and zeros after, to (hq, wq), over the thread pool. */
+int ai3_blocked_conv2d_tile_pixels(const ai3_blocked_conv2d *k); /* its widest tile */
 void ai3_blocked_conv2d_run_pairs(const ai3_blocked_conv2d *k, const float *x, int64_t pixels,
                                   int64_t pair0, int64_t pair1, float *y);
 void ai3_blocked_pad(const float *x, int64_t planes, int64_t h, int64_t w, int cb, int64_t top,

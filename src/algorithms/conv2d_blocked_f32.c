@@ -119,6 +119,8 @@ static int tile_pixels(const ai3_blocked_conv2d *k) {
     return k->depthwise ? DW_MR_AVX2 : MR_AVX2;
 }
 
+int ai3_blocked_conv2d_tile_pixels(const ai3_blocked_conv2d *k) { return tile_pixels(k); }
+
 int ai3_blocked_width(void) {
 #if AI3_MV_ENABLED
     switch (ai3_cpu_isa()) {

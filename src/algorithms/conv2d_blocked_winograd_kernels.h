@@ -75,8 +75,10 @@ WG_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
                 for (int b = 0; b < alpha; b++) in[a][b] = WG_LOAD(src + (a * alpha + b) * plane);
             for (int b = 0; b < alpha; b++) WG_ISA(output_1d)(m, &in[0][b], A, &tmp[0][b], A);
             for (int a = 0; a < m; a++) WG_ISA(output_1d)(m, tmp[a], 1, out[a], 1);
-            const int rows = (int)AI3_MIN(m, r->oh - ty * m), cols = (int)AI3_MIN(m, r->ow - tx * m);
-            const int64_t at = ((img * wg->out_blocks + ob) * r->oh + ty * m) * r->ow * L + tx * m * L;
+            const int rows = (int)AI3_MIN(m, r->oh - ty * m);
+            const int cols = (int)AI3_MIN(m, r->ow - tx * m);
+            const int64_t at =
+                ((img * wg->out_blocks + ob) * r->oh + ty * m) * r->ow * L + tx * m * L;
             for (int a = 0; a < rows; a++) {
                 float *y = r->y + at + a * r->ow * L;
                 const float *res =
@@ -106,7 +108,8 @@ static WG_TARGET void WG_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
         const int64_t g = task / r->pchunks, pc = task % r->pchunks;
         const int64_t t0 = g * r->group, gt = AI3_MIN(r->tiles - t0, r->group);
         const int64_t q0 = r->pairs * pc / r->pchunks, q1 = r->pairs * (pc + 1) / r->pchunks;
-        const int64_t vplane = wg->in_blocks * gt * WG_LANES, mplane = wg->out_blocks * gt * WG_LANES;
+        const int64_t vplane = wg->in_blocks * gt * WG_LANES;
+        const int64_t mplane = wg->out_blocks * gt * WG_LANES;
         float *v = ai3_thread_buffer(AI3_BUFFER_WINOGRAD,
                                      (size_t)(wg->points * (vplane + mplane)) * sizeof(float));
         if (!v) {
@@ -117,7 +120,8 @@ static WG_TARGET void WG_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
         if (wg->m == 2) WG_ISA(input_tiles)(r, t0, gt, v, 2);
         else WG_ISA(input_tiles)(r, t0, gt, v, 4);
         for (int p = 0; p < wg->points; p++)
-            ai3_blocked_conv2d_run_pairs(wg->point[p], v + p * vplane, gt, q0, q1, mm + p * mplane);
+            ai3_blocked_conv2d_run_pairs(wg->point[p], v + p * vplane, gt, q0, q1,
+                                         mm + p * mplane);
         const int64_t ob1 = AI3_MIN(wg->out_blocks, 2 * q1);
         if (wg->m == 2) WG_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 2);
         else WG_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 4);

@@ -162,10 +162,12 @@ static int check_case(const blk_case *c, int cb, float pad) {
                 worst = i;
             }
         }
-        AI3_EXPECT(err / scale <= 1e-4, "relative error %g at %lld: %g vs %g (%s)",
-                   err / scale, (long long)worst, test_get(&actual, worst),
-                   test_get(&expected, worst), what);
-        failures += !finite || err / scale > 1e-4 || st != AI3_OK;
+        /* F(4×4)'s transforms magnify rounding (conv2d_winograd.c) */
+        const double tol = c->winograd == 4 ? 1e-3 : 1e-4;
+        AI3_EXPECT(err / scale <= tol, "relative error %g at %lld: %g vs %g (%s)", err / scale,
+                   (long long)worst, test_get(&actual, worst), test_get(&expected, worst),
+                   what);
+        failures += !finite || err / scale > tol || st != AI3_OK;
     } else {
         failures++;
     }
@@ -240,13 +242,14 @@ AI3_TEST(conv2d_blocked_listed_shapes) {
 /* Winograd F(2×2) and F(4×4, 3×3) on the blocked layout: partial tiles at
  * the bottom and right, one tile, channels not a multiple of the block, an
  * odd pair, padding 0 and asymmetric, tasks split by pixels and by output
- * pairs, every epilogue. */
+ * pairs, small and large transformed weights, every epilogue. */
 AI3_TEST(conv2d_blocked_winograd) {
     const blk_case shapes[] = {
         simple(1, 16, 32, 8, 8, 3, 1, 1),   simple(2, 20, 36, 9, 13, 3, 1, 1),
         simple(1, 64, 64, 56, 56, 3, 1, 1), simple(1, 40, 80, 14, 14, 3, 1, 1),
         simple(3, 8, 8, 3, 3, 3, 1, 1),     simple(1, 24, 48, 1, 1, 3, 1, 1),
         simple(1, 17, 5, 6, 30, 3, 1, 0),   simple(1, 32, 200, 5, 5, 3, 1, 1),
+        simple(2, 232, 224, 9, 9, 3, 1, 1), /* U past 3 MiB: groups as large as fit */
     };
     const ai3_activation acts[3] = {AI3_ACT_NONE, AI3_ACT_CLAMP, AI3_ACT_SIGMOID};
     for (int m = 2; m <= 4; m += 2)
