@@ -17,7 +17,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "bench")
 RESULTS = os.path.join(ROOT, "bench", "results")
-IMPLS = ["openblas", "avx512", "avx2", "generic"]
+IMPLS = ["openblas", "torch.mm", "avx512", "avx2", "generic"]
 
 
 def build():
@@ -36,6 +36,38 @@ def run(exe, args):
     env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     out = subprocess.run([exe] + args, check=True, stdout=subprocess.PIPE, env=env, text=True)
     return json.loads(out.stdout)
+
+
+def time_torch(data, repeats):
+    """torch.mm (the BLAS torch's CPU build carries, MKL in PyTorch's wheels)
+    on every (dtype, shape, threads) of the C program's runs, as more runs:
+    timed here, after the C program, the same number of rounds of at least
+    20 ms each. Left out if torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return
+    import time
+    keys = sorted({(r["dtype"], r["M"], r["N"], r["K"], r["conv"], r["threads"])
+                   for r in data["runs"]})
+    for dtype, M, N, K, conv, threads in keys:
+        torch.set_num_threads(threads)
+        dt = getattr(torch, dtype)
+        a, b = torch.rand(M, K, dtype=dt) - 0.5, torch.rand(K, N, dtype=dt) - 0.5
+        c = torch.empty(M, N, dtype=dt)
+        torch.mm(a, b, out=c)
+        gflops = []
+        for _ in range(repeats):
+            calls, t0 = 0, time.perf_counter()
+            while True:
+                torch.mm(a, b, out=c)
+                calls += 1
+                t = time.perf_counter() - t0
+                if t >= 0.02:
+                    break
+            gflops.append(2.0 * M * N * K * calls / t / 1e9)
+        data["runs"].append({"dtype": dtype, "M": M, "N": N, "K": K, "conv": conv,
+                             "threads": threads, "impl": "torch.mm", "gflops": gflops})
 
 
 def summarise(data):
@@ -59,20 +91,24 @@ def print_table(data, cells):
     print(f"OpenBLAS: {data['openblas'] or 'not found'}")
     print(f"FMA peak GFLOP/s (1 thread, 2 threads): f32 {peak['f32']}, f64 {peak['f64']}")
     head = (f"{'dtype':8} {'M':>5} {'N':>6} {'K':>5} {'thr':>3} " +
-            " ".join(f"{i:>9}" for i in IMPLS) + f" {'ai3/blas':>8} {'%peak':>6} {'spread':>6}")
+            " ".join(f"{i:>9}" for i in IMPLS) +
+            f" {'ai3/blas':>8} {'ai3/torch':>9} {'%peak':>6} {'torch%':>6} {'spread':>6}")
     print(head)
     print("-" * len(head))
     for key in sorted(cells, key=lambda k: (k[0], k[4], k[1] * k[2] * k[3], k[5])):
         dtype, M, N, K, conv, threads = key
         c = cells[key]
         vals = " ".join(f"{c[i]['median']:9.1f}" if i in c else f"{'-':>9}" for i in IMPLS)
-        best = max((v["median"] for i, v in c.items() if i != "openblas"), default=0)
+        best = max((v["median"] for i, v in c.items() if i not in ("openblas", "torch.mm")),
+                   default=0)
         ratio = f"{best / c['openblas']['median']:8.2f}" if "openblas" in c else f"{'-':>8}"
+        tratio = f"{best / c['torch.mm']['median']:9.2f}" if "torch.mm" in c else f"{'-':>9}"
         p = peak["f32" if dtype == "float32" else "f64"][threads - 1]
         pct = f"{100 * best / p:6.0f}" if p else f"{'-':>6}"
+        tpct = f"{100 * c['torch.mm']['median'] / p:6.0f}" if p and "torch.mm" in c else f"{'-':>6}"
         spread = max(v["spread"] for v in c.values())
-        print(f"{dtype:8} {M:5d} {N:6d} {K:5d} {threads:3d} {vals} {ratio} {pct} {spread:6.2f}"
-              + ("  conv" if conv else ""))
+        print(f"{dtype:8} {M:5d} {N:6d} {K:5d} {threads:3d} {vals} {ratio} {tratio} {pct} {tpct}"
+              f" {spread:6.2f}" + ("  conv" if conv else ""))
 
 
 def plot(data, cells, path):
@@ -92,9 +128,9 @@ def plot(data, cells, path):
             keys = sorted((k for k in cells if k[0] == dtype and k[5] == threads),
                           key=lambda k: (k[4], k[1] * k[2] * k[3]))
             labels = [f"{k[1]}x{k[2]}\nx{k[3]}" + (" conv" if k[4] else "") for k in keys]
-            width = 0.2
+            width = 0.8 / len(IMPLS)
             for j, impl in enumerate(IMPLS):
-                xs = [i + (j - 1.5) * width for i in range(len(keys))]
+                xs = [i + (j - (len(IMPLS) - 1) / 2) * width for i in range(len(keys))]
                 ys = [cells[k][impl]["median"] if impl in cells[k] else 0 for k in keys]
                 ax.bar(xs, ys, width, label=impl)
             p = data["peak"]["f32" if dtype == "float32" else "f64"][threads - 1]
@@ -106,7 +142,7 @@ def plot(data, cells, path):
             ax.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}")
             if row == 0 and col == 0:
                 ax.legend(fontsize=8)
-    fig.suptitle("ai3 GEMM (M x N x K) per ISA vs OpenBLAS")
+    fig.suptitle("ai3 GEMM (M x N x K) per ISA vs OpenBLAS and torch.mm")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -118,6 +154,7 @@ def main():
     args = ap.parse_args()
     exe = build()
     data = run(exe, (["--quick"] if args.quick else []) + ["--reps", str(args.repeats)])
+    time_torch(data, args.repeats)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "gemm.json"), "w") as f:
         json.dump(data, f, indent=1)
