@@ -169,6 +169,14 @@ static ai3_status check_params(const ai3_tensor *weight, const ai3_tensor *bias,
     return AI3_OK;
 }
 
+/* Where weight (oc, ic, tap t) of a convolution over all channels is
+ * packed in k->w. */
+static inline int64_t packed_at(const ai3_blocked_conv2d *k, int64_t oc, int64_t ic, int64_t t) {
+    const int64_t cb = k->cb, ob = oc / cb, nv = AI3_MIN(2, k->out_blocks - ob / 2 * 2);
+    const int64_t at = ((ic / cb * k->kh * k->kw + t) * cb + ic % cb) * nv + ob % 2;
+    return ob / 2 * 2 * k->block_w + at * cb + oc % cb;
+}
+
 /* The packed weights and bias (zeros outside the real channels). */
 static void pack(ai3_blocked_conv2d *k, const float *w, const float *b) {
     const int64_t cb = k->cb, taps = k->kh * k->kw;
@@ -177,15 +185,10 @@ static void pack(ai3_blocked_conv2d *k, const float *w, const float *b) {
             for (int64_t t = 0; t < taps; t++)
                 k->w[(c / cb * taps + t) * cb + c % cb] = w[c * taps + t];
     } else {
-        for (int64_t oc = 0; oc < k->c_out; oc++) {
-            const int64_t ob = oc / cb, nv = AI3_MIN(2, k->out_blocks - ob / 2 * 2);
-            float *pair = k->w + ob / 2 * 2 * k->block_w;
+        for (int64_t oc = 0; oc < k->c_out; oc++)
             for (int64_t ic = 0; ic < k->c_in; ic++)
-                for (int64_t t = 0; t < taps; t++) {
-                    const int64_t at = ((ic / cb * taps + t) * cb + ic % cb) * nv + ob % 2;
-                    pair[at * cb + oc % cb] = w[(oc * k->c_in + ic) * taps + t];
-                }
-        }
+                for (int64_t t = 0; t < taps; t++)
+                    k->w[packed_at(k, oc, ic, t)] = w[(oc * k->c_in + ic) * taps + t];
     }
     if (b) memcpy(k->bias, b, (size_t)k->c_out * sizeof(float));
 }
@@ -293,25 +296,19 @@ const char *ai3_blocked_conv2d_algorithm(const ai3_blocked_conv2d *k, int64_t n,
 ai3_status ai3_blocked_conv2d_prepare(ai3_blocked_conv2d *k, int64_t n, int64_t oh, int64_t ow) {
     const int m = winograd_tile(k, n, oh, ow);
     if (!m || atomic_load(&k->winograd[m / 4])) return AI3_OK;
-    /* the layer's weights back from their packing (the inverse of pack) */
-    const int64_t cb = k->cb, taps = 9;
-    float *w = ai3_alloc((size_t)(k->c_out * k->c_in * taps) * sizeof(float));
+    /* the layer's weights back from their packing */
+    float *w = ai3_alloc((size_t)(k->c_out * k->c_in * 9) * sizeof(float));
     if (!w) return AI3_ERROR_OUT_OF_MEMORY;
-    for (int64_t oc = 0; oc < k->c_out; oc++) {
-        const int64_t ob = oc / cb, nv = AI3_MIN(2, k->out_blocks - ob / 2 * 2);
-        const float *pair = k->w + ob / 2 * 2 * k->block_w;
+    for (int64_t oc = 0; oc < k->c_out; oc++)
         for (int64_t ic = 0; ic < k->c_in; ic++)
-            for (int64_t t = 0; t < taps; t++) {
-                const int64_t at = ((ic / cb * taps + t) * cb + ic % cb) * nv + ob % 2;
-                w[(oc * k->c_in + ic) * taps + t] = pair[at * cb + oc % cb];
-            }
-    }
+            for (int64_t t = 0; t < 9; t++)
+                w[(oc * k->c_in + ic) * 9 + t] = k->w[packed_at(k, oc, ic, t)];
     ai3_tensor weight = {.dtype = AI3_FLOAT32, .device = AI3_DEVICE_CPU, .ndim = 4,
                          .shape = {k->c_out, k->c_in, 3, 3}, .data = w};
     ai3_tensor bias = {.dtype = AI3_FLOAT32, .device = AI3_DEVICE_CPU, .ndim = 1,
                        .shape = {k->c_out}, .data = k->bias};
     ai3_blocked_winograd *wg;
-    ai3_status st = ai3_blocked_winograd_create(&weight, &bias, m, (int)cb, &wg);
+    ai3_status st = ai3_blocked_winograd_create(&weight, &bias, m, k->cb, &wg);
     ai3_free(w);
     if (st == AI3_OK) atomic_store(&k->winograd[m / 4], wg);
     return st;
