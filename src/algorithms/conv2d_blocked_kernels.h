@@ -18,32 +18,7 @@
  * pixels' FMAs.
  */
 
-typedef float BK_ISA(vec) __attribute__((vector_size(BK_LANES * sizeof(float))));
-/* memory as a vector: any float address (the caller's input, residual) */
-typedef float BK_ISA(uvec)
-    __attribute__((vector_size(BK_LANES * sizeof(float)), aligned(4), may_alias));
-typedef int32_t BK_ISA(mask) __attribute__((vector_size(BK_LANES * sizeof(float))));
-
-#define BK_VEC BK_ISA(vec)
-#define BK_MASK BK_ISA(mask)
-#define BK_LOAD(p) ((BK_VEC)(*(const BK_ISA(uvec) *)(p)))
-#define BK_STORE(p, v) (*(BK_ISA(uvec) *)(p) = (v))
-
-/* An output vector made final: + bias, + residual, then the clamp (NaN
- * kept, as ai3_clamp_of). */
-static inline __attribute__((always_inline)) BK_TARGET BK_VEC
-BK_ISA(finish)(const run_ctx *c, BK_VEC v, BK_VEC bias, const float *res) {
-    v += bias;
-    if (res) v += BK_LOAD(res);
-    if (c->clamp) {
-        const BK_VEC lo = (BK_VEC)BK_SET1(c->lo), hi = (BK_VEC)BK_SET1(c->hi);
-        const BK_MASK below = v < lo;
-        v = (BK_VEC)(((BK_MASK)lo & below) | ((BK_MASK)v & ~below));
-        const BK_MASK above = v > hi;
-        v = (BK_VEC)(((BK_MASK)hi & above) | ((BK_MASK)v & ~above));
-    }
-    return v;
-}
+#include "blocked_vec.h"
 
 /* The activations other than a clamp, on the nv stored vectors of mr pixels
  * at y (blocks `plane` apart); the residual is already in. */
@@ -113,8 +88,9 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) {
             const int64_t at = v * c->out_plane + r * L;
-            BK_STORE(t->y + at, BK_ISA(finish)(c, acc[r][v], v ? b1 : b0,
-                                               t->res ? t->res + at : NULL));
+            BK_STORE(t->y + at, BK_ISA(finish)(acc[r][v], v ? b1 : b0,
+                                               t->res ? t->res + at : NULL, c->clamp, c->lo,
+                                               c->hi));
         }
     BK_ISA(activate)(c, t->y, mr, nv);
 }
@@ -214,7 +190,8 @@ BK_ISA(dw_tile)(const run_ctx *c, const tile_args *t, const int mr, const int xs
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
         BK_STORE(t->y + r * L,
-                 BK_ISA(finish)(c, acc[r], b, t->res ? t->res + r * L : NULL));
+                 BK_ISA(finish)(acc[r], b, t->res ? t->res + r * L : NULL, c->clamp, c->lo,
+                                c->hi));
     BK_ISA(activate)(c, t->y, mr, 1);
 }
 
@@ -252,10 +229,6 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ct
 #undef BK_CONV_CASE
 #undef BK_TWO_ROWS_CASE
 #undef BK_DW_CASE
-#undef BK_VEC
-#undef BK_MASK
-#undef BK_LOAD
-#undef BK_STORE
 #undef BK_ISA
 #undef BK_TARGET
 #undef BK_LANES

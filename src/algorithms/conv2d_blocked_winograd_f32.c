@@ -46,13 +46,16 @@ typedef struct {
 } wg_run;
 
 #if AI3_MV_ENABLED
-#define WG_ISA(name) name##_avx512
-#define WG_TARGET __attribute__((target("arch=x86-64-v4")))
-#define WG_LANES 16
+#include <immintrin.h>
+#define BK_ISA(name) name##_avx512
+#define BK_TARGET __attribute__((target("arch=x86-64-v4")))
+#define BK_LANES 16
+#define BK_SET1(x) _mm512_set1_ps(x)
 #include "conv2d_blocked_winograd_kernels.h"
-#define WG_ISA(name) name##_avx2
-#define WG_TARGET __attribute__((target("arch=x86-64-v3")))
-#define WG_LANES 8
+#define BK_ISA(name) name##_avx2
+#define BK_TARGET __attribute__((target("arch=x86-64-v3")))
+#define BK_LANES 8
+#define BK_SET1(x) _mm256_set1_ps(x)
 #include "conv2d_blocked_winograd_kernels.h"
 #endif
 

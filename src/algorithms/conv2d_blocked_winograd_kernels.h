@@ -1,33 +1,22 @@
 /*
- * The tasks of conv2d_blocked_winograd_f32.c, included once per ISA with
- *
- *     WG_ISA(name)  the name with the ISA's suffix
- *     WG_TARGET     the target attribute of its functions
- *     WG_LANES      floats per vector: the block width cb
- *
- * The transforms work on one pixel's cb channels as one vector.
+ * The tasks of conv2d_blocked_winograd_f32.c, included once per ISA with the
+ * macros of blocked_vec.h (BK_ISA, BK_TARGET, BK_LANES, BK_SET1). The
+ * transforms work on one pixel's cb channels as one vector.
  */
 
-typedef float WG_ISA(vec) __attribute__((vector_size(WG_LANES * sizeof(float))));
-typedef float WG_ISA(uvec)
-    __attribute__((vector_size(WG_LANES * sizeof(float)), aligned(4), may_alias));
-typedef int32_t WG_ISA(mask) __attribute__((vector_size(WG_LANES * sizeof(float))));
+#include "blocked_vec.h"
 
-#define WG_VEC WG_ISA(vec)
-#define WG_LOAD(p) ((WG_VEC)(*(const WG_ISA(uvec) *)(p)))
-#define WG_STORE(p, v) (*(WG_ISA(uvec) *)(p) = (v))
-
-#define WT_VEC WG_VEC
+#define WT_VEC BK_VEC
 #define WT_ELEM float
-#define WT_NAME(f) WG_ISA(f)
-#define WT_ATTR static inline __attribute__((always_inline)) WG_TARGET
+#define WT_NAME(f) BK_ISA(f)
+#define WT_ATTR static inline __attribute__((always_inline)) BK_TARGET
 #include "winograd_1d.h"
 
 /* V for tiles [t0, t0 + gt): per point, a blocked plane of the gt tiles
  * ([in block][tile][cb]), from the padded input. */
-static inline __attribute__((always_inline)) WG_TARGET void
-WG_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, float *v, const int m) {
-    enum { L = WG_LANES, A = AI3_WINOGRAD_MAX_ALPHA };
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, float *v, const int m) {
+    enum { L = BK_LANES, A = AI3_WINOGRAD_MAX_ALPHA };
     const ai3_blocked_winograd *wg = r->wg;
     const int alpha = m + 2;
     const int64_t plane = wg->in_blocks * gt * L, row = r->wq * L;
@@ -37,14 +26,14 @@ WG_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, float *v, const int
         for (int64_t ib = 0; ib < wg->in_blocks; ib++) {
             const float *x = r->padded + ((img * wg->in_blocks + ib) * r->hq + ty * m) * row +
                              tx * m * L;
-            WG_VEC d[A][A], tmp[A][A], out[A][A];
+            BK_VEC d[A][A], tmp[A][A], out[A][A];
             for (int a = 0; a < alpha; a++)
-                for (int b = 0; b < alpha; b++) d[a][b] = WG_LOAD(x + a * row + b * L);
-            for (int b = 0; b < alpha; b++) WG_ISA(input_1d)(m, &d[0][b], A, &tmp[0][b], A);
-            for (int a = 0; a < alpha; a++) WG_ISA(input_1d)(m, tmp[a], 1, out[a], 1);
+                for (int b = 0; b < alpha; b++) d[a][b] = BK_LOAD(x + a * row + b * L);
+            for (int b = 0; b < alpha; b++) BK_ISA(input_1d)(m, &d[0][b], A, &tmp[0][b], A);
+            for (int a = 0; a < alpha; a++) BK_ISA(input_1d)(m, tmp[a], 1, out[a], 1);
             float *dst = v + (ib * gt + i) * L;
             for (int a = 0; a < alpha; a++)
-                for (int b = 0; b < alpha; b++) WG_STORE(dst + (a * alpha + b) * plane, out[a][b]);
+                for (int b = 0; b < alpha; b++) BK_STORE(dst + (a * alpha + b) * plane, out[a][b]);
         }
     }
 }
@@ -52,29 +41,28 @@ WG_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, float *v, const int
 /* The output of tiles [t0, t0 + gt) in blocks [ob0, ob1) from M (per point a
  * blocked plane [out block][tile][cb]): Aᵀ M A, + bias, + residual, the
  * clamp, stored; any other activation on what was stored. */
-static inline __attribute__((always_inline)) WG_TARGET void
-WG_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64_t ob1,
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64_t ob1,
                      const float *mm, const int m) {
-    enum { L = WG_LANES, A = AI3_WINOGRAD_MAX_ALPHA };
+    enum { L = BK_LANES, A = AI3_WINOGRAD_MAX_ALPHA };
     const ai3_blocked_winograd *wg = r->wg;
     const int alpha = m + 2;
     const int64_t plane = wg->out_blocks * gt * L;
     const ai3_epilogue *e = r->e;
     const bool clamp = e && e->act == AI3_ACT_CLAMP;
     const bool act_after = e && e->act != AI3_ACT_NONE && e->act != AI3_ACT_CLAMP;
-    const WG_VEC lo = (WG_VEC){0} + (clamp ? (float)e->lo : 0.0f);
-    const WG_VEC hi = (WG_VEC){0} + (clamp ? (float)e->hi : 0.0f);
+    const float lo = clamp ? (float)e->lo : 0, hi = clamp ? (float)e->hi : 0;
     for (int64_t ob = ob0; ob < ob1; ob++) {
-        const WG_VEC bias = WG_LOAD(wg->bias + ob * L);
+        const BK_VEC bias = BK_LOAD(wg->bias + ob * L);
         for (int64_t i = 0; i < gt; i++) {
             const int64_t t = t0 + i, img = t / (r->th * r->tw);
             const int64_t ty = t / r->tw % r->th, tx = t % r->tw;
             const float *src = mm + (ob * gt + i) * L;
-            WG_VEC in[A][A], tmp[A][A], out[A][A];
+            BK_VEC in[A][A], tmp[A][A], out[A][A];
             for (int a = 0; a < alpha; a++)
-                for (int b = 0; b < alpha; b++) in[a][b] = WG_LOAD(src + (a * alpha + b) * plane);
-            for (int b = 0; b < alpha; b++) WG_ISA(output_1d)(m, &in[0][b], A, &tmp[0][b], A);
-            for (int a = 0; a < m; a++) WG_ISA(output_1d)(m, tmp[a], 1, out[a], 1);
+                for (int b = 0; b < alpha; b++) in[a][b] = BK_LOAD(src + (a * alpha + b) * plane);
+            for (int b = 0; b < alpha; b++) BK_ISA(output_1d)(m, &in[0][b], A, &tmp[0][b], A);
+            for (int a = 0; a < m; a++) BK_ISA(output_1d)(m, tmp[a], 1, out[a], 1);
             const int rows = (int)AI3_MIN(m, r->oh - ty * m);
             const int cols = (int)AI3_MIN(m, r->ow - tx * m);
             const int64_t at =
@@ -83,17 +71,9 @@ WG_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
                 float *y = r->y + at + a * r->ow * L;
                 const float *res =
                     e && e->residual ? (const float *)e->residual + at + a * r->ow * L : NULL;
-                for (int b = 0; b < cols; b++) {
-                    WG_VEC o = out[a][b] + bias;
-                    if (res) o += WG_LOAD(res + b * L);
-                    if (clamp) { /* NaN kept, as ai3_clamp_of */
-                        const WG_ISA(mask) below = o < lo;
-                        o = (WG_VEC)(((WG_ISA(mask))lo & below) | ((WG_ISA(mask))o & ~below));
-                        const WG_ISA(mask) above = o > hi;
-                        o = (WG_VEC)(((WG_ISA(mask))hi & above) | ((WG_ISA(mask))o & ~above));
-                    }
-                    WG_STORE(y + b * L, o);
-                }
+                for (int b = 0; b < cols; b++)
+                    BK_STORE(y + b * L, BK_ISA(finish)(out[a][b], bias, res ? res + b * L : NULL,
+                                                       clamp, lo, hi));
                 if (act_after) ai3_epilogue_apply_f32(y, 0, NULL, 0, 1, (int64_t)cols * L, e);
             }
         }
@@ -101,15 +81,15 @@ WG_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
 }
 
 /* Tasks [begin, end): (group of tiles, range of output pairs), see wg_run. */
-static WG_TARGET void WG_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
+static BK_TARGET void BK_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
     wg_run *r = vctx;
     const ai3_blocked_winograd *wg = r->wg;
     for (int64_t task = begin; task < end; task++) {
         const int64_t g = task / r->pchunks, pc = task % r->pchunks;
         const int64_t t0 = g * r->group, gt = AI3_MIN(r->tiles - t0, r->group);
         const int64_t q0 = r->pairs * pc / r->pchunks, q1 = r->pairs * (pc + 1) / r->pchunks;
-        const int64_t vplane = wg->in_blocks * gt * WG_LANES;
-        const int64_t mplane = wg->out_blocks * gt * WG_LANES;
+        const int64_t vplane = wg->in_blocks * gt * BK_LANES;
+        const int64_t mplane = wg->out_blocks * gt * BK_LANES;
         float *v = ai3_thread_buffer(AI3_BUFFER_WINOGRAD,
                                      (size_t)(wg->points * (vplane + mplane)) * sizeof(float));
         if (!v) {
@@ -117,20 +97,18 @@ static WG_TARGET void WG_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
             return;
         }
         float *mm = v + wg->points * vplane;
-        if (wg->m == 2) WG_ISA(input_tiles)(r, t0, gt, v, 2);
-        else WG_ISA(input_tiles)(r, t0, gt, v, 4);
+        if (wg->m == 2) BK_ISA(input_tiles)(r, t0, gt, v, 2);
+        else BK_ISA(input_tiles)(r, t0, gt, v, 4);
         for (int p = 0; p < wg->points; p++)
             ai3_blocked_conv2d_run_pairs(wg->point[p], v + p * vplane, gt, q0, q1,
                                          mm + p * mplane);
         const int64_t ob1 = AI3_MIN(wg->out_blocks, 2 * q1);
-        if (wg->m == 2) WG_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 2);
-        else WG_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 4);
+        if (wg->m == 2) BK_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 2);
+        else BK_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 4);
     }
 }
 
-#undef WG_VEC
-#undef WG_LOAD
-#undef WG_STORE
-#undef WG_ISA
-#undef WG_TARGET
-#undef WG_LANES
+#undef BK_ISA
+#undef BK_TARGET
+#undef BK_LANES
+#undef BK_SET1

@@ -472,16 +472,10 @@ static bool runs_blocked(const ai3_graph *g, const graph_plan *p, int i, const b
         if (g->values[node->inputs[k]].kind == VALUE_CONSTANT) return false;
     const ai3_tensor *out = &p->values[node->output];
     switch (node->kind) {
-    case NODE_CONV2D: {
-        ai3_blocked_conv2d *conv = node->u.op.blocked;
-        if (!conv || node->u.op.blocked_cb != p->cb ||
-            !ai3_blocked_conv2d_preferred(conv, out->shape[0], out->shape[2], out->shape[3]))
-            return false;
-        /* what it needs for this shape (Winograd weights) is made now; where
-         * that fails (memory), it runs by its direct tiles */
-        (void)ai3_blocked_conv2d_prepare(conv, out->shape[0], out->shape[2], out->shape[3]);
-        return true;
-    }
+    case NODE_CONV2D:
+        return node->u.op.blocked && node->u.op.blocked_cb == p->cb &&
+               ai3_blocked_conv2d_preferred(node->u.op.blocked, out->shape[0], out->shape[2],
+                                            out->shape[3]);
     case NODE_MAXPOOL2D: case NODE_AVGPOOL2D: return p->blocked[v];
     case NODE_ADAPTIVEAVGPOOL2D: return p->blocked[v] && out->shape[2] == 1 && out->shape[3] == 1;
     case NODE_ADD: case NODE_MUL: {
@@ -561,6 +555,13 @@ static ai3_status choose_layouts(const ai3_graph *g, graph_plan *p, int *last) {
             p->blocked[node->output] = p->blocked[node->inputs[chain_input(g, p, i)]];
         else
             p->blocked[node->output] = p->node_blocked[i] = runs_blocked(g, p, i, no_block);
+        /* what a blocked conv2d needs for this shape (Winograd weights) is
+         * made now; where that fails (memory), it runs by its direct tiles */
+        if (p->node_blocked[i] && node->kind == NODE_CONV2D) {
+            const ai3_tensor *out = &p->values[node->output];
+            (void)ai3_blocked_conv2d_prepare(node->u.op.blocked, out->shape[0], out->shape[2],
+                                             out->shape[3]);
+        }
     }
     free(no_block);
 
