@@ -35,7 +35,7 @@ static void run_call(const call_t *c) {
     ai3_status s;
     if (c->bf16) {
         ai3_gemm_bf16_operand a = ai3_gemm_bf16_packed(c->A), b = ai3_gemm_bf16_strided(c->B, c->N, 1);
-        s = ai3_gemm_bf16(c->M, c->N, c->K, &a, &b, c->C, c->N, 1, NULL, NULL, AI3_GEMM_BF16_OUT);
+        s = ai3_gemm_bf16(c->M, c->N, c->K, &a, &b, c->C, c->N, 1, NULL, AI3_GEMM_BF16_OUT);
     } else {
         ai3_gemm_operand_f32 a = ai3_gemm_packed_f32(c->A), b = ai3_gemm_strided_f32(c->B, c->N, 1);
         s = ai3_gemm_f32(NULL, c->M, c->N, c->K, &a, &b, c->C, c->N, NULL, NULL, 0);

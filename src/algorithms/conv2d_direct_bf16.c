@@ -4,7 +4,9 @@
  * channels) do few multiply-adds per element moved, so the conversions cost
  * little: the weights and bias are widened once, at prepare; per run the
  * input is widened into the workspace, the float algorithm computes (and
- * clamps) a float32 output there, and that is rounded to bfloat16.
+ * clamps) a float32 output there, and that is rounded to bfloat16. A fused
+ * residual, bfloat16, is added (and the activation applied) as the output
+ * is rounded.
  */
 #include "algorithms/conv2d.h"
 #include "bf16.h"
@@ -93,9 +95,16 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     out32 = *output;
     out32.dtype = AI3_FLOAT32;
     out32.data = y;
-    ai3_status s = FLOAT->run(&inner, d, &in32, &out32, rest); /* d->epilogue: on floats */
-    if (s == AI3_OK) ai3_float_to_bf16_n(y, output->data, ai3_tensor_numel(output));
-    return s;
+    /* d->epilogue applied by the float algorithm, or as the output is
+     * rounded where its residual is bfloat16 */
+    const ai3_epilogue *e = d->epilogue;
+    ai3_conv2d_dims d32 = *d;
+    if (e && e->residual) d32.epilogue = NULL;
+    ai3_status s = FLOAT->run(&inner, &d32, &in32, &out32, rest);
+    if (s != AI3_OK) return s;
+    if (e && e->residual) ai3_epilogue_pass_bf16(output->data, y, ai3_tensor_numel(output), e);
+    else ai3_float_to_bf16_n(y, output->data, ai3_tensor_numel(output));
+    return AI3_OK;
 }
 
 const ai3_conv2d_algorithm ai3_conv2d_direct_bf16 = {

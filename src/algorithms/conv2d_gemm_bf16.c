@@ -1,9 +1,9 @@
 /*
  * conv2d "gemm" in bfloat16: im2col of the bfloat16 input, then one
  * bfloat16 GEMM per (image, group) with float32 sums (gemm/gemm_bf16.h),
- * the bias and the clamp applied in float32 before the output is rounded
- * to bfloat16. A 1×1 stride-1 unpadded convolution reads the input itself
- * as B. See conv2d_gemm.c for the float version.
+ * the bias, a fused residual and the clamp applied in float32 before the
+ * output is rounded to bfloat16. A 1×1 stride-1 unpadded convolution reads
+ * the input itself as B. See conv2d_gemm.c for the float version.
  *
  * This file also holds what the bfloat16 GEMM-based algorithms share
  * (conv2d_gemm_bf16.h).
@@ -50,19 +50,21 @@ ai3_status ai3_conv2d_bf16_prepare(ai3_conv2d_problem *pb) {
 }
 
 ai3_status ai3_conv2d_bf16_gemm(const ai3_conv2d_bf16_weights *w, const ai3_conv2d_dims *d,
-                                int64_t g, const ai3_gemm_bf16_operand *b, ai3_bf16 *y,
-                                unsigned flags) {
+                                int64_t g, const ai3_gemm_bf16_operand *b, ai3_bf16 *output,
+                                int64_t offset, unsigned flags) {
     const int64_t n_cols = d->oh * d->ow;
     const ai3_gemm_bf16_operand a = ai3_gemm_bf16_packed(w->packed + (size_t)g * w->block_words);
     const ai3_epilogue *e = d->epilogue;
-    float clamp[2];
-    if (e && (e->residual || (e->act != AI3_ACT_CLAMP && e->act != AI3_ACT_NONE)))
+    if (e && e->act != AI3_ACT_CLAMP && e->act != AI3_ACT_NONE)
         return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                             "conv2d: in bfloat16 the fused epilogue is a clamp only");
-    if (e && e->act == AI3_ACT_CLAMP) clamp[0] = (float)e->lo, clamp[1] = (float)e->hi;
-    return ai3_gemm_bf16(w->m, n_cols, w->k, &a, b, y, n_cols, 1,
-                         w->bias ? w->bias + g * w->m : NULL,
-                         e && e->act == AI3_ACT_CLAMP ? clamp : NULL, flags | AI3_GEMM_BF16_OUT);
+                             "conv2d: in bfloat16 the fused activation is a clamp only");
+    const float clamp[2] = {e ? (float)e->lo : 0, e ? (float)e->hi : 0};
+    const ai3_gemm_bf16_epilogue ge = {
+        .bias_row = w->bias ? w->bias + g * w->m : NULL,
+        .residual = e && e->residual ? (const ai3_bf16 *)e->residual + offset : NULL,
+        .clamp = e && e->act == AI3_ACT_CLAMP ? clamp : NULL};
+    return ai3_gemm_bf16(w->m, n_cols, w->k, &a, b, output + offset, n_cols, 1, &ge,
+                         flags | AI3_GEMM_BF16_OUT);
 }
 
 /* --- gemm ------------------------------------------------------------------ */
@@ -107,7 +109,8 @@ static void im2col_rows(void *vctx, int64_t begin, int64_t end) {
 typedef struct {
     const ai3_conv2d_bf16_weights *w;
     const ai3_bf16 *b; /* the image's B: K rows per group, N columns */
-    ai3_bf16 *y;       /* the image's output */
+    ai3_bf16 *y;       /* the output */
+    int64_t image;     /* the image's first element in it */
     const ai3_conv2d_dims *d;
 } group_ctx;
 
@@ -115,7 +118,7 @@ static ai3_status group_gemm(void *vctx, int64_t g, unsigned flags) {
     const group_ctx *c = vctx;
     const int64_t n_cols = c->d->oh * c->d->ow;
     const ai3_gemm_bf16_operand b = ai3_gemm_bf16_strided(c->b + g * c->w->k * n_cols, n_cols, 1);
-    return ai3_conv2d_bf16_gemm(c->w, c->d, g, &b, c->y + g * c->w->m * n_cols, flags);
+    return ai3_conv2d_bf16_gemm(c->w, c->d, g, &b, c->y, c->image + g * c->w->m * n_cols, flags);
 }
 
 /* Workspace: one padded image (if padded), one unrolled image. */
@@ -158,7 +161,7 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
             ai3_parallel_for(d->c_in * d->kh * d->kw, 1, im2col_rows, &ic);
             b = col;
         }
-        group_ctx gc = {pb->state, b, (ai3_bf16 *)output->data + n * d->c_out * d->oh * d->ow, d};
+        group_ctx gc = {pb->state, b, output->data, n * d->c_out * d->oh * d->ow, d};
         ai3_status s = ai3_conv2d_run_gemm_jobs_f32(d->groups, group_gemm, &gc);
         if (s != AI3_OK) return s;
     }
@@ -170,5 +173,5 @@ const ai3_conv2d_algorithm ai3_conv2d_gemm_bf16 = {
     .release = ai3_conv2d_bf16_release,
     .workspace_size = workspace_size,
     .run = run,
-    .fuses_epilogue = true, /* a clamp, in the GEMM's tiles */
+    .fuses_epilogue = true, /* a residual and a clamp, in the GEMM's tiles */
 };

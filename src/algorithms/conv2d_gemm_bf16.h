@@ -23,12 +23,14 @@ typedef struct {
 ai3_status ai3_conv2d_bf16_prepare(ai3_conv2d_problem *pb);
 void ai3_conv2d_bf16_release(void *state);
 
-/* The product of group g's weights and B into y (the group's first output
- * channel, N = OH·OW columns), with the bias and d->epilogue (a clamp:
- * graphs fuse nothing else in bfloat16), stored as bfloat16. */
+/* The product of group g's weights and B into the output from element
+ * `offset` on (the group's first output channel of an image, N = OH·OW
+ * columns), with the bias and d->epilogue (a residual, read at the same
+ * offset, and a clamp: graphs fuse nothing else in bfloat16), stored as
+ * bfloat16. */
 ai3_status ai3_conv2d_bf16_gemm(const ai3_conv2d_bf16_weights *w, const ai3_conv2d_dims *d,
-                                int64_t g, const ai3_gemm_bf16_operand *b, ai3_bf16 *y,
-                                unsigned flags);
+                                int64_t g, const ai3_gemm_bf16_operand *b, ai3_bf16 *output,
+                                int64_t offset, unsigned flags);
 
 /* One row pair of a B strip in the pair format: word j of dst =
  * (lo[j], hi[j]) for j < cnt, where lo[j] = src0[off0[j]] and hi[j] =

@@ -75,8 +75,8 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
                    .wp = d->wp, .taps = d->kh * d->kw, .kw = d->kw, .dh = p->dilation_h,
                    .dw = p->dilation_w, .sh = p->stride_h, .sw = p->stride_w, .ow = d->ow};
     const ai3_gemm_bf16_operand b = ai3_gemm_bf16_callback(pack_b, &pc);
-    return ai3_conv2d_bf16_gemm(c->pb->state, d, g, &b,
-                                c->y + (n * d->c_out + g * d->c_out_g) * n_cols, flags);
+    return ai3_conv2d_bf16_gemm(c->pb->state, d, g, &b, c->y,
+                                (n * d->c_out + g * d->c_out_g) * n_cols, flags);
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
@@ -105,5 +105,5 @@ const ai3_conv2d_algorithm ai3_conv2d_implicit_gemm_bf16 = {
     .release = ai3_conv2d_bf16_release,
     .workspace_size = workspace_size,
     .run = run,
-    .fuses_epilogue = true, /* a clamp, in the GEMM's tiles */
+    .fuses_epilogue = true, /* a residual and a clamp, in the GEMM's tiles */
 };

@@ -4,7 +4,8 @@
  * per (tap, output position), built per input shape in the workspace, from
  * which the B callback gathers the bfloat16 GEMM's B (gemm/gemm_bf16.h)
  * straight into its pair format; nothing is padded or unrolled. Sums in
- * float32; bias and clamp before the output is rounded to bfloat16.
+ * float32; bias, residual and clamp before the output is rounded to
+ * bfloat16.
  */
 #include "conv2d_gemm_bf16.h"
 
@@ -57,8 +58,8 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
                    .offset = c->ind.offset, .run = c->ind.run, .taps = d->kh * d->kw,
                    .n_cols = n_cols, .strips = c->ind.strips};
     const ai3_gemm_bf16_operand b = ai3_gemm_bf16_callback(pack_b, &pc);
-    return ai3_conv2d_bf16_gemm(c->pb->state, d, g, &b,
-                                c->y + (n * d->c_out + g * d->c_out_g) * n_cols, flags);
+    return ai3_conv2d_bf16_gemm(c->pb->state, d, g, &b, c->y,
+                                (n * d->c_out + g * d->c_out_g) * n_cols, flags);
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
@@ -78,5 +79,5 @@ const ai3_conv2d_algorithm ai3_conv2d_implicit_precomp_gemm_bf16 = {
     .release = ai3_conv2d_bf16_release,
     .workspace_size = workspace_size,
     .run = run,
-    .fuses_epilogue = true, /* a clamp, in the GEMM's tiles */
+    .fuses_epilogue = true, /* a residual and a clamp, in the GEMM's tiles */
 };

@@ -48,8 +48,8 @@ static ai3_status run(const ai3_linear_problem *pb, const ai3_tensor *input, ai3
     const int64_t rows = ai3_tensor_numel(output) / out;
     const ai3_gemm_bf16_operand a = ai3_gemm_bf16_packed(pw->packed);
     const ai3_gemm_bf16_operand b = ai3_gemm_bf16_strided(input->data, 1, in);
-    return ai3_gemm_bf16(out, rows, in, &a, &b, output->data, 1, out, pw->bias, NULL,
-                         AI3_GEMM_BF16_OUT);
+    const ai3_gemm_bf16_epilogue e = {.bias_row = pw->bias};
+    return ai3_gemm_bf16(out, rows, in, &a, &b, output->data, 1, out, &e, AI3_GEMM_BF16_OUT);
 }
 
 const ai3_linear_algorithm ai3_linear_gemm_bf16 = {

@@ -28,7 +28,7 @@ static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * 
 /* --- the kernels ----------------------------------------------------------------- */
 
 typedef void (*kernel_fn)(int64_t k2, const uint32_t *a, const uint32_t *b, void *c, int64_t rsc,
-                          int64_t csc, int mr, int nr, const float *bias_r, const float *clamp,
+                          int64_t csc, int mr, int nr, const ai3_gemm_bf16_epilogue *e,
                           bool out_bf16);
 
 typedef struct {
@@ -202,12 +202,20 @@ typedef struct {
     const ai3_gemm_bf16_operand *A, *B;
     void *C;
     int64_t rsc, csc;
-    const float *bias_row, *clamp;
+    ai3_gemm_bf16_epilogue epilogue;
     bool out_bf16;
     int64_t mpanels, nstrips;
     int tm, tn;
     atomic_int failed;
 } gemm_job;
+
+/* e positioned at the tile whose first row is i and whose first element is
+ * `off` bytes into C (and so into the residual). */
+static ai3_gemm_bf16_epilogue at_tile(const ai3_gemm_bf16_epilogue *e, int64_t i, size_t off) {
+    return (ai3_gemm_bf16_epilogue){e->bias_row ? e->bias_row + i : NULL,
+                                    e->residual ? (const char *)e->residual + off : NULL,
+                                    e->clamp};
+}
 
 /* C[m0:m1, n0:n1]; m0 a multiple of the kernel's MR, n0 of NR. */
 static bool gemm_block(const gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -246,10 +254,10 @@ static bool gemm_block(const gemm_job *job, int64_t m0, int64_t m1, int64_t n0, 
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     const int mr = (int)AI3_MIN(MR, mc - ir);
                     const int64_t i = ic + ir, j = jc + jr;
-                    char *c = (char *)job->C + (size_t)(i * job->rsc + j * job->csc) * elem;
-                    kern->run(k2, ablock + ir / MR * panel, pb + jr * k2, c, job->rsc, job->csc,
-                              mr, nr, job->bias_row ? job->bias_row + i : NULL, job->clamp,
-                              job->out_bf16);
+                    const size_t off = (size_t)(i * job->rsc + j * job->csc) * elem;
+                    const ai3_gemm_bf16_epilogue tile = at_tile(&job->epilogue, i, off);
+                    kern->run(k2, ablock + ir / MR * panel, pb + jr * k2, (char *)job->C + off,
+                              job->rsc, job->csc, mr, nr, &tile, job->out_bf16);
                 }
             }
         }
@@ -330,7 +338,7 @@ static ai3_status packed_kernel(const uint32_t *hdr, int64_t M, int64_t K,
 
 ai3_status ai3_gemm_bf16(int64_t M, int64_t N, int64_t K, const ai3_gemm_bf16_operand *A,
                          const ai3_gemm_bf16_operand *B, void *C, int64_t rsc, int64_t csc,
-                         const float *bias_row, const float *clamp, unsigned flags) {
+                         const ai3_gemm_bf16_epilogue *epilogue, unsigned flags) {
     if (M < 0 || N < 0 || K < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "gemm_bf16: negative size M=%lld N=%lld K=%lld", (long long)M,
@@ -343,21 +351,21 @@ ai3_status ai3_gemm_bf16(int64_t M, int64_t N, int64_t K, const ai3_gemm_bf16_op
                              "gemm_bf16: a missing operand or output, a packed B or a "
                              "callback A");
     const bool out_bf16 = flags & AI3_GEMM_BF16_OUT;
+    const ai3_gemm_bf16_epilogue e = epilogue ? *epilogue : (ai3_gemm_bf16_epilogue){0};
     int threads = 1;
     if (!(flags & AI3_GEMM_SINGLE_THREAD) && M * N * AI3_MAX(K, 1) >= PARALLEL_MIN_MACS)
         threads = ai3_get_num_threads();
-    if (K == 0) { /* C = clamp(bias): the AVX-512 kernel with no steps of k */
+    if (K == 0) { /* C = clamp(bias + R): the AVX-512 kernel with no steps of k */
         static const uint32_t zeros[NR] = {0};
         const int MR = AI3_GEMM_BF16_MR;
         for (int64_t i = 0; i < M; i += MR)
             for (int64_t j = 0; j < N; j += NR) {
-                char *c = (char *)C + (size_t)(i * rsc + j * csc) *
-                                          (out_bf16 ? sizeof(ai3_bf16) : sizeof(float));
-                kernels[AI3_GEMM_BF16_AVX512].run(0, zeros, zeros, c, rsc, csc,
+                const size_t off = (size_t)(i * rsc + j * csc) *
+                                   (out_bf16 ? sizeof(ai3_bf16) : sizeof(float));
+                const ai3_gemm_bf16_epilogue tile = at_tile(&e, i, off);
+                kernels[AI3_GEMM_BF16_AVX512].run(0, zeros, zeros, (char *)C + off, rsc, csc,
                                                   (int)AI3_MIN(MR, M - i),
-                                                  (int)AI3_MIN(NR, N - j),
-                                                  bias_row ? bias_row + i : NULL, clamp,
-                                                  out_bf16);
+                                                  (int)AI3_MIN(NR, N - j), &tile, out_bf16);
             }
         return AI3_OK;
     }
@@ -370,7 +378,7 @@ ai3_status ai3_gemm_bf16(int64_t M, int64_t N, int64_t K, const ai3_gemm_bf16_op
     const kernel_info *kern = &kernels[kernel];
     gemm_job job = {.M = M, .N = N, .K = K, .k2 = (K + 1) / 2, .kern = kern, .mr = kern->mr,
                     .k2p = panel_pairs(kern, K), .a_panels = a_panels, .A = A, .B = B, .C = C,
-                    .rsc = rsc, .csc = csc, .bias_row = bias_row, .clamp = clamp,
+                    .rsc = rsc, .csc = csc, .epilogue = e,
                     .out_bf16 = out_bf16, .mpanels = (M + kern->mr - 1) / kern->mr,
                     .nstrips = (N + NR - 1) / NR};
     atomic_init(&job.failed, 0);

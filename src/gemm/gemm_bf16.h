@@ -1,12 +1,13 @@
 /*
  * The bfloat16 GEMM engine (CPUs with AVX512_BF16, see bf16.h):
  *
- *     C[M×N] = A[M×K] · B[K×N] (+ bias_row[i] on row i), clamped
+ *     C[M×N] = A[M×K] · B[K×N] (+ bias_row[i] on row i) (+ R[M×N]), clamped
  *
  * A and B are bfloat16; the products are summed in float32 (each product
  * of two bfloat16 is exact in float32) over all of K, so C is rounded
  * once: written as float32, or rounded to bfloat16 as it is stored. The
- * bias and the clamp are applied in float32 before that rounding.
+ * bias, the residual R and the clamp are applied in float32 before that
+ * rounding.
  *
  * Two micro-kernels (ai3_gemm_bf16_kernel): AMX tiles (tdpbf16ps, 32×32
  * blocks) where ai3_cpu_has_amx_bf16(), else AVX512_BF16 (vdpbf16ps, 14×32).
@@ -117,24 +118,34 @@ void ai3_gemm_bf16_pack_a(int64_t M, int64_t K, const ai3_bf16 *A, int64_t rs, i
 void ai3_gemm_bf16_pack_b_block(int64_t kc, int64_t nc, const ai3_bf16 *B, int64_t rs,
                                 int64_t cs, uint32_t *dst);
 
-/* The product. bias_row (M floats) and clamp ([lo, hi] floats, NaN kept)
- * may be NULL; flags: AI3_GEMM_BF16_OUT, AI3_GEMM_SINGLE_THREAD. M, N or K
- * may be 0. AI3_OK, or an error with the message set. */
+/* What the product adds to its sums and how it clamps them; every member
+ * may be NULL. */
+typedef struct ai3_gemm_bf16_epilogue {
+    const float *bias_row; /* M floats, bias_row[i] added to row i */
+    const void *residual;  /* R: of C's type, element (i, j) at residual[i·rsc + j·csc] */
+    const float *clamp;    /* [lo, hi] (NaN kept) */
+} ai3_gemm_bf16_epilogue;
+
+/* The product. epilogue may be NULL; flags: AI3_GEMM_BF16_OUT,
+ * AI3_GEMM_SINGLE_THREAD. M, N or K may be 0. The residual must not overlap
+ * C. AI3_OK, or an error with the message set. */
 ai3_status ai3_gemm_bf16(int64_t M, int64_t N, int64_t K, const ai3_gemm_bf16_operand *A,
                          const ai3_gemm_bf16_operand *B, void *C, int64_t rsc, int64_t csc,
-                         const float *bias_row, const float *clamp, unsigned flags);
+                         const ai3_gemm_bf16_epilogue *epilogue, unsigned flags);
 
 /* The micro-kernels (gemm/kernels/gemm_avx512_bf16.c, gemm_amx_bf16.c):
  * the mr×nr tile
- *   C[i][j] = clamp(Σ_p a·b + bias_r[i])   (i < mr <= MR, j < nr <= NR)
+ *   C[i][j] = clamp(Σ_p a·b + bias_row[i] + R[i][j])   (i < mr <= MR, j < nr <= NR)
  * from an A panel of the kernel's format and MR and a B strip (k2·NR
- * words), stored at c + i·rsc + j·csc as float32 or (out_bf16) bfloat16. */
+ * words), stored at c + i·rsc + j·csc as float32 or (out_bf16) bfloat16;
+ * e (not NULL) is positioned at the tile: its bias_row at the tile's first
+ * row, its residual at the tile's first element, with C's strides. */
 void ai3_gemm_bf16_kernel_avx512(int64_t k2, const uint32_t *a, const uint32_t *b, void *c,
-                                 int64_t rsc, int64_t csc, int mr, int nr, const float *bias_r,
-                                 const float *clamp, bool out_bf16);
+                                 int64_t rsc, int64_t csc, int mr, int nr,
+                                 const ai3_gemm_bf16_epilogue *e, bool out_bf16);
 void ai3_gemm_bf16_kernel_amx(int64_t k2, const uint32_t *a, const uint32_t *b, void *c,
-                              int64_t rsc, int64_t csc, int mr, int nr, const float *bias_r,
-                              const float *clamp, bool out_bf16);
+                              int64_t rsc, int64_t csc, int mr, int nr,
+                              const ai3_gemm_bf16_epilogue *e, bool out_bf16);
 /* The AMX tile configuration, loaded by a thread before its first AMX
  * kernel call and released after its last (the tiles are per thread and
  * other code on the thread may configure them differently in between). */

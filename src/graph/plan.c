@@ -315,7 +315,8 @@ static bool same_shape(const ai3_tensor *a, const ai3_tensor *b) {
  * computed before the operation runs: where both inputs are such outputs
  * (a Bottleneck's downsample conv runs after its last conv), the later
  * operation takes the earlier's output. It lives in a buffer of its own
- * until the add, so until the operation. */
+ * until the add, so until the operation. In bfloat16 only into conv2d,
+ * whose GEMM adds it (a bfloat16 linear fuses nothing). */
 static void fuse_residuals(const ai3_graph *g, graph_plan *p, const int *readers) {
     for (int j = 0; j < g->n_nodes; j++) {
         const graph_node *add = &g->nodes[j];
@@ -330,6 +331,7 @@ static void fuse_residuals(const ai3_graph *g, graph_plan *p, const int *readers
             int i = gv->index;
             const graph_node *op = &g->nodes[i];
             if ((op->kind != NODE_CONV2D && op->kind != NODE_LINEAR) || op->u.op.view ||
+                (g->dtype == AI3_BFLOAT16 && op->kind != NODE_CONV2D) ||
                 p->fused[i] != -1 || p->residual[i] >= 0 || i < into ||
                 (rv->kind == VALUE_NODE && rv->index >= i) ||
                 !same_shape(&p->values[r], &p->values[v]) ||
@@ -679,8 +681,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         if (ws > p->workspace_bytes) p->workspace_bytes = ws;
     }
     if (s == AI3_OK && p->cuda) fuse_permutes(g, p, readers);
-    if (s == AI3_OK && g->device == AI3_DEVICE_CPU && g->dtype != AI3_BFLOAT16)
-        fuse_residuals(g, p, readers);
+    if (s == AI3_OK && g->device == AI3_DEVICE_CPU) fuse_residuals(g, p, readers);
     if (s == AI3_OK) s = choose_layouts(g, p, last);
     for (int a = nv; s == AI3_OK && a < p->n_slots; a++) {
         p->root[a] = a;

@@ -1,5 +1,6 @@
 /* conv2d: argument checks, output shape, padding helpers and dispatch. */
 #include "algorithms/conv2d.h"
+#include "bf16.h"
 #include "internal.h"
 #include "op.h"
 
@@ -459,27 +460,6 @@ static ai3_status run_algorithm(const ai3_conv2d_plan *plan, const ai3_conv2d_di
     return s;
 }
 
-/* The epilogue of a bfloat16 output in a pass of its own: a clamp (the only
- * epilogue graphs fuse in bfloat16) through a plan, which computes it in
- * float32 (ops/plan.c). */
-static ai3_status bf16_epilogue_pass(ai3_tensor *output, const ai3_epilogue *e) {
-    if (e->residual || (e->act != AI3_ACT_CLAMP && e->act != AI3_ACT_NONE))
-        return ai3_set_error(AI3_ERROR_UNSUPPORTED,
-                             "conv2d: a bfloat16 output takes a fused clamp only");
-    if (e->act == AI3_ACT_NONE) return AI3_OK;
-    ai3_op_params p;
-    memset(&p, 0, sizeof p);
-    p.hardtanh.min_val = e->lo;
-    p.hardtanh.max_val = e->hi;
-    ai3_plan *plan;
-    ai3_status s = ai3_plan_create(AI3_OP_HARDTANH, "direct", 0, NULL, &p, NULL, &plan);
-    if (s != AI3_OK) return s;
-    const ai3_tensor *in = output;
-    s = ai3_plan_run(plan, 1, &in, output, NULL, 0);
-    ai3_plan_destroy(plan);
-    return s;
-}
-
 static ai3_status plan_run_epilogue(const ai3_conv2d_plan *plan, const ai3_tensor *input,
                                     ai3_tensor *output, void *workspace, size_t workspace_size,
                                     const ai3_epilogue *epilogue) {
@@ -496,7 +476,8 @@ static ai3_status plan_run_epilogue(const ai3_conv2d_plan *plan, const ai3_tenso
     else
         s = run_algorithm(plan, &d, &in4, &out4, workspace, workspace_size);
     if (s == AI3_OK && epilogue && !fused) { /* a pass of its own after the algorithm */
-        if (output->dtype == AI3_BFLOAT16) s = bf16_epilogue_pass(output, epilogue);
+        if (output->dtype == AI3_BFLOAT16)
+            ai3_epilogue_pass_bf16(output->data, NULL, ai3_tensor_numel(output), epilogue);
         else ai3_epilogue_pass(output, epilogue);
     }
     return s;

@@ -53,6 +53,12 @@ ai3_status ai3_require_cpu_bf16(const char *op);
 void ai3_bf16_to_float_n(const ai3_bf16 *src, float *dst, int64_t n);
 void ai3_float_to_bf16_n(const float *src, ai3_bf16 *dst, int64_t n);
 
+/* A fused epilogue over a bfloat16 output of n elements, its residual
+ * bfloat16 too, computed in float32 and rounded once: y = act(x +
+ * residual), where x is `from` (float32) or, when from is NULL, y itself.
+ * On the thread pool. */
+void ai3_epilogue_pass_bf16(ai3_bf16 *y, const float *from, int64_t n, const ai3_epilogue *e);
+
 /* A CPU tensor's data as float32: *dst gets src's shape, dtype float32 and
  * the data `buffer` (numel floats), converted from bfloat16. */
 void ai3_bf16_tensor_to_float(const ai3_tensor *src, float *buffer, ai3_tensor *dst);

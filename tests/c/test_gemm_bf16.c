@@ -3,7 +3,8 @@
  * (AVX512_BF16; AMX): M, N, K of 1, primes, odd K, sizes past every tile,
  * step of k and block; A strided (row-major, transposed) or pre-packed; B
  * strided or packed by a callback; C float32 or bfloat16, row-major (padded
- * ldc) or transposed; bias and clamp; one thread and the pool. Skipped
+ * ldc) or transposed; bias, a residual (C's type and layout) and clamp;
+ * one thread and the pool. Skipped
  * (with a note) where the CPU has no AVX512_BF16; there the engine must
  * refuse with a clear error. */
 #include <math.h>
@@ -68,7 +69,7 @@ static void check_products(void) {
             const int a_kind = variant % 3;   /* row-major, transposed, packed */
             const bool b_callback = variant & 1, out_bf16 = variant & 2,
                        transposed_c = variant & 4, use_bias = variant % 3 != 1,
-                       use_clamp = variant >= 5;
+                       use_clamp = variant >= 5, use_residual = variant % 4 != 0;
             const unsigned flags = (out_bf16 ? AI3_GEMM_BF16_OUT : 0) |
                                    (variant == 3 ? AI3_GEMM_SINGLE_THREAD : 0);
             ai3_gemm_bf16_operand a = a_kind == 0   ? ai3_gemm_bf16_strided(A, K, 1)
@@ -79,18 +80,26 @@ static void check_products(void) {
             const int64_t ldc = N + 3;
             const int64_t rsc = transposed_c ? 1 : ldc, csc = transposed_c ? M : 1;
             const size_t elem = out_bf16 ? 2 : 4, n_c = (size_t)(transposed_c ? M * N : M * ldc);
-            void *C = malloc(elem * n_c);
+            void *C = malloc(elem * n_c), *R = malloc(elem * n_c);
             memset(C, 0x7f, elem * n_c);
+            for (size_t i = 0; i < n_c; i++)
+                if (out_bf16) ((ai3_bf16 *)R)[i] = rand_bf16();
+                else ((float *)R)[i] = (float)ai3_test_uniform();
             const float clamp[2] = {-0.5f, 0.75f};
-            ai3_status s = ai3_gemm_bf16(M, N, K, &a, &b, C, rsc, csc, use_bias ? bias : NULL,
-                                         use_clamp ? clamp : NULL, flags);
+            const ai3_gemm_bf16_epilogue e = {.bias_row = use_bias ? bias : NULL,
+                                              .residual = use_residual ? R : NULL,
+                                              .clamp = use_clamp ? clamp : NULL};
+            ai3_status s = ai3_gemm_bf16(M, N, K, &a, &b, C, rsc, csc, &e, flags);
             AI3_EXPECT(s == AI3_OK, "%s", ai3_last_error());
             int bad = 0;
             for (int64_t i = 0; i < M && !bad; i++)
                 for (int64_t j = 0; j < N && !bad; j++) {
-                    double want = ref[i * N + j] + (use_bias ? bias[i] : 0);
-                    if (use_clamp) want = want < clamp[0] ? clamp[0] : want > clamp[1] ? clamp[1] : want;
                     const int64_t off = i * rsc + j * csc;
+                    double want = ref[i * N + j] + (use_bias ? bias[i] : 0);
+                    if (use_residual)
+                        want += out_bf16 ? ai3_bf16_to_float(((ai3_bf16 *)R)[off])
+                                         : ((float *)R)[off];
+                    if (use_clamp) want = want < clamp[0] ? clamp[0] : want > clamp[1] ? clamp[1] : want;
                     const double got = out_bf16 ? ai3_bf16_to_float(((ai3_bf16 *)C)[off])
                                                 : ((float *)C)[off];
                     /* float32 summation, then (out_bf16) one rounding to 8 bits */
@@ -112,6 +121,7 @@ static void check_products(void) {
                     }
             AI3_EXPECT(!bad || transposed_c || out_bf16, "wrote past N into ldc's padding");
             free(C);
+            free(R);
         }
         ai3_free(packed);
         free(At);
@@ -135,7 +145,7 @@ AI3_TEST(gemm_bf16_matches_double_reference) {
         printf("    (no AVX512_BF16 here: only the error is checked)\n");
         ai3_gemm_bf16_operand a = ai3_gemm_bf16_strided(NULL, 1, 1);
         float c;
-        AI3_EXPECT_STATUS(ai3_gemm_bf16(1, 1, 1, &a, &a, &c, 1, 1, NULL, NULL, 0),
+        AI3_EXPECT_STATUS(ai3_gemm_bf16(1, 1, 1, &a, &a, &c, 1, 1, NULL, 0),
                           AI3_ERROR_UNSUPPORTED);
         return;
     }
@@ -160,20 +170,20 @@ AI3_TEST(gemm_bf16_packed_a_keeps_its_kernel) {
         if (!use_kernel((ai3_gemm_bf16_kernel)k)) continue;
         uint32_t *packed = ai3_alloc(ai3_gemm_bf16_packed_a_size(M, K) * sizeof(uint32_t));
         ai3_gemm_bf16_pack_a(M, K, A, K, 1, packed);
-        ai3_status s = ai3_gemm_bf16(M, N, K, &as, &b, want, N, 1, NULL, NULL, 0);
+        ai3_status s = ai3_gemm_bf16(M, N, K, &as, &b, want, N, 1, NULL, 0);
         AI3_EXPECT(s == AI3_OK, "%s", ai3_last_error());
         ai3_gemm_bf16_set_kernel(k == AI3_GEMM_BF16_AMX ? AI3_GEMM_BF16_AVX512 : AI3_GEMM_BF16_AMX);
         const ai3_gemm_bf16_operand ap = ai3_gemm_bf16_packed(packed);
-        s = ai3_gemm_bf16(M, N, K, &ap, &b, got, N, 1, NULL, NULL, 0);
+        s = ai3_gemm_bf16(M, N, K, &ap, &b, got, N, 1, NULL, 0);
         AI3_EXPECT(s == AI3_OK, "%s", ai3_last_error());
         AI3_EXPECT(memcmp(want, got, sizeof *got * (size_t)(M * N)) == 0,
                    "A packed for %s gave other sums", ai3_gemm_bf16_kernel_name(k));
         /* a packed A of another shape, or memory that is no packed A */
-        AI3_EXPECT_STATUS(ai3_gemm_bf16(M - 1, N, K, &ap, &b, got, N, 1, NULL, NULL, 0),
+        AI3_EXPECT_STATUS(ai3_gemm_bf16(M - 1, N, K, &ap, &b, got, N, 1, NULL, 0),
                           AI3_ERROR_INVALID_ARGUMENT);
         AI3_EXPECT(strstr(ai3_last_error(), "45x99") != NULL, "message: %s", ai3_last_error());
         packed[0] ^= 1;
-        AI3_EXPECT_STATUS(ai3_gemm_bf16(M, N, K, &ap, &b, got, N, 1, NULL, NULL, 0),
+        AI3_EXPECT_STATUS(ai3_gemm_bf16(M, N, K, &ap, &b, got, N, 1, NULL, 0),
                           AI3_ERROR_INVALID_ARGUMENT);
         ai3_free(packed);
     }
@@ -187,16 +197,16 @@ AI3_TEST(gemm_bf16_packed_a_keeps_its_kernel) {
 AI3_TEST(gemm_bf16_errors) {
     float c = 0;
     ai3_gemm_bf16_operand a = ai3_gemm_bf16_strided(NULL, 1, 1);
-    AI3_EXPECT_STATUS(ai3_gemm_bf16(-1, 1, 1, &a, &a, &c, 1, 1, NULL, NULL, 0),
+    AI3_EXPECT_STATUS(ai3_gemm_bf16(-1, 1, 1, &a, &a, &c, 1, 1, NULL, 0),
                       AI3_ERROR_INVALID_ARGUMENT);
     if (!ai3_cpu_has_bf16()) return;
-    AI3_EXPECT_STATUS(ai3_gemm_bf16(1, 1, 1, &a, &a, &c, 1, 1, NULL, NULL, 0),
+    AI3_EXPECT_STATUS(ai3_gemm_bf16(1, 1, 1, &a, &a, &c, 1, 1, NULL, 0),
                       AI3_ERROR_INVALID_ARGUMENT);
     /* below AVX-512 (AI3_ISA, ai3_cpu_set_isa) bfloat16 is refused */
     const ai3_isa saved = ai3_cpu_isa();
     ai3_cpu_set_isa(AI3_ISA_AVX2);
     AI3_EXPECT(!ai3_cpu_has_bf16(), "bfloat16 on with the ISA at avx2");
-    AI3_EXPECT_STATUS(ai3_gemm_bf16(1, 1, 1, &a, &a, &c, 1, 1, NULL, NULL, 0),
+    AI3_EXPECT_STATUS(ai3_gemm_bf16(1, 1, 1, &a, &a, &c, 1, 1, NULL, 0),
                       AI3_ERROR_UNSUPPORTED);
     AI3_EXPECT(strstr(ai3_last_error(), "AVX512_BF16") != NULL, "message: %s", ai3_last_error());
     ai3_cpu_set_isa(saved);

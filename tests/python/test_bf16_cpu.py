@@ -121,6 +121,43 @@ def rel_err(got, want):
     return ((got.float() - want).norm() / want.norm()).item()
 
 
+class _Residuals(nn.Module):
+    """conv → add of a residual → activation, which converted bfloat16 models
+    run as one conv2d whose GEMM adds the residual (and clamps, for relu and
+    relu6) before rounding; other activations run after it."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(16, 16, k, padding=k // 2) for k in (3, 1, 3, 1))
+        self.strided = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(16, 16, 1, stride=2)
+        self.act = act
+
+    def forward(self, x):
+        y = self.act(self.convs[0](x) + x)  # the residual a graph input
+        y = self.act(y + self.convs[1](y))  # the add's inputs the other way round
+        y = self.act(self.convs[2](y) + self.convs[3](y))  # fused into the later conv
+        return self.act(self.strided(y) + self.down(y))
+
+
+@needs_bf16
+@pytest.mark.parametrize("act", ["none", "relu", "relu6", "silu"])
+@pytest.mark.parametrize("algorithm", BF16_CONV2D)
+def test_residual_adds_fused_in_bf16(algorithm, act):
+    torch.manual_seed(0)
+    acts = {"none": nn.Identity(), "relu": nn.ReLU(), "relu6": nn.ReLU6(), "silu": nn.SiLU()}
+    net = _Residuals(acts[act]).eval().bfloat16()
+    x = randn((2, 16, 13, 11), seed=7)
+    model = ai3.convert(net, {"conv2d": algorithm}, dtype=torch.bfloat16)
+    got = model(x)
+    assert got.dtype == torch.bfloat16
+    with torch.no_grad():
+        want = net.double()(x.double())
+    # each stored value rounds to 8 bits; a misplaced residual is off by O(1)
+    err = (got.double() - want).abs().max() / want.abs().max()
+    assert err < 2e-2, f"relative error {err:.3g}"
+
+
 @needs_bf16
 @pytest.mark.parametrize("fold_batchnorm", [True, False])
 def test_every_op_converted_in_bf16(fold_batchnorm):

@@ -71,7 +71,7 @@ ALWAYS_INLINE void step(const uint32_t *a, const uint32_t *b, const int ldb, con
 /* mt × nt C tiles (1 or 2 each). */
 ALWAYS_INLINE void tiles(int64_t k2, const uint32_t *a, const uint32_t *b, void *c, int64_t rsc,
                          int64_t csc, const int mt, const int nt, int mr, int nr,
-                         const float *bias_r, const float *clamp, bool out_bf16) {
+                         const ai3_gemm_bf16_epilogue *e, bool out_bf16) {
     _tile_zero(0);
     if (nt > 1) _tile_zero(1);
     if (mt > 1) _tile_zero(2);
@@ -91,28 +91,29 @@ ALWAYS_INLINE void tiles(int64_t k2, const uint32_t *a, const uint32_t *b, void 
     if (mt > 1 && nt > 1) _tile_stored(3, t + 16 * NR + 16, NR * 4);
 
     if (csc != 1) { /* C transposed (or strided): element by element */
-        ai3_bf16_finish_strided(t, NR, c, rsc, csc, mr, nr, bias_r, clamp, out_bf16);
+        ai3_bf16_finish_strided(t, NR, c, rsc, csc, mr, nr, e, out_bf16);
         return;
     }
-    const __m512 lo = _mm512_set1_ps(clamp ? clamp[0] : 0), hi = _mm512_set1_ps(clamp ? clamp[1] : 0);
+    __m512 lo, hi;
+    ai3_bf16_bounds(e, &lo, &hi);
     const __mmask16 m[2] = {ai3_bf16_lanes(nr, 0), ai3_bf16_lanes(nr, 1)};
     const bool full = nr == 16 * nt;
     for (int i = 0; i < mr; i++) {
-        __m512 br = bias_r ? _mm512_set1_ps(bias_r[i]) : _mm512_setzero_ps();
+        __m512 br = e->bias_row ? _mm512_set1_ps(e->bias_row[i]) : _mm512_setzero_ps();
         for (int v = 0; v < nt; v++)
-            ai3_bf16_finish(_mm512_load_ps(t + i * NR + 16 * v), br, lo, hi, clamp, c,
+            ai3_bf16_finish(_mm512_load_ps(t + i * NR + 16 * v), br, lo, hi, e, c,
                             i * rsc + 16 * v, m[v], full, out_bf16);
     }
 }
 
 void ai3_gemm_bf16_kernel_amx(int64_t k2, const uint32_t *a, const uint32_t *b, void *c,
-                              int64_t rsc, int64_t csc, int mr, int nr, const float *bias_r,
-                              const float *clamp, bool out_bf16) {
+                              int64_t rsc, int64_t csc, int mr, int nr,
+                              const ai3_gemm_bf16_epilogue *e, bool out_bf16) {
     if (mr > 16) {
-        if (nr > 16) tiles(k2, a, b, c, rsc, csc, 2, 2, mr, nr, bias_r, clamp, out_bf16);
-        else tiles(k2, a, b, c, rsc, csc, 2, 1, mr, nr, bias_r, clamp, out_bf16);
+        if (nr > 16) tiles(k2, a, b, c, rsc, csc, 2, 2, mr, nr, e, out_bf16);
+        else tiles(k2, a, b, c, rsc, csc, 2, 1, mr, nr, e, out_bf16);
     } else {
-        if (nr > 16) tiles(k2, a, b, c, rsc, csc, 1, 2, mr, nr, bias_r, clamp, out_bf16);
-        else tiles(k2, a, b, c, rsc, csc, 1, 1, mr, nr, bias_r, clamp, out_bf16);
+        if (nr > 16) tiles(k2, a, b, c, rsc, csc, 1, 2, mr, nr, e, out_bf16);
+        else tiles(k2, a, b, c, rsc, csc, 1, 1, mr, nr, e, out_bf16);
     }
 }

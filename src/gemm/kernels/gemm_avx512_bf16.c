@@ -20,7 +20,7 @@
 
 ALWAYS_INLINE void tile(int64_t k2, const uint32_t *restrict a, const uint32_t *restrict b,
                         void *c, int64_t rsc, int64_t csc, const int mr, const int nv, int nr,
-                        const float *bias_r, const float *clamp, bool out_bf16) {
+                        const ai3_gemm_bf16_epilogue *e, bool out_bf16) {
     __m512 acc[MR][2];
 #pragma GCC unroll 14
     for (int i = 0; i < mr; i++)
@@ -39,46 +39,46 @@ ALWAYS_INLINE void tile(int64_t k2, const uint32_t *restrict a, const uint32_t *
         a += MR;
         b += NR;
     }
-    const __m512 lo = _mm512_set1_ps(clamp ? clamp[0] : 0), hi = _mm512_set1_ps(clamp ? clamp[1] : 0);
     if (csc != 1) { /* C transposed (or strided): element by element */
         float t[MR][NR];
         for (int i = 0; i < mr; i++)
             for (int v = 0; v < nv; v++) _mm512_storeu_ps(&t[i][16 * v], acc[i][v]);
-        ai3_bf16_finish_strided(&t[0][0], NR, c, rsc, csc, mr, nr, bias_r, clamp, out_bf16);
+        ai3_bf16_finish_strided(&t[0][0], NR, c, rsc, csc, mr, nr, e, out_bf16);
         return;
     }
+    __m512 lo, hi;
+    ai3_bf16_bounds(e, &lo, &hi);
     const __mmask16 m[2] = {ai3_bf16_lanes(nr, 0), ai3_bf16_lanes(nr, 1)};
     const bool full = nr == 16 * nv;
 #pragma GCC unroll 14
     for (int i = 0; i < mr; i++) {
-        __m512 br = bias_r ? _mm512_set1_ps(bias_r[i]) : _mm512_setzero_ps();
+        __m512 br = e->bias_row ? _mm512_set1_ps(e->bias_row[i]) : _mm512_setzero_ps();
         for (int v = 0; v < nv; v++)
-            ai3_bf16_finish(acc[i][v], br, lo, hi, clamp, c, i * rsc + 16 * v, m[v], full,
-                            out_bf16);
+            ai3_bf16_finish(acc[i][v], br, lo, hi, e, c, i * rsc + 16 * v, m[v], full, out_bf16);
     }
 }
 
-#define ROWS(nv)                                                                          \
-    switch (mr) {                                                                         \
-    case 1: tile(k2, a, b, c, rsc, csc, 1, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 2: tile(k2, a, b, c, rsc, csc, 2, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 3: tile(k2, a, b, c, rsc, csc, 3, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 4: tile(k2, a, b, c, rsc, csc, 4, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 5: tile(k2, a, b, c, rsc, csc, 5, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 6: tile(k2, a, b, c, rsc, csc, 6, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 7: tile(k2, a, b, c, rsc, csc, 7, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 8: tile(k2, a, b, c, rsc, csc, 8, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 9: tile(k2, a, b, c, rsc, csc, 9, nv, nr, bias_r, clamp, out_bf16); break;      \
-    case 10: tile(k2, a, b, c, rsc, csc, 10, nv, nr, bias_r, clamp, out_bf16); break;    \
-    case 11: tile(k2, a, b, c, rsc, csc, 11, nv, nr, bias_r, clamp, out_bf16); break;    \
-    case 12: tile(k2, a, b, c, rsc, csc, 12, nv, nr, bias_r, clamp, out_bf16); break;    \
-    case 13: tile(k2, a, b, c, rsc, csc, 13, nv, nr, bias_r, clamp, out_bf16); break;    \
-    default: tile(k2, a, b, c, rsc, csc, 14, nv, nr, bias_r, clamp, out_bf16); break;    \
+#define ROWS(nv)                                                           \
+    switch (mr) {                                                          \
+    case 1: tile(k2, a, b, c, rsc, csc, 1, nv, nr, e, out_bf16); break;    \
+    case 2: tile(k2, a, b, c, rsc, csc, 2, nv, nr, e, out_bf16); break;    \
+    case 3: tile(k2, a, b, c, rsc, csc, 3, nv, nr, e, out_bf16); break;    \
+    case 4: tile(k2, a, b, c, rsc, csc, 4, nv, nr, e, out_bf16); break;    \
+    case 5: tile(k2, a, b, c, rsc, csc, 5, nv, nr, e, out_bf16); break;    \
+    case 6: tile(k2, a, b, c, rsc, csc, 6, nv, nr, e, out_bf16); break;    \
+    case 7: tile(k2, a, b, c, rsc, csc, 7, nv, nr, e, out_bf16); break;    \
+    case 8: tile(k2, a, b, c, rsc, csc, 8, nv, nr, e, out_bf16); break;    \
+    case 9: tile(k2, a, b, c, rsc, csc, 9, nv, nr, e, out_bf16); break;    \
+    case 10: tile(k2, a, b, c, rsc, csc, 10, nv, nr, e, out_bf16); break;  \
+    case 11: tile(k2, a, b, c, rsc, csc, 11, nv, nr, e, out_bf16); break;  \
+    case 12: tile(k2, a, b, c, rsc, csc, 12, nv, nr, e, out_bf16); break;  \
+    case 13: tile(k2, a, b, c, rsc, csc, 13, nv, nr, e, out_bf16); break;  \
+    default: tile(k2, a, b, c, rsc, csc, 14, nv, nr, e, out_bf16); break;  \
     }
 
 void ai3_gemm_bf16_kernel_avx512(int64_t k2, const uint32_t *a, const uint32_t *b, void *c,
-                                 int64_t rsc, int64_t csc, int mr, int nr, const float *bias_r,
-                                 const float *clamp, bool out_bf16) {
+                                 int64_t rsc, int64_t csc, int mr, int nr,
+                                 const ai3_gemm_bf16_epilogue *e, bool out_bf16) {
     if (nr > NR / 2) {
         ROWS(2)
     } else {
