@@ -1,8 +1,9 @@
 """bfloat16 on the CPU (AVX512_BF16): swapped conv2d and linear for each
 algorithm that computes it, every other operation (computed in float32 by
 the generic plans), converted networks, and the errors. On a CPU with AMX
-the GEMM runs on AMX tiles; the conv2d and linear cases run again, in a
-subprocess, on the AVX512_BF16 kernel (AI3_BF16_KERNEL=avx512). Each result is
+the GEMM runs on AMX tiles; the conv2d, linear and fused residual cases run
+again, in a subprocess, on the AVX512_BF16 kernel (AI3_BF16_KERNEL=avx512).
+Each result is
 compared with torch in float64 on the same bfloat16 inputs (tolerance in
 conftest.py); whole networks with torch's float32 network, as a relative
 error of the output's norm below 2e-2."""
@@ -208,10 +209,11 @@ def test_converted_network_in_bf16(name):
 
 @pytest.mark.skipif(not HAS_AMX, reason="no AMX: the GEMM runs on AVX512_BF16 already")
 def test_conv2d_and_linear_bf16_on_the_avx512_kernel():
-    # the kernel is chosen once per process: these cases again, in a fresh one
+    # the kernel is chosen once per process: these cases (and the fused
+    # residuals) again, in a fresh one
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
-         "conv2d_bf16_matches_torch or linear_bf16_matches_torch"],
+         "conv2d_bf16_matches_torch or linear_bf16_matches_torch or residual_adds_fused"],
         env={**os.environ, "AI3_BF16_KERNEL": "avx512"}, capture_output=True, text=True,
         timeout=600, cwd=os.path.dirname(__file__))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
