@@ -3,10 +3,9 @@ algorithm that computes it, every other operation (computed in float32 by
 the generic plans), converted networks, and the errors. On a CPU with AMX
 the GEMM runs on AMX tiles; the conv2d, linear and fused residual cases run
 again, in a subprocess, on the AVX512_BF16 kernel (AI3_BF16_KERNEL=avx512).
-Each result is
-compared with torch in float64 on the same bfloat16 inputs (tolerance in
-conftest.py); whole networks with torch's float32 network, as a relative
-error of the output's norm below 2e-2."""
+Each result is compared with torch in float64 on the same bfloat16 inputs
+(tolerance in conftest.py); whole networks with torch's float32 network, as
+a relative error of the output's norm below 2e-2."""
 import os
 import subprocess
 import sys
