@@ -194,6 +194,31 @@ AI3_TEST(gemm_bf16_packed_a_keeps_its_kernel) {
     free(got);
 }
 
+/* K = 0: C is the epilogue alone, clamp(bias + residual), on every tile. */
+AI3_TEST(gemm_bf16_empty_k_is_the_epilogue) {
+    if (!ai3_cpu_has_bf16()) return;
+    const int64_t M = 20, N = 40;
+    float bias[20], out[20 * 40], res[20 * 40];
+    for (int64_t i = 0; i < M; i++) bias[i] = (float)ai3_test_uniform();
+    for (int64_t i = 0; i < M * N; i++) res[i] = (float)ai3_test_uniform();
+    const float clamp[2] = {-0.25f, 0.5f};
+    const ai3_gemm_bf16_epilogue e = {.bias_row = bias, .residual = res, .clamp = clamp};
+    const ai3_gemm_bf16_operand none = ai3_gemm_bf16_strided(NULL, 1, 1);
+    const ai3_status s = ai3_gemm_bf16(M, N, 0, &none, &none, out, N, 1, &e, 0);
+    AI3_EXPECT(s == AI3_OK, "%s", ai3_last_error());
+    int bad = 0;
+    for (int64_t i = 0; i < M && !bad; i++)
+        for (int64_t j = 0; j < N && !bad; j++) {
+            float want = bias[i] + res[i * N + j];
+            want = want < clamp[0] ? clamp[0] : want > clamp[1] ? clamp[1] : want;
+            if (out[i * N + j] != want) {
+                AI3_EXPECT(false, "C[%lld][%lld] = %g, want %g", (long long)i, (long long)j,
+                           out[i * N + j], want);
+                bad = 1;
+            }
+        }
+}
+
 AI3_TEST(gemm_bf16_errors) {
     float c = 0;
     ai3_gemm_bf16_operand a = ai3_gemm_bf16_strided(NULL, 1, 1);
