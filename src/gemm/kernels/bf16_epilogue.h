@@ -1,11 +1,10 @@
 /*
  * The epilogue the bfloat16 micro-kernels share (gemm_avx512_bf16.c,
  * gemm_amx_bf16.c; both compiled with the AVX-512 BF16 flags): a row of
- * float32 sums gets the row's bias, the residual's row (read in C's type),
- * the clamp (NaN kept) and is stored as
- * float32 or rounded to bfloat16 (to nearest even), 16 columns at a time;
- * or, for a C that is not row-major, element by element from a float32
- * copy of the tile.
+ * float32 sums gets the row's bias, the residual's row (read in C's type)
+ * and the clamp (NaN kept), and is stored as float32 or rounded to
+ * bfloat16 (to nearest even), 16 columns at a time; or, for a C that is
+ * not row-major, element by element from a float32 copy of the tile.
  */
 #ifndef AI3_GEMM_BF16_EPILOGUE_H
 #define AI3_GEMM_BF16_EPILOGUE_H
