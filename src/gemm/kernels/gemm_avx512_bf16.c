@@ -58,30 +58,24 @@ ALWAYS_INLINE void tile(int64_t k2, const uint32_t *restrict a, const uint32_t *
     }
 }
 
-#define ROWS(nv)                                                           \
-    switch (mr) {                                                          \
-    case 1: tile(k2, a, b, c, rsc, csc, 1, nv, nr, e, out_bf16); break;    \
-    case 2: tile(k2, a, b, c, rsc, csc, 2, nv, nr, e, out_bf16); break;    \
-    case 3: tile(k2, a, b, c, rsc, csc, 3, nv, nr, e, out_bf16); break;    \
-    case 4: tile(k2, a, b, c, rsc, csc, 4, nv, nr, e, out_bf16); break;    \
-    case 5: tile(k2, a, b, c, rsc, csc, 5, nv, nr, e, out_bf16); break;    \
-    case 6: tile(k2, a, b, c, rsc, csc, 6, nv, nr, e, out_bf16); break;    \
-    case 7: tile(k2, a, b, c, rsc, csc, 7, nv, nr, e, out_bf16); break;    \
-    case 8: tile(k2, a, b, c, rsc, csc, 8, nv, nr, e, out_bf16); break;    \
-    case 9: tile(k2, a, b, c, rsc, csc, 9, nv, nr, e, out_bf16); break;    \
-    case 10: tile(k2, a, b, c, rsc, csc, 10, nv, nr, e, out_bf16); break;  \
-    case 11: tile(k2, a, b, c, rsc, csc, 11, nv, nr, e, out_bf16); break;  \
-    case 12: tile(k2, a, b, c, rsc, csc, 12, nv, nr, e, out_bf16); break;  \
-    case 13: tile(k2, a, b, c, rsc, csc, 13, nv, nr, e, out_bf16); break;  \
-    default: tile(k2, a, b, c, rsc, csc, 14, nv, nr, e, out_bf16); break;  \
+/* The tile of mr rows (specialised per row count), nv vectors wide. */
+#define ROWS_CASE(MR) \
+    case MR: tile(k2, a, b, c, rsc, csc, MR, nv, nr, e, out_bf16); break;
+
+ALWAYS_INLINE void rows(int64_t k2, const uint32_t *a, const uint32_t *b, void *c, int64_t rsc,
+                        int64_t csc, int mr, const int nv, int nr,
+                        const ai3_gemm_bf16_epilogue *e, bool out_bf16) {
+    switch (mr) {
+        ROWS_CASE(1) ROWS_CASE(2) ROWS_CASE(3) ROWS_CASE(4) ROWS_CASE(5) ROWS_CASE(6)
+        ROWS_CASE(7) ROWS_CASE(8) ROWS_CASE(9) ROWS_CASE(10) ROWS_CASE(11) ROWS_CASE(12)
+        ROWS_CASE(13)
+    default: tile(k2, a, b, c, rsc, csc, MR, nv, nr, e, out_bf16); break;
     }
+}
 
 void ai3_gemm_bf16_kernel_avx512(int64_t k2, const uint32_t *a, const uint32_t *b, void *c,
                                  int64_t rsc, int64_t csc, int mr, int nr,
                                  const ai3_gemm_bf16_epilogue *e, bool out_bf16) {
-    if (nr > NR / 2) {
-        ROWS(2)
-    } else {
-        ROWS(1)
-    }
+    if (nr > NR / 2) rows(k2, a, b, c, rsc, csc, mr, 2, nr, e, out_bf16);
+    else rows(k2, a, b, c, rsc, csc, mr, 1, nr, e, out_bf16);
 }
