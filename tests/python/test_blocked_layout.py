@@ -117,28 +117,60 @@ def test_layers_report_the_blocked_convolutions():
     assert not any(layer.resolved.startswith("direct (NCHW") for layer in convs)
 
 
-@needs_blocked
-def test_3x3_convolutions_run_winograd_on_the_blocked_layout():
-    # 56x56 planes of 64 channels: F(4x4, 3x3) on the blocked values, the
-    # epilogue (bias, relu, the residual add) on its output tiles
-    class Residual(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Conv2d(64, 64, 3, padding=1)
-            self.b = nn.Conv2d(64, 64, 3, padding=1)
+class Residual(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.a = nn.Conv2d(c, c, 3, padding=1)
+        self.b = nn.Conv2d(c, c, 3, padding=1)
 
-        def forward(self, x):
-            return torch.relu(self.b(torch.relu(self.a(x))) + x)
+    def forward(self, x):
+        return torch.relu(self.b(torch.relu(self.a(x))) + x)
 
-    net = Residual().eval()
-    x = torch.randn(2, 64, 56, 56)
+
+# (batch, channels, size) of a residual block of two 3x3 convolutions, which
+# run F(4x4, 3x3) (the first two) or F(2x2, 3x3) on the blocked values, the
+# epilogue (bias, relu, the residual add) on their output tiles. Each tiling
+# once with many tiles (each task transforms its own group of tiles) and once
+# with few (the tiles transformed once into values the threads share).
+WINOGRAD_CASES = [(2, 64, 56), (1, 64, 28), (1, 384, 14), (1, 64, 14)]
+
+
+def winograd_error(n, c, size):
+    """Relative error of the converted block, and its convolutions' algorithms."""
+    torch.manual_seed(n * c + size)
+    net = Residual(c).eval()
+    x = torch.randn(n, c, size, size)
     model = ai3.convert(net)
     with torch.no_grad():
         expected = net(x)
         out = model(x)
-    assert rel_error(out, expected) < TOL
     convs = [layer for layer in model.layers if layer.op == "conv2d"]
-    assert [layer.resolved.split(" ")[0] for layer in convs] == ["winograd", "winograd"], convs
+    return rel_error(out, expected), [layer.resolved.split(" ")[0] for layer in convs]
+
+
+@needs_blocked
+@pytest.mark.parametrize("n,c,size", WINOGRAD_CASES)
+def test_3x3_convolutions_run_winograd_on_the_blocked_layout(n, c, size):
+    err, algorithms = winograd_error(n, c, size)
+    assert err < TOL
+    assert algorithms == ["winograd", "winograd"]
+
+
+@needs_blocked
+def test_blocked_winograd_with_avx2():
+    script = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+              "from test_blocked_layout import WINOGRAD_CASES, winograd_error\n"
+              "for case in WINOGRAD_CASES: print(*winograd_error(*case))\n")
+    result = subprocess.run([sys.executable, "-c", script],
+                            env={**os.environ, "AI3_ISA": "avx2"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(WINOGRAD_CASES)
+    for line in lines:
+        err, algorithms = line.split(" ", 1)
+        assert float(err) < TOL
+        assert algorithms == "['winograd', 'winograd']"
 
 
 class Outputs(nn.Module):
