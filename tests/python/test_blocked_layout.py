@@ -118,17 +118,21 @@ def test_layers_report_the_blocked_convolutions():
 
 
 class Residual(nn.Module):
+    """A residual block of two 3x3 convolutions, then a 1x1 one (which keeps
+    the block's output blocked)."""
+
     def __init__(self, c):
         super().__init__()
         self.a = nn.Conv2d(c, c, 3, padding=1)
         self.b = nn.Conv2d(c, c, 3, padding=1)
+        self.c = nn.Conv2d(c, 8, 1)
 
     def forward(self, x):
-        return torch.relu(self.b(torch.relu(self.a(x))) + x)
+        return self.c(torch.relu(self.b(torch.relu(self.a(x))) + x))
 
 
-# (batch, channels, size) of a residual block of two 3x3 convolutions, which
-# run F(4x4, 3x3) (the first two) or F(2x2, 3x3) on the blocked values, the
+# (batch, channels, size) of a Residual block whose 3x3 convolutions run
+# F(4x4, 3x3) (the first two) or F(2x2, 3x3) on the blocked values, the
 # epilogue (bias, relu, the residual add) on their output tiles. Each tiling
 # once with many tiles (each task transforms its own group of tiles) and once
 # with few (the tiles transformed once into values the threads share).
@@ -136,7 +140,8 @@ WINOGRAD_CASES = [(2, 64, 56), (1, 64, 28), (1, 384, 14), (1, 64, 14)]
 
 
 def winograd_error(n, c, size):
-    """Relative error of the converted block, and its convolutions' algorithms."""
+    """Relative error of the converted block, and whether its 3x3
+    convolutions both ran Winograd on the blocked layout."""
     torch.manual_seed(n * c + size)
     net = Residual(c).eval()
     x = torch.randn(n, c, size, size)
@@ -145,15 +150,16 @@ def winograd_error(n, c, size):
         expected = net(x)
         out = model(x)
     convs = [layer for layer in model.layers if layer.op == "conv2d"]
-    return rel_error(out, expected), [layer.resolved.split(" ")[0] for layer in convs]
+    blocked = all(layer.resolved.startswith("winograd (NCHW") for layer in convs[:2])
+    return rel_error(out, expected), blocked
 
 
 @needs_blocked
 @pytest.mark.parametrize("n,c,size", WINOGRAD_CASES)
 def test_3x3_convolutions_run_winograd_on_the_blocked_layout(n, c, size):
-    err, algorithms = winograd_error(n, c, size)
+    err, blocked = winograd_error(n, c, size)
     assert err < TOL
-    assert algorithms == ["winograd", "winograd"]
+    assert blocked
 
 
 @needs_blocked
@@ -168,9 +174,9 @@ def test_blocked_winograd_with_avx2():
     lines = result.stdout.splitlines()
     assert len(lines) == len(WINOGRAD_CASES)
     for line in lines:
-        err, algorithms = line.split(" ", 1)
+        err, blocked = line.split()
         assert float(err) < TOL
-        assert algorithms == "['winograd', 'winograd']"
+        assert blocked == "True"
 
 
 class Outputs(nn.Module):
