@@ -82,13 +82,22 @@ BK_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
     }
 }
 
-/* The α² products of tiles [t0, t0 + gt), whose V is at v (per point a
- * plane of gt tiles), for output pairs [q0, q1) into M at mm, then their
- * outputs. */
+/* input_tiles with m as a constant. */
 static inline __attribute__((always_inline)) BK_TARGET void
-BK_ISA(products)(const wg_run *r, const float *v, float *mm, int64_t t0, int64_t gt, int64_t q0,
-                 int64_t q1) {
+BK_ISA(input_tiles_m)(const wg_run *r, int64_t t0, int64_t gt, int64_t ib0, int64_t ib1, float *v,
+                      int64_t vt, int64_t v0) {
+    if (r->wg->m == 2) BK_ISA(input_tiles)(r, t0, gt, ib0, ib1, v, vt, v0, 2);
+    else BK_ISA(input_tiles)(r, t0, gt, ib0, ib1, v, vt, v0, 4);
+}
+
+/* The α² products of tiles [t0, t0 + gt), whose V is at v (per point a
+ * plane of gt tiles), for the output pairs of range pc (of r->pchunks) into
+ * M at mm (per point a plane of all output blocks, of which the range's
+ * are written), then their outputs. */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(products)(const wg_run *r, const float *v, float *mm, int64_t t0, int64_t gt, int64_t pc) {
     const ai3_blocked_winograd *wg = r->wg;
+    const int64_t q0 = r->pairs * pc / r->pchunks, q1 = r->pairs * (pc + 1) / r->pchunks;
     const int64_t vplane = wg->in_blocks * gt * BK_LANES, mplane = wg->out_blocks * gt * BK_LANES;
     for (int p = 0; p < wg->points; p++)
         ai3_blocked_conv2d_run_pairs(wg->point[p], v + p * vplane, gt, q0, q1, mm + p * mplane);
@@ -105,7 +114,6 @@ static BK_TARGET void BK_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
         const int64_t g = task / r->pchunks, pc = task % r->pchunks;
         const int64_t t0 = g * r->group, gt = AI3_MIN(r->tiles - t0, r->group);
-        const int64_t q0 = r->pairs * pc / r->pchunks, q1 = r->pairs * (pc + 1) / r->pchunks;
         const int64_t vplane = wg->in_blocks * gt * BK_LANES;
         const int64_t mplane = wg->out_blocks * gt * BK_LANES;
         float *v = ai3_thread_buffer(AI3_BUFFER_WINOGRAD,
@@ -114,9 +122,8 @@ static BK_TARGET void BK_ISA(tasks)(void *vctx, int64_t begin, int64_t end) {
             atomic_store(&r->failed, 1);
             return;
         }
-        if (wg->m == 2) BK_ISA(input_tiles)(r, t0, gt, 0, wg->in_blocks, v, gt, t0, 2);
-        else BK_ISA(input_tiles)(r, t0, gt, 0, wg->in_blocks, v, gt, t0, 4);
-        BK_ISA(products)(r, v, v + wg->points * vplane, t0, gt, q0, q1);
+        BK_ISA(input_tiles_m)(r, t0, gt, 0, wg->in_blocks, v, gt, t0);
+        BK_ISA(products)(r, v, v + wg->points * vplane, t0, gt, pc);
     }
 }
 
@@ -127,8 +134,7 @@ static BK_TARGET void BK_ISA(shared_input_tasks)(void *vctx, int64_t begin, int6
     for (int64_t task = begin; task < end; task++) {
         const int64_t ib = task / r->tchunks, tc = task % r->tchunks;
         const int64_t t0 = r->tiles * tc / r->tchunks, t1 = r->tiles * (tc + 1) / r->tchunks;
-        if (r->wg->m == 2) BK_ISA(input_tiles)(r, t0, t1 - t0, ib, ib + 1, r->v, r->tiles, 0, 2);
-        else BK_ISA(input_tiles)(r, t0, t1 - t0, ib, ib + 1, r->v, r->tiles, 0, 4);
+        BK_ISA(input_tiles_m)(r, t0, t1 - t0, ib, ib + 1, r->v, r->tiles, 0);
     }
 }
 
@@ -138,7 +144,6 @@ static BK_TARGET void BK_ISA(shared_product_tasks)(void *vctx, int64_t begin, in
     wg_run *r = vctx;
     const ai3_blocked_winograd *wg = r->wg;
     for (int64_t pc = begin; pc < end; pc++) {
-        const int64_t q0 = r->pairs * pc / r->pchunks, q1 = r->pairs * (pc + 1) / r->pchunks;
         float *mm = ai3_thread_buffer(
             AI3_BUFFER_WINOGRAD,
             (size_t)(wg->points * wg->out_blocks * r->tiles * BK_LANES) * sizeof(float));
@@ -146,7 +151,7 @@ static BK_TARGET void BK_ISA(shared_product_tasks)(void *vctx, int64_t begin, in
             atomic_store(&r->failed, 1);
             return;
         }
-        BK_ISA(products)(r, r->v, mm, 0, r->tiles, q0, q1);
+        BK_ISA(products)(r, r->v, mm, 0, r->tiles, pc);
     }
 }
 
