@@ -1,17 +1,31 @@
 /*
  * conv2d "implicit gemm": the GEMM of "gemm" (weights packed at prepare,
- * one GEMM per image and group), but B is never unrolled: the engine asks
- * a callback for each kc×nc block of B as it packs, and the callback
- * gathers it straight from the input. The workspace holds only the padded
- * input, and only when there is padding.
+ * one GEMM per image and group), but B is never unrolled.
  *
  * Row k = (c, ky, kx) of B, column n = (oy, ox), is input element
- * (c, oy·sh + ky·dh, ox·sw + kx·dw) of the padded image. A strip of NR
- * consecutive columns is one or a few runs of consecutive ox, each a
- * contiguous (stride 1) or strided piece of one input row: the runs are
- * found once per strip and copied for each of the kc rows.
+ * (c, oy·sh + ky·dh, ox·sw + kx·dw) of the padded image.
+ *
+ * With AVX-512, the column kernel (gemm/kernels/gemm_cols_avx512.h) reads
+ * B in place: the input is padded and phase-split into the wide layout of
+ * conv2d_wide.h, where row k of B over a run of consecutive output
+ * positions of one output row is a contiguous slice at a fixed offset,
+ * off[k] = c·(channel stride) + the tap's offset. A tile is up to 32
+ * output channels × 14 positions of an output row, so no FLOP is spent on
+ * padding rows or columns of the tile: 64 channels are two full panels,
+ * and rows of 14, 28, 56 or 112 positions whole tiles. The workspace holds
+ * the offsets and, unless the convolution is stride 1 with no padding, the
+ * prepared input.
+ *
+ * Otherwise the engine's row kernel runs, and the engine asks a callback
+ * for each kc×nc block of B as it packs: the callback gathers it straight
+ * from the (padded) input. A strip of NR consecutive columns is one or a
+ * few runs of consecutive ox, each a contiguous (stride 1) or strided
+ * piece of one input row: the runs are found once per strip and copied
+ * for each of the kc rows. The workspace holds only the padded input, and
+ * only when there is padding.
  */
 #include "conv2d_gemm.h"
+#include "conv2d_wide.h"
 #include "epilogue.h"
 
 /* The widest B strip of any config. */
@@ -127,6 +141,8 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
+    const ai3_gemm_cols_config *cols = AI3_TYPED(ai3_gemm_get_cols_config)();
+    if (cols) return AI3_TYPED(ai3_conv2d_pack_weights_cols)(pb, cols);
     ai3_status s = AI3_TYPED(ai3_conv2d_pack_weights)(pb, false);
     if (s != AI3_OK) return s;
     const ai3_conv2d_packed_weights *pw = pb->state;
@@ -136,12 +152,60 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
     return AI3_OK;
 }
 
+/* The column path reads the input itself: stride 1, no padding. */
+static bool in_place(const ai3_conv2d_params *p) {
+    return p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
+}
+
+/* Column path workspace: the taps' offsets, B's row offsets, the prepared
+ * input (unless in place). */
+static void carve_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
+                       ai3_conv2d_wide *wide, int64_t **taps, int64_t **off, real **x) {
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, wide, NULL);
+    *taps = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **taps);
+    *off = ai3_arena_take(a, (size_t)(d->c_in_g * d->kh * d->kw) * sizeof **off);
+    *x = in_place(&pb->params) ? NULL : ai3_arena_take(a, (size_t)wide->elems * sizeof(real));
+}
+
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    if (pw->cols) {
+        ai3_arena a = {NULL, 0};
+        ai3_conv2d_wide wide;
+        int64_t *taps, *off;
+        real *x;
+        carve_cols(pb, d, &a, &wide, &taps, &off, &x);
+        return a.used;
+    }
     return is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real) : 0;
+}
+
+static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                     const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    ai3_arena a = {workspace, 0};
+    ai3_conv2d_wide wide;
+    int64_t *taps, *off;
+    real *x;
+    carve_cols(pb, d, &a, &wide, &taps, &off, &x);
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &wide, taps);
+    const int64_t n_taps = d->kh * d->kw;
+    for (int64_t k = 0; k < d->c_in_g * n_taps; k++) off[k] = k / n_taps * wide.cs + taps[k % n_taps];
+    if (x)
+        AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &wide, x);
+    else
+        x = input->data;
+    ai3_conv2d_cols_b b = {.b = x, .b_image = d->c_in * wide.cs, .b_group = d->c_in_g * wide.cs,
+                           .b_row = wide.ws, .off = off, .rows = d->oh, .width = d->ow};
+    AI3_TYPED(ai3_conv2d_run_cols)(pb, d, &b, output->data);
 }
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    if (pw->cols) {
+        run_cols(pb, d, input, output, workspace);
+        return AI3_OK;
+    }
     const real *x = input->data;
     if (is_padded(&pb->params)) {
         ai3_conv2d_pad_input(input, &pb->params, d, workspace);

@@ -72,6 +72,19 @@ const ai3_gemm_config *AI3_TYPED(ai3_gemm_get_config)(void) {
     return AI3_TYPED(ai3_gemm_config_for_isa)(ai3_cpu_isa());
 }
 
+#if defined(__x86_64__)
+static const ai3_gemm_cols_config cols_config = {
+    F32_F64("f32", "f64") "_gemm_cols_" STR(F32_F64(32, 16)) "x" STR(AI3_GEMM_COLS_NR) "_avx512",
+    F32_F64(32, 16), AI3_GEMM_COLS_NR, AI3_TYPED(ai3_gemm_cols_kernel_avx512)};
+#endif
+
+const ai3_gemm_cols_config *AI3_TYPED(ai3_gemm_get_cols_config)(void) {
+#if defined(__x86_64__)
+    if (ai3_cpu_isa() >= AI3_ISA_AVX512) return &cols_config;
+#endif
+    return NULL;
+}
+
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 /* K is cut into nk = ceil(K / KC) slices of (almost) equal depth. */

@@ -184,6 +184,17 @@ typedef enum ai3_gemm_operand_kind {
                                        const T *bias_row, const T *bias_col, unsigned flags,   \
                                        const ai3_epilogue *epilogue);                          \
                                                                                                \
+    /* The column kernel (kernels/kernels.h: a tile of C as vectors along its \
+     * rows, B read in place at row offsets) of the active ISA; NULL below    \
+     * AVX-512. */                                                            \
+    typedef struct ai3_gemm_cols_config_##sfx {                                                \
+        const char *name; /* e.g. "f32_gemm_cols_32x14_avx512" */                              \
+        int mr, nr;                                                                            \
+        void (*kernel)(int64_t kc, const T *a, const T *b, const int64_t *off, T *c,           \
+                       int64_t ldc, int mr, int nr, const T *bias_r);                          \
+    } ai3_gemm_cols_config_##sfx;                                                              \
+    const ai3_gemm_cols_config_##sfx *ai3_gemm_get_cols_config_##sfx(void);                   \
+                                                                                               \
     void ai3_gemm_nn_##sfx(int64_t M, int64_t N, int64_t K, const T *A, int64_t lda,           \
                            const T *B, int64_t ldb, T *C, int64_t ldc, bool accumulate);       \
     void ai3_gemm_nt_##sfx(int64_t M, int64_t N, int64_t K, const T *A, int64_t lda,           \
@@ -197,6 +208,7 @@ typedef AI3_TYPED(ai3_gemm_ukernel) ai3_gemm_ukernel;
 typedef AI3_TYPED(ai3_gemm_config) ai3_gemm_config;
 typedef AI3_TYPED(ai3_gemm_pack_fn) ai3_gemm_pack_fn;
 typedef AI3_TYPED(ai3_gemm_operand) ai3_gemm_operand;
+typedef AI3_TYPED(ai3_gemm_cols_config) ai3_gemm_cols_config;
 #define ai3_gemm_strided AI3_TYPED(ai3_gemm_strided)
 #define ai3_gemm_packed AI3_TYPED(ai3_gemm_packed)
 #define ai3_gemm_callback AI3_TYPED(ai3_gemm_callback)

@@ -513,7 +513,10 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_on_each_isa) {
 
 /* Shapes whose GEMMs have K and N beyond the engine's cache blocks (KC,
  * NC), so that B is gathered in several K slices and column blocks, on
- * each ISA. */
+ * each ISA; and, for the column kernel of implicit gemm, several panels of
+ * output channels (the last partial), several chunks of panels (K past
+ * COLS_CHUNK_BYTES), output rows that end in a partial tile, and a 1×1
+ * layer read in place. */
 AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
     static const struct {
         int64_t n, c_in, h, w, c_out, k, stride, pad, dilation, groups;
@@ -522,6 +525,9 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
         {1, 48, 62, 66, 20, 3, 1, 1, 1, 1, AI3_PADDING_ZEROS},
         {2, 96, 40, 37, 18, 3, 2, 2, 2, 2, AI3_PADDING_REFLECT},
         {1, 40, 70, 50, 9, 5, 1, 2, 1, 1, AI3_PADDING_CIRCULAR},
+        {1, 260, 9, 17, 40, 3, 1, 1, 1, 1, AI3_PADDING_ZEROS},
+        {2, 24, 13, 31, 70, 3, 2, 1, 1, 1, AI3_PADDING_REPLICATE},
+        {1, 32, 10, 29, 66, 1, 1, 0, 1, 2, AI3_PADDING_ZEROS},
     };
     const ai3_isa active = ai3_cpu_isa();
     for (int isa = AI3_ISA_GENERIC; isa <= (int)ai3_cpu_best_isa(); isa++) {
