@@ -12,6 +12,12 @@
  * round; each round times back-to-back calls for at least 20 ms; the JSON
  * has every round's GFLOP/s and bench/gemm.py reports medians. All operands
  * are plain row-major matrices (ai3 packs A and B on the fly, as sgemm does).
+ *
+ * Then ("conv_runs", float32, skipped by --no-conv) the GEMM-based conv2d
+ * algorithms on the conv shapes as the convolutions they come from (batch
+ * 1, 3×3, padding 1), through a kept plan (weights packed once), the three
+ * interleaved the same way, with the FMA peak measured again before each
+ * round (a shared machine's speed drifts by 10% and more within a minute).
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -25,6 +31,7 @@
 #include <immintrin.h>
 #endif
 
+#include "ai3.h"
 #include "gemm/gemm.h"
 
 static double now(void) {
@@ -183,13 +190,116 @@ static const int shapes[][4] = {
     {3, 50176, 27, 1},   {64, 12544, 576, 1},  {256, 784, 2304, 1},   {512, 196, 4608, 1},
 };
 
+/* --- the GEMM-based conv2d algorithms ------------------------------------------ */
+static const char *const conv_algorithms[] = {"gemm", "implicit gemm", "implicit precomp gemm"};
+#define N_CONV_ALGORITHMS 3
+
+typedef struct {
+    ai3_conv2d_plan *plan;
+    ai3_tensor x, y;
+    void *ws;
+    size_t ws_bytes;
+    double flops;
+} conv_call;
+
+/* GFLOP/s over back-to-back runs lasting at least 20 ms, after one untimed
+ * run that brings the layer's weights and input back into cache (the
+ * contender before it ran over other data). */
+static double time_conv(conv_call *c) {
+    ai3_conv2d_plan_run(c->plan, &c->x, &c->y, c->ws, c->ws_bytes);
+    int calls = 0;
+    double t0 = now(), t;
+    do {
+        ai3_conv2d_plan_run(c->plan, &c->x, &c->y, c->ws, c->ws_bytes);
+        calls++;
+        t = now() - t0;
+    } while (t < 0.02);
+    return c->flops * calls / t / 1e9;
+}
+
+/* The conv shape s (M = C_out, N = H·W, K = C_in·9) as that convolution;
+ * prints its runs. */
+static int bench_conv(int s, int reps, int first) {
+    const int64_t c_out = shapes[s][0], c_in = shapes[s][2] / 9;
+    int64_t h = 1;
+    while (h * h < shapes[s][1]) h++;
+    const int64_t x_shape[4] = {1, c_in, h, h}, w_shape[4] = {c_out, c_in, 3, 3};
+    const int64_t y_shape[4] = {1, c_out, h, h};
+    float *x = malloc(sizeof(float) * (size_t)(c_in * h * h));
+    float *w = malloc(sizeof(float) * (size_t)(c_out * c_in * 9));
+    float *bias = malloc(sizeof(float) * (size_t)c_out);
+    srand(2);
+    for (int64_t i = 0; i < c_in * h * h; i++) x[i] = rand() / (float)RAND_MAX - 0.5f;
+    for (int64_t i = 0; i < c_out * c_in * 9; i++) w[i] = rand() / (float)RAND_MAX - 0.5f;
+    for (int64_t i = 0; i < c_out; i++) bias[i] = 0.1f;
+    ai3_tensor xt = {.data = x, .dtype = AI3_FLOAT32, .device = AI3_DEVICE_CPU, .ndim = 4};
+    ai3_tensor wt = xt, bt = xt;
+    memcpy(xt.shape, x_shape, sizeof x_shape);
+    wt.data = w;
+    memcpy(wt.shape, w_shape, sizeof w_shape);
+    bt.data = bias;
+    bt.ndim = 1;
+    bt.shape[0] = c_out;
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    conv_call calls[N_CONV_ALGORITHMS];
+    for (int a = 0; a < N_CONV_ALGORITHMS; a++) {
+        conv_call *c = &calls[a];
+        c->x = xt;
+        c->y = xt;
+        memcpy(c->y.shape, y_shape, sizeof y_shape);
+        c->y.data = malloc(sizeof(float) * (size_t)(c_out * h * h));
+        c->flops = 2.0 * (double)(c_out * h * h) * (double)(c_in * 9);
+        if (ai3_conv2d_plan_create(conv_algorithms[a], &wt, &bt, &p, &xt, &c->plan) != AI3_OK ||
+            ai3_conv2d_plan_workspace_size(c->plan, &xt, &c->ws_bytes) != AI3_OK) {
+            fprintf(stderr, "%s: %s\n", conv_algorithms[a], ai3_last_error());
+            exit(1);
+        }
+        c->ws = aligned_alloc(64, (c->ws_bytes + 63) / 64 * 64 + 64);
+    }
+    for (int threads = 1; threads <= 2; threads++) {
+        ai3_set_num_threads(threads);
+        double g[N_CONV_ALGORITHMS][64], peak[64];
+        for (int a = 0; a < N_CONV_ALGORITHMS; a++) time_conv(&calls[a]); /* warm up */
+        int r_count = AI3_MIN(reps, 64);
+        /* The peak again in each round: the speed of a shared machine drifts. */
+        for (int r = 0; r < r_count; r++) {
+            peak[r] = fma_peak(threads, 0);
+            for (int a = 0; a < N_CONV_ALGORITHMS; a++) g[a][r] = time_conv(&calls[a]);
+        }
+        for (int a = 0; a < N_CONV_ALGORITHMS; a++) {
+            call_t as_gemm = {0, (int)c_out, (int)(h * h), 0, NULL, NULL, calls[a].y.data, 0};
+            printf("%s    {\"algorithm\": \"%s\", \"M\": %d, \"N\": %d, \"K\": %d, "
+                   "\"threads\": %d, \"rel_diff\": %.2e, \"gflops\": [",
+                   first ? "" : ",\n", conv_algorithms[a], shapes[s][0], shapes[s][1],
+                   shapes[s][2], threads, rel_diff(&as_gemm, calls[0].y.data));
+            first = 0;
+            for (int r = 0; r < r_count; r++) printf("%s%.2f", r ? ", " : "", g[a][r]);
+            printf("], \"peak\": [");
+            for (int r = 0; r < r_count; r++) printf("%s%.2f", r ? ", " : "", peak[r]);
+            printf("]}");
+        }
+        fflush(stdout);
+    }
+    for (int a = 0; a < N_CONV_ALGORITHMS; a++) {
+        ai3_conv2d_plan_destroy(calls[a].plan);
+        free(calls[a].ws);
+        free(calls[a].y.data);
+    }
+    free(x);
+    free(w);
+    free(bias);
+    return first;
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, reps = 5, only_f32 = 0, only_shape = -1;
+    int quick = 0, reps = 5, only_f32 = 0, only_shape = -1, conv = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         if (!strcmp(argv[i], "--f32")) only_f32 = 1;
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) only_shape = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--no-conv")) conv = 0;
     }
     load_openblas();
     int best = (int)ai3_cpu_best_isa();
@@ -267,6 +377,10 @@ int main(int argc, char **argv) {
             free(ref);
         }
     }
+    printf("\n  ],\n  \"conv_runs\": [\n");
+    first = 1;
+    for (int s = 0; s < n_shapes && conv; s++)
+        if (shapes[s][3] && (only_shape < 0 || s == only_shape)) first = bench_conv(s, reps, first);
     printf("\n  ]\n}\n");
     return 0;
 }

@@ -1,5 +1,6 @@
-"""GEMM benchmark: builds and runs bench/gemm.c, prints a table, writes
-bench/results/gemm.json and bench/results/gemm.png.
+"""GEMM benchmark: builds and runs bench/gemm.c, prints a table of the GEMM
+and one of the GEMM-based conv2d algorithms, writes bench/results/gemm.json
+and bench/results/gemm.png.
 
     .venv/bin/python bench/gemm.py [--quick] [--repeats R]
 
@@ -111,6 +112,29 @@ def print_table(data, cells):
               f" {spread:6.2f}" + ("  conv" if conv else ""))
 
 
+def print_conv_table(data):
+    """The GEMM-based conv2d algorithms: median GFLOP/s and the median of
+    each round's share of the FMA peak measured just before it."""
+    runs = data.get("conv_runs", [])
+    if not runs:
+        return
+    print("\nconv2d float32, batch 1, 3x3, padding 1 (M = C_out, N = H*W, K = C_in*9): "
+          "median GFLOP/s (% of the FMA peak of the same round)")
+    algos = list(dict.fromkeys(r["algorithm"] for r in runs))
+    head = f"{'M':>5} {'N':>6} {'K':>5} {'thr':>3} " + " ".join(f"{a:>24}" for a in algos)
+    print(head)
+    print("-" * len(head))
+    cells = {}
+    for r in runs:
+        share = [g / p for g, p in zip(r["gflops"], r["peak"]) if p]
+        pct = f"({100 * statistics.median(share):3.0f}%)" if share else "(  -%)"
+        cells.setdefault((r["M"], r["N"], r["K"], r["threads"]), {})[r["algorithm"]] = \
+            f"{statistics.median(r['gflops']):.1f} {pct}"
+    for key in sorted(cells, key=lambda k: (k[0] * k[1] * k[2], k[3])):
+        print(f"{key[0]:5d} {key[1]:6d} {key[2]:5d} {key[3]:3d} " +
+              " ".join(f"{cells[key].get(a, '-'):>24}" for a in algos))
+
+
 def plot(data, cells, path):
     try:
         import matplotlib
@@ -160,6 +184,7 @@ def main():
         json.dump(data, f, indent=1)
     cells = summarise(data)
     print_table(data, cells)
+    print_conv_table(data)
     plot(data, cells, os.path.join(RESULTS, "gemm.png"))
     print(f"wrote {os.path.join(RESULTS, 'gemm.json')} and gemm.png")
 
