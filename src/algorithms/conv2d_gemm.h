@@ -25,8 +25,8 @@
 typedef struct {
     const ai3_gemm_config *cfg; /* the config they were packed for, and run with */
     /* or, when not NULL, the column kernel they were packed for instead
-     * (ai3_conv2d_pack_weights_cols): each block is ceil(M / MR) panels of
-     * MR rows × all of K */
+     * (by implicit gemm): each block is ceil(M / MR) panels of MR rows ×
+     * all of K */
     const ai3_gemm_cols_config *cols;
     int64_t m, k;               /* each block is M×K */
     int64_t blocks;
@@ -39,25 +39,6 @@ typedef struct {
  * groups) matrix per (group, tap), block g·taps + t. */
 ai3_status AI3_TYPED(ai3_conv2d_pack_weights)(ai3_conv2d_problem *pb, bool per_tap);
 void AI3_TYPED(ai3_conv2d_packed_weights_release)(void *state);
-/* As ai3_conv2d_pack_weights (not per tap), for the column kernel `cols`. */
-ai3_status AI3_TYPED(ai3_conv2d_pack_weights_cols)(ai3_conv2d_problem *pb,
-                                                   const ai3_gemm_cols_config *cols);
-
-/* The column path: per (image, group), C_out/groups × positions = the
- * weights (packed by ai3_conv2d_pack_weights_cols) × B, which the column
- * kernel reads in place. B of image n, group g: row k (channel, tap) at
- * b + n·b_image + g·b_group + off[k], columns consecutive positions. The
- * output positions come as `rows` runs of `width` (output rows; or one run
- * of all, for an unrolled B), run r at B column r·b_row and at r·width in
- * each output plane. Applies d->epilogue to each tile. */
-typedef struct {
-    const real *b;
-    int64_t b_image, b_group, b_row;
-    const int64_t *off;
-    int64_t rows, width;
-} ai3_conv2d_cols_b;
-void AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
-                                    const ai3_conv2d_cols_b *b, real *y);
 
 static inline ai3_gemm_operand ai3_conv2d_packed_block(const ai3_conv2d_packed_weights *pw,
                                                        int64_t block) {
