@@ -142,6 +142,15 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
 
 /* --- the column path --------------------------------------------------------- */
 
+/* B in the wide layout, of image n, group g: row k (channel, tap) at b +
+ * n·b_image + g·b_group + off[k], the positions of output row oy from
+ * column oy·b_row on. */
+typedef struct {
+    const real *b;
+    int64_t b_image, b_group, b_row;
+    const int64_t *off;
+} cols_b;
+
 /* pb->state = the weights of each group as ceil(M / MR) panels of MR rows ×
  * all of K, M = C_out / groups, K = C_in/groups·KH·KW: element (row s·MR + i,
  * p) of panel s at [p·MR + i]. */
@@ -175,92 +184,41 @@ static ai3_status pack_weights_cols(ai3_conv2d_problem *pb, const ai3_gemm_cols_
 /* Rows of A a task keeps for its run of tiles: panels up to this many bytes
  * (at least one), so that they stay in L2 with the input they meet. */
 #define COLS_CHUNK_BYTES (256 * 1024)
-/* Banded input (see run_cols): padded rows of one group per band, about
- * this many bytes; at least this many bands in all, to share out; and each
- * band's rows at least twice those it shares with the next (copied twice). */
-#define BAND_BYTES (512 * 1024)
-#define MIN_BANDS 8
-
-typedef enum { IN_PLACE, WHOLE, BANDED } cols_input;
-
-typedef struct {
-    cols_input mode;
-    ai3_conv2d_wide wide;     /* the whole prepared input (WHOLE, IN_PLACE: the input) */
-    int64_t chunk_panels, chunks; /* panels of A per chunk, chunks per group */
-    int64_t tiles_per_row;
-    int64_t band_rows, bands; /* BANDED: output rows per band, bands per image and group */
-    int64_t slot_cs, slot;    /* BANDED: a band's channel stride and size, in elements */
-} cols_layout;
-
-static cols_layout layout_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
-    const ai3_conv2d_params *p = &pb->params;
-    const ai3_conv2d_packed_weights *pw = pb->state;
-    const int64_t mr = pw->cols->mr, panels = (pw->m + mr - 1) / mr;
-    cols_layout l = {.mode = WHOLE};
-    AI3_TYPED(ai3_conv2d_wide_layout)(p, d, &l.wide, NULL);
-    const int64_t panel_bytes = mr * pw->k * (int64_t)sizeof(real);
-    l.chunk_panels = AI3_MAX(1, AI3_MIN(panels, COLS_CHUNK_BYTES / panel_bytes));
-    l.chunks = (panels + l.chunk_panels - 1) / l.chunk_panels;
-    l.tiles_per_row = (d->ow + pw->cols->nr - 1) / pw->cols->nr;
-    const bool stride_1 = p->stride_h == 1 && p->stride_w == 1;
-    if (stride_1 && !is_padded(p)) {
-        l.mode = IN_PLACE;
-    } else if (stride_1 && l.chunks == 1) {
-        const int64_t halo = (d->kh - 1) * p->dilation_h;
-        const int64_t row_bytes = d->c_in_g * d->wp * (int64_t)sizeof(real);
-        l.band_rows = AI3_MIN(d->oh, AI3_MAX(1, BAND_BYTES / row_bytes - halo));
-        l.bands = (d->oh + l.band_rows - 1) / l.band_rows;
-        if (d->n * d->groups * l.bands >= MIN_BANDS && l.band_rows >= 2 * halo) {
-            l.mode = BANDED;
-            l.slot_cs = (l.band_rows + halo) * d->wp;
-            l.slot = (d->c_in_g * l.slot_cs + 15) & ~(int64_t)15; /* each slot 64-byte aligned */
-        }
-    }
-    return l;
-}
-
-/* Column path workspace: the taps' offsets, B's row offsets, and the whole
- * prepared input or the bands' slots. */
-static void carve_cols(const ai3_conv2d_dims *d, const cols_layout *l, ai3_arena *a,
-                       int64_t **taps, int64_t **off, real **x) {
-    *taps = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **taps);
-    *off = ai3_arena_take(a, (size_t)(d->c_in_g * d->kh * d->kw) * sizeof **off);
-    size_t elems = 0;
-    if (l->mode == WHOLE) elems = (size_t)l->wide.elems;
-    if (l->mode == BANDED) elems = (size_t)(d->n * d->groups * l->bands * l->slot);
-    *x = elems ? ai3_arena_take(a, elems * sizeof(real)) : NULL;
-}
 
 typedef struct {
     const ai3_conv2d_problem *pb;
     const ai3_conv2d_dims *d;
-    const cols_layout *l;
-    const real *input;
-    const real *x;         /* the prepared input (or the input), or the bands' slots */
-    const int64_t *off;    /* B's row k (channel, tap) at off[k] from a group's first */
+    const cols_b *b;
     real *y;
+    int64_t chunk_panels, chunks, tiles_per_row, tiles;
 } cols_ctx;
 
-/* Tiles [t0, t1) (row-major over the output rows) of image n, group g with
- * the panels of `chunk`; b is where B's columns of output row row0 start. */
-static void run_tiles(const cols_ctx *c, int64_t n, int64_t g, int64_t chunk, int64_t t0,
-                      int64_t t1, const real *b, int64_t row0, int64_t b_row) {
+/* Unit u = (image, group, chunk of panels, tile of positions), the tile
+ * fastest, so that a range of units reuses its chunk's panels. */
+static void cols_units(void *vctx, int64_t begin, int64_t end) {
+    const cols_ctx *c = vctx;
     const ai3_conv2d_dims *d = c->d;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
     const ai3_gemm_cols_config *cols = pw->cols;
     const int64_t mr = cols->mr, k = pw->k, plane = d->oh * d->ow;
     const real *bias = c->pb->bias ? c->pb->bias->data : NULL;
-    const int64_t s_end = AI3_MIN((chunk + 1) * c->l->chunk_panels, (pw->m + mr - 1) / mr);
-    for (int64_t tile = t0; tile < t1; tile++) {
-        const int64_t row = tile / c->l->tiles_per_row;
-        const int64_t x0 = tile % c->l->tiles_per_row * cols->nr;
+    for (int64_t u = begin; u < end; u++) {
+        int64_t rest = u;
+        const int64_t tile = rest % c->tiles;
+        rest /= c->tiles;
+        const int64_t chunk = rest % c->chunks;
+        rest /= c->chunks;
+        const int64_t g = rest % d->groups, n = rest / d->groups;
+        const int64_t row = tile / c->tiles_per_row;
+        const int64_t x0 = tile % c->tiles_per_row * cols->nr;
         const int nr = (int)AI3_MIN(cols->nr, d->ow - x0);
-        const real *bt = b + (row - row0) * b_row + x0;
-        for (int64_t s = chunk * c->l->chunk_panels; s < s_end; s++) {
+        const real *b = c->b->b + n * c->b->b_image + g * c->b->b_group + row * c->b->b_row + x0;
+        const int64_t s_end = AI3_MIN((chunk + 1) * c->chunk_panels, (pw->m + mr - 1) / mr);
+        for (int64_t s = chunk * c->chunk_panels; s < s_end; s++) {
             const int64_t oc = g * d->c_out_g + s * mr;
             const int mrs = (int)AI3_MIN(mr, pw->m - s * mr);
             const int64_t at = (n * d->c_out + oc) * plane + row * d->ow + x0;
-            cols->kernel(k, pw->packed + g * pw->block_elems + s * mr * k, bt, c->off,
+            cols->kernel(k, pw->packed + g * pw->block_elems + s * mr * k, b, c->b->off,
                          c->y + at, plane, mrs, nr, bias ? bias + oc : NULL);
             if (d->epilogue)
                 AI3_TYPED(ai3_epilogue_apply)(c->y + at, plane,
@@ -270,42 +228,17 @@ static void run_tiles(const cols_ctx *c, int64_t n, int64_t g, int64_t chunk, in
     }
 }
 
-/* Unit u = (image, group, chunk of panels, tile), the tile fastest, so
- * that a range of units reuses its chunk's panels. */
-static void whole_units(void *vctx, int64_t begin, int64_t end) {
-    const cols_ctx *c = vctx;
-    const ai3_conv2d_dims *d = c->d;
-    const cols_layout *l = c->l;
-    const int64_t tiles = d->oh * l->tiles_per_row;
-    for (int64_t u = begin; u < end; u++) {
-        const int64_t tile = u % tiles, chunk = u / tiles % l->chunks;
-        const int64_t g = u / tiles / l->chunks % d->groups, n = u / tiles / l->chunks / d->groups;
-        const real *b = c->x + (n * d->c_in + g * d->c_in_g) * l->wide.cs;
-        run_tiles(c, n, g, chunk, tile, tile + 1, b, 0, l->wide.ws);
-    }
-}
-
-/* Unit u = (image, group, band): pads the band's input rows into its slot,
- * then runs its tiles from there, while the rows are in cache. */
-static void band_units(void *vctx, int64_t begin, int64_t end) {
-    const cols_ctx *c = vctx;
-    const ai3_conv2d_dims *d = c->d;
-    const cols_layout *l = c->l;
-    const ai3_conv2d_params *p = &c->pb->params;
-    for (int64_t u = begin; u < end; u++) {
-        const int64_t band = u % l->bands, g = u / l->bands % d->groups;
-        const int64_t n = u / l->bands / d->groups;
-        const int64_t r0 = band * l->band_rows, r1 = AI3_MIN(d->oh, r0 + l->band_rows);
-        const int64_t in_rows = r1 - r0 + (d->kh - 1) * p->dilation_h;
-        real *slot = (real *)c->x + u * l->slot;
-        for (int64_t ch = 0; ch < d->c_in_g; ch++) {
-            const real *src = c->input + (n * d->c_in + g * d->c_in_g + ch) * d->h * d->w;
-            for (int64_t i = 0; i < in_rows; i++)
-                ai3_conv2d_pad_row(src, r0 + i, slot + ch * l->slot_cs + i * d->wp, sizeof(real),
-                                   p, d);
-        }
-        run_tiles(c, n, g, 0, r0 * l->tiles_per_row, r1 * l->tiles_per_row, slot, r0, d->wp);
-    }
+static void run_tiles(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, const cols_b *b,
+                      real *y) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    const int64_t mr = pw->cols->mr, panels = (pw->m + mr - 1) / mr;
+    const int64_t panel_bytes = mr * pw->k * (int64_t)sizeof(real);
+    cols_ctx c = {.pb = pb, .d = d, .b = b, .y = y};
+    c.chunk_panels = AI3_MAX(1, AI3_MIN(panels, COLS_CHUNK_BYTES / panel_bytes));
+    c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
+    c.tiles_per_row = (d->ow + pw->cols->nr - 1) / pw->cols->nr;
+    c.tiles = d->oh * c.tiles_per_row;
+    ai3_parallel_for(d->n * d->groups * c.chunks * c.tiles, 1, cols_units, &c);
 }
 
 static ai3_status prepare(ai3_conv2d_problem *pb) {
@@ -320,46 +253,51 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
     return AI3_OK;
 }
 
+/* The column path reads the input itself: stride 1, no padding. */
+static bool in_place(const ai3_conv2d_params *p) {
+    return p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
+}
+
+/* Column path workspace: the taps' offsets, B's row offsets, the prepared
+ * input (unless in place). */
+static void carve_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
+                       ai3_conv2d_wide *wide, int64_t **taps, int64_t **off, real **x) {
+    AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, wide, NULL);
+    *taps = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **taps);
+    *off = ai3_arena_take(a, (size_t)(d->c_in_g * d->kh * d->kw) * sizeof **off);
+    *x = in_place(&pb->params) ? NULL : ai3_arena_take(a, (size_t)wide->elems * sizeof(real));
+}
+
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
     const ai3_conv2d_packed_weights *pw = pb->state;
     if (pw->cols) {
-        const cols_layout l = layout_cols(pb, d);
         ai3_arena a = {NULL, 0};
+        ai3_conv2d_wide wide;
         int64_t *taps, *off;
         real *x;
-        carve_cols(d, &l, &a, &taps, &off, &x);
+        carve_cols(pb, d, &a, &wide, &taps, &off, &x);
         return a.used;
     }
     return is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real) : 0;
 }
 
-/* The input B is read from: the input itself (stride 1, no padding); the
- * whole input prepared at once in the wide layout; or, when one chunk of
- * panels covers all output channels and the input has to be padded, bands
- * of output rows, each task padding its band's rows just before it runs
- * their tiles (a whole padded input would go out to memory and come back). */
 static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                      const ai3_tensor *input, ai3_tensor *output, void *workspace) {
-    const cols_layout l = layout_cols(pb, d);
     ai3_arena a = {workspace, 0};
+    ai3_conv2d_wide wide;
     int64_t *taps, *off;
     real *x;
-    carve_cols(d, &l, &a, &taps, &off, &x);
-    ai3_conv2d_wide wide;
+    carve_cols(pb, d, &a, &wide, &taps, &off, &x);
     AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &wide, taps);
-    const int64_t n_taps = d->kh * d->kw, cs = l.mode == BANDED ? l.slot_cs : wide.cs;
-    for (int64_t k = 0; k < d->c_in_g * n_taps; k++) off[k] = k / n_taps * cs + taps[k % n_taps];
-    cols_ctx c = {.pb = pb, .d = d, .l = &l, .input = input->data, .x = x, .off = off,
-                  .y = output->data};
-    if (l.mode == BANDED) {
-        ai3_parallel_for(d->n * d->groups * l.bands, 1, band_units, &c);
-        return;
-    }
-    if (l.mode == WHOLE)
+    const int64_t n_taps = d->kh * d->kw;
+    for (int64_t k = 0; k < d->c_in_g * n_taps; k++) off[k] = k / n_taps * wide.cs + taps[k % n_taps];
+    if (x)
         AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &wide, x);
     else
-        c.x = input->data;
-    ai3_parallel_for(d->n * d->groups * l.chunks * d->oh * l.tiles_per_row, 1, whole_units, &c);
+        x = input->data;
+    cols_b b = {.b = x, .b_image = d->c_in * wide.cs, .b_group = d->c_in_g * wide.cs,
+                .b_row = wide.ws, .off = off};
+    run_tiles(pb, d, &b, output->data);
 }
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,

@@ -62,37 +62,34 @@ typedef struct {
     const ai3_conv2d_dims *d;
 } pad_job;
 
-void ai3_conv2d_pad_row(const void *plane, int64_t i, void *dst, size_t elem,
-                        const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
-    char *row = dst;
-    int64_t r = ai3_pad_source_index(i, d->h, p->pad_top, p->padding_mode);
-    if (r < 0) {
-        memset(row, 0, (size_t)d->wp * elem);
-        return;
-    }
-    const char *src_row = (const char *)plane + (size_t)(r * d->w) * elem;
-    memcpy(row + (size_t)p->pad_left * elem, src_row, (size_t)d->w * elem);
-    for (int64_t j = 0; j < p->pad_left; j++) {
-        int64_t c = ai3_pad_source_index(j, d->w, p->pad_left, p->padding_mode);
-        if (c < 0) memset(row + (size_t)j * elem, 0, elem);
-        else memcpy(row + (size_t)j * elem, src_row + (size_t)c * elem, elem);
-    }
-    for (int64_t j = p->pad_left + d->w; j < d->wp; j++) {
-        int64_t c = ai3_pad_source_index(j, d->w, p->pad_left, p->padding_mode);
-        if (c < 0) memset(row + (size_t)j * elem, 0, elem);
-        else memcpy(row + (size_t)j * elem, src_row + (size_t)c * elem, elem);
-    }
-}
-
 static void pad_planes(void *ctx, int64_t begin, int64_t end) {
     const pad_job *job = ctx;
     const ai3_conv2d_dims *d = job->d;
+    const ai3_conv2d_params *p = job->p;
     size_t elem = job->elem;
     for (int64_t plane = begin; plane < end; plane++) {
         const char *src = job->src + (size_t)(plane * d->h * d->w) * elem;
         char *dst = job->dst + (size_t)(plane * d->hp * d->wp) * elem;
-        for (int64_t i = 0; i < d->hp; i++)
-            ai3_conv2d_pad_row(src, i, dst + (size_t)(i * d->wp) * elem, elem, job->p, d);
+        for (int64_t i = 0; i < d->hp; i++) {
+            char *row = dst + (size_t)(i * d->wp) * elem;
+            int64_t r = ai3_pad_source_index(i, d->h, p->pad_top, p->padding_mode);
+            if (r < 0) {
+                memset(row, 0, (size_t)d->wp * elem);
+                continue;
+            }
+            const char *src_row = src + (size_t)(r * d->w) * elem;
+            memcpy(row + (size_t)p->pad_left * elem, src_row, (size_t)d->w * elem);
+            for (int64_t j = 0; j < p->pad_left; j++) {
+                int64_t c = ai3_pad_source_index(j, d->w, p->pad_left, p->padding_mode);
+                if (c < 0) memset(row + (size_t)j * elem, 0, elem);
+                else memcpy(row + (size_t)j * elem, src_row + (size_t)c * elem, elem);
+            }
+            for (int64_t j = p->pad_left + d->w; j < d->wp; j++) {
+                int64_t c = ai3_pad_source_index(j, d->w, p->pad_left, p->padding_mode);
+                if (c < 0) memset(row + (size_t)j * elem, 0, elem);
+                else memcpy(row + (size_t)j * elem, src_row + (size_t)c * elem, elem);
+            }
+        }
     }
 }
 

@@ -132,11 +132,6 @@ void ai3_conv2d_get_dims(const ai3_tensor *input, const ai3_tensor *weight,
  * axis of length `size`, under `mode`; -1 means "zero" (zeros mode only). */
 int64_t ai3_pad_source_index(int64_t i, int64_t size, int64_t before, ai3_padding_mode mode);
 
-/* Writes padded row i (0 <= i < hp) of one input plane (h × w, elements of
- * `elem` bytes) into `dst` (wp elements). */
-void ai3_conv2d_pad_row(const void *plane, int64_t i, void *dst, size_t elem,
-                        const ai3_conv2d_params *p, const ai3_conv2d_dims *d);
-
 /* Writes the padded input (n, c_in, hp, wp) for the conv2d call into `dst`
  * (element size `elem`), filling the border according to the padding mode. */
 void ai3_conv2d_pad_input(const ai3_tensor *input, const ai3_conv2d_params *p,
