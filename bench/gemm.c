@@ -311,7 +311,9 @@ int main(int argc, char **argv) {
         printf("%s\"%s\": [\"%s\", \"%s\"]", isa ? ", " : "", ai3_isa_name((ai3_isa)isa),
                ai3_gemm_config_for_isa_f32((ai3_isa)isa)->name,
                ai3_gemm_config_for_isa_f64((ai3_isa)isa)->name);
-    printf("},\n  \"peak\": {\"f32\": [%.1f, %.1f], \"f64\": [%.1f, %.1f]},\n",
+    const ai3_gemm_cols_config_f32 *cols = ai3_gemm_get_cols_config_f32();
+    printf("},\n  \"conv_kernel\": \"%s\"", cols ? cols->name : "");
+    printf(",\n  \"peak\": {\"f32\": [%.1f, %.1f], \"f64\": [%.1f, %.1f]},\n",
            fma_peak(1, 0), fma_peak(2, 0), fma_peak(1, 1), fma_peak(2, 1));
     printf("  \"runs\": [\n");
     fflush(stdout);

@@ -120,6 +120,7 @@ def print_conv_table(data):
         return
     print("\nconv2d float32, batch 1, 3x3, padding 1 (M = C_out, N = H*W, K = C_in*9): "
           "median GFLOP/s (% of the FMA peak of the same round)")
+    print(f"implicit gemm's column kernel: {data.get('conv_kernel') or 'none (no AVX-512)'}")
     algos = list(dict.fromkeys(r["algorithm"] for r in runs))
     head = f"{'M':>5} {'N':>6} {'K':>5} {'thr':>3} " + " ".join(f"{a:>24}" for a in algos)
     print(head)

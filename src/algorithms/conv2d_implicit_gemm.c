@@ -290,7 +290,8 @@ static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     carve_cols(pb, d, &a, &wide, &taps, &off, &x);
     AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, &wide, taps);
     const int64_t n_taps = d->kh * d->kw;
-    for (int64_t k = 0; k < d->c_in_g * n_taps; k++) off[k] = k / n_taps * wide.cs + taps[k % n_taps];
+    for (int64_t k = 0; k < d->c_in_g * n_taps; k++)
+        off[k] = k / n_taps * wide.cs + taps[k % n_taps];
     if (x)
         AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &wide, x);
     else
