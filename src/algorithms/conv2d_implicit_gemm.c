@@ -258,13 +258,14 @@ static bool in_place(const ai3_conv2d_params *p) {
     return p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
 }
 
-/* Column path workspace: the taps' offsets, B's row offsets, the prepared
- * input (unless in place). */
+/* Column path workspace: the taps' offsets, B's row offsets (and the
+ * kernel's look-ahead past them), the prepared input (unless in place). */
 static void carve_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
                        ai3_conv2d_wide *wide, int64_t **taps, int64_t **off, real **x) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
     AI3_TYPED(ai3_conv2d_wide_layout)(&pb->params, d, wide, NULL);
     *taps = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **taps);
-    *off = ai3_arena_take(a, (size_t)(d->c_in_g * d->kh * d->kw) * sizeof **off);
+    *off = ai3_arena_take(a, (size_t)(pw->k + pw->cols->lookahead) * sizeof **off);
     *x = in_place(&pb->params) ? NULL : ai3_arena_take(a, (size_t)wide->elems * sizeof(real));
 }
 
@@ -292,6 +293,8 @@ static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     const int64_t n_taps = d->kh * d->kw;
     for (int64_t k = 0; k < d->c_in_g * n_taps; k++)
         off[k] = k / n_taps * wide.cs + taps[k % n_taps];
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    for (int64_t k = 0; k < pw->cols->lookahead; k++) off[pw->k + k] = 0; /* prefetched only */
     if (x)
         AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &wide, x);
     else

@@ -75,7 +75,8 @@ const ai3_gemm_config *AI3_TYPED(ai3_gemm_get_config)(void) {
 #if defined(__x86_64__)
 static const ai3_gemm_cols_config cols_config = {
     F32_F64("f32", "f64") "_gemm_cols_" STR(F32_F64(32, 16)) "x" STR(AI3_GEMM_COLS_NR) "_avx512",
-    F32_F64(32, 16), AI3_GEMM_COLS_NR, AI3_TYPED(ai3_gemm_cols_kernel_avx512)};
+    F32_F64(32, 16), AI3_GEMM_COLS_NR, AI3_GEMM_COLS_LOOKAHEAD,
+    AI3_TYPED(ai3_gemm_cols_kernel_avx512)};
 #endif
 
 const ai3_gemm_cols_config *AI3_TYPED(ai3_gemm_get_cols_config)(void) {

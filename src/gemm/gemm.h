@@ -190,6 +190,7 @@ typedef enum ai3_gemm_operand_kind {
     typedef struct ai3_gemm_cols_config_##sfx {                                                \
         const char *name; /* e.g. "f32_gemm_cols_32x14_avx512" */                              \
         int mr, nr;                                                                            \
+        int lookahead; /* entries the kernel's off needs past kc */                            \
         void (*kernel)(int64_t kc, const T *a, const T *b, const int64_t *off, T *c,           \
                        int64_t ldc, int mr, int nr, const T *bias_r);                          \
     } ai3_gemm_cols_config_##sfx;                                                              \

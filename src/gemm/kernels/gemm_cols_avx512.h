@@ -6,9 +6,10 @@
  *
  * Each step of k loads two vectors of the A panel (as the row kernel loads
  * B) and broadcasts the 14 values of B's row, which lie side by side in
- * one or two cache lines: 28 FMAs from 16 loads, all of them from L1 when
- * B is a conv input read in place. The A panel (the layer's weights) comes
- * from L2: both its lines of each step are prefetched a few steps ahead.
+ * one or two cache lines: 28 FMAs from 16 loads. The A panel (the layer's
+ * weights) comes from L2, and so, for a conv input read in place, does
+ * much of B (its rows are a channel plane apart): both lines of A's step
+ * and B's row are prefetched a few steps ahead.
  * The finished tile is transposed in registers into rows of C. Tiles of
  * fewer columns use the same code specialised for their column count, so a
  * column costs its own FMAs only; a tile of at most one vector of rows
@@ -32,8 +33,8 @@ typedef __mmask16 vmask;
 #define LANES ((int)(64 / sizeof(real)))
 #define MR (2 * LANES)
 #define NR AI3_GEMM_COLS_NR
-/* Steps of k between a prefetch of A and its use. */
-#define PREFETCH_STEPS 6
+/* Steps of k between a prefetch of A (or of B's row) and its use. */
+#define PREFETCH_STEPS AI3_GEMM_COLS_LOOKAHEAD
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* Rows [0, rows) of the LANES × n block x[0..n) (vector j = column j, lane i
@@ -112,6 +113,7 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
         vec a0 = V(loadu)(a);
         vec a1 = nv > 1 ? V(loadu)(a + LANES) : a0;
         const real *restrict bp = b + off[p];
+        _mm_prefetch((const char *)(b + off[p + AI3_GEMM_COLS_LOOKAHEAD]), _MM_HINT_T0);
 #pragma GCC unroll 14
         for (int j = 0; j < nr; j++) {
             vec bj = V(set1)(bp[j]);

@@ -50,9 +50,12 @@ AI3_DECLARE_GEMM_KERNELS(avx512);
  *
  * for i < mr <= MR, j < nr <= NR, C[i][j] at c[i·ldc + j]. a is a packed
  * A panel as above (MR rows, zero-padded); b[off[p] + j] is read for j < nr
- * only. For conv2d: A the weights, b a (padded) input, off[p] where input
- * row p (channel, tap) starts, the columns consecutive output positions. */
+ * only. off must have AI3_GEMM_COLS_LOOKAHEAD entries past its kc, of any
+ * value: they only say where to prefetch. For conv2d: A the weights, b a
+ * (padded) input, off[p] where input row p (channel, tap) starts, the
+ * columns consecutive output positions. */
 #define AI3_GEMM_COLS_NR 14
+#define AI3_GEMM_COLS_LOOKAHEAD 6
 #define AI3_GEMM_COLS_UKERNEL(name, T)                                                        \
     void name(int64_t kc, const T *a, const T *b, const int64_t *off, T *c, int64_t ldc, int mr, \
               int nr, const T *bias_r)
