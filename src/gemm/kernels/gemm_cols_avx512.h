@@ -9,11 +9,11 @@
  * one or two cache lines: 28 FMAs from 16 loads. The A panel (the layer's
  * weights) comes from L2, and so, for a conv input read in place, does
  * much of B (its rows are a channel plane apart): both lines of A's step
- * and B's row are prefetched a few steps ahead.
- * The finished tile is transposed in registers into rows of C. Tiles of
- * fewer columns use the same code specialised for their column count, so a
- * column costs its own FMAs only; a tile of at most one vector of rows
- * uses one vector per column.
+ * and B's row are prefetched a few steps ahead. The finished tile is
+ * transposed in registers into rows of C. Tiles of fewer columns use the
+ * same code specialised for their column count, so a column costs its own
+ * FMAs only; a tile of at most one vector of rows uses one vector per
+ * column.
  */
 #include <immintrin.h>
 
@@ -113,7 +113,7 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
         vec a0 = V(loadu)(a);
         vec a1 = nv > 1 ? V(loadu)(a + LANES) : a0;
         const real *restrict bp = b + off[p];
-        _mm_prefetch((const char *)(b + off[p + AI3_GEMM_COLS_LOOKAHEAD]), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + off[p + PREFETCH_STEPS]), _MM_HINT_T0);
 #pragma GCC unroll 14
         for (int j = 0; j < nr; j++) {
             vec bj = V(set1)(bp[j]);
