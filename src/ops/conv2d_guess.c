@@ -20,12 +20,13 @@ const char *ai3_conv2d_guess(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
     /* 1×1 without padding: the input itself (stride 1) or a cheap strided
      * copy of it is the GEMM's B, even for a short K. At stride 1 with few
      * positions (14×14 and less) implicit gemm's column kernel (AVX-512),
-     * which reads the input in place, beats the GEMM's row kernel: 3-17%
-     * on ResNet-50's 1×1 layers at 14×14 and 7×7, batch 1 and 8; at 28×28
-     * and more it loses by 5-20%. */
+     * which reads the input in place, beats the GEMM's row kernel in
+     * float32: 3-17% on ResNet-50's 1×1 layers at 14×14 and 7×7, batch 1
+     * and 8; at 28×28 and more it loses by 5-20%. (In float64 each wins
+     * two of those four layers.) */
     if (d->kh == 1 && d->kw == 1 && d->hp == d->h && d->wp == d->w) {
         const bool few_positions = !strided && d->oh * d->ow <= 196;
-        if (few_positions && pb->weight.dtype != AI3_BFLOAT16 && ai3_gemm_get_cols_config_f32())
+        if (few_positions && pb->weight.dtype == AI3_FLOAT32 && ai3_gemm_get_cols_config_f32())
             return "implicit gemm";
         return "gemm";
     }
