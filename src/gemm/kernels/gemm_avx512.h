@@ -10,27 +10,11 @@
  * of 3 rows costs 3 rows of FMAs, and a tile at most one vector wide uses
  * one vector per row. Columns past nr are masked off.
  */
-#include <immintrin.h>
-
+#include "avx512_real.h"
 #include "kernels.h"
-#include "real.h"
 
-/* The dtype's vector, lane mask and intrinsics: V(fmadd) is _mm512_fmadd_ps
- * or _mm512_fmadd_pd. */
-#if defined(AI3_REAL_DOUBLE)
-typedef __m512d vec;
-typedef __mmask8 vmask;
-#define V(op) _mm512_##op##_pd
-#else
-typedef __m512 vec;
-typedef __mmask16 vmask;
-#define V(op) _mm512_##op##_ps
-#endif
-
-#define LANES ((int)(64 / sizeof(real)))
 #define MR 14
 #define NR (2 * LANES)
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict b, int64_t ldb,
                         real *restrict c, int64_t ldc, const int mr, const int nv, int nr,

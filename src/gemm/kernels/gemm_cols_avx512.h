@@ -15,27 +15,32 @@
  * FMAs only; a tile of at most one vector of rows uses one vector per
  * column.
  */
-#include <immintrin.h>
-
+#include "avx512_real.h"
 #include "kernels.h"
-#include "real.h"
 
-#if defined(AI3_REAL_DOUBLE)
-typedef __m512d vec;
-typedef __mmask8 vmask;
-#define V(op) _mm512_##op##_pd
-#else
-typedef __m512 vec;
-typedef __mmask16 vmask;
-#define V(op) _mm512_##op##_ps
-#endif
-
-#define LANES ((int)(64 / sizeof(real)))
 #define MR (2 * LANES)
 #define NR AI3_GEMM_COLS_NR
 /* Steps of k between a prefetch of A (or of B's row) and its use. */
 #define PREFETCH_STEPS AI3_GEMM_COLS_LOOKAHEAD
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The last step of a transpose: the 4×4 transpose of the 128-bit lanes of
+ * x[m], x[m + s], x[m + 2s], x[m + 3s] into r[m], r[m + s], r[m + 2s],
+ * r[m + 3s] (lane L of r[m + i·s] is lane i of x[m + L·s]). */
+#if defined(AI3_REAL_DOUBLE)
+#define SHUFFLE_LANES _mm512_shuffle_f64x2
+#else
+#define SHUFFLE_LANES _mm512_shuffle_f32x4
+#endif
+ALWAYS_INLINE void transpose_lanes(const vec *x, int m, int s, vec *r) {
+    const vec v0 = SHUFFLE_LANES(x[m], x[m + s], 0x44); /* lanes 0, 1 of x0, then of x1 */
+    const vec v1 = SHUFFLE_LANES(x[m], x[m + s], 0xEE); /* lanes 2, 3 */
+    const vec v2 = SHUFFLE_LANES(x[m + 2 * s], x[m + 3 * s], 0x44);
+    const vec v3 = SHUFFLE_LANES(x[m + 2 * s], x[m + 3 * s], 0xEE);
+    r[m] = SHUFFLE_LANES(v0, v2, 0x88);
+    r[m + s] = SHUFFLE_LANES(v0, v2, 0xDD);
+    r[m + 2 * s] = SHUFFLE_LANES(v1, v3, 0x88);
+    r[m + 3 * s] = SHUFFLE_LANES(v1, v3, 0xDD);
+}
 
 /* Rows [0, rows) of the LANES × n block x[0..n) (vector j = column j, lane i
  * = row i) to c[i·ldc + j], j < n. */
@@ -50,16 +55,7 @@ ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int6
             u[j + 1] = V(unpackhi)(t[j], t[j + 1]); /* rows 2L+1 */
         }
         vec r[8];
-        for (int m = 0; m < 2; m++) {
-            vec v0 = _mm512_shuffle_f64x2(u[m], u[2 + m], 0x44);
-            vec v1 = _mm512_shuffle_f64x2(u[m], u[2 + m], 0xEE);
-            vec v2 = _mm512_shuffle_f64x2(u[4 + m], u[6 + m], 0x44);
-            vec v3 = _mm512_shuffle_f64x2(u[4 + m], u[6 + m], 0xEE);
-            r[m] = _mm512_shuffle_f64x2(v0, v2, 0x88);
-            r[2 + m] = _mm512_shuffle_f64x2(v0, v2, 0xDD);
-            r[4 + m] = _mm512_shuffle_f64x2(v1, v3, 0x88);
-            r[6 + m] = _mm512_shuffle_f64x2(v1, v3, 0xDD);
-        }
+        for (int m = 0; m < 2; m++) transpose_lanes(u, m, 2, r);
         const int cols = n - j0 < 8 ? n - j0 : 8;
         const vmask keep = (vmask)((1u << cols) - 1);
         for (int i = 0; i < rows; i++) V(mask_storeu)(c + i * ldc + j0, keep, r[i]);
@@ -83,16 +79,7 @@ ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int6
         t[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, f));
         t[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, f));
     }
-    for (int m = 0; m < 4; m++) {
-        vec v0 = _mm512_shuffle_f32x4(t[m], t[4 + m], 0x44);
-        vec v1 = _mm512_shuffle_f32x4(t[m], t[4 + m], 0xEE);
-        vec v2 = _mm512_shuffle_f32x4(t[8 + m], t[12 + m], 0x44);
-        vec v3 = _mm512_shuffle_f32x4(t[8 + m], t[12 + m], 0xEE);
-        r[m] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-        r[4 + m] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-        r[8 + m] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-        r[12 + m] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-    }
+    for (int m = 0; m < 4; m++) transpose_lanes(t, m, 4, r);
     const vmask keep = (vmask)((1u << n) - 1);
     for (int i = 0; i < rows; i++) V(mask_storeu)(c + i * ldc, keep, r[i]);
 }
