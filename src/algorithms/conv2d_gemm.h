@@ -25,8 +25,7 @@
 typedef struct {
     const ai3_gemm_config *cfg; /* the config they were packed for, and run with */
     /* or, when not NULL, the column kernel they were packed for instead
-     * (by implicit gemm): each block is ceil(M / MR) panels of MR rows ×
-     * all of K */
+     * (ai3_conv2d_pack_weights_cols) */
     const ai3_gemm_cols_config *cols;
     int64_t m, k;               /* each block is M×K */
     int64_t blocks;
@@ -44,6 +43,32 @@ static inline ai3_gemm_operand ai3_conv2d_packed_block(const ai3_conv2d_packed_w
                                                        int64_t block) {
     return ai3_gemm_packed(pw->packed + (size_t)block * pw->block_elems);
 }
+
+/* The column kernel's path (AVX-512: gemm.h's cols config), where B is
+ * read in place at row offsets instead of packed by the engine.
+ *
+ * pb->state = the weights of each group as ceil(M / MR) panels of MR rows ×
+ * all of K, M = C_out / groups, K = C_in/groups·KH·KW: element (row s·MR +
+ * i, p) of panel s at [p·MR + i]. */
+ai3_status AI3_TYPED(ai3_conv2d_pack_weights_cols)(ai3_conv2d_problem *pb,
+                                                   const ai3_gemm_cols_config *cols);
+
+/* B of every image and group, for the output positions seen as `rows` runs
+ * of `width` (rows · width = OH·OW): row k of B (k < K) for run r of image
+ * n, group g starts at b + n·b_image + g·b_group + r·b_run + off[k], its
+ * positions consecutive. off has the kernel's look-ahead entries past K. */
+typedef struct {
+    const real *b;
+    int64_t b_image, b_group, b_run;
+    const int64_t *off;
+    int64_t rows, width;
+} ai3_conv2d_cols_b;
+
+/* output (images d->n, offset `y_offset` elements into the tensor the
+ * epilogue's residual indexes) = weights · B + bias, then the epilogue,
+ * tile by tile over the pool. */
+void AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                                    const ai3_conv2d_cols_b *b, real *output, int64_t y_offset);
 
 /* Calls job(ctx, i, flags) for every i in [0, jobs): spread over the pool,
  * each job's GEMMs single-threaded (flags = AI3_GEMM_SINGLE_THREAD), when

@@ -140,110 +140,9 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
                                         ai3_epilogue_at(d->epilogue, offset, &e));
 }
 
-/* --- the column path --------------------------------------------------------- */
-
-/* B in the wide layout, of image n, group g: row k (channel, tap) at b +
- * n·b_image + g·b_group + off[k], the positions of output row oy from
- * column oy·b_row on. */
-typedef struct {
-    const real *b;
-    int64_t b_image, b_group, b_row;
-    const int64_t *off;
-} cols_b;
-
-/* pb->state = the weights of each group as ceil(M / MR) panels of MR rows ×
- * all of K, M = C_out / groups, K = C_in/groups·KH·KW: element (row s·MR + i,
- * p) of panel s at [p·MR + i]. */
-static ai3_status pack_weights_cols(ai3_conv2d_problem *pb, const ai3_gemm_cols_config *cols) {
-    const ai3_tensor *w = &pb->weight;
-    const int64_t groups = pb->params.groups, m = w->shape[0] / groups;
-    const int64_t k = w->shape[1] * w->shape[2] * w->shape[3], mr = cols->mr;
-    const int64_t panels = (m + mr - 1) / mr;
-    ai3_conv2d_packed_weights *pw = ai3_alloc(sizeof *pw);
-    if (!pw) return AI3_ERROR_OUT_OF_MEMORY;
-    *pw = (ai3_conv2d_packed_weights){.cols = cols, .m = m, .k = k, .blocks = groups,
-                                      .block_elems = (size_t)(panels * mr * k)};
-    pw->packed = ai3_alloc(pw->block_elems * (size_t)groups * sizeof(real));
-    if (!pw->packed) {
-        ai3_free(pw);
-        return AI3_ERROR_OUT_OF_MEMORY;
-    }
-    const real *wd = w->data;
-    real *dst = pw->packed;
-    for (int64_t g = 0; g < groups; g++)
-        for (int64_t s = 0; s < panels; s++)
-            for (int64_t p = 0; p < k; p++)
-                for (int64_t i = 0; i < mr; i++) {
-                    const int64_t row = s * mr + i;
-                    *dst++ = row < m ? wd[(g * m + row) * k + p] : 0;
-                }
-    pb->state = pw;
-    return AI3_OK;
-}
-
-/* Rows of A a task keeps for its run of tiles: panels up to this many bytes
- * (at least one), so that they stay in L2 with the input they meet. */
-#define COLS_CHUNK_BYTES (256 * 1024)
-
-typedef struct {
-    const ai3_conv2d_problem *pb;
-    const ai3_conv2d_dims *d;
-    const cols_b *b;
-    real *y;
-    int64_t chunk_panels, chunks, tiles_per_row, tiles;
-} cols_ctx;
-
-/* Unit u = (image, group, chunk of panels, tile of positions), the tile
- * fastest, so that a range of units reuses its chunk's panels. */
-static void cols_units(void *vctx, int64_t begin, int64_t end) {
-    const cols_ctx *c = vctx;
-    const ai3_conv2d_dims *d = c->d;
-    const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const ai3_gemm_cols_config *cols = pw->cols;
-    const int64_t mr = cols->mr, k = pw->k, plane = d->oh * d->ow;
-    const real *bias = c->pb->bias ? c->pb->bias->data : NULL;
-    for (int64_t u = begin; u < end; u++) {
-        int64_t rest = u;
-        const int64_t tile = rest % c->tiles;
-        rest /= c->tiles;
-        const int64_t chunk = rest % c->chunks;
-        rest /= c->chunks;
-        const int64_t g = rest % d->groups, n = rest / d->groups;
-        const int64_t row = tile / c->tiles_per_row;
-        const int64_t x0 = tile % c->tiles_per_row * cols->nr;
-        const int nr = (int)AI3_MIN(cols->nr, d->ow - x0);
-        const real *b = c->b->b + n * c->b->b_image + g * c->b->b_group + row * c->b->b_row + x0;
-        const int64_t s_end = AI3_MIN((chunk + 1) * c->chunk_panels, (pw->m + mr - 1) / mr);
-        for (int64_t s = chunk * c->chunk_panels; s < s_end; s++) {
-            const int64_t oc = g * d->c_out_g + s * mr;
-            const int mrs = (int)AI3_MIN(mr, pw->m - s * mr);
-            const int64_t at = (n * d->c_out + oc) * plane + row * d->ow + x0;
-            cols->kernel(k, pw->packed + g * pw->block_elems + s * mr * k, b, c->b->off,
-                         c->y + at, plane, mrs, nr, bias ? bias + oc : NULL);
-            if (d->epilogue)
-                AI3_TYPED(ai3_epilogue_apply)(c->y + at, plane,
-                                              ai3_epilogue_residual(d->epilogue, at), plane, mrs,
-                                              nr, d->epilogue);
-        }
-    }
-}
-
-static void run_tiles(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, const cols_b *b,
-                      real *y) {
-    const ai3_conv2d_packed_weights *pw = pb->state;
-    const int64_t mr = pw->cols->mr, panels = (pw->m + mr - 1) / mr;
-    const int64_t panel_bytes = mr * pw->k * (int64_t)sizeof(real);
-    cols_ctx c = {.pb = pb, .d = d, .b = b, .y = y};
-    c.chunk_panels = AI3_MAX(1, AI3_MIN(panels, COLS_CHUNK_BYTES / panel_bytes));
-    c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
-    c.tiles_per_row = (d->ow + pw->cols->nr - 1) / pw->cols->nr;
-    c.tiles = d->oh * c.tiles_per_row;
-    ai3_parallel_for(d->n * d->groups * c.chunks * c.tiles, 1, cols_units, &c);
-}
-
 static ai3_status prepare(ai3_conv2d_problem *pb) {
     const ai3_gemm_cols_config *cols = AI3_TYPED(ai3_gemm_get_cols_config)();
-    if (cols) return pack_weights_cols(pb, cols);
+    if (cols) return AI3_TYPED(ai3_conv2d_pack_weights_cols)(pb, cols);
     ai3_status s = AI3_TYPED(ai3_conv2d_pack_weights)(pb, false);
     if (s != AI3_OK) return s;
     const ai3_conv2d_packed_weights *pw = pb->state;
@@ -252,6 +151,8 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
                              pw->cfg->nr);
     return AI3_OK;
 }
+
+/* --- the column path --------------------------------------------------------- */
 
 /* The column path reads the input itself: stride 1, no padding. */
 static bool in_place(const ai3_conv2d_params *p) {
@@ -299,9 +200,10 @@ static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
         AI3_TYPED(ai3_conv2d_wide_fill)(input, &pb->params, d, &wide, x);
     else
         x = input->data;
-    cols_b b = {.b = x, .b_image = d->c_in * wide.cs, .b_group = d->c_in_g * wide.cs,
-                .b_row = wide.ws, .off = off};
-    run_tiles(pb, d, &b, output->data);
+    /* Output row oy's positions are a run: from column oy·ws of the wide layout. */
+    ai3_conv2d_cols_b b = {.b = x, .b_image = d->c_in * wide.cs, .b_group = d->c_in_g * wide.cs,
+                           .b_run = wide.ws, .off = off, .rows = d->oh, .width = d->ow};
+    AI3_TYPED(ai3_conv2d_run_cols)(pb, d, &b, output->data, 0);
 }
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,

@@ -4,7 +4,6 @@
  * shapes at batch 1 and 10 and the layers of ResNet-50 (AVX-512, 2 threads).
  */
 #include "algorithms/conv2d.h"
-#include "gemm.h"
 
 const char *ai3_conv2d_guess(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
     const ai3_conv2d_params *p = &pb->params;
@@ -18,18 +17,8 @@ const char *ai3_conv2d_guess(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
     const bool bf16_gemm = pb->weight.dtype == AI3_BFLOAT16 && d->c_out_g >= 16 && depth >= 64;
     if ((d->c_in_g < 8 && !bf16_gemm) || d->c_out_g < 4) return "direct";
     /* 1×1 without padding: the input itself (stride 1) or a cheap strided
-     * copy of it is the GEMM's B, even for a short K. At stride 1 with few
-     * positions (14×14 and less) implicit gemm's column kernel (AVX-512),
-     * which reads the input in place, beats the GEMM's row kernel in
-     * float32: 3-17% on ResNet-50's 1×1 layers at 14×14 and 7×7, batch 1
-     * and 8; at 28×28 and more it loses by 5-20%. (In float64 each wins
-     * two of those four layers.) */
-    if (d->kh == 1 && d->kw == 1 && d->hp == d->h && d->wp == d->w) {
-        const bool few_positions = !strided && d->oh * d->ow <= 196;
-        if (few_positions && pb->weight.dtype == AI3_FLOAT32 && ai3_gemm_get_cols_config_f32())
-            return "implicit gemm";
-        return "gemm";
-    }
+     * copy of it is the GEMM's B, even for a short K. */
+    if (d->kh == 1 && d->kw == 1 && d->hp == d->h && d->wp == d->w) return "gemm";
     if (depth < 64) return "direct";
     /* 3×3, stride 1: Winograd does 2.25× (F(4×4)) fewer products (in float;
      * bfloat16 has no Winograd, its GEMM gathers the taps from the offsets). */

@@ -551,42 +551,6 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
     ai3_cpu_set_isa(active);
 }
 
-/* 'guess' on a 1×1 stride-1 layer: implicit gemm's column kernel in
- * float32 where the layer has few positions and the ISA has the kernel
- * (AVX-512), else gemm. */
-static const char *guess_1x1(int64_t size, ai3_dtype dtype) {
-    ai3_tensor w = test_random(dtype, 4, (int64_t[]){64, 256, 1, 1});
-    ai3_tensor hint = {.dtype = dtype, .ndim = 4, .shape = {1, 256, size, size}};
-    const ai3_tensor *ws[1] = {&w};
-    ai3_op_params p = {.conv2d = ai3_conv2d_params_default()};
-    ai3_plan *plan = NULL;
-    static char chosen[64];
-    chosen[0] = 0;
-    if (ai3_plan_create(AI3_OP_CONV2D, "guess", 1, ws, &p, &hint, &plan) == AI3_OK)
-        snprintf(chosen, sizeof chosen, "%s", ai3_plan_algorithm(plan));
-    ai3_plan_destroy(plan);
-    free(w.data);
-    return chosen;
-}
-
-AI3_TEST(conv2d_guess_takes_the_column_kernel_for_1x1_layers_with_few_positions) {
-    const ai3_isa active = ai3_cpu_isa();
-    for (int isa = AI3_ISA_GENERIC; isa <= (int)ai3_cpu_best_isa(); isa++) {
-        ai3_cpu_set_isa((ai3_isa)isa);
-        const char *want = isa == AI3_ISA_AVX512 ? "implicit gemm" : "gemm";
-        AI3_EXPECT(strcmp(guess_1x1(14, AI3_FLOAT32), want) == 0,
-                   "%s: 1x1 at 14x14 guessed '%s', not '%s'", ai3_isa_name((ai3_isa)isa),
-                   guess_1x1(14, AI3_FLOAT32), want);
-        AI3_EXPECT(strcmp(guess_1x1(56, AI3_FLOAT32), "gemm") == 0,
-                   "%s: 1x1 at 56x56 guessed '%s'", ai3_isa_name((ai3_isa)isa),
-                   guess_1x1(56, AI3_FLOAT32));
-        AI3_EXPECT(strcmp(guess_1x1(14, AI3_FLOAT64), "gemm") == 0,
-                   "%s: float64 1x1 at 14x14 guessed '%s'", ai3_isa_name((ai3_isa)isa),
-                   guess_1x1(14, AI3_FLOAT64));
-    }
-    ai3_cpu_set_isa(active);
-}
-
 /* A plan keeps the GEMM config its weights were packed for: it still runs
  * right after the active ISA changes. */
 AI3_TEST(conv2d_gemm_plans_survive_an_isa_change) {
