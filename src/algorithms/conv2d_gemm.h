@@ -2,7 +2,8 @@
  * What the GEMM-based conv2d algorithms (gemm, implicit gemm, implicit
  * precomp gemm, smm) share: the weights packed once, at prepare, as the
  * engine's A operand, and the loop that runs one GEMM per job (image,
- * group) over the thread pool.
+ * group) over the thread pool; for gemm and implicit gemm on AVX-512, the
+ * column kernel's path instead.
  */
 #ifndef AI3_CONV2D_GEMM_H
 #define AI3_CONV2D_GEMM_H

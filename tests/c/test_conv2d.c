@@ -513,10 +513,10 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_on_each_isa) {
 
 /* Shapes whose GEMMs have K and N beyond the engine's cache blocks (KC,
  * NC), so that B is gathered in several K slices and column blocks, on
- * each ISA; and, for the column kernel of implicit gemm, several panels of
- * output channels (the last partial), several chunks of panels (K past
- * COLS_CHUNK_BYTES), output rows that end in a partial tile, and a 1×1
- * layer read in place. */
+ * each ISA; and, for the column kernel of gemm and implicit gemm, several
+ * panels of output channels (the last partial), several chunks of panels
+ * (K past COLS_CHUNK_BYTES), output rows (implicit gemm) or positions (gemm)
+ * that end in a partial tile, and a 1×1 layer read in place. */
 AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
     static const struct {
         int64_t n, c_in, h, w, c_out, k, stride, pad, dilation, groups;
