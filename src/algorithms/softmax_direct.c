@@ -27,7 +27,7 @@ AI3_MULTIVERSION(softmax_rows, void *, ctx, int64_t, begin, int64_t, end) {
         real *y = c->y + r * n;
         real m = x[0];
         for (int64_t k = 1; k < n; k++) m = x[k] > m ? x[k] : m;
-        for (int64_t k = 0; k < n; k++) y[k] = ai3_exp(x[k] - m);
+        for (int64_t k = 0; k < n; k++) y[k] = ai3_exp_nonpositive(x[k] - m);
         double sum = 0;
         for (int64_t k = 0; k < n; k++) sum += (double)y[k];
         const real scale = (real)(1.0 / sum);
@@ -55,7 +55,7 @@ AI3_MULTIVERSION(softmax_strided, void *, ctx, int64_t, begin, int64_t, end) {
         }
         for (int64_t k = 0; k < n; k++)
             for (int64_t j = 0; j < len; j++) {
-                real e = ai3_exp(x[k * inner + j] - m[j]);
+                real e = ai3_exp_nonpositive(x[k * inner + j] - m[j]);
                 y[k * inner + j] = e;
                 sum[j] += (double)e;
             }
