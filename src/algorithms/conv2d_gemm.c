@@ -1,14 +1,17 @@
 /*
  * conv2d "gemm": im2col, then one GEMM per (image, group).
  *
- * Image by image, the (padded, any mode) input is unrolled into the
- * workspace as the K×N matrix B, K = C_in/groups·KH·KW rows per group (row
+ * Image by image, the input is unrolled into the workspace as the K×N
+ * matrix B (zero padding applied while unrolling, other modes from a
+ * padded copy), K = C_in/groups·KH·KW rows per group (row
  * (c, ky, kx) holds, for every output position, the input element that tap
  * meets), N = OH·OW columns; then C_out/groups × N = (weights, packed once
  * at prepare) · B, with the bias, straight into the output. A 1×1 stride-1
  * unpadded convolution needs no unrolling: B is the input itself. With
  * AVX-512 the column kernel reads B where it lies (tiles of 14 consecutive
- * positions); otherwise the engine packs it.
+ * positions); otherwise the engine packs it. Where the weights are small
+ * and the image large, the unrolling goes band by band of output rows
+ * instead, each band consumed while in cache (banded).
  *
  * This file also holds what the GEMM-based algorithms share
  * (conv2d_gemm.h).
@@ -141,38 +144,47 @@ typedef struct {
     int64_t y_offset, chunk_panels, chunks, tiles_per_run, tiles;
 } cols_ctx;
 
+/* Panels [s0, s1) of group g times the B tile at b: nr output positions
+ * from position `pos` of image n, at y (offset y_offset in the tensor the
+ * epilogue's residual indexes). */
+static void run_panels(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                       const int64_t *off, const real *b, real *y, int64_t y_offset, int64_t n,
+                       int64_t g, int64_t s0, int64_t s1, int64_t pos, int nr) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    const ai3_gemm_cols_config *cols = pw->cols;
+    const int64_t mr = cols->mr, k = pw->k, plane = d->oh * d->ow;
+    const real *bias = pb->bias ? pb->bias->data : NULL;
+    for (int64_t s = s0; s < s1; s++) {
+        const int64_t oc = g * d->c_out_g + s * mr;
+        const int mrs = (int)AI3_MIN(mr, pw->m - s * mr);
+        const int64_t at = (n * d->c_out + oc) * plane + pos;
+        cols->kernel(k, pw->packed + g * pw->block_elems + s * mr * k, b, off, y + at, plane, mrs,
+                     nr, bias ? bias + oc : NULL);
+        if (d->epilogue)
+            AI3_TYPED(ai3_epilogue_apply)(y + at, plane,
+                                          ai3_epilogue_residual(d->epilogue, y_offset + at),
+                                          plane, mrs, nr, d->epilogue);
+    }
+}
+
 /* Unit u = (image, group, chunk of panels, tile of positions), the tile
  * fastest, so that a range of units reuses its chunk's panels. */
 static void cols_units(void *vctx, int64_t begin, int64_t end) {
     const cols_ctx *c = vctx;
-    const ai3_conv2d_dims *d = c->d;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const ai3_gemm_cols_config *cols = pw->cols;
-    const int64_t mr = cols->mr, k = pw->k, plane = d->oh * d->ow;
-    const real *bias = c->pb->bias ? c->pb->bias->data : NULL;
+    const int64_t nr = pw->cols->nr, panels = (pw->m + pw->cols->mr - 1) / pw->cols->mr;
     for (int64_t u = begin; u < end; u++) {
         int64_t rest = u;
         const int64_t tile = rest % c->tiles;
         rest /= c->tiles;
         const int64_t chunk = rest % c->chunks;
         rest /= c->chunks;
-        const int64_t g = rest % d->groups, n = rest / d->groups;
-        const int64_t run = tile / c->tiles_per_run;
-        const int64_t x0 = tile % c->tiles_per_run * cols->nr;
-        const int nr = (int)AI3_MIN(cols->nr, c->b->width - x0);
+        const int64_t g = rest % c->d->groups, n = rest / c->d->groups;
+        const int64_t run = tile / c->tiles_per_run, x0 = tile % c->tiles_per_run * nr;
         const real *b = c->b->b + n * c->b->b_image + g * c->b->b_group + run * c->b->b_run + x0;
-        const int64_t s_end = AI3_MIN((chunk + 1) * c->chunk_panels, (pw->m + mr - 1) / mr);
-        for (int64_t s = chunk * c->chunk_panels; s < s_end; s++) {
-            const int64_t oc = g * d->c_out_g + s * mr;
-            const int mrs = (int)AI3_MIN(mr, pw->m - s * mr);
-            const int64_t at = (n * d->c_out + oc) * plane + run * c->b->width + x0;
-            cols->kernel(k, pw->packed + g * pw->block_elems + s * mr * k, b, c->b->off,
-                         c->y + at, plane, mrs, nr, bias ? bias + oc : NULL);
-            if (d->epilogue)
-                AI3_TYPED(ai3_epilogue_apply)(
-                    c->y + at, plane, ai3_epilogue_residual(d->epilogue, c->y_offset + at),
-                    plane, mrs, nr, d->epilogue);
-        }
+        run_panels(c->pb, c->d, c->b->off, b, c->y, c->y_offset, n, g, chunk * c->chunk_panels,
+                   AI3_MIN((chunk + 1) * c->chunk_panels, panels), run * c->b->width + x0,
+                   (int)AI3_MIN(nr, c->b->width - x0));
     }
 }
 
@@ -200,31 +212,127 @@ static bool no_unrolling(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
     return d->kh == 1 && d->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
 }
 
+/* Zero padding is applied while unrolling; the other modes unroll a padded
+ * copy of the image. */
+static bool pads_inline(const ai3_conv2d_params *p) {
+    return p->padding_mode == AI3_PADDING_ZEROS || !is_padded(p);
+}
+
 typedef struct {
-    const real *src; /* one image, padded: C_in × hp × wp */
-    real *col;       /* C_in·KH·KW × OH·OW */
+    const real *src;     /* one image: C_in planes of src_h × src_w */
+    int64_t src_h, src_w;
+    int64_t top, left;   /* its padding still to apply (zeros) */
     const ai3_conv2d_params *p;
     const ai3_conv2d_dims *d;
+    real *col;           /* the whole unrolled image: C_in·KH·KW × OH·OW */
 } im2col_ctx;
 
-/* Rows [begin, end) of the unrolled matrix. */
-AI3_MULTIVERSION(im2col_rows, void *, vctx, int64_t, begin, int64_t, end) {
-    const im2col_ctx *c = vctx;
+/* Rows [k0, k1) of the unrolled image, output rows [oy0, oy1) of each, at
+ * dst (row k at dst + (k - k0)·ld). */
+AI3_MULTIVERSION(im2col_band, const im2col_ctx *, c, int64_t, k0, int64_t, k1, int64_t, oy0,
+                 int64_t, oy1, real *, dst, int64_t, ld) {
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
     const int64_t taps = d->kh * d->kw, sw = p->stride_w, ow = d->ow;
-    for (int64_t row = begin; row < end; row++) {
+    for (int64_t row = k0; row < k1; row++) {
         const int64_t ch = row / taps, ky = row % taps / d->kw, kx = row % d->kw;
-        const real *src = c->src + ch * d->hp * d->wp + ky * p->dilation_h * d->wp +
-                          kx * p->dilation_w;
-        real *restrict dst = c->col + row * d->oh * ow;
-        for (int64_t oy = 0; oy < d->oh; oy++) {
-            const real *restrict s = src + oy * p->stride_h * d->wp;
-            real *restrict o = dst + oy * ow;
-            if (sw == 1) memcpy(o, s, (size_t)ow * sizeof(real));
+        const real *plane = c->src + ch * c->src_h * c->src_w;
+        /* input column of output column ox: ox·sw + x0; those in the
+         * input are [lo, hi) */
+        const int64_t x0 = kx * p->dilation_w - c->left;
+        const int64_t lo = x0 < 0 ? AI3_MIN(ow, (-x0 + sw - 1) / sw) : 0;
+        const int64_t hi = x0 >= c->src_w ? lo : AI3_MAX(lo, AI3_MIN(ow, (c->src_w - 1 - x0) / sw + 1));
+        real *restrict o = dst + (row - k0) * ld;
+        for (int64_t oy = oy0; oy < oy1; oy++, o += ow) {
+            const int64_t iy = oy * p->stride_h + ky * p->dilation_h - c->top;
+            if (iy < 0 || iy >= c->src_h) {
+                memset(o, 0, (size_t)ow * sizeof(real));
+                continue;
+            }
+            const real *restrict s = plane + iy * c->src_w;
+            memset(o, 0, (size_t)lo * sizeof(real));
+            if (sw == 1) memcpy(o + lo, s + lo + x0, (size_t)(hi - lo) * sizeof(real));
             else
-                for (int64_t ox = 0; ox < ow; ox++) o[ox] = s[ox * sw];
+                for (int64_t ox = lo; ox < hi; ox++) o[ox] = s[ox * sw + x0];
+            memset(o + hi, 0, (size_t)(ow - hi) * sizeof(real));
         }
+    }
+}
+
+static void im2col_rows(void *vctx, int64_t begin, int64_t end) {
+    const im2col_ctx *c = vctx;
+    const int64_t n_cols = c->d->oh * c->d->ow;
+    im2col_band(c, begin, end, 0, c->d->oh, c->col + begin * n_cols, n_cols);
+}
+
+static im2col_ctx image_source(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                               const real *image, const real *padded) {
+    const ai3_conv2d_params *p = &pb->params;
+    if (padded)
+        return (im2col_ctx){.src = padded, .src_h = d->hp, .src_w = d->wp, .p = p, .d = d};
+    return (im2col_ctx){.src = image, .src_h = d->h, .src_w = d->w, .top = p->pad_top,
+                        .left = p->pad_left, .p = p, .d = d};
+}
+
+/* The banded path: when one group's weights fit the column kernel's chunk
+ * and the unrolled image would not stay in cache, each task unrolls a band
+ * of output rows into its own buffer (about BAND_BYTES, in L2) and runs
+ * every panel over it, so that the unrolled matrix never goes to memory. */
+#define BAND_BYTES (512 * 1024)
+
+static int64_t unrolled_row_bytes(const ai3_conv2d_dims *d) {
+    return d->c_in * d->kh * d->kw * d->ow * (int64_t)sizeof(real);
+}
+
+static bool banded(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    if (!pw->cols || !pads_inline(&pb->params) || no_unrolling(&pb->params, d)) return false;
+    const int64_t panels = (pw->m + pw->cols->mr - 1) / pw->cols->mr;
+    return panels * pw->cols->mr * pw->k * (int64_t)sizeof(real) <= COLS_CHUNK_BYTES &&
+           d->oh * unrolled_row_bytes(d) > BAND_BYTES;
+}
+
+/* Output rows per band: bands of at most about BAND_BYTES, as even as they
+ * can be, and, while there are few, a multiple of the threads in all. */
+static int64_t band_rows(const ai3_conv2d_dims *d) {
+    const int64_t threads = ai3_get_num_threads();
+    int64_t bands = (d->oh * unrolled_row_bytes(d) + BAND_BYTES - 1) / BAND_BYTES;
+    if (d->n * bands < 8 * threads)
+        while ((d->n * bands) % threads && bands < d->oh) bands++;
+    return (d->oh + AI3_MIN(bands, d->oh) - 1) / AI3_MIN(bands, d->oh);
+}
+
+typedef struct {
+    const ai3_conv2d_problem *pb;
+    const ai3_conv2d_dims *d;
+    const real *input;
+    real *y;
+    const int64_t *off; /* row k of a band at k·stride */
+    int64_t rows, bands, stride;
+    atomic_int failed;
+} band_ctx;
+
+/* Unit u = (image, band of output rows). */
+static void band_units(void *vctx, int64_t begin, int64_t end) {
+    band_ctx *c = vctx;
+    const ai3_conv2d_dims *d = c->d;
+    const ai3_conv2d_packed_weights *pw = c->pb->state;
+    const int64_t k_all = d->c_in * d->kh * d->kw, nr = pw->cols->nr;
+    const int64_t panels = (pw->m + pw->cols->mr - 1) / pw->cols->mr;
+    real *buf = ai3_thread_buffer(AI3_BUFFER_IM2COL, (size_t)(k_all * c->stride) * sizeof(real));
+    if (!buf) {
+        atomic_store(&c->failed, 1);
+        return;
+    }
+    for (int64_t u = begin; u < end; u++) {
+        const int64_t n = u / c->bands, oy0 = u % c->bands * c->rows;
+        const int64_t oy1 = AI3_MIN(d->oh, oy0 + c->rows), width = (oy1 - oy0) * d->ow;
+        const im2col_ctx ic = image_source(c->pb, d, c->input + n * d->c_in * d->h * d->w, NULL);
+        im2col_band(&ic, 0, k_all, oy0, oy1, buf, c->stride);
+        for (int64_t g = 0; g < d->groups; g++)
+            for (int64_t x0 = 0; x0 < width; x0 += nr)
+                run_panels(c->pb, d, c->off, buf + g * pw->k * c->stride + x0, c->y, 0, n, g, 0,
+                           panels, oy0 * d->ow + x0, (int)AI3_MIN(nr, width - x0));
     }
 }
 
@@ -258,15 +366,16 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
 }
 
 /* Workspace: for the column kernel, B's row offsets (and its look-ahead
- * past them); one padded image (if padded), one unrolled image. */
+ * past them); unless banded, a padded image (if padded in a mode other
+ * than zeros) and one unrolled image. */
 static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_arena *a,
                   int64_t **off, real **padded, real **col) {
     const ai3_conv2d_packed_weights *pw = pb->state;
     *off = NULL;
     *padded = *col = NULL;
     if (pw->cols) *off = ai3_arena_take(a, (size_t)(pw->k + pw->cols->lookahead) * sizeof **off);
-    if (no_unrolling(&pb->params, d)) return;
-    if (is_padded(&pb->params))
+    if (no_unrolling(&pb->params, d) || banded(pb, d)) return;
+    if (!pads_inline(&pb->params))
         *padded = ai3_arena_take(a, (size_t)(d->c_in * d->hp * d->wp) * sizeof(real));
     *col = ai3_arena_take(a, (size_t)(d->c_in * d->kh * d->kw * d->oh * d->ow) * sizeof(real));
 }
@@ -279,6 +388,13 @@ static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
     return a.used;
 }
 
+/* off[k] = k·stride for B's rows, then the look-ahead entries (prefetched
+ * only). */
+static void fill_offsets(const ai3_conv2d_packed_weights *pw, int64_t *off, int64_t stride) {
+    for (int64_t k = 0; k < pw->k; k++) off[k] = k * stride;
+    for (int64_t k = 0; k < pw->cols->lookahead; k++) off[pw->k + k] = 0;
+}
+
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
     const ai3_conv2d_packed_weights *pw = pb->state;
@@ -286,12 +402,21 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     int64_t *off;
     real *padded, *col;
     carve(pb, d, &a, &off, &padded, &col);
+    if (banded(pb, d)) {
+        const int64_t rows = band_rows(d);
+        band_ctx c = {.pb = pb, .d = d, .input = input->data, .y = output->data, .off = off,
+                      .rows = rows, .bands = (d->oh + rows - 1) / rows, .stride = rows * d->ow};
+        atomic_init(&c.failed, 0);
+        fill_offsets(pw, off, c.stride);
+        ai3_parallel_for(d->n * c.bands, 1, band_units, &c);
+        if (atomic_load(&c.failed))
+            return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY,
+                                 "conv2d gemm: no memory for a band of the unrolled input");
+        return AI3_OK;
+    }
     const bool unroll = !no_unrolling(&pb->params, d);
     const int64_t n_cols = d->oh * d->ow;
-    if (off) {
-        for (int64_t k = 0; k < pw->k; k++) off[k] = k * n_cols;
-        for (int64_t k = 0; k < pw->cols->lookahead; k++) off[pw->k + k] = 0; /* prefetched only */
-    }
+    if (off) fill_offsets(pw, off, n_cols);
     /* One image at a time. */
     ai3_conv2d_dims d1 = *d;
     d1.n = 1;
@@ -299,15 +424,14 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
         const real *x = (const real *)input->data + n * d->c_in * d->h * d->w;
         const real *b = x;
         if (unroll) {
-            const real *src = x;
             if (padded) {
                 ai3_tensor image = *input;
                 image.shape[0] = 1;
                 image.data = (void *)x;
                 ai3_conv2d_pad_input(&image, &pb->params, &d1, padded);
-                src = padded;
             }
-            im2col_ctx ic = {src, col, &pb->params, d};
+            im2col_ctx ic = image_source(pb, d, x, padded);
+            ic.col = col;
             ai3_parallel_for(d->c_in * d->kh * d->kw, 1, im2col_rows, &ic);
             b = col;
         }
