@@ -278,7 +278,7 @@ static im2col_ctx image_source(const ai3_conv2d_problem *pb, const ai3_conv2d_di
  * and the unrolled image would not stay in cache, each task unrolls a band
  * of output rows into its own buffer (about BAND_BYTES, in L2) and runs
  * every panel over it, so that the unrolled matrix never goes to memory. */
-#define BAND_BYTES (512 * 1024)
+#define BAND_BYTES (1024 * 1024)
 
 static int64_t unrolled_row_bytes(const ai3_conv2d_dims *d) {
     return d->c_in * d->kh * d->kw * d->ow * (int64_t)sizeof(real);
