@@ -144,6 +144,11 @@ typedef struct {
     int64_t y_offset, chunk_panels, chunks, tiles_per_run, tiles;
 } cols_ctx;
 
+/* Panels of MR output channels in a group's packed weights. */
+static int64_t cols_panels(const ai3_conv2d_packed_weights *pw) {
+    return (pw->m + pw->cols->mr - 1) / pw->cols->mr;
+}
+
 /* Panels [s0, s1) of group g times the B tile at b: nr output positions
  * from position `pos` of image n, at y (offset y_offset in the tensor the
  * epilogue's residual indexes). */
@@ -172,7 +177,7 @@ static void run_panels(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
 static void cols_units(void *vctx, int64_t begin, int64_t end) {
     const cols_ctx *c = vctx;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const int64_t nr = pw->cols->nr, panels = (pw->m + pw->cols->mr - 1) / pw->cols->mr;
+    const int64_t nr = pw->cols->nr, panels = cols_panels(pw);
     for (int64_t u = begin; u < end; u++) {
         int64_t rest = u;
         const int64_t tile = rest % c->tiles;
@@ -191,7 +196,7 @@ static void cols_units(void *vctx, int64_t begin, int64_t end) {
 void AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                                     const ai3_conv2d_cols_b *b, real *output, int64_t y_offset) {
     const ai3_conv2d_packed_weights *pw = pb->state;
-    const int64_t mr = pw->cols->mr, panels = (pw->m + mr - 1) / mr;
+    const int64_t mr = pw->cols->mr, panels = cols_panels(pw);
     const int64_t panel_bytes = mr * pw->k * (int64_t)sizeof(real);
     cols_ctx c = {.pb = pb, .d = d, .b = b, .y = output, .y_offset = y_offset};
     c.chunk_panels = AI3_MAX(1, AI3_MIN(panels, COLS_CHUNK_BYTES / panel_bytes));
@@ -241,7 +246,8 @@ AI3_MULTIVERSION(im2col_band, const im2col_ctx *, c, int64_t, k0, int64_t, k1, i
          * input are [lo, hi) */
         const int64_t x0 = kx * p->dilation_w - c->left;
         const int64_t lo = x0 < 0 ? AI3_MIN(ow, (-x0 + sw - 1) / sw) : 0;
-        const int64_t hi = x0 >= c->src_w ? lo : AI3_MAX(lo, AI3_MIN(ow, (c->src_w - 1 - x0) / sw + 1));
+        const int64_t hi =
+            x0 >= c->src_w ? lo : AI3_MAX(lo, AI3_MIN(ow, (c->src_w - 1 - x0) / sw + 1));
         real *restrict o = dst + (row - k0) * ld;
         for (int64_t oy = oy0; oy < oy1; oy++, o += ow) {
             const int64_t iy = oy * p->stride_h + ky * p->dilation_h - c->top;
@@ -287,8 +293,7 @@ static int64_t unrolled_row_bytes(const ai3_conv2d_dims *d) {
 static bool banded(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
     const ai3_conv2d_packed_weights *pw = pb->state;
     if (!pw->cols || !pads_inline(&pb->params) || no_unrolling(&pb->params, d)) return false;
-    const int64_t panels = (pw->m + pw->cols->mr - 1) / pw->cols->mr;
-    return panels * pw->cols->mr * pw->k * (int64_t)sizeof(real) <= COLS_CHUNK_BYTES &&
+    return pw->block_elems * sizeof(real) <= COLS_CHUNK_BYTES &&
            d->oh * unrolled_row_bytes(d) > BAND_BYTES;
 }
 
@@ -296,10 +301,10 @@ static bool banded(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
  * can be, and, while there are few, a multiple of the threads in all. */
 static int64_t band_rows(const ai3_conv2d_dims *d) {
     const int64_t threads = ai3_get_num_threads();
-    int64_t bands = (d->oh * unrolled_row_bytes(d) + BAND_BYTES - 1) / BAND_BYTES;
+    int64_t bands = AI3_MIN(d->oh, (d->oh * unrolled_row_bytes(d) + BAND_BYTES - 1) / BAND_BYTES);
     if (d->n * bands < 8 * threads)
         while ((d->n * bands) % threads && bands < d->oh) bands++;
-    return (d->oh + AI3_MIN(bands, d->oh) - 1) / AI3_MIN(bands, d->oh);
+    return (d->oh + bands - 1) / bands;
 }
 
 typedef struct {
@@ -317,8 +322,7 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
     band_ctx *c = vctx;
     const ai3_conv2d_dims *d = c->d;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const int64_t k_all = d->c_in * d->kh * d->kw, nr = pw->cols->nr;
-    const int64_t panels = (pw->m + pw->cols->mr - 1) / pw->cols->mr;
+    const int64_t k_all = d->c_in * d->kh * d->kw, nr = pw->cols->nr, panels = cols_panels(pw);
     real *buf = ai3_thread_buffer(AI3_BUFFER_IM2COL, (size_t)(k_all * c->stride) * sizeof(real));
     if (!buf) {
         atomic_store(&c->failed, 1);
