@@ -133,8 +133,15 @@ class AdaptiveAvgPool2d(Swapped, nn.AdaptiveAvgPool2d):
     _ai3_op = "adaptiveavgpool2d"
 
     def forward(self, input):
-        return _ops.adaptiveavgpool2d(input, adaptive_output_size(self.output_size, input.shape),
-                                      self.algorithm)
+        size = adaptive_output_size(self.output_size, input.shape)
+        if size == (1, 1) and input.dim() > 4:
+            # torch takes the mean over the last two dimensions of any input
+            # of 3 or more dimensions when the output is 1×1: the leading
+            # dimensions are folded into the batch here to do the same.
+            out = _ops.adaptiveavgpool2d(input.reshape(-1, *input.shape[-3:]), size,
+                                         self.algorithm)
+            return out.reshape(*input.shape[:-2], 1, 1)
+        return _ops.adaptiveavgpool2d(input, size, self.algorithm)
 
 
 class ReLU(Swapped, nn.ReLU):

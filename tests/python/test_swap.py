@@ -57,6 +57,28 @@ def test_unbatched_input():
     assert close(swapped(x), orig(x))
 
 
+@pytest.mark.parametrize("output_size", [1, (None, None)])
+def test_adaptive_pool_to_one_by_one_takes_more_dimensions_as_torch(output_size):
+    # torch's 1x1 adaptive average is the mean over the last two dimensions
+    # of any input of 3 or more; any other output size needs 3-d or 4-d.
+    torch_pool = nn.AdaptiveAvgPool2d(output_size)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(output_size))
+    ai3.swap_operation(nn.AdaptiveAvgPool2d, model)
+    x = randn((2, 3, 4, 1, 1) if output_size != 1 else (2, 3, 4, 5, 6))
+    x.requires_grad_(True)
+    got, want = model(x), torch_pool(x)
+    assert got.shape == want.shape and close(got, want)
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    assert close(grad, want_grad)
+    wide = randn((2, 3, 4, 5, 6))
+    if output_size != 1:
+        with pytest.raises(RuntimeError):
+            torch_pool(wide)
+        with pytest.raises(ValueError, match="adaptiveavgpool2d"):
+            model(wide)
+
+
 def test_swapped_module_is_the_original_class_with_shared_parameters():
     net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Linear(4, 4))
     conv_w, lin_b = net[0].weight, net[1].bias
