@@ -27,18 +27,74 @@ typedef int32_t BK_ISA(mask) __attribute__((vector_size(BK_LANES * sizeof(float)
 #define BK_LOAD(p) ((BK_VEC)(*(const BK_ISA(uvec) *)(p)))
 #define BK_STORE(p, v) (*(BK_ISA(uvec) *)(p) = (v))
 
-/* An output vector made final: + bias, + residual (if res), then, if clamp,
- * the clamp to [lo, hi] (NaN kept, as ai3_clamp_of). */
+/* m ? a : b, lane by lane (C has no ?: on vectors). */
+static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(select)(BK_MASK m, BK_VEC a,
+                                                                             BK_VEC b) {
+    return (BK_VEC)(((BK_MASK)a & m) | ((BK_MASK)b & ~m));
+}
+
+/* vexp.h's ai3_exp_nonpositive on a vector, step for step, so that its bits
+ * are those of the scalar function (which the separate operations run). */
+static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(exp_nonpositive)(BK_VEC x) {
+    typedef uint32_t bits __attribute__((vector_size(BK_LANES * sizeof(float))));
+    const BK_VEC lo = (BK_VEC)BK_SET1(-87.3365479f);
+    const BK_MASK below = x < lo;
+    const BK_VEC xc = BK_ISA(select)(below, lo, x);
+    const BK_VEC t = xc * 1.44269504f + 0x1.8p23f, n = t - 0x1.8p23f;
+    const BK_VEC r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+    const BK_VEC r2 = r * r, r4 = r2 * r2;
+    const BK_VEC p = ((1.0f + r) + r2 * (0.5f + r * (1.0f / 6))) +
+                     r4 * ((1.0f / 24 + r * (1.0f / 120)) + r2 * (1.0f / 720 + r * (1.0f / 5040)));
+    const BK_VEC scale = (BK_VEC)(((bits)t - 0x4B400000u + 127u) << 23);
+    return (BK_VEC)((BK_MASK)(p * scale) & ~below);
+}
+
+/* activation.h's functions on a vector, step for step (the same bits). */
+static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(act)(BK_VEC x,
+                                                                          ai3_activation act) {
+    const BK_VEC zero = {0}, six = (BK_VEC)BK_SET1(6.0f);
+    switch (act) {
+    case AI3_ACT_SIGMOID:
+    case AI3_ACT_SILU: {
+        const BK_MASK negative = x < zero;
+        const BK_VEC e = BK_ISA(exp_nonpositive)((BK_VEC)((BK_MASK)x | (BK_MASK)(-zero)));
+        const BK_VEC one = (BK_VEC)BK_SET1(1.0f);
+        const BK_VEC num = act == AI3_ACT_SILU ? BK_ISA(select)(negative, x * e, x)
+                                               : BK_ISA(select)(negative, e, one);
+        return num / (1 + e);
+    }
+    case AI3_ACT_HARDSIGMOID:
+    case AI3_ACT_HARDSWISH: {
+        BK_VEC t = x + 3;
+        t = BK_ISA(select)(t < zero, zero, t);
+        t = BK_ISA(select)(t > six, six, t);
+        return act == AI3_ACT_HARDSWISH ? x * t / 6 : t / 6;
+    }
+    default: return x;
+    }
+}
+
+/* An output vector made final: + bias, + residual (if res), then the
+ * activation act: the clamp to [lo, hi] (NaN kept, as ai3_clamp_of), or one
+ * of BK_ISA(act)'s; gelu's are left to ai3_epilogue_apply_f32 on the stored
+ * output (they call libm). */
 static inline __attribute__((always_inline)) BK_TARGET BK_VEC
-BK_ISA(finish)(BK_VEC v, BK_VEC bias, const float *res, bool clamp, float lo, float hi) {
+BK_ISA(finish)(BK_VEC v, BK_VEC bias, const float *res, ai3_activation act, float lo, float hi) {
     v += bias;
     if (res) v += BK_LOAD(res);
-    if (clamp) {
+    if (act == AI3_ACT_CLAMP) {
         const BK_VEC vlo = (BK_VEC)BK_SET1(lo), vhi = (BK_VEC)BK_SET1(hi);
-        const BK_MASK below = v < vlo;
-        v = (BK_VEC)(((BK_MASK)vlo & below) | ((BK_MASK)v & ~below));
-        const BK_MASK above = v > vhi;
-        v = (BK_VEC)(((BK_MASK)vhi & above) | ((BK_MASK)v & ~above));
+        v = BK_ISA(select)(v < vlo, vlo, v);
+        v = BK_ISA(select)(v > vhi, vhi, v);
     }
-    return v;
+    return BK_ISA(act)(v, act);
 }
+
+#ifndef AI3_BLOCKED_VEC_ONCE
+#define AI3_BLOCKED_VEC_ONCE
+/* Whether e's activation is applied after the store (gelu's two forms),
+ * not by finish. */
+static inline bool ai3_blocked_act_after(const ai3_epilogue *e) {
+    return e && (e->act == AI3_ACT_GELU || e->act == AI3_ACT_GELU_TANH);
+}
+#endif

@@ -49,7 +49,8 @@ typedef struct {
     float *y;
     const float *res;
     const ai3_epilogue *e;
-    bool clamp, act_after; /* a clamp in registers; another activation after the store */
+    ai3_activation act; /* in registers (blocked_vec.h's finish) */
+    bool act_after;     /* gelu: applied after the store instead */
     float lo, hi;
     int64_t h, w, oh, ow;      /* as computed: a flattened 1×1 is one row of h·w */
     int64_t ps, cs, bs;        /* input pixel, channel and block strides */
@@ -476,8 +477,8 @@ static run_ctx make_ctx(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p,
     run_ctx c = {.k = k, .p = p, .x = input, .y = output, .e = epilogue, .flat = flat};
     if (epilogue) {
         c.res = epilogue->residual;
-        c.clamp = epilogue->act == AI3_ACT_CLAMP;
-        c.act_after = epilogue->act != AI3_ACT_NONE && epilogue->act != AI3_ACT_CLAMP;
+        c.act = epilogue->act;
+        c.act_after = ai3_blocked_act_after(epilogue);
         c.lo = (float)epilogue->lo;
         c.hi = (float)epilogue->hi;
     }

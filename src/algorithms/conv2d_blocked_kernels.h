@@ -10,8 +10,9 @@
  *     BK_DW_MR      output pixels per tile of the depthwise convolution (one vector each)
  *
  * A tile keeps mr output pixels × one or two channel blocks in registers
- * through its whole sum, then adds the bias and residual, clamps, stores,
- * and applies any other activation to what it just stored (in L1). Tiles are
+ * through its whole sum, then adds the bias and residual, applies the
+ * activation and stores (gelu's are applied to what it just stored, in L1,
+ * as they call libm). Tiles are
  * specialised on mr, on the number of blocks and on the input pixel step
  * (one or two blocks, or a run-time step), so the broadcasts address the
  * pixels with constant displacements and an edge tile of 3 pixels costs 3
@@ -20,14 +21,44 @@
 
 #include "blocked_vec.h"
 
-/* The activations other than a clamp, on the nv stored vectors of mr pixels
- * at y (blocks `plane` apart); the residual is already in. */
+/* Gelu, on the nv stored vectors of mr pixels at y (blocks `plane` apart);
+ * the residual is already in. */
 static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(activate)(const run_ctx *c, float *y, int mr, int nv) {
     if (!c->act_after) return;
     for (int v = 0; v < nv; v++)
         ai3_epilogue_apply_f32(y + v * c->out_plane, 0, NULL, 0, 1, (int64_t)mr * BK_LANES,
                                c->e);
+}
+
+/* acc[r·ld + v] (pixel r < mr, block v < nv) made final and stored at t->y,
+ * with act a constant (bias and residual of t). */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(store_act)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, const int ld,
+                  const int mr, const int nv, const ai3_activation act) {
+    const BK_VEC b0 = BK_LOAD(t->bias), b1 = nv > 1 ? BK_LOAD(t->bias + BK_LANES) : b0;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) {
+            const int64_t at = v * c->out_plane + r * BK_LANES;
+            BK_STORE(t->y + at, BK_ISA(finish)(acc[r * ld + v], v ? b1 : b0,
+                                               t->res ? t->res + at : NULL, act, c->lo, c->hi));
+        }
+}
+
+/* store_act with the run's activation, then any activation after the store. */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(store_final)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, const int ld,
+                    const int mr, const int nv) {
+    switch (c->act) {
+    case AI3_ACT_CLAMP: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_CLAMP); break;
+    case AI3_ACT_SIGMOID: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_SIGMOID); break;
+    case AI3_ACT_SILU: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_SILU); break;
+    case AI3_ACT_HARDSIGMOID: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_HARDSIGMOID); break;
+    case AI3_ACT_HARDSWISH: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_HARDSWISH); break;
+    default: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_NONE); break;
+    }
+    BK_ISA(activate)(c, t->y, mr, nv);
 }
 
 /* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
@@ -86,16 +117,7 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
             for (int v = 0; v < nv; v++) BK_STORE(t->y + v * c->out_plane + r * L, acc[r][v]);
         return;
     }
-    const BK_VEC b0 = BK_LOAD(t->bias), b1 = nv > 1 ? BK_LOAD(t->bias + L) : b0;
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; r++)
-        for (int v = 0; v < nv; v++) {
-            const int64_t at = v * c->out_plane + r * L;
-            BK_STORE(t->y + at, BK_ISA(finish)(acc[r][v], v ? b1 : b0,
-                                               t->res ? t->res + at : NULL, c->clamp, c->lo,
-                                               c->hi));
-        }
-    BK_ISA(activate)(c, t->y, mr, nv);
+    BK_ISA(store_final)(c, t, &acc[0][0], 2, mr, nv);
 }
 
 #define BK_CONV_CASE(MR)                                                              \
@@ -189,13 +211,7 @@ BK_ISA(dw_tile)(const run_ctx *c, const tile_args *t, const int mr, const int xs
 #pragma GCC unroll 16
             for (int r = 0; r < mr; r++) acc[r] += BK_LOAD(xp + r * xs) * wv;
         }
-    const BK_VEC b = BK_LOAD(t->bias);
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; r++)
-        BK_STORE(t->y + r * L,
-                 BK_ISA(finish)(acc[r], b, t->res ? t->res + r * L : NULL, c->clamp, c->lo,
-                                c->hi));
-    BK_ISA(activate)(c, t->y, mr, 1);
+    BK_ISA(store_final)(c, t, acc, 1, mr, 1);
 }
 
 #define BK_DW_CASE(MR)                                                                \

@@ -14,7 +14,7 @@
  * column) order) and a range of output channel pairs: it transforms the
  * group's patches into V (per point, a blocked plane of the group's tiles),
  * runs the α² 1×1 convolutions into M, and transforms M back into the
- * output, adding the bias, residual and clamp while the output vectors are
+ * output, adding the bias, residual and activation while the output vectors are
  * in registers. V and M are the task's thread's own (L2-sized).
  *
  * With few tiles (a late layer at batch 1) each group would read all of U

@@ -42,7 +42,7 @@ BK_ISA(input_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ib0, int64_
 
 /* The output of tiles [t0, t0 + gt) in blocks [ob0, ob1) from M (per point a
  * blocked plane [out block][tile][cb]): Aᵀ M A, + bias, + residual, the
- * clamp, stored; any other activation on what was stored. */
+ * activation, stored (gelu's on what was stored). */
 static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64_t ob1,
                      const float *mm, const int m) {
@@ -51,8 +51,9 @@ BK_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
     const int alpha = m + 2;
     const int64_t plane = wg->out_blocks * gt * L;
     const ai3_epilogue *e = r->e;
-    const bool clamp = e && e->act == AI3_ACT_CLAMP;
-    const bool act_after = e && e->act != AI3_ACT_NONE && e->act != AI3_ACT_CLAMP;
+    const ai3_activation act = e ? e->act : AI3_ACT_NONE;
+    const bool act_after = ai3_blocked_act_after(e);
+    const bool clamp = act == AI3_ACT_CLAMP;
     const float lo = clamp ? (float)e->lo : 0, hi = clamp ? (float)e->hi : 0;
     for (int64_t ob = ob0; ob < ob1; ob++) {
         const BK_VEC bias = BK_LOAD(wg->bias + ob * L);
@@ -75,7 +76,7 @@ BK_ISA(output_tiles)(const wg_run *r, int64_t t0, int64_t gt, int64_t ob0, int64
                     e && e->residual ? (const float *)e->residual + at + a * r->ow * L : NULL;
                 for (int b = 0; b < cols; b++)
                     BK_STORE(y + b * L, BK_ISA(finish)(out[a][b], bias, res ? res + b * L : NULL,
-                                                       clamp, lo, hi));
+                                                       act, lo, hi));
                 if (act_after) ai3_epilogue_apply_f32(y, 0, NULL, 0, 1, (int64_t)cols * L, e);
             }
         }

@@ -4,6 +4,7 @@
  * channels not a multiple of the block), random ones, the fused epilogue,
  * garbage in the input's pad channels, and the status of bad calls. */
 #include "algorithms/blocked.h"
+#include "algorithms/epilogue.h"
 #include "harness.h"
 #include "internal.h"
 #include "ref/ref.h"
@@ -84,6 +85,10 @@ static double activate(ai3_activation act, double v) {
     switch (act) {
     case AI3_ACT_CLAMP: return fmin(fmax(v, 0.0), 6.0);
     case AI3_ACT_SIGMOID: return 1 / (1 + exp(-v));
+    case AI3_ACT_SILU: return v / (1 + exp(-v));
+    case AI3_ACT_HARDSIGMOID: return fmin(fmax(v + 3, 0.0), 6.0) / 6;
+    case AI3_ACT_HARDSWISH: return v * fmin(fmax(v + 3, 0.0), 6.0) / 6;
+    case AI3_ACT_GELU: return v / 2 * (1 + erf(v / sqrt(2.0)));
     default: return v;
     }
 }
@@ -168,6 +173,24 @@ static int check_case(const blk_case *c, int cb, float pad) {
                    (long long)worst, test_get(&actual, worst), test_get(&expected, worst),
                    what);
         failures += !finite || err / scale > tol || st != AI3_OK;
+        if (c->act != AI3_ACT_NONE && c->act != AI3_ACT_CLAMP) {
+            /* the same bits as the convolution, then the activation on its own */
+            const ai3_epilogue add = {.residual = e.residual};
+            const int64_t y_n = c->n * cp_out * ohw;
+            float *sep = alloc_floats(y_n);
+            const ai3_epilogue *sep_ep = c->residual ? &add : NULL;
+            st = wg ? ai3_blocked_winograd_run(wg, &p, x, c->n, c->h, c->w, sep, sep_ep)
+                    : ai3_blocked_conv2d_run(conv, c->plain_input ? input.data : x,
+                                             !c->plain_input, c->n, c->h, c->w, sep, sep_ep);
+            const ai3_epilogue act = {.act = c->act, .lo = 0, .hi = 6};
+            ai3_epilogue_apply_f32(sep, 0, NULL, 0, 1, y_n, &act);
+            from_blocked(sep, c->n, c->c_out, ohw, cb, expected.data);
+            const bool same = st == AI3_OK && !memcmp(expected.data, actual.data,
+                                                      (size_t)out_n * sizeof(float));
+            AI3_EXPECT(same, "fused activation not the bits of the separate one (%s)", what);
+            failures += !same;
+            free(sep);
+        }
     } else {
         failures++;
     }
@@ -251,13 +274,13 @@ AI3_TEST(conv2d_blocked_winograd) {
         simple(1, 17, 5, 6, 30, 3, 1, 0),   simple(1, 32, 200, 5, 5, 3, 1, 1),
         simple(2, 232, 224, 9, 9, 3, 1, 1), /* U past 3 MiB: groups as large as fit */
     };
-    const ai3_activation acts[3] = {AI3_ACT_NONE, AI3_ACT_CLAMP, AI3_ACT_SIGMOID};
+    const ai3_activation acts[4] = {AI3_ACT_NONE, AI3_ACT_CLAMP, AI3_ACT_SIGMOID, AI3_ACT_SILU};
     for (int m = 2; m <= 4; m += 2)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             blk_case c = shapes[i];
             c.winograd = m;
-            c.act = acts[i % 3];
-            c.residual = i % 2;
+            c.act = acts[i % 4];
+            c.residual = i / 4 % 2;
             c.bias = i != 3;
             check_all_widths(&c);
         }
@@ -341,8 +364,10 @@ AI3_TEST(conv2d_blocked_depthwise) {
 }
 
 AI3_TEST(conv2d_blocked_epilogues) {
-    const ai3_activation acts[3] = {AI3_ACT_NONE, AI3_ACT_CLAMP, AI3_ACT_SIGMOID};
-    for (int a = 0; a < 3; a++)
+    const ai3_activation acts[] = {AI3_ACT_NONE,        AI3_ACT_CLAMP,     AI3_ACT_SIGMOID,
+                                   AI3_ACT_SILU,        AI3_ACT_HARDSWISH, AI3_ACT_HARDSIGMOID,
+                                   AI3_ACT_GELU};
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++)
         for (int r = 0; r < 2; r++)
             for (int dw = 0; dw < 2; dw++) {
                 if (acts[a] == AI3_ACT_NONE && !r) continue;
