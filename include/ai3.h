@@ -628,6 +628,17 @@ AI3_API ai3_status ai3_graph_set_cuda_graphs(ai3_graph *graph, int enabled);
  * environment variable AI3_LAYOUT=plain turns it off for new graphs);
  * ai3_graph_set_blocked_layout(g, 0) turns it off, 1 on again. */
 AI3_API ai3_status ai3_graph_set_blocked_layout(ai3_graph *graph, int enabled);
+/* A graph on the CPU runs a large batch in slices of a few images, each
+ * through the plan for that batch, where its early layers' inputs and
+ * outputs would not stay in the cache the cores share: a layer's output is
+ * then still in cache when the next reads it. It does so only when every
+ * operation computes each image (index along dimension 0 of every input,
+ * value and output) on its own, and when reading the weights once per slice
+ * costs less than the activations' trips to memory saved; the results are
+ * those of one run, up to rounding where an algorithm's summation order
+ * depends on the batch. On by default; ai3_graph_set_batch_split(g, 0)
+ * turns it off, 1 on again. ai3_graph_sub_batch says the slice size. */
+AI3_API ai3_status ai3_graph_set_batch_split(ai3_graph *graph, int enabled);
 
 /* A new input of the graph; inputs are numbered in the order added. */
 AI3_API ai3_status ai3_graph_add_input(ai3_graph *graph, int *value);
@@ -711,6 +722,10 @@ AI3_API ai3_status ai3_graph_peak_bytes(ai3_graph *graph, int n_inputs,
 AI3_API ai3_status ai3_graph_layout_counts(ai3_graph *graph, int n_inputs,
                                            const ai3_tensor *inputs, int *blocked_nodes,
                                            int *conversions);
+/* *sub_batch: the images per slice a run on inputs of these shapes takes
+ * (ai3_graph_set_batch_split); the whole batch where it does not split. */
+AI3_API ai3_status ai3_graph_sub_batch(ai3_graph *graph, int n_inputs, const ai3_tensor *inputs,
+                                       int64_t *sub_batch);
 
 /* ------------------------------------------------------------------------ */
 /* Algorithms: the registry                                                  */

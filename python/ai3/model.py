@@ -237,6 +237,14 @@ class Model:
         peak, total, workspace = _core.graph_peak_bytes(self._graph, (tuple(input_shape),))
         return {"peak": peak, "total": total, "workspace": workspace}
 
+    def sub_batch(self, input_shape):
+        """The images per slice a run on an input of `input_shape` takes. On
+        the CPU a large batch runs in slices of a few images where its
+        early layers' activations would not stay in the shared cache (and
+        every operation computes each image on its own); else the whole
+        batch."""
+        return _core.graph_sub_batch(self._graph, (tuple(input_shape),))
+
     # -- saving and loading ------------------------------------------------
 
     def _network(self, what):

@@ -60,6 +60,7 @@ ai3_status ai3_graph_create_on(ai3_dtype dtype, ai3_device device, int device_in
     const char *layout = getenv("AI3_LAYOUT");
     g->blocked_layout = device == AI3_DEVICE_CPU && dtype == AI3_FLOAT32 &&
                         !(layout && strcmp(layout, "plain") == 0);
+    g->batch_split = device == AI3_DEVICE_CPU;
     if (pthread_mutex_init(&g->lock, NULL) != 0) {
         free(g);
         return ai3_set_error(AI3_ERROR_INTERNAL, "graph: could not create a mutex");
@@ -76,6 +77,15 @@ ai3_status ai3_graph_set_blocked_layout(ai3_graph *g, int enabled) {
     if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
     pthread_mutex_lock(&g->lock);
     g->blocked_layout = enabled && g->device == AI3_DEVICE_CPU && g->dtype == AI3_FLOAT32;
+    pthread_mutex_unlock(&g->lock);
+    ai3_graph_release_plans(g);
+    return AI3_OK;
+}
+
+ai3_status ai3_graph_set_batch_split(ai3_graph *g, int enabled) {
+    if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
+    pthread_mutex_lock(&g->lock);
+    g->batch_split = enabled && g->device == AI3_DEVICE_CPU;
     pthread_mutex_unlock(&g->lock);
     ai3_graph_release_plans(g);
     return AI3_OK;

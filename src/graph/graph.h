@@ -84,6 +84,7 @@ struct ai3_graph {
     int cuda_graphs;            /* CUDA: replay each input shape's run as a CUDA graph */
     int blocked_layout;         /* CPU float32: keep activations channel-blocked between
                                  * the operations that compute on them (plan.c) */
+    int batch_split;            /* CPU: may run a large batch in slices (plan.c) */
     int n_device_buffers;
     void **device_buffers;      /* the weights' device copies, freed with the graph */
     void *arena_event;          /* CUDA: recorded after the last run that used the arena */

@@ -53,6 +53,7 @@ struct graph_plan {
     size_t *offset;     /* per root in the arena: its offset, else NO_OFFSET */
     size_t arena_bytes; /* tensors, then the workspace */
     size_t tensor_bytes, total_bytes, workspace_bytes;
+    int64_t sub_batch;  /* run the batch in slices of this many (choose_sub_batch), or 0 */
 };
 
 static void free_plan(graph_plan *p) {
@@ -609,6 +610,126 @@ static int max_node_inputs(const ai3_graph *g) {
 }
 
 /* Makes the plan for inputs of these shapes. */
+/* Batches in slices. At a large batch the activations of the early layers
+ * no longer fit in the cache the cores share, and each layer writes its
+ * output to memory for the next to read back. Run in slices of a few
+ * images, a layer's output is still in cache when the next layer reads it,
+ * at the price of reading the weights once per slice. A CPU plan does that
+ * when every operation computes each image (index along dimension 0) on its
+ * own and the slices' traffic in weights is less than the activations'
+ * traffic it saves. */
+
+/* The bytes a slice's largest layer (its inputs and output) may take: half
+ * of a 32 MiB L3. */
+#define SLICE_BYTES ((size_t)16 << 20)
+
+/* d, a dimension of a value of ndim dimensions, counted from 0. */
+static int dim_from_start(int d, int ndim) { return d < 0 ? d + ndim : d; }
+
+/* Whether node i, of its kind and parameters, computes each image on its
+ * own (what the shapes cannot tell: shapes_by_batch checks the rest). */
+static bool per_image(const ai3_graph *g, const graph_plan *p, int i) {
+    const graph_node *node = &g->nodes[i];
+    const int ndim = node->n_inputs ? p->values[node->inputs[0]].ndim : 0;
+    const ai3_op_params *q = node->kind < NODE_RESHAPE ? &node->u.op.plan->params : NULL;
+    switch (node->kind) {
+    case NODE_SOFTMAX: return dim_from_start(q->softmax.dim, ndim) != 0;
+    case NODE_PERMUTE: return q->permute.ndim > 0 && dim_from_start(q->permute.perm[0], ndim) == 0;
+    case NODE_LAYERNORM: return q->layernorm.normalized_ndim < ndim;
+    case NODE_CAT: return dim_from_start(q->cat.dim, ndim) != 0;
+    case NODE_MEAN:
+        for (int k = 0; k < q->mean.n_dims; k++)
+            if (dim_from_start(q->mean.dims[k], ndim) == 0) return false;
+        return q->mean.n_dims > 0;
+    case NODE_CHUNK: return dim_from_start(node->u.chunk.dim, ndim) != 0;
+    case NODE_TRANSPOSE:
+        return dim_from_start(node->u.transpose.dim0, ndim) != 0 &&
+               dim_from_start(node->u.transpose.dim1, ndim) != 0;
+    default: return true;
+    }
+}
+
+/* Every value's shape for the graph's inputs with dimension 0 set to
+ * `batch`, into values (g->n_values); false where a node refuses them. */
+static bool shapes_at(const ai3_graph *g, const graph_plan *p, int64_t batch,
+                      ai3_tensor *values, const ai3_tensor **in) {
+    for (int v = 0; v < g->n_values; v++) {
+        const graph_value *gv = &g->values[v];
+        if (gv->kind == VALUE_INPUT) {
+            values[v] = p->inputs[gv->index];
+            values[v].shape[0] = batch;
+        } else if (gv->kind == VALUE_CONSTANT) {
+            values[v] = g->constants[gv->index];
+        }
+        values[v].data = ai3_shape_only;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *node = &g->nodes[i];
+        for (int k = 0; k < node->n_inputs; k++) in[k] = &values[node->inputs[k]];
+        if (ai3_graph_node_shapes(node, in, values, &values[node->output]) != AI3_OK)
+            return false;
+    }
+    return true;
+}
+
+/* Whether, with `batch` images in place of the plan's n, every value made
+ * from the inputs has the same shape with `batch` for n in dimension 0. */
+static bool shapes_by_batch(const ai3_graph *g, const graph_plan *p, int64_t n, int64_t batch) {
+    const size_t nv = (size_t)g->n_values;
+    ai3_tensor *at_n = calloc(2 * nv, sizeof *at_n);
+    const ai3_tensor **in = malloc(sizeof *in * (size_t)max_node_inputs(g));
+    bool ok = at_n && in && shapes_at(g, p, n, at_n, in) && shapes_at(g, p, batch, at_n + nv, in);
+    for (int v = 0; ok && v < g->n_values; v++) {
+        if (g->values[v].kind == VALUE_CONSTANT) continue;
+        const ai3_tensor *a = &at_n[v], *b = &at_n[nv + v];
+        ok = a->ndim >= 1 && a->ndim == b->ndim && a->shape[0] == n && b->shape[0] == batch;
+        for (int d = 1; ok && d < a->ndim; d++) ok = a->shape[d] == b->shape[d];
+    }
+    free(at_n);
+    free(in);
+    return ok;
+}
+
+/* The slice size for plan p (made for its inputs), or 0: the whole batch
+ * at once. */
+static int64_t choose_sub_batch(const ai3_graph *g, const graph_plan *p) {
+    if (!g->batch_split || g->device != AI3_DEVICE_CPU || g->n_inputs < 1 ||
+        p->inputs[0].ndim < 1)
+        return 0;
+    const int64_t n = p->inputs[0].shape[0];
+    for (int k = 0; k < g->n_inputs; k++)
+        if (p->inputs[k].ndim < 1 || p->inputs[k].shape[0] != n) return 0;
+    if (n < 2) return 0;
+    size_t largest = 0, weights = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *node = &g->nodes[i];
+        if (p->fused[i] == FUSED_AWAY) continue;
+        size_t bytes = 0;
+        for (int o = 0; o < node->n_outputs; o++) bytes += tensor_bytes(&p->values[node->output + o]);
+        for (int k = 0; k < node->n_inputs; k++)
+            if (g->values[node->inputs[k]].kind != VALUE_CONSTANT)
+                bytes += tensor_bytes(&p->values[node->inputs[k]]);
+        if (bytes > largest) largest = bytes;
+    }
+    if (largest <= SLICE_BYTES) return 0;
+    const int64_t fit = (int64_t)(SLICE_BYTES / (largest / (size_t)n));
+    const int64_t slices = (n + (fit > 1 ? fit : 1) - 1) / (fit > 1 ? fit : 1);
+    if (slices < 2) return 0;
+    for (int c = 0; c < g->n_constants; c++) weights += tensor_bytes(&g->constants[c]);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ai3_plan *op = g->nodes[i].kind < NODE_RESHAPE ? g->nodes[i].u.op.plan : NULL;
+        if (op) weights += op->weight_bytes;
+    }
+    /* (the activations' trip: written to memory and read back) */
+    if ((size_t)(slices - 1) * weights >= 2 * p->total_bytes) return 0;
+    const int64_t sub = (n + slices - 1) / slices; /* slices as even as they can be */
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!per_image(g, p, i)) return 0;
+    if (!shapes_by_batch(g, p, n, sub) || (n % sub && !shapes_by_batch(g, p, n, n % sub)))
+        return 0;
+    return sub;
+}
+
 static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_plan **out) {
     int nv = g->n_values;
     graph_plan *p = calloc(1, sizeof *p);
@@ -751,6 +872,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         s = place_buffers(p, bufs, n);
         p->arena_bytes = align64(p->tensor_bytes) + p->workspace_bytes;
     }
+    if (s == AI3_OK) p->sub_batch = choose_sub_batch(g, p);
 
     free(last);
     free(root_last);
@@ -843,6 +965,19 @@ ai3_status ai3_graph_peak_bytes(ai3_graph *g, int n_inputs, const ai3_tensor *in
     *peak_bytes = p->tensor_bytes;
     *total_bytes = p->total_bytes;
     if (workspace_bytes) *workspace_bytes = p->workspace_bytes;
+    put_plan(g, p);
+    return AI3_OK;
+}
+
+ai3_status ai3_graph_sub_batch(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,
+                               int64_t *sub_batch) {
+    if (!g || !sub_batch)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph sub_batch: NULL argument");
+    ai3_status s = check_inputs(g, n_inputs, inputs, 0);
+    if (s != AI3_OK) return s;
+    graph_plan *p;
+    if ((s = get_plan(g, inputs, &p)) != AI3_OK) return s;
+    *sub_batch = p->sub_batch ? p->sub_batch : inputs[0].ndim ? inputs[0].shape[0] : 1;
     put_plan(g, p);
     return AI3_OK;
 }
@@ -1173,6 +1308,32 @@ static int run_replay(ai3_graph *g, graph_plan *p, const ai3_tensor *inputs,
     return replayed || s != AI3_OK;
 }
 
+/* Plan p's run in slices of p->sub_batch images, each through the plan for
+ * its batch (the inputs' and outputs' slices: their images are contiguous). */
+static ai3_status run_slices(ai3_graph *g, const graph_plan *p, const ai3_tensor *inputs,
+                             ai3_tensor *outputs) {
+    const int n_in = g->n_inputs, n_out = g->n_outputs;
+    ai3_tensor *t = malloc(sizeof *t * (size_t)(n_in + n_out));
+    if (!t) return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
+    const int64_t n = p->inputs[0].shape[0];
+    ai3_status s = AI3_OK;
+    for (int64_t b0 = 0; s == AI3_OK && b0 < n; b0 += p->sub_batch) {
+        const int64_t b = n - b0 < p->sub_batch ? n - b0 : p->sub_batch;
+        for (int k = 0; k < n_in + n_out; k++) {
+            const ai3_tensor *whole = k < n_in ? &inputs[k] : &outputs[k - n_in];
+            t[k] = *whole;
+            t[k].shape[0] = b;
+            t[k].data = (char *)whole->data + (size_t)b0 * (tensor_bytes(whole) / (size_t)n);
+        }
+        graph_plan *q;
+        if ((s = get_plan(g, t, &q)) != AI3_OK) break;
+        s = run_eager(g, q, t, t + n_in, NULL);
+        put_plan(g, q);
+    }
+    free(t);
+    return s;
+}
+
 ai3_status ai3_graph_run_stream(ai3_graph *g, int n_inputs, const ai3_tensor *inputs,
                                 int n_outputs, ai3_tensor *outputs, void *stream) {
     if (!g) return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT, "graph: graph is NULL");
@@ -1187,7 +1348,9 @@ ai3_status ai3_graph_run_stream(ai3_graph *g, int n_inputs, const ai3_tensor *in
         const ai3_tensor *want = &p->values[g->outputs[k]];
         s = ai3_check_output(&outputs[k], want, want->ndim, want->shape, "graph");
     }
-    if (s == AI3_OK && !(g->cuda_graphs && run_replay(g, p, inputs, outputs, stream, &s)))
+    if (s == AI3_OK && p->sub_batch)
+        s = run_slices(g, p, inputs, outputs);
+    else if (s == AI3_OK && !(g->cuda_graphs && run_replay(g, p, inputs, outputs, stream, &s)))
         s = run_eager(g, p, inputs, outputs, stream);
     put_plan(g, p);
     return s;

@@ -228,6 +228,10 @@ static ai3_status create_plan(ai3_op op, const char *algorithm, int n_weights,
     if (options) plan->options = *options;
     plan->device = first ? first->device : AI3_DEVICE_CPU;
     plan->device_index = cuda ? first->device_index : 0;
+    for (int i = 0; i < n_weights; i++)
+        if (weights[i])
+            plan->weight_bytes +=
+                (size_t)ai3_tensor_numel(weights[i]) * ai3_dtype_size(weights[i]->dtype);
     const ai3_op_impl *impl = ops[op].impl;
     if (cuda) {
         s = create_cuda_plan(plan, n_weights, weights, hint);

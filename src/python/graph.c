@@ -58,26 +58,29 @@ static PyObject *py_graph_create(PyObject *self, PyObject *args) {
     return capsule;
 }
 
-static PyObject *py_graph_set_cuda_graphs(PyObject *self, PyObject *args) {
+/* graph_set_<switch>(graph, enabled), by `set` (format: PyArg's, with the name). */
+static PyObject *set_switch(PyObject *args, const char *format,
+                            ai3_status (*set)(ai3_graph *, int)) {
     PyObject *capsule;
     int enabled;
-    if (!PyArg_ParseTuple(args, "Op:graph_set_cuda_graphs", &capsule, &enabled)) return NULL;
+    if (!PyArg_ParseTuple(args, format, &capsule, &enabled)) return NULL;
     ai3_graph *g = graph_of(capsule);
     if (!g) return NULL;
-    ai3_status status = ai3_graph_set_cuda_graphs(g, enabled);
+    ai3_status status = set(g, enabled);
     if (status != AI3_OK) return ai3_py_raise(status);
     Py_RETURN_NONE;
 }
 
+static PyObject *py_graph_set_cuda_graphs(PyObject *self, PyObject *args) {
+    return set_switch(args, "Op:graph_set_cuda_graphs", ai3_graph_set_cuda_graphs);
+}
+
 static PyObject *py_graph_set_blocked_layout(PyObject *self, PyObject *args) {
-    PyObject *capsule;
-    int enabled;
-    if (!PyArg_ParseTuple(args, "Op:graph_set_blocked_layout", &capsule, &enabled)) return NULL;
-    ai3_graph *g = graph_of(capsule);
-    if (!g) return NULL;
-    ai3_status status = ai3_graph_set_blocked_layout(g, enabled);
-    if (status != AI3_OK) return ai3_py_raise(status);
-    Py_RETURN_NONE;
+    return set_switch(args, "Op:graph_set_blocked_layout", ai3_graph_set_blocked_layout);
+}
+
+static PyObject *py_graph_set_batch_split(PyObject *self, PyObject *args) {
+    return set_switch(args, "Op:graph_set_batch_split", ai3_graph_set_batch_split);
 }
 
 static PyObject *py_graph_input(PyObject *self, PyObject *capsule) {
@@ -295,6 +298,19 @@ static PyObject *py_graph_layout_counts(PyObject *self, PyObject *args) {
     return Py_BuildValue("(ii)", blocked, conversions);
 }
 
+static PyObject *py_graph_sub_batch(PyObject *self, PyObject *args) {
+    PyObject *capsule, *shapes_obj;
+    if (!PyArg_ParseTuple(args, "OO:graph_sub_batch", &capsule, &shapes_obj)) return NULL;
+    ai3_graph *g = graph_of(capsule);
+    ai3_tensor inputs[MAX_IO];
+    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    if (n < 0) return NULL;
+    int64_t sub_batch;
+    ai3_status status = ai3_graph_sub_batch(g, n, inputs, &sub_batch);
+    if (status != AI3_OK) return ai3_py_raise(status);
+    return PyLong_FromLongLong((long long)sub_batch);
+}
+
 /* graph_run(graph, inputs): a tuple of new output tensors (new_empty of the
  * first input). */
 static PyObject *py_graph_run(PyObject *self, PyObject *args) {
@@ -357,6 +373,9 @@ PyMethodDef ai3_py_graph_methods[] = {
      "graph_set_blocked_layout(graph, enabled)\n--\n\nWhether a float32 CPU graph keeps "
      "activations channel-blocked between the operations that compute on that layout (the "
      "default)."},
+    {"graph_set_batch_split", py_graph_set_batch_split, METH_VARARGS,
+     "graph_set_batch_split(graph, enabled)\n--\n\nWhether a CPU graph may run a large batch "
+     "in slices of a few images (the default)."},
     {"graph_input", py_graph_input, METH_O, "graph_input(graph)\n--\n\nAdds an input."},
     {"graph_constant", py_graph_constant, METH_VARARGS,
      "graph_constant(graph, tensor)\n--\n\nAdds a constant (copied)."},
@@ -383,6 +402,9 @@ PyMethodDef ai3_py_graph_methods[] = {
     {"graph_layout_counts", py_graph_layout_counts, METH_VARARGS,
      "graph_layout_counts(graph, input_shapes)\n--\n\n(nodes computing on channel-blocked "
      "values, values converted between layouts) in the plan for inputs of these shapes."},
+    {"graph_sub_batch", py_graph_sub_batch, METH_VARARGS,
+     "graph_sub_batch(graph, input_shapes)\n--\n\nThe images per slice a run on inputs of "
+     "these shapes takes (the batch where it does not split)."},
     {"graph_run", py_graph_run, METH_VARARGS,
      "graph_run(graph, inputs)\n--\n\nRuns the graph; returns a tuple of new tensors."},
     {NULL, NULL, 0, NULL},

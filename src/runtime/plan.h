@@ -16,6 +16,7 @@ struct ai3_plan {
     /* Host plans: owned copies (data NULL when absent). CUDA plans: views
      * of the caller's device memory (borrowed). */
     ai3_tensor weights[AI3_PLAN_MAX_WEIGHTS];
+    size_t weight_bytes;     /* of the weights it was made with */
     bool borrowed;
     ai3_device device;       /* where the weights are (CPU for none) */
     int device_index;

@@ -527,3 +527,56 @@ AI3_TEST(graph_reshape_refuses_sizes_that_overflow) {
         ai3_graph_destroy(g);
     }
 }
+
+/* A batch whose layers' activations outgrow the shared cache runs in slices
+ * (an uneven last one here) with the results of one run; an operation that
+ * mixes the images (softmax over dimension 0) keeps the batch whole, as
+ * does turning the split off. */
+AI3_TEST(graph_runs_large_batches_in_slices) {
+    ai3_tensor w1 = random_tensor(4, (int64_t[]){16, 3, 3, 3}),
+               w2 = random_tensor(4, (int64_t[]){8, 16, 1, 1}),
+               b1 = random_tensor(1, (int64_t[]){16});
+    ai3_conv2d_params p = ai3_conv2d_params_default();
+    p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 1;
+    const ai3_conv2d_params one = ai3_conv2d_params_default();
+    ai3_op_params softmax = {.softmax = {.dim = -4}};
+    const int64_t n = 67, shape[4] = {n, 3, 64, 64}, out_shape[4] = {n, 8, 64, 64};
+    ai3_tensor in = random_tensor(4, shape);
+    for (int mixes = 0; mixes < 2; mixes++) {
+        ai3_graph *g;
+        int x, a, b, c;
+        ai3_graph_create(AI3_FLOAT32, &g);
+        ai3_graph_add_input(g, &x);
+        AI3_EXPECT(conv(g, "guess", x, &w1, &b1, &p, &a) == AI3_OK, "conv");
+        AI3_EXPECT(node1(g, AI3_OP_RELU, "default", a, NULL, &a) == AI3_OK, "relu");
+        AI3_EXPECT(conv(g, "guess", a, &w2, NULL, &one, &b) == AI3_OK, "conv 1x1");
+        c = b;
+        if (mixes)
+            AI3_EXPECT(node1(g, AI3_OP_SOFTMAX, "default", b, &softmax, &c) == AI3_OK, "softmax");
+        ai3_graph_set_outputs(g, 1, &c);
+        ai3_tensor out[2] = {make(4, out_shape), make(4, out_shape)};
+        int64_t sub[2] = {0, 0};
+        for (int split = 1; split >= 0; split--) {
+            ai3_graph_set_batch_split(g, split);
+            AI3_EXPECT(ai3_graph_sub_batch(g, 1, &in, &sub[split]) == AI3_OK, "%s",
+                       ai3_last_error());
+            AI3_EXPECT(ai3_graph_run(g, 1, &in, 1, &out[split]) == AI3_OK, "run: %s",
+                       ai3_last_error());
+        }
+        /* 67 images, the 1×1 conv's input and output 384 KiB per image:
+         * 25 MiB, two slices under SLICE_BYTES (16 MiB) */
+        const int64_t want = mixes ? n : 34;
+        AI3_EXPECT(sub[1] == want && sub[0] == n, "mixes %d: slices of %lld (split), %lld", mixes,
+                   (long long)sub[1], (long long)sub[0]);
+        AI3_EXPECT(max_rel_diff(&out[1], &out[0]) < 1e-6, "mixes %d: split differs by %g", mixes,
+                   max_rel_diff(&out[1], &out[0]));
+        AI3_EXPECT_STATUS(ai3_graph_sub_batch(g, 1, &in, NULL), AI3_ERROR_INVALID_ARGUMENT);
+        free(out[0].data);
+        free(out[1].data);
+        ai3_graph_destroy(g);
+    }
+    free(in.data);
+    free(w1.data);
+    free(w2.data);
+    free(b1.data);
+}

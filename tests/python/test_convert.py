@@ -356,3 +356,31 @@ def test_clamps_fused_into_winograd_match_torch():
         expected = net(x)
     model = ai3.convert(net, {"conv2d": "winograd"})
     torch.testing.assert_close(model(x), expected, rtol=1e-3, atol=1e-3)
+
+
+class _Widening(nn.Module):
+    """3 → 16 → 8 channels at 64×64: 384 KiB of activations per image in
+    its largest layer; `mix` ends in a softmax over the images."""
+
+    def __init__(self, mix=False):
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, 8, 1)
+        self.mix = mix
+
+    def forward(self, x):
+        y = self.b(F.relu(self.a(x)))
+        return F.softmax(y, dim=0) if self.mix else y
+
+
+@pytest.mark.parametrize("mix", [False, True])
+def test_large_batch_runs_in_slices_with_torch_results(mix):
+    """48 images (18 MiB in the largest layer) run as two slices of 24,
+    unless an operation mixes the images; either way torch's results."""
+    net = _Widening(mix).eval()
+    x = randn((48, 3, 64, 64))
+    model = ai3.convert(net)
+    assert model.sub_batch(x.shape) == (48 if mix else 24)
+    assert model.sub_batch((8, 3, 64, 64)) == 8  # small enough as a whole
+    with torch.no_grad():
+        assert close(model(x), net(x))
