@@ -34,19 +34,44 @@ static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(select)(BK_
 }
 
 /* vexp.h's ai3_exp_nonpositive on a vector, step for step, so that its bits
- * are those of the scalar function (which the separate operations run). */
+ * are those of the scalar function (which the separate operations run).
+ * AVX-512 takes the same steps in fewer instructions: max(lo, x), which
+ * keeps a NaN x as the select does, and vscalefps for the scale by 2^n
+ * (exact, as the multiplication by it is). */
 static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(exp_nonpositive)(BK_VEC x) {
-    typedef uint32_t bits __attribute__((vector_size(BK_LANES * sizeof(float))));
     const BK_VEC lo = (BK_VEC)BK_SET1(-87.3365479f);
+#if BK_LANES == 16
+    const __mmask16 kept = _mm512_cmp_ps_mask((__m512)x, (__m512)lo, _CMP_NLT_UQ);
+    const BK_VEC xc = (BK_VEC)_mm512_max_ps((__m512)lo, (__m512)x);
+#else
     const BK_MASK below = x < lo;
     const BK_VEC xc = BK_ISA(select)(below, lo, x);
+#endif
     const BK_VEC t = xc * 1.44269504f + 0x1.8p23f, n = t - 0x1.8p23f;
     const BK_VEC r = xc - n * 0.693359375f - n * -2.12194440e-4f;
     const BK_VEC r2 = r * r, r4 = r2 * r2;
     const BK_VEC p = ((1.0f + r) + r2 * (0.5f + r * (1.0f / 6))) +
                      r4 * ((1.0f / 24 + r * (1.0f / 120)) + r2 * (1.0f / 720 + r * (1.0f / 5040)));
+#if BK_LANES == 16
+    return (BK_VEC)_mm512_maskz_scalef_ps(kept, (__m512)p, (__m512)n);
+#else
+    typedef uint32_t bits __attribute__((vector_size(BK_LANES * sizeof(float))));
     const BK_VEC scale = (BK_VEC)(((bits)t - 0x4B400000u + 127u) << 23);
     return (BK_VEC)((BK_MASK)(p * scale) & ~below);
+#endif
+}
+
+/* x < 0 ? a : b, lane by lane (a blend under a mask register on AVX-512). */
+static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(if_negative)(BK_VEC x,
+                                                                                  BK_VEC a,
+                                                                                  BK_VEC b) {
+    const BK_VEC zero = {0};
+#if BK_LANES == 16
+    return (BK_VEC)_mm512_mask_blend_ps(_mm512_cmp_ps_mask((__m512)x, (__m512)zero, _CMP_LT_OQ),
+                                        (__m512)b, (__m512)a);
+#else
+    return BK_ISA(select)(x < zero, a, b);
+#endif
 }
 
 /* activation.h's functions on a vector, step for step (the same bits). */
@@ -56,11 +81,9 @@ static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(act)(BK_VEC
     switch (act) {
     case AI3_ACT_SIGMOID:
     case AI3_ACT_SILU: {
-        const BK_MASK negative = x < zero;
         const BK_VEC e = BK_ISA(exp_nonpositive)((BK_VEC)((BK_MASK)x | (BK_MASK)(-zero)));
-        const BK_VEC one = (BK_VEC)BK_SET1(1.0f);
-        const BK_VEC num = act == AI3_ACT_SILU ? BK_ISA(select)(negative, x * e, x)
-                                               : BK_ISA(select)(negative, e, one);
+        const BK_VEC num = act == AI3_ACT_SILU ? BK_ISA(if_negative)(x, x * e, x)
+                                               : BK_ISA(if_negative)(x, e, (BK_VEC)BK_SET1(1.0f));
         return num / (1 + e);
     }
     case AI3_ACT_HARDSIGMOID:
