@@ -15,6 +15,8 @@
 #undef BK_MASK
 #undef BK_LOAD
 #undef BK_STORE
+#undef BK_MAX
+#undef BK_MIN
 
 typedef float BK_ISA(vec) __attribute__((vector_size(BK_LANES * sizeof(float))));
 /* memory as a vector: any float address (the caller's input, residual) */
@@ -27,6 +29,17 @@ typedef int32_t BK_ISA(mask) __attribute__((vector_size(BK_LANES * sizeof(float)
 #define BK_LOAD(p) ((BK_VEC)(*(const BK_ISA(uvec) *)(p)))
 #define BK_STORE(p, v) (*(BK_ISA(uvec) *)(p) = (v))
 
+/* max(a, b) and min(a, b) lane by lane, b where either is NaN (vmaxps,
+ * vminps): with the bound as a, the NaN-keeping clamp of ai3_clamp_of
+ * (x < lo ? lo : x) in one instruction, with the same bits (-0 stays -0). */
+#if BK_LANES == 16
+#define BK_MAX(a, b) ((BK_VEC)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define BK_MIN(a, b) ((BK_VEC)_mm512_min_ps((__m512)(a), (__m512)(b)))
+#else
+#define BK_MAX(a, b) ((BK_VEC)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define BK_MIN(a, b) ((BK_VEC)_mm256_min_ps((__m256)(a), (__m256)(b)))
+#endif
+
 /* m ? a : b, lane by lane (C has no ?: on vectors). */
 static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(select)(BK_MASK m, BK_VEC a,
                                                                              BK_VEC b) {
@@ -35,17 +48,15 @@ static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(select)(BK_
 
 /* vexp.h's ai3_exp_nonpositive on a vector, step for step, so that its bits
  * are those of the scalar function (which the separate operations run).
- * AVX-512 takes the same steps in fewer instructions: max(lo, x), which
- * keeps a NaN x as the select does, and vscalefps for the scale by 2^n
- * (exact, as the multiplication by it is). */
+ * AVX-512 scales by 2^n with vscalefps (exact, as the multiplication by
+ * 2^n is). */
 static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(exp_nonpositive)(BK_VEC x) {
     const BK_VEC lo = (BK_VEC)BK_SET1(-87.3365479f);
+    const BK_VEC xc = BK_MAX(lo, x);
 #if BK_LANES == 16
     const __mmask16 kept = _mm512_cmp_ps_mask((__m512)x, (__m512)lo, _CMP_NLT_UQ);
-    const BK_VEC xc = (BK_VEC)_mm512_max_ps((__m512)lo, (__m512)x);
 #else
     const BK_MASK below = x < lo;
-    const BK_VEC xc = BK_ISA(select)(below, lo, x);
 #endif
     const BK_VEC t = xc * 1.44269504f + 0x1.8p23f, n = t - 0x1.8p23f;
     const BK_VEC r = xc - n * 0.693359375f - n * -2.12194440e-4f;
@@ -88,9 +99,7 @@ static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(act)(BK_VEC
     }
     case AI3_ACT_HARDSIGMOID:
     case AI3_ACT_HARDSWISH: {
-        BK_VEC t = x + 3;
-        t = BK_ISA(select)(t < zero, zero, t);
-        t = BK_ISA(select)(t > six, six, t);
+        const BK_VEC t = BK_MIN(six, BK_MAX(zero, x + 3));
         return act == AI3_ACT_HARDSWISH ? x * t / 6 : t / 6;
     }
     default: return x;
@@ -106,9 +115,7 @@ BK_ISA(finish)(BK_VEC v, BK_VEC bias, const float *res, ai3_activation act, floa
     v += bias;
     if (res) v += BK_LOAD(res);
     if (act == AI3_ACT_CLAMP) {
-        const BK_VEC vlo = (BK_VEC)BK_SET1(lo), vhi = (BK_VEC)BK_SET1(hi);
-        v = BK_ISA(select)(v < vlo, vlo, v);
-        v = BK_ISA(select)(v > vhi, vhi, v);
+        v = BK_MIN((BK_VEC)BK_SET1(hi), BK_MAX((BK_VEC)BK_SET1(lo), v));
     }
     return BK_ISA(act)(v, act);
 }
