@@ -649,19 +649,26 @@ static bool per_image(const ai3_graph *g, const graph_plan *p, int i) {
     }
 }
 
+/* Value v's shape before any node runs: an input's (from inputs), a
+ * constant's, else none yet. */
+static void value_before_run(const ai3_graph *g, const ai3_tensor *inputs, int v,
+                             ai3_tensor *t) {
+    const graph_value *gv = &g->values[v];
+    if (gv->kind == VALUE_INPUT) *t = inputs[gv->index];
+    else if (gv->kind == VALUE_CONSTANT) *t = g->constants[gv->index];
+    t->dtype = g->dtype;
+    t->device = g->device;
+    t->device_index = g->device_index;
+    t->data = ai3_shape_only;
+}
+
 /* Every value's shape for the graph's inputs with dimension 0 set to
  * `batch`, into values (g->n_values); false where a node refuses them. */
 static bool shapes_at(const ai3_graph *g, const graph_plan *p, int64_t batch,
                       ai3_tensor *values, const ai3_tensor **in) {
     for (int v = 0; v < g->n_values; v++) {
-        const graph_value *gv = &g->values[v];
-        if (gv->kind == VALUE_INPUT) {
-            values[v] = p->inputs[gv->index];
-            values[v].shape[0] = batch;
-        } else if (gv->kind == VALUE_CONSTANT) {
-            values[v] = g->constants[gv->index];
-        }
-        values[v].data = ai3_shape_only;
+        value_before_run(g, p->inputs, v, &values[v]);
+        if (g->values[v].kind == VALUE_INPUT) values[v].shape[0] = batch;
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
@@ -705,15 +712,17 @@ static int64_t choose_sub_batch(const ai3_graph *g, const graph_plan *p) {
         const graph_node *node = &g->nodes[i];
         if (p->fused[i] == FUSED_AWAY) continue;
         size_t bytes = 0;
-        for (int o = 0; o < node->n_outputs; o++) bytes += tensor_bytes(&p->values[node->output + o]);
+        for (int o = 0; o < node->n_outputs; o++)
+            bytes += tensor_bytes(&p->values[node->output + o]);
         for (int k = 0; k < node->n_inputs; k++)
             if (g->values[node->inputs[k]].kind != VALUE_CONSTANT)
                 bytes += tensor_bytes(&p->values[node->inputs[k]]);
         if (bytes > largest) largest = bytes;
     }
     if (largest <= SLICE_BYTES) return 0;
-    const int64_t fit = (int64_t)(SLICE_BYTES / (largest / (size_t)n));
-    const int64_t slices = (n + (fit > 1 ? fit : 1) - 1) / (fit > 1 ? fit : 1);
+    const size_t image_bytes = largest / (size_t)n;
+    const int64_t fit = AI3_MAX(1, (int64_t)(SLICE_BYTES / (image_bytes ? image_bytes : 1)));
+    const int64_t slices = (n + fit - 1) / fit;
     if (slices < 2) return 0;
     for (int c = 0; c < g->n_constants; c++) weights += tensor_bytes(&g->constants[c]);
     for (int i = 0; i < g->n_nodes; i++) {
@@ -753,8 +762,8 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->residual = malloc(sizeof *p->residual * (size_t)(g->n_nodes + 1));
     }
     ai3_status s = AI3_OK;
-    if (!p || !last || !root_last || !bufs || !in || !readers || !p->inputs || !p->values || !p->root ||
-        !p->bound || !p->offset || !p->fused || !p->residual)
+    if (!p || !last || !root_last || !bufs || !in || !readers || !p->inputs || !p->values ||
+        !p->root || !p->bound || !p->offset || !p->fused || !p->residual)
         s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
 
     if (s == AI3_OK) {
@@ -763,14 +772,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             p->inputs[i].data = NULL;
         }
         for (int v = 0; v < nv; v++) {
-            const graph_value *gv = &g->values[v];
-            ai3_tensor *t = &p->values[v];
-            if (gv->kind == VALUE_INPUT) *t = inputs[gv->index];
-            else if (gv->kind == VALUE_CONSTANT) *t = g->constants[gv->index];
-            t->dtype = g->dtype;
-            t->device = g->device;
-            t->device_index = g->device_index;
-            t->data = ai3_shape_only;
+            value_before_run(g, inputs, v, &p->values[v]);
             p->root[v] = v;
             p->bound[v] = -1;
             p->offset[v] = NO_OFFSET;
