@@ -117,4 +117,11 @@ void ai3_blocked_global_avgpool(const float *x, int64_t n, int64_t c, int64_t hw
 void ai3_blocked_scale_channels(const float *x, const float *s, int64_t n, int64_t c,
                                 int64_t hw, int cb, float *y);
 
+/* Whether the blocked convolutions apply e's activation to the stored
+ * output (gelu's two forms, which call libm) rather than to the tiles'
+ * accumulators before the store. */
+static inline bool ai3_blocked_act_after(const ai3_epilogue *e) {
+    return e && (e->act == AI3_ACT_GELU || e->act == AI3_ACT_GELU_TANH);
+}
+
 #endif

@@ -119,12 +119,3 @@ BK_ISA(finish)(BK_VEC v, BK_VEC bias, const float *res, ai3_activation act, floa
     }
     return BK_ISA(act)(v, act);
 }
-
-#ifndef AI3_BLOCKED_VEC_ONCE
-#define AI3_BLOCKED_VEC_ONCE
-/* Whether e's activation is applied after the store (gelu's two forms),
- * not by finish. */
-static inline bool ai3_blocked_act_after(const ai3_epilogue *e) {
-    return e && (e->act == AI3_ACT_GELU || e->act == AI3_ACT_GELU_TANH);
-}
-#endif
