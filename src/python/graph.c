@@ -263,21 +263,27 @@ static PyObject *output_shapes(ai3_graph *g, int n, const ai3_tensor *inputs) {
     return result;
 }
 
-static PyObject *py_graph_output_shapes(PyObject *self, PyObject *args) {
+/* The (graph, input_shapes) arguments of the graph_* queries (format:
+ * PyArg's, with the name): *g and the input count, or -1 with an exception. */
+static int graph_and_shapes(PyObject *args, const char *format, ai3_graph **g,
+                            ai3_tensor *inputs) {
     PyObject *capsule, *shapes_obj;
-    if (!PyArg_ParseTuple(args, "OO:graph_output_shapes", &capsule, &shapes_obj)) return NULL;
-    ai3_graph *g = graph_of(capsule);
+    if (!PyArg_ParseTuple(args, format, &capsule, &shapes_obj)) return -1;
+    *g = graph_of(capsule);
+    return *g ? shape_views(capsule, shapes_obj, inputs) : -1;
+}
+
+static PyObject *py_graph_output_shapes(PyObject *self, PyObject *args) {
+    ai3_graph *g;
     ai3_tensor inputs[MAX_IO];
-    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    int n = graph_and_shapes(args, "OO:graph_output_shapes", &g, inputs);
     return n < 0 ? NULL : output_shapes(g, n, inputs);
 }
 
 static PyObject *py_graph_peak_bytes(PyObject *self, PyObject *args) {
-    PyObject *capsule, *shapes_obj;
-    if (!PyArg_ParseTuple(args, "OO:graph_peak_bytes", &capsule, &shapes_obj)) return NULL;
-    ai3_graph *g = graph_of(capsule);
+    ai3_graph *g;
     ai3_tensor inputs[MAX_IO];
-    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    int n = graph_and_shapes(args, "OO:graph_peak_bytes", &g, inputs);
     if (n < 0) return NULL;
     size_t peak, total, workspace;
     ai3_status status = ai3_graph_peak_bytes(g, n, inputs, &peak, &total, &workspace);
@@ -286,11 +292,9 @@ static PyObject *py_graph_peak_bytes(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_graph_layout_counts(PyObject *self, PyObject *args) {
-    PyObject *capsule, *shapes_obj;
-    if (!PyArg_ParseTuple(args, "OO:graph_layout_counts", &capsule, &shapes_obj)) return NULL;
-    ai3_graph *g = graph_of(capsule);
+    ai3_graph *g;
     ai3_tensor inputs[MAX_IO];
-    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    int n = graph_and_shapes(args, "OO:graph_layout_counts", &g, inputs);
     if (n < 0) return NULL;
     int blocked, conversions;
     ai3_status status = ai3_graph_layout_counts(g, n, inputs, &blocked, &conversions);
@@ -299,11 +303,9 @@ static PyObject *py_graph_layout_counts(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_graph_sub_batch(PyObject *self, PyObject *args) {
-    PyObject *capsule, *shapes_obj;
-    if (!PyArg_ParseTuple(args, "OO:graph_sub_batch", &capsule, &shapes_obj)) return NULL;
-    ai3_graph *g = graph_of(capsule);
+    ai3_graph *g;
     ai3_tensor inputs[MAX_IO];
-    int n = g ? shape_views(capsule, shapes_obj, inputs) : -1;
+    int n = graph_and_shapes(args, "OO:graph_sub_batch", &g, inputs);
     if (n < 0) return NULL;
     int64_t sub_batch;
     ai3_status status = ai3_graph_sub_batch(g, n, inputs, &sub_batch);
