@@ -21,7 +21,6 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
-#include <string.h>
 
 /* --- shared: packed weights ---------------------------------------------- */
 
@@ -232,16 +231,32 @@ typedef struct {
     real *col;           /* the whole unrolled image: C_in·KH·KW × OH·OW */
 } im2col_ctx;
 
+/* Prefetches the input rows that output rows [oy0, oy1) of channel ch
+ * read. A band reads a few rows of each of many channels, too scattered for
+ * the hardware prefetcher: unrolling would wait on L3 line by line. */
+static inline void prefetch_channel(const im2col_ctx *c, int64_t ch, int64_t oy0, int64_t oy1) {
+    const ai3_conv2d_params *p = c->p;
+    const int64_t first = AI3_MAX(0, oy0 * p->stride_h - c->top);
+    const int64_t last = AI3_MIN(c->src_h - 1, (oy1 - 1) * p->stride_h +
+                                                    (c->d->kh - 1) * p->dilation_h - c->top);
+    const char *from = (const char *)(c->src + (ch * c->src_h + first) * c->src_w);
+    const char *to = (const char *)(c->src + (ch * c->src_h + last + 1) * c->src_w);
+    for (; from < to; from += 64) __builtin_prefetch(from);
+}
+
 /* Rows [k0, k1) of the unrolled image, output rows [oy0, oy1) of each, at
- * dst (row k at dst + (k - k0)·ld). */
-AI3_MULTIVERSION(im2col_band, const im2col_ctx *, c, int64_t, k0, int64_t, k1, int64_t, oy0,
-                 int64_t, oy1, real *, dst, int64_t, ld) {
+ * dst (row k at dst + (k - k0)·ld). The pieces are short (an output row,
+ * split at the padding), so they are copied by inline loops: calls to
+ * memcpy and memset cost more than the copy. */
+AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, im2col_band, const im2col_ctx *, c, int64_t, k0, int64_t,
+                      k1, int64_t, oy0, int64_t, oy1, real *, dst, int64_t, ld) {
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
     const int64_t taps = d->kh * d->kw, sw = p->stride_w, ow = d->ow;
     for (int64_t row = k0; row < k1; row++) {
         const int64_t ch = row / taps, ky = row % taps / d->kw, kx = row % d->kw;
         const real *plane = c->src + ch * c->src_h * c->src_w;
+        if (row % taps == 0 && ch + 1 < d->c_in) prefetch_channel(c, ch + 1, oy0, oy1);
         /* input column of output column ox: ox·sw + x0; those in the
          * input are [lo, hi) */
         const int64_t x0 = kx * p->dilation_w - c->left;
@@ -252,15 +267,16 @@ AI3_MULTIVERSION(im2col_band, const im2col_ctx *, c, int64_t, k0, int64_t, k1, i
         for (int64_t oy = oy0; oy < oy1; oy++, o += ow) {
             const int64_t iy = oy * p->stride_h + ky * p->dilation_h - c->top;
             if (iy < 0 || iy >= c->src_h) {
-                memset(o, 0, (size_t)ow * sizeof(real));
+                for (int64_t ox = 0; ox < ow; ox++) o[ox] = 0;
                 continue;
             }
             const real *restrict s = plane + iy * c->src_w;
-            memset(o, 0, (size_t)lo * sizeof(real));
-            if (sw == 1) memcpy(o + lo, s + lo + x0, (size_t)(hi - lo) * sizeof(real));
+            /* 32-bit positions: a vector of compares per vector of output */
+            const int n = (int)ow, l = (int)lo, h = (int)hi;
+            if (sw == 1)
+                for (int ox = 0; ox < n; ox++) o[ox] = ox >= l && ox < h ? s[x0 + ox] : 0;
             else
-                for (int64_t ox = lo; ox < hi; ox++) o[ox] = s[ox * sw + x0];
-            memset(o + hi, 0, (size_t)(ow - hi) * sizeof(real));
+                for (int ox = 0; ox < n; ox++) o[ox] = ox >= l && ox < h ? s[x0 + ox * sw] : 0;
         }
     }
 }
