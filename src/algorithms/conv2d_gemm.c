@@ -141,6 +141,7 @@ typedef struct {
     const ai3_conv2d_cols_b *b;
     real *y;
     int64_t y_offset, chunk_panels, chunks, tiles_per_run, tiles;
+    atomic_int failed;
 } cols_ctx;
 
 /* Panels of MR output channels in a group's packed weights. */
@@ -174,10 +175,10 @@ static void run_panels(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
 /* Unit u = (image, group, chunk of panels, tile of positions), the tile
  * fastest, so that a range of units reuses its chunk's panels. */
 static void cols_units(void *vctx, int64_t begin, int64_t end) {
-    const cols_ctx *c = vctx;
+    cols_ctx *c = vctx;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
     const int64_t nr = pw->cols->nr, panels = cols_panels(pw);
-    for (int64_t u = begin; u < end; u++) {
+    for (int64_t u = begin; u < end && !atomic_load(&c->failed); u++) {
         int64_t rest = u;
         const int64_t tile = rest % c->tiles;
         rest /= c->tiles;
@@ -185,15 +186,24 @@ static void cols_units(void *vctx, int64_t begin, int64_t end) {
         rest /= c->chunks;
         const int64_t g = rest % c->d->groups, n = rest / c->d->groups;
         const int64_t run = tile / c->tiles_per_run, x0 = tile % c->tiles_per_run * nr;
-        const real *b = c->b->b + n * c->b->b_image + g * c->b->b_group + run * c->b->b_run + x0;
-        run_panels(c->pb, c->d, c->b->off, b, c->y, c->y_offset, n, g, chunk * c->chunk_panels,
-                   AI3_MIN((chunk + 1) * c->chunk_panels, panels), run * c->b->width + x0,
-                   (int)AI3_MIN(nr, c->b->width - x0));
+        const int64_t pos = run * c->b->width + x0;
+        const int cnt = (int)AI3_MIN(nr, c->b->width - x0);
+        const int64_t *off = c->b->off;
+        const real *b =
+            c->b->tile ? c->b->tile(c->b->tile_ctx, n, g, pos, cnt, &off)
+                       : c->b->b + n * c->b->b_image + g * c->b->b_group + run * c->b->b_run + x0;
+        if (!b) {
+            atomic_store(&c->failed, 1);
+            return;
+        }
+        run_panels(c->pb, c->d, off, b, c->y, c->y_offset, n, g, chunk * c->chunk_panels,
+                   AI3_MIN((chunk + 1) * c->chunk_panels, panels), pos, cnt);
     }
 }
 
-void AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
-                                    const ai3_conv2d_cols_b *b, real *output, int64_t y_offset) {
+ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                                          const ai3_conv2d_cols_b *b, real *output,
+                                          int64_t y_offset) {
     const ai3_conv2d_packed_weights *pw = pb->state;
     const int64_t mr = pw->cols->mr, panels = cols_panels(pw);
     const int64_t panel_bytes = mr * pw->k * (int64_t)sizeof(real);
@@ -202,7 +212,11 @@ void AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv
     c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
     c.tiles_per_run = (b->width + pw->cols->nr - 1) / pw->cols->nr;
     c.tiles = b->rows * c.tiles_per_run;
+    atomic_init(&c.failed, 0);
     ai3_parallel_for(d->n * d->groups * c.chunks * c.tiles, 1, cols_units, &c);
+    if (atomic_load(&c.failed))
+        return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "conv2d: no memory for a tile of B");
+    return AI3_OK;
 }
 
 /* --- gemm ------------------------------------------------------------------ */
@@ -461,7 +475,8 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
             /* All positions are one run; group g's rows from b + g·K·N. */
             ai3_conv2d_cols_b cb = {.b = b, .b_group = pw->k * n_cols, .off = off, .rows = 1,
                                     .width = n_cols};
-            AI3_TYPED(ai3_conv2d_run_cols)(pb, &d1, &cb, y, y_offset);
+            ai3_status s = AI3_TYPED(ai3_conv2d_run_cols)(pb, &d1, &cb, y, y_offset);
+            if (s != AI3_OK) return s;
             continue;
         }
         group_ctx gc = {pw, b, pb->bias ? pb->bias->data : NULL, y, y_offset, d};

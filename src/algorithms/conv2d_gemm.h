@@ -54,22 +54,34 @@ static inline ai3_gemm_operand ai3_conv2d_packed_block(const ai3_conv2d_packed_w
 ai3_status AI3_TYPED(ai3_conv2d_pack_weights_cols)(ai3_conv2d_problem *pb,
                                                    const ai3_gemm_cols_config *cols);
 
+/* Where B of the tile of nr <= NR output positions from position `pos` of
+ * image n, group g lies: row k (k < K) starts at the returned pointer +
+ * (*off)[k], its positions consecutive; the function may gather them into
+ * a buffer of the calling thread's. NULL (error set) when it cannot. */
+typedef const real *(*ai3_conv2d_cols_tile_fn)(void *ctx, int64_t n, int64_t g, int64_t pos,
+                                               int nr, const int64_t **off);
+
 /* B of every image and group, for the output positions seen as `rows` runs
- * of `width` (rows · width = OH·OW): row k of B (k < K) for run r of image
- * n, group g starts at b + n·b_image + g·b_group + r·b_run + off[k], its
- * positions consecutive. off has the kernel's look-ahead entries past K. */
+ * of `width` (rows · width = OH·OW), each cut into tiles of NR: row k of B
+ * (k < K) for run r of image n, group g starts at b + n·b_image +
+ * g·b_group + r·b_run + off[k], its positions consecutive; or, where
+ * `tile` is set, where tile(tile_ctx, ...) says. Offsets have the kernel's
+ * look-ahead entries past K. */
 typedef struct {
     const real *b;
     int64_t b_image, b_group, b_run;
     const int64_t *off;
     int64_t rows, width;
+    ai3_conv2d_cols_tile_fn tile;
+    void *tile_ctx;
 } ai3_conv2d_cols_b;
 
 /* output (images d->n, offset `y_offset` elements into the tensor the
  * epilogue's residual indexes) = weights · B + bias, then the epilogue,
- * tile by tile over the pool. */
-void AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
-                                    const ai3_conv2d_cols_b *b, real *output, int64_t y_offset);
+ * tile by tile over the pool. Fails only where b->tile does. */
+ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+                                          const ai3_conv2d_cols_b *b, real *output,
+                                          int64_t y_offset);
 
 /* Calls job(ctx, i, flags) for every i in [0, jobs): spread over the pool,
  * each job's GEMMs single-threaded (flags = AI3_GEMM_SINGLE_THREAD), when

@@ -183,7 +183,7 @@ static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
     return is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real) : 0;
 }
 
-static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
+static ai3_status run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                      const ai3_tensor *input, ai3_tensor *output, void *workspace) {
     ai3_arena a = {workspace, 0};
     ai3_conv2d_wide wide;
@@ -203,16 +203,13 @@ static void run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     /* Output row oy's positions are a run: from column oy·ws of the wide layout. */
     ai3_conv2d_cols_b b = {.b = x, .b_image = d->c_in * wide.cs, .b_group = d->c_in_g * wide.cs,
                            .b_run = wide.ws, .off = off, .rows = d->oh, .width = d->ow};
-    AI3_TYPED(ai3_conv2d_run_cols)(pb, d, &b, output->data, 0);
+    return AI3_TYPED(ai3_conv2d_run_cols)(pb, d, &b, output->data, 0);
 }
 
 static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                       const ai3_tensor *input, ai3_tensor *output, void *workspace) {
     const ai3_conv2d_packed_weights *pw = pb->state;
-    if (pw->cols) {
-        run_cols(pb, d, input, output, workspace);
-        return AI3_OK;
-    }
+    if (pw->cols) return run_cols(pb, d, input, output, workspace);
     const real *x = input->data;
     if (is_padded(&pb->params)) {
         ai3_conv2d_pad_input(input, &pb->params, d, workspace);

@@ -51,6 +51,7 @@ typedef enum ai3_thread_buffer_use {
     AI3_BUFFER_BLOCKED_CONV, /* blocked conv2d's padded input */
     AI3_BUFFER_WINOGRAD,     /* blocked Winograd's transformed tiles, per task */
     AI3_BUFFER_IM2COL,       /* conv2d gemm's band of the unrolled input, per task */
+    AI3_BUFFER_GATHERED_TILE, /* conv2d implicit precomp gemm's tile of B, per task */
     AI3_THREAD_BUFFERS
 } ai3_thread_buffer_use;
 void *ai3_thread_buffer(ai3_thread_buffer_use use, size_t bytes);
