@@ -64,7 +64,7 @@ static inline void *ai3_arena_take(ai3_arena *a, size_t bytes) {
  * offset[t·OH·OW + j] is the element (row · W + column) of an input channel
  * the tap meets there, the padding mode applied, or -1 for a zero of zero
  * padding; run[t·strips + s] says whether strip s (nr positions) has
- * consecutive offsets. */
+ * consecutive offsets (no strips where nr is 0). */
 typedef struct {
     const int32_t *offset;
     const uint8_t *run;

@@ -119,15 +119,16 @@ typedef struct {
 } tiles_ctx;
 
 /* Whether every tap's nr offsets from position pos are tap 0's first plus
- * the tap's shift, plus the position. */
+ * the tap's shift, plus the position. A tile lies in one output row, where
+ * a tap's offsets grow by the stride: its ends tell. */
 static bool reads_in_place(const tiles_ctx *c, int64_t pos, int nr) {
     const int64_t n_cols = c->d->oh * c->d->ow, taps = c->d->kh * c->d->kw;
     const int64_t first = c->ind.offset[pos];
-    if (!c->unit_stride || first < 0) return false;
+    if (!c->unit_stride) return false;
     for (int64_t t = 0; t < taps; t++) {
         const int32_t *o = c->ind.offset + t * n_cols + pos;
-        for (int j = 0; j < nr; j++)
-            if (o[j] != first + c->shift[t] + j) return false;
+        if (o[0] != first + c->shift[t] || o[nr - 1] != first + c->shift[t] + nr - 1)
+            return false;
     }
     return true;
 }
@@ -181,7 +182,7 @@ static void carve_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, a
     ai3_conv2d_dims dp = *d;
     dp.h = d->hp;
     dp.w = d->wp;
-    a->used += ai3_conv2d_indirection_size(&dp, pw->cols->nr);
+    a->used += ai3_conv2d_indirection_size(&dp, 0); /* no run flags */
     *shift = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **shift);
     *in_place = ai3_arena_take(a, rows * sizeof **in_place);
     *gathered = ai3_arena_take(a, rows * sizeof **gathered);
@@ -206,7 +207,7 @@ static ai3_status run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *
     carve_cols(pb, d, &a, &shift, &in_place, &gathered, &padded);
     tiles_ctx c = {.d = &dp, .x = input->data, .shift = shift, .in_place = in_place,
                    .gathered = gathered, .unit_stride = p.stride_w == 1};
-    ai3_status s = ai3_conv2d_indirection_build(&p, &dp, pw->cols->nr, workspace, &c.ind);
+    ai3_status s = ai3_conv2d_indirection_build(&p, &dp, 0, workspace, &c.ind);
     if (s != AI3_OK) return s;
     if (padded) {
         ai3_conv2d_pad_input(input, &pb->params, d, padded);

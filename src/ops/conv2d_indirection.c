@@ -6,7 +6,7 @@
 static void carve(const ai3_conv2d_dims *d, int64_t nr, ai3_arena *a, int32_t **offset,
                   uint8_t **run, int64_t *strips) {
     const int64_t taps = d->kh * d->kw, n_cols = d->oh * d->ow;
-    *strips = (n_cols + nr - 1) / nr;
+    *strips = nr ? (n_cols + nr - 1) / nr : 0;
     *offset = ai3_arena_take(a, (size_t)(taps * n_cols) * sizeof **offset);
     *run = ai3_arena_take(a, (size_t)(taps * *strips));
 }
@@ -37,13 +37,17 @@ static void build_taps(void *vctx, int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
         const int64_t ky = t / d->kw, kx = t % d->kw;
         int32_t *off = c->offset + t * n_cols;
-        for (int64_t oy = 0; oy < d->oh; oy++) {
+        /* The source column of each ox, kept in output row 0's entries until
+         * that row, the last, is written. */
+        for (int64_t ox = 0; ox < d->ow; ox++)
+            off[ox] = (int32_t)ai3_pad_source_index(ox * p->stride_w + kx * p->dilation_w, d->w,
+                                                    p->pad_left, p->padding_mode);
+        for (int64_t oy = d->oh - 1; oy >= 0; oy--) {
             const int64_t r = ai3_pad_source_index(oy * p->stride_h + ky * p->dilation_h, d->h,
                                                    p->pad_top, p->padding_mode);
             for (int64_t ox = 0; ox < d->ow; ox++) {
-                const int64_t col = ai3_pad_source_index(ox * p->stride_w + kx * p->dilation_w,
-                                                         d->w, p->pad_left, p->padding_mode);
-                off[oy * d->ow + ox] = r >= 0 && col >= 0 ? (int32_t)(r * d->w + col) : -1;
+                const int32_t col = off[ox];
+                off[oy * d->ow + ox] = r >= 0 && col >= 0 ? (int32_t)(r * d->w) + col : -1;
             }
         }
         for (int64_t s = 0; s < c->strips; s++) {
