@@ -140,7 +140,7 @@ typedef struct {
     const ai3_conv2d_dims *d;
     const ai3_conv2d_cols_b *b;
     real *y;
-    int64_t y_offset, chunk_panels, chunks, tiles_per_run, tiles;
+    int64_t y_offset, chunk_panels, chunks, tiles_per_run, tiles, parts, part_tiles;
     atomic_int failed;
 } cols_ctx;
 
@@ -172,19 +172,24 @@ static void run_panels(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     }
 }
 
-/* Unit u = (image, group, chunk of panels, tile of positions), the tile
- * fastest, so that a range of units reuses its chunk's panels. */
+/* Unit u = (image, group, part of the tiles, chunk of panels, tile of the
+ * part), the tile fastest, so that a range of units reuses its chunk's
+ * panels. One part per thread: each thread then reads its own part of B
+ * for every chunk, rather than all of B for its share of the chunks. */
 static void cols_units(void *vctx, int64_t begin, int64_t end) {
     cols_ctx *c = vctx;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
     const int64_t nr = pw->cols->nr, panels = cols_panels(pw);
     for (int64_t u = begin; u < end && !atomic_load(&c->failed); u++) {
         int64_t rest = u;
-        const int64_t tile = rest % c->tiles;
-        rest /= c->tiles;
+        const int64_t in_part = rest % c->part_tiles;
+        rest /= c->part_tiles;
         const int64_t chunk = rest % c->chunks;
         rest /= c->chunks;
+        const int64_t tile = rest % c->parts * c->part_tiles + in_part;
+        rest /= c->parts;
         const int64_t g = rest % c->d->groups, n = rest / c->d->groups;
+        if (tile >= c->tiles) continue;
         const int64_t run = tile / c->tiles_per_run, x0 = tile % c->tiles_per_run * nr;
         const int64_t pos = run * c->b->width + x0;
         const int cnt = (int)AI3_MIN(nr, c->b->width - x0);
@@ -212,8 +217,10 @@ ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai
     c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
     c.tiles_per_run = (b->width + pw->cols->nr - 1) / pw->cols->nr;
     c.tiles = b->rows * c.tiles_per_run;
+    c.parts = AI3_MAX(1, AI3_MIN(ai3_get_num_threads(), c.tiles));
+    c.part_tiles = (c.tiles + c.parts - 1) / c.parts;
     atomic_init(&c.failed, 0);
-    ai3_parallel_for(d->n * d->groups * c.chunks * c.tiles, 1, cols_units, &c);
+    ai3_parallel_for(d->n * d->groups * c.parts * c.chunks * c.part_tiles, 1, cols_units, &c);
     if (atomic_load(&c.failed))
         return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "conv2d: no memory for a tile of B");
     return AI3_OK;
