@@ -59,6 +59,11 @@ static inline void *ai3_arena_take(ai3_arena *a, size_t bytes) {
     return p;
 }
 
+/* Whether the convolution pads its input on any side. */
+static inline bool ai3_conv2d_is_padded(const ai3_conv2d_params *p) {
+    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
+}
+
 /* "implicit precomp gemm"'s indirection buffer (both dtypes; built in
  * ops/conv2d_indirection.c): for each kernel tap t and output position j,
  * offset[t·OH·OW + j] is the element (row · W + column) of an input channel

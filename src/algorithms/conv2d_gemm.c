@@ -228,19 +228,15 @@ ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai
 
 /* --- gemm ------------------------------------------------------------------ */
 
-static bool is_padded(const ai3_conv2d_params *p) {
-    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-}
-
 /* B is the input itself. */
 static bool no_unrolling(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
-    return d->kh == 1 && d->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
+    return d->kh == 1 && d->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !ai3_conv2d_is_padded(p);
 }
 
 /* Zero padding is applied while unrolling; the other modes unroll a padded
  * copy of the image. */
 static bool pads_inline(const ai3_conv2d_params *p) {
-    return p->padding_mode == AI3_PADDING_ZEROS || !is_padded(p);
+    return p->padding_mode == AI3_PADDING_ZEROS || !ai3_conv2d_is_padded(p);
 }
 
 typedef struct {

@@ -69,13 +69,9 @@ ai3_status ai3_conv2d_bf16_gemm(const ai3_conv2d_bf16_weights *w, const ai3_conv
 
 /* --- gemm ------------------------------------------------------------------ */
 
-static bool is_padded(const ai3_conv2d_params *p) {
-    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-}
-
 /* B is the input itself. */
 static bool no_unrolling(const ai3_conv2d_params *p, const ai3_conv2d_dims *d) {
-    return d->kh == 1 && d->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
+    return d->kh == 1 && d->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !ai3_conv2d_is_padded(p);
 }
 
 typedef struct {
@@ -126,7 +122,7 @@ static void carve(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, ai3_ar
                   ai3_bf16 **padded, ai3_bf16 **col) {
     *padded = *col = NULL;
     if (no_unrolling(&pb->params, d)) return;
-    if (is_padded(&pb->params))
+    if (ai3_conv2d_is_padded(&pb->params))
         *padded = ai3_arena_take(a, (size_t)(d->c_in * d->hp * d->wp) * sizeof(ai3_bf16));
     *col = ai3_arena_take(a, (size_t)(d->c_in * d->kh * d->kw * d->oh * d->ow) * sizeof(ai3_bf16));
 }

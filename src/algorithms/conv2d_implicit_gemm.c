@@ -105,10 +105,6 @@ AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, pack_b, void *, vctx, int64_t, k0, int64_t,
     }
 }
 
-static bool is_padded(const ai3_conv2d_params *p) {
-    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-}
-
 typedef struct {
     const ai3_conv2d_problem *pb;
     const ai3_conv2d_dims *d;
@@ -156,7 +152,7 @@ static ai3_status prepare(ai3_conv2d_problem *pb) {
 
 /* The column path reads the input itself: stride 1, no padding. */
 static bool in_place(const ai3_conv2d_params *p) {
-    return p->stride_h == 1 && p->stride_w == 1 && !is_padded(p);
+    return p->stride_h == 1 && p->stride_w == 1 && !ai3_conv2d_is_padded(p);
 }
 
 /* Column path workspace: the taps' offsets, B's row offsets (and the
@@ -180,7 +176,7 @@ static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims
         carve_cols(pb, d, &a, &wide, &taps, &off, &x);
         return a.used;
     }
-    return is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real) : 0;
+    return ai3_conv2d_is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real) : 0;
 }
 
 static ai3_status run_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
@@ -211,7 +207,7 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     const ai3_conv2d_packed_weights *pw = pb->state;
     if (pw->cols) return run_cols(pb, d, input, output, workspace);
     const real *x = input->data;
-    if (is_padded(&pb->params)) {
+    if (ai3_conv2d_is_padded(&pb->params)) {
         ai3_conv2d_pad_input(input, &pb->params, d, workspace);
         x = workspace;
     }

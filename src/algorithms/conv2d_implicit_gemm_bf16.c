@@ -53,10 +53,6 @@ AI3_MULTIVERSION(pack_b, void *, vctx, int64_t, k0, int64_t, kc, int64_t, n0, in
     }
 }
 
-static bool is_padded(const ai3_conv2d_params *p) {
-    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-}
-
 typedef struct {
     const ai3_conv2d_problem *pb;
     const ai3_conv2d_dims *d;
@@ -80,7 +76,7 @@ static ai3_status job(void *vctx, int64_t i, unsigned flags) {
 }
 
 static size_t workspace_size(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
-    return is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(ai3_bf16)
+    return ai3_conv2d_is_padded(&pb->params) ? (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(ai3_bf16)
                                   : 0;
 }
 
@@ -92,7 +88,7 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                              "implicit gemm: bfloat16 groups of more than 2^31 padded input "
                              "elements");
     const ai3_bf16 *x = input->data;
-    if (is_padded(&pb->params)) {
+    if (ai3_conv2d_is_padded(&pb->params)) {
         ai3_conv2d_pad_input(input, &pb->params, d, workspace);
         x = workspace;
     }

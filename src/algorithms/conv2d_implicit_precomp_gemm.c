@@ -168,10 +168,6 @@ static const real *tile_b(void *vctx, int64_t n, int64_t g, int64_t pos, int nr,
     return tile;
 }
 
-static bool is_padded(const ai3_conv2d_params *p) {
-    return p->pad_top || p->pad_bottom || p->pad_left || p->pad_right;
-}
-
 /* Column path workspace: the indirection buffer (of the padded copy), the
  * taps' shifts, both sets of row offsets (each with the kernel's look-ahead
  * past K), the padded copy (if there is padding). */
@@ -186,7 +182,7 @@ static void carve_cols(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, a
     *shift = ai3_arena_take(a, (size_t)(d->kh * d->kw) * sizeof **shift);
     *in_place = ai3_arena_take(a, rows * sizeof **in_place);
     *gathered = ai3_arena_take(a, rows * sizeof **gathered);
-    *padded = is_padded(&pb->params)
+    *padded = ai3_conv2d_is_padded(&pb->params)
                   ? ai3_arena_take(a, (size_t)(d->n * d->c_in * d->hp * d->wp) * sizeof(real))
                   : NULL;
 }
