@@ -62,6 +62,21 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
                                   bool in_blocked, int64_t n, int64_t h, int64_t w,
                                   float *output, const ai3_epilogue *epilogue);
 
+/* A 1×1 convolution (stride 1, no padding) computed inside the depthwise
+ * one that alone reads it: each task expands a band of rows of a pair of
+ * channel blocks into a buffer that stays in L2 and runs the depthwise
+ * tiles on it, so the expanded tensor (the largest of an inverted residual
+ * block: MobileNetV2, EfficientNet) never goes to memory. _fusable: whether
+ * these two convs, on input rows of width w, can run so; _run: expand on
+ * blocked input (n, C_in, h, w) with epilogue e1 (no residual), then dw with
+ * e2, into dw's output, as the two runs one after the other would. */
+bool ai3_blocked_conv2d_expand_fusable(const ai3_blocked_conv2d *expand,
+                                       const ai3_blocked_conv2d *dw, int64_t w);
+ai3_status ai3_blocked_conv2d_run_expand_dw(const ai3_blocked_conv2d *expand,
+                                            const ai3_epilogue *e1, const ai3_blocked_conv2d *dw,
+                                            const ai3_epilogue *e2, const float *input, int64_t n,
+                                            int64_t h, int64_t w, float *output);
+
 /* What it computes an output of n × oh × ow by, for reports: "direct
  * (NCHW16c)", "winograd (NCHW8c)", ... */
 const char *ai3_blocked_conv2d_algorithm(const ai3_blocked_conv2d *conv, int64_t n, int64_t oh,

@@ -667,3 +667,153 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     launch(k, &inner, pc.y, in_blocked, n, pc.hq, pc.wq, oh, ow, output, epilogue);
     return AI3_OK;
 }
+
+/* --- a 1×1 convolution inside the depthwise one that reads it ----------------- */
+
+/* Bytes of a task's band buffer (a pair of blocks' expanded rows with the
+ * depthwise padding): in L2 with the band's input. */
+#define EXPAND_BAND_BYTES ((int64_t)128 << 10)
+
+typedef struct {
+    run_ctx e, d;          /* the 1×1's tiles (out_plane: the buffer's) and the depthwise's */
+    int64_t h, w;          /* the 1×1's input and output planes */
+    int64_t oh, ow;        /* the depthwise's output */
+    int64_t band, bands;   /* output rows per task; bands per image */
+    int64_t rows, wp;      /* the buffer: per block, rows × wp pixels (padded) */
+    atomic_int failed;
+} expand_ctx;
+
+/* Input rows (padded) a band of `rows_out` output rows of dw reads. */
+static int64_t band_rows(const ai3_blocked_conv2d *dw, int64_t rows_out) {
+    return (rows_out - 1) * dw->p.stride_h + (dw->kh - 1) * dw->p.dilation_h + 1;
+}
+
+static int64_t padded_width(const ai3_blocked_conv2d *dw, int64_t w) {
+    return w + dw->p.pad_left + dw->p.pad_right;
+}
+
+bool ai3_blocked_conv2d_expand_fusable(const ai3_blocked_conv2d *expand,
+                                       const ai3_blocked_conv2d *dw, int64_t w) {
+    const ai3_conv2d_params *p = &expand->p;
+    return !expand->depthwise && dw->depthwise && expand->cb == dw->cb &&
+           expand->kh == 1 && expand->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+           !p->pad_top && !p->pad_bottom && !p->pad_left && !p->pad_right &&
+           expand->c_out == dw->c_in && dw->kh * dw->kw > 1 &&
+           2 * band_rows(dw, 1) * padded_width(dw, w) * dw->cb * (int64_t)sizeof(float) <=
+               EXPAND_BAND_BYTES;
+}
+
+/* Task (image, band, pair): the pair's expanded rows for the band, padding
+ * zeroed, then its depthwise output rows. */
+static void expand_task(const expand_ctx *c, tile_fn conv_tile, int conv_mr, tile_fn dw_tile,
+                        int dw_mr, int64_t task) {
+    const ai3_blocked_conv2d *ke = c->e.k, *kd = c->d.k;
+    const ai3_conv2d_params *pd = &kd->p;
+    const int64_t cb = ke->cb, pairs = (ke->out_blocks + 1) / 2;
+    const int64_t q = task % pairs, b = task / pairs % c->bands, img = task / pairs / c->bands;
+    const int64_t ob = 2 * q, nv = AI3_MIN(2, ke->out_blocks - ob);
+    const int64_t oh0 = b * c->band, oh1 = AI3_MIN(c->oh, oh0 + c->band);
+    const int64_t rows = band_rows(kd, oh1 - oh0), row0 = oh0 * pd->stride_h - pd->pad_top;
+    const int64_t plane = c->rows * c->wp * cb; /* floats per block in the buffer */
+    float *buf = ai3_thread_buffer(AI3_BUFFER_EXPAND_BAND,
+                                   (size_t)(2 * plane) * sizeof(float));
+    if (!buf) {
+        atomic_store(&((expand_ctx *)c)->failed, 1);
+        return;
+    }
+    /* the padding: rows outside the input, columns left and right */
+    for (int64_t v = 0; v < nv; v++)
+        for (int64_t r = 0; r < rows; r++) {
+            float *dst = buf + v * plane + r * c->wp * cb;
+            const int64_t ih = row0 + r;
+            if (ih < 0 || ih >= c->h) {
+                memset(dst, 0, (size_t)(c->wp * cb) * sizeof(float));
+                continue;
+            }
+            memset(dst, 0, (size_t)(pd->pad_left * cb) * sizeof(float));
+            memset(dst + (pd->pad_left + c->w) * cb, 0, (size_t)(pd->pad_right * cb) * sizeof(float));
+        }
+    /* the 1×1 into the rows inside the input, in tiles of near-equal widths */
+    const int64_t r0 = AI3_MAX(0, -row0), r1 = AI3_MIN(rows, c->h - row0);
+    const int64_t tiles = (c->w + conv_mr - 1) / conv_mr;
+    tile_args t = {.w = ke->w + ob * ke->block_w, .bias = ke->bias + ob * cb, .kh1 = 1, .kw1 = 1};
+    for (int64_t ib0 = 0; ib0 < ke->in_blocks; ib0 += c->e.k_blocks) {
+        t.ib0 = ib0;
+        t.ib1 = AI3_MIN(ke->in_blocks, ib0 + c->e.k_blocks);
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t i = 0; i < tiles; i++) {
+                const int64_t at = c->w * i / tiles, end = c->w * (i + 1) / tiles;
+                t.x_off = img * c->e.in_image + ((row0 + r) * c->w + at) * cb;
+                t.y = buf + (r * c->wp + pd->pad_left + at) * cb;
+                conv_tile(&c->e, &t, (int)(end - at), (int)nv);
+            }
+    }
+    /* the depthwise on the buffer: its output rows oh0.. as rows 0.. of a
+     * convolution without padding whose output starts at row oh0 */
+    run_ctx d = c->d;
+    d.y = c->d.y + oh0 * c->ow * cb;
+    d.res = c->d.res ? c->d.res + oh0 * c->ow * cb : NULL;
+    for (int64_t v = 0; v < nv; v++) {
+        d.x = buf + v * plane;
+        for (int64_t oh = 0; oh < oh1 - oh0; oh++)
+            run_row(&d, dw_tile, dw_mr, img, ob + v, oh, 0, c->ow, 0, false);
+    }
+}
+
+#if AI3_MV_ENABLED
+static void expand_tasks_avx512(void *vctx, int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; task++)
+        expand_task(vctx, conv_tile_any_avx512, MR_AVX512, dw_tile_any_avx512, DW_MR_AVX512, task);
+}
+
+static void expand_tasks_avx2(void *vctx, int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; task++)
+        expand_task(vctx, conv_tile_any_avx2, MR_AVX2, dw_tile_any_avx2, DW_MR_AVX2, task);
+}
+#endif
+
+ai3_status ai3_blocked_conv2d_run_expand_dw(const ai3_blocked_conv2d *expand,
+                                            const ai3_epilogue *e1, const ai3_blocked_conv2d *dw,
+                                            const ai3_epilogue *e2, const float *input, int64_t n,
+                                            int64_t h, int64_t w, float *output) {
+    if (!expand || !dw || !input || !output || n < 0 || h < 1 || w < 1 ||
+        !ai3_blocked_conv2d_expand_fusable(expand, dw, w) || (e1 && e1->residual))
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: a 1x1 and depthwise pair that cannot run fused");
+    const ai3_conv2d_params *p = &dw->p;
+    const int64_t hspan = h + p->pad_top + p->pad_bottom - p->dilation_h * (dw->kh - 1) - 1;
+    const int64_t wspan = w + p->pad_left + p->pad_right - p->dilation_w * (dw->kw - 1) - 1;
+    if (hspan < 0 || wspan < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: output size below 1 for input %lldx%lld",
+                             (long long)h, (long long)w);
+    if (n == 0) return AI3_OK;
+    expand_ctx c = {.h = h, .w = w, .oh = hspan / p->stride_h + 1,
+                    .ow = wspan / p->stride_w + 1, .wp = padded_width(dw, w)};
+    c.e = make_ctx(expand, &expand->p, input, true, h, w, h, w, NULL, e1);
+    /* the largest band in the buffer, fewer rows where that leaves the
+     * threads too few tasks */
+    const int64_t row_bytes = 2 * c.wp * dw->cb * (int64_t)sizeof(float);
+    int64_t band = 1;
+    while (band < c.oh && band_rows(dw, band + 1) * row_bytes <= EXPAND_BAND_BYTES) band++;
+    const int64_t pairs = (expand->out_blocks + 1) / 2;
+    const int64_t want = TASKS_PER_THREAD * ai3_get_num_threads();
+    const int64_t bands_wanted = (want + n * pairs - 1) / (n * pairs);
+    band = AI3_MAX(1, AI3_MIN(band, (c.oh + bands_wanted - 1) / bands_wanted));
+    c.band = band;
+    c.bands = (c.oh + band - 1) / band;
+    c.rows = band_rows(dw, band);
+    c.e.out_plane = c.rows * c.wp * dw->cb;
+    ai3_conv2d_params unpadded = *p;
+    unpadded.pad_top = unpadded.pad_bottom = unpadded.pad_left = unpadded.pad_right = 0;
+    c.d = make_ctx(dw, &unpadded, NULL, true, c.rows, c.wp, c.oh, c.ow, output, e2);
+    c.d.in_image = c.d.bs = 0; /* (each block's rows from its own part of the buffer) */
+    atomic_init(&c.failed, 0);
+#if AI3_MV_ENABLED
+    ai3_parallel_for(n * c.bands * pairs, 1,
+                     dw->cb == 16 ? expand_tasks_avx512 : expand_tasks_avx2, &c);
+#endif
+    if (atomic_load(&c.failed))
+        return ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "blocked conv2d: no band buffer");
+    return AI3_OK;
+}

@@ -34,6 +34,11 @@ struct graph_plan {
      * another value (fuse_residuals) and for that add, the other value (the
      * residual of the operation's epilogue), else -1. */
     int *residual;
+    /* Per node (blocked CPU conv2d): for a 1×1 conv2d run inside the
+     * depthwise conv2d that alone reads its output (fuse_expansions), that
+     * node in `inside`; for that depthwise conv2d, the 1×1 in `expansion`;
+     * else -1. The 1×1's output is never written. */
+    int *inside, *expansion;
     /* The channel-blocked layout (CPU float32; algorithms/blocked.h): the
      * block width (0: every value plain), per node whether it computes on
      * blocked values, per value whether it is stored blocked (its shape
@@ -66,6 +71,8 @@ static void free_plan(graph_plan *p) {
     free(p->slot);
     free(p->fused);
     free(p->residual);
+    free(p->inside);
+    free(p->expansion);
     free(p->node_blocked);
     free(p->blocked);
     free(p->alt);
@@ -609,6 +616,39 @@ static int max_node_inputs(const ai3_graph *g) {
     return n;
 }
 
+/* On blocked values, a 1×1 conv2d (with the activation fused into it)
+ * whose output a depthwise conv2d alone reads runs inside that one's run
+ * (ai3_blocked_conv2d_run_expand_dw), a band of rows at a time: the
+ * expanded tensor of an inverted residual block (MobileNetV2,
+ * EfficientNet), the largest, never goes to memory. The 1×1's input is
+ * then read at the depthwise node: it lives until then (last[], and
+ * root_last[] of the values, which the plan set from last[] already). */
+static void fuse_expansions(const ai3_graph *g, graph_plan *p, const int *readers, int *last,
+                            int *root_last) {
+    for (int i = 0; i < g->n_nodes; i++) p->inside[i] = p->expansion[i] = -1;
+    if (!p->cb) return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const graph_node *node = &g->nodes[i];
+        if (node->kind != NODE_CONV2D || !p->node_blocked[i] || p->residual[i] >= 0 ||
+            p->fused[i] == BIAS_DEFERRED || !reads_blocked(g, p, i, 0))
+            continue;
+        const int tail = p->fused[i] >= 0 ? p->fused[i] : i; /* whose value the reader reads */
+        const int v = g->nodes[tail].output, j = sole_reader(g, readers, tail);
+        if (j < 0 || p->alt[node->output] >= 0 || p->alt[v] >= 0 || !p->blocked[v]) continue;
+        const graph_node *dw = &g->nodes[j];
+        if (dw->kind != NODE_CONV2D || !p->node_blocked[j] || dw->inputs[0] != v ||
+            p->expansion[j] >= 0 || !ai3_blocked_conv2d_depthwise(dw->u.op.blocked) ||
+            !ai3_blocked_conv2d_expand_fusable(node->u.op.blocked, dw->u.op.blocked,
+                                               p->values[v].shape[3]))
+            continue;
+        p->inside[i] = j;
+        p->expansion[j] = i;
+        const int u = input_slot(g, p, i, 0);
+        if (last[u] < j) last[u] = j;
+        if (u < g->n_values && root_last[u] < j) root_last[u] = j;
+    }
+}
+
 /* Makes the plan for inputs of these shapes. */
 /* Batches in slices. At a large batch the activations of the early layers
  * no longer fit in the cache the cores share, and each layer writes its
@@ -760,10 +800,13 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
         p->offset = malloc(sizeof *p->offset * 2 * (size_t)nv);
         p->fused = malloc(sizeof *p->fused * (size_t)(g->n_nodes + 1));
         p->residual = malloc(sizeof *p->residual * (size_t)(g->n_nodes + 1));
+        p->inside = malloc(sizeof *p->inside * (size_t)(g->n_nodes + 1));
+        p->expansion = malloc(sizeof *p->expansion * (size_t)(g->n_nodes + 1));
     }
     ai3_status s = AI3_OK;
     if (!p || !last || !root_last || !bufs || !in || !readers || !p->inputs || !p->values ||
-        !p->root || !p->bound || !p->offset || !p->fused || !p->residual)
+        !p->root || !p->bound || !p->offset || !p->fused || !p->residual || !p->inside ||
+        !p->expansion)
         s = ai3_set_error(AI3_ERROR_OUT_OF_MEMORY, "graph: out of memory");
 
     if (s == AI3_OK) {
@@ -806,6 +849,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
     if (s == AI3_OK && p->cuda) fuse_permutes(g, p, readers);
     if (s == AI3_OK && g->device == AI3_DEVICE_CPU) fuse_residuals(g, p, readers);
     if (s == AI3_OK) s = choose_layouts(g, p, last);
+    if (s == AI3_OK) fuse_expansions(g, p, readers, last, root_last);
     for (int a = nv; s == AI3_OK && a < p->n_slots; a++) {
         p->root[a] = a;
         p->bound[a] = -1;
@@ -993,6 +1037,9 @@ const char *ai3_graph_node_blocked_algorithm(const ai3_graph *g, int i) {
         const ai3_tensor *out = &p->values[g->nodes[i].output];
         name = ai3_blocked_conv2d_algorithm(g->nodes[i].u.op.blocked, out->shape[0],
                                             out->shape[2], out->shape[3]);
+        if (p->inside[i] >= 0)
+            name = p->cb == 16 ? "direct (NCHW16c), inside the depthwise conv2d after it"
+                               : "direct (NCHW8c), inside the depthwise conv2d after it";
     }
     pthread_mutex_unlock(&mut->lock);
     return name;
@@ -1097,6 +1144,16 @@ static bool run_blocked(const ai3_graph *g, const graph_plan *p, int i, ai3_tens
         ai3_epilogue e = {.act = AI3_ACT_NONE};
         if (p->fused[i] >= 0) activation_of(&g->nodes[p->fused[i]], &e);
         if (p->residual[i] >= 0) e.residual = t[residual_slot(p, i)].data;
+        const int k = p->expansion[i];
+        if (k >= 0) { /* the 1×1 before it too (fuse_expansions) */
+            ai3_epilogue e1 = {.act = AI3_ACT_NONE};
+            if (p->fused[k] >= 0) activation_of(&g->nodes[p->fused[k]], &e1);
+            x = &t[input_slot(g, p, k, 0)];
+            *s = ai3_blocked_conv2d_run_expand_dw(g->nodes[k].u.op.blocked, &e1,
+                                                  node->u.op.blocked, &e, x->data, n,
+                                                  x->shape[2], x->shape[3], y);
+            return true;
+        }
         *s = ai3_blocked_conv2d_run(node->u.op.blocked, x->data, reads_blocked(g, p, i, 0), n, h,
                                     w, y, &e);
         return true;
@@ -1160,7 +1217,8 @@ static ai3_status run_nodes(const ai3_graph *g, const graph_plan *p, ai3_tensor 
     for (int i = 0; s == AI3_OK && i < g->n_nodes; i++) {
         const graph_node *node = &g->nodes[i];
         for (int k = 0; k < node->n_inputs; k++) in[k] = &t[input_slot(g, p, i, k)];
-        if (p->fused[i] != FUSED_AWAY) /* (else done by the operation it reads) */
+        /* (else done by the operation it reads, or inside the one reading it) */
+        if (p->fused[i] != FUSED_AWAY && p->inside[i] < 0)
             s = run_node(g, p, i, in, t, workspace, stream);
         if (s != AI3_OK) s = node_error(g, i, s);
         for (int o = 0; s == AI3_OK && p->cb && o < node->n_outputs; o++)

@@ -49,6 +49,7 @@ typedef enum ai3_thread_buffer_use {
     AI3_BUFFER_GEMM_F64,
     AI3_BUFFER_GEMM_BF16,
     AI3_BUFFER_BLOCKED_CONV, /* blocked conv2d's padded input */
+    AI3_BUFFER_EXPAND_BAND,  /* a 1×1's band of output inside a depthwise conv2d, per task */
     AI3_BUFFER_WINOGRAD,     /* blocked Winograd's transformed tiles, per task */
     AI3_BUFFER_IM2COL,       /* conv2d gemm's band of the unrolled input, per task */
     AI3_BUFFER_GATHERED_TILE, /* conv2d implicit precomp gemm's tile of B, per task */

@@ -273,3 +273,76 @@ def test_isa_and_environment_choose_the_layout(env, blocked):
     n_blocked, err = result.stdout.split()
     assert (int(n_blocked) > 0) == blocked
     assert float(err) < 1e-3
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: a 1x1 expansion, a depthwise conv, a 1x1
+    projection (and the shortcut at stride 1); `stem`: a conv before it, else
+    the expansion reads the network's input."""
+
+    def __init__(self, c, k, stride, act, stem):
+        super().__init__()
+        self.stem = nn.Conv2d(c, c, 3, padding=1) if stem else nn.Identity()
+        self.expand = nn.Sequential(nn.Conv2d(c, 6 * c, 1), nn.BatchNorm2d(6 * c), act())
+        self.dw = nn.Sequential(nn.Conv2d(6 * c, 6 * c, k, stride, k // 2, groups=6 * c),
+                                nn.BatchNorm2d(6 * c), act())
+        self.project = nn.Conv2d(6 * c, c, 1)
+        self.shortcut = stride == 1
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.project(self.dw(self.expand(x)))
+        return y + x if self.shortcut else y
+
+
+@needs_blocked
+@pytest.mark.parametrize("stem", [False, True])
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("act", [nn.ReLU6, nn.Hardswish, nn.SiLU])
+@pytest.mark.parametrize("batch,size", [(1, 15), (2, 28)])
+def test_expansion_runs_inside_the_depthwise_conv(stem, k, stride, act, batch, size):
+    torch.manual_seed(k + stride + batch)
+    net = InvertedResidual(8, k, stride, act, stem).eval()
+    with torch.no_grad():
+        for bn in (net.expand[1], net.dw[1]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 1.5)
+        x = torch.randn(batch, 8, size, size)
+        expected = net(x)
+    blocked, plain, _, _ = both_layouts(net, x)
+    assert rel_error(blocked, expected) < TOL
+    assert rel_error(blocked, plain) < TOL
+    model = ai3.convert(net)
+    model(x)
+    expand = next(layer for layer in model.layers if layer.weight_shape == (48, 8, 1, 1))
+    assert "inside the depthwise conv2d" in expand.resolved, model
+
+
+class SharedExpansion(nn.Module):
+    """An expansion also read by another operation, and a depthwise conv
+    whose output is the network's: neither runs fused."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand = nn.Conv2d(8, 32, 1)
+        self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.expand2 = nn.Conv2d(8, 32, 1)
+        self.dw2 = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+
+    def forward(self, x):
+        e = torch.relu(self.expand(x))
+        return self.dw(e) + e, self.dw2(self.expand2(x))
+
+
+@needs_blocked
+def test_expansions_read_twice_or_ending_the_network_run_on_their_own():
+    torch.manual_seed(0)
+    net = SharedExpansion().eval()
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        expected = net(x)
+    model = ai3.convert(net)
+    out = model(x)
+    for a, b in zip(out, expected):
+        assert rel_error(a, b) < TOL
+    assert not any("inside" in (layer.resolved or "") for layer in model.layers), model
