@@ -615,6 +615,22 @@ void ai3_blocked_pad(const float *x, int64_t planes, int64_t h, int64_t w, int c
     ai3_parallel_for(planes * hq, 16, prepare_rows, &pc);
 }
 
+/* The output plane (oh, ow) of conv k on an input plane (h, w), or
+ * AI3_ERROR_INVALID_ARGUMENT where it would be empty. */
+static ai3_status output_size(const ai3_blocked_conv2d *k, int64_t h, int64_t w, int64_t *oh,
+                              int64_t *ow) {
+    const ai3_conv2d_params *p = &k->p;
+    const int64_t hspan = h + p->pad_top + p->pad_bottom - p->dilation_h * (k->kh - 1) - 1;
+    const int64_t wspan = w + p->pad_left + p->pad_right - p->dilation_w * (k->kw - 1) - 1;
+    if (hspan < 0 || wspan < 0)
+        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
+                             "blocked conv2d: output size below 1 for input %lldx%lld",
+                             (long long)h, (long long)w);
+    *oh = hspan / p->stride_h + 1;
+    *ow = wspan / p->stride_w + 1;
+    return AI3_OK;
+}
+
 ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *input,
                                   bool in_blocked, int64_t n, int64_t h, int64_t w,
                                   float *output, const ai3_epilogue *epilogue) {
@@ -626,14 +642,9 @@ ai3_status ai3_blocked_conv2d_run(const ai3_blocked_conv2d *conv, const float *i
     if (k->depthwise && !in_blocked)
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "blocked conv2d: a depthwise convolution needs blocked input");
-    const int64_t hspan = h + p->pad_top + p->pad_bottom - p->dilation_h * (k->kh - 1) - 1;
-    const int64_t wspan = w + p->pad_left + p->pad_right - p->dilation_w * (k->kw - 1) - 1;
-    if (hspan < 0 || wspan < 0)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "blocked conv2d: output size below 1 for input %lldx%lld",
-                             (long long)h, (long long)w);
-    const int64_t oh = hspan / p->stride_h + 1, ow = wspan / p->stride_w + 1;
-    if (n == 0) return AI3_OK;
+    int64_t oh = 0, ow = 0;
+    const ai3_status size = output_size(k, h, w, &oh, &ow);
+    if (size != AI3_OK || n == 0) return size;
     const int m = in_blocked ? winograd_tile(k, n, oh, ow) : 0;
     const ai3_blocked_winograd *wg = m ? atomic_load(&k->winograd[m / 4]) : NULL;
     if (wg) return ai3_blocked_winograd_run(wg, p, input, n, h, w, output, epilogue);
@@ -705,7 +716,7 @@ bool ai3_blocked_conv2d_expand_fusable(const ai3_blocked_conv2d *expand,
 
 /* Task (image, band, pair): the pair's expanded rows for the band, padding
  * zeroed, then its depthwise output rows. */
-static void expand_task(const expand_ctx *c, tile_fn conv_tile, int conv_mr, tile_fn dw_tile,
+static void expand_task(expand_ctx *c, tile_fn conv_tile, int conv_mr, tile_fn dw_tile,
                         int dw_mr, int64_t task) {
     const ai3_blocked_conv2d *ke = c->e.k, *kd = c->d.k;
     const ai3_conv2d_params *pd = &kd->p;
@@ -718,7 +729,7 @@ static void expand_task(const expand_ctx *c, tile_fn conv_tile, int conv_mr, til
     float *buf = ai3_thread_buffer(AI3_BUFFER_EXPAND_BAND,
                                    (size_t)(2 * plane) * sizeof(float));
     if (!buf) {
-        atomic_store(&((expand_ctx *)c)->failed, 1);
+        atomic_store(&c->failed, 1);
         return;
     }
     /* the padding: rows outside the input, columns left and right */
@@ -781,15 +792,9 @@ ai3_status ai3_blocked_conv2d_run_expand_dw(const ai3_blocked_conv2d *expand,
         return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
                              "blocked conv2d: a 1x1 and depthwise pair that cannot run fused");
     const ai3_conv2d_params *p = &dw->p;
-    const int64_t hspan = h + p->pad_top + p->pad_bottom - p->dilation_h * (dw->kh - 1) - 1;
-    const int64_t wspan = w + p->pad_left + p->pad_right - p->dilation_w * (dw->kw - 1) - 1;
-    if (hspan < 0 || wspan < 0)
-        return ai3_set_error(AI3_ERROR_INVALID_ARGUMENT,
-                             "blocked conv2d: output size below 1 for input %lldx%lld",
-                             (long long)h, (long long)w);
-    if (n == 0) return AI3_OK;
-    expand_ctx c = {.h = h, .w = w, .oh = hspan / p->stride_h + 1,
-                    .ow = wspan / p->stride_w + 1, .wp = padded_width(dw, w)};
+    expand_ctx c = {.h = h, .w = w, .wp = padded_width(dw, w)};
+    const ai3_status size = output_size(dw, h, w, &c.oh, &c.ow);
+    if (size != AI3_OK || n == 0) return size;
     c.e = make_ctx(expand, &expand->p, input, true, h, w, h, w, NULL, e1);
     /* the largest band in the buffer, fewer rows where that leaves the
      * threads too few tasks */
