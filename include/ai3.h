@@ -708,7 +708,8 @@ AI3_API ai3_status ai3_graph_run_stream(ai3_graph *graph, int n_inputs,
                                         ai3_tensor *outputs, void *stream);
 /* Memory of the plan for inputs of these shapes (data not read):
  * *peak_bytes, the arena holding every intermediate tensor with buffers
- * reused by lifetime; *total_bytes, the sum of the sizes of every
+ * reused by lifetime (a 1×1 conv2d computed inside the depthwise conv2d
+ * after it stores no output there); *total_bytes, the sum of the sizes of every
  * intermediate tensor (each node's result that is not a graph output), as
  * if none were reused or written in place; *workspace_bytes (may be NULL),
  * the scratch the operations need besides (conv2d workspaces). */

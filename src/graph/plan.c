@@ -37,7 +37,7 @@ struct graph_plan {
     /* Per node (blocked CPU conv2d): for a 1×1 conv2d run inside the
      * depthwise conv2d that alone reads its output (fuse_expansions), that
      * node in `inside`; for that depthwise conv2d, the 1×1 in `expansion`;
-     * else -1. The 1×1's output is never written. */
+     * else -1. The 1×1's output is never written and has no buffer. */
     int *inside, *expansion;
     /* The channel-blocked layout (CPU float32; algorithms/blocked.h): the
      * block width (0: every value plain), per node whether it computes on
@@ -902,7 +902,9 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             const graph_node *node = &g->nodes[g->values[v].index];
             if (ai3_graph_node_storage(node) != STORE_VIEW && last[v] != NEVER)
                 p->total_bytes += (size_t)ai3_tensor_numel(&p->values[v]) * elem;
-            if (p->root[v] != v || p->bound[v] >= 0) continue;
+            /* (a 1x1 computed inside a depthwise conv2d writes no output) */
+            if (p->root[v] != v || p->bound[v] >= 0 || p->inside[g->values[v].index] >= 0)
+                continue;
             int first = g->values[v].index;
             bufs[n++] = (buffer){.root = v, .first = first,
                                  .last = root_last[v] < first ? first : root_last[v],
@@ -1071,6 +1073,7 @@ static void bind_values(const ai3_graph *g, const graph_plan *p, const ai3_tenso
         if (gv && gv->kind == VALUE_INPUT) t[v].data = inputs[gv->index].data;
         else if (gv) t[v].data = g->constants[gv->index].data;
         else if (p->bound[r] >= 0) t[v].data = outputs[p->bound[r]].data;
+        else if (p->offset[r] == NO_OFFSET) t[v].data = NULL; /* never written */
         else t[v].data = (char *)arena + p->offset[r];
     }
 }

@@ -318,6 +318,24 @@ def test_expansion_runs_inside_the_depthwise_conv(stem, k, stride, act, batch, s
     assert "inside the depthwise conv2d" in expand.resolved, model
 
 
+@needs_blocked
+def test_the_expansion_computed_inside_takes_no_memory():
+    # the expanded tensor (the block's largest) is never stored: the arena
+    # holds less than it and the depthwise conv's output, which a plan
+    # storing it would hold at once
+    torch.manual_seed(0)
+    net = nn.Sequential(InvertedResidual(16, 3, 1, nn.ReLU6, True),
+                        nn.Conv2d(16, 16, 3, padding=1)).eval()
+    model = ai3.convert(net)
+    x = torch.randn(1, 16, 32, 32)
+    model(x)
+    assert any("inside the depthwise" in (layer.resolved or "") for layer in model.layers), model
+    expanded_bytes = 96 * 32 * 32 * 4
+    assert model.memory(x.shape)["peak"] < 2 * expanded_bytes
+    with torch.no_grad():
+        assert rel_error(model(x), net(x)) < TOL
+
+
 class SharedExpansion(nn.Module):
     """An expansion also read by another operation, and a depthwise conv
     whose output is the network's: neither runs fused."""
