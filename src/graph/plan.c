@@ -902,7 +902,7 @@ static ai3_status make_plan(const ai3_graph *g, const ai3_tensor *inputs, graph_
             const graph_node *node = &g->nodes[g->values[v].index];
             if (ai3_graph_node_storage(node) != STORE_VIEW && last[v] != NEVER)
                 p->total_bytes += (size_t)ai3_tensor_numel(&p->values[v]) * elem;
-            /* (a 1x1 computed inside a depthwise conv2d writes no output) */
+            /* (a 1×1 computed inside a depthwise conv2d writes no output) */
             if (p->root[v] != v || p->bound[v] >= 0 || p->inside[g->values[v].index] >= 0)
                 continue;
             int first = g->values[v].index;
