@@ -14,25 +14,30 @@ outputs are not degenerate) at batch 1 and 8, 224x224, float32, N threads:
   PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32,
   INFERENCE_NUM_THREADS=N; infer() on one request.
 
-The driver saves each net's weights (and the ONNX file) once; every
-measurement is a fresh subprocess of this script (--worker RUNTIME) that
-loads them, warms up, times calls on a fixed seeded input (at least
---repeats, and for at least 2 s, so that a small net's median is not that
-of a few calls) and prints one JSON line with the median ms. The runtimes
-alternate, their order rotated every round, over --rounds rounds; a cell's time is the median of
-its rounds. Each worker also saves its output (first round) and the driver
-reports its relative L2 error against torch eager's. The ratio is ai3 over
-the faster of ONNX Runtime and OpenVINO; the target is <= 0.9 on every model
-and batch. A second ratio compares the 10th percentiles of each runtime's
+The driver saves each net's weights (and the ONNX file) once. For each model
+and batch it starts one worker process per runtime (this script with
+--worker RUNTIME), which loads them, runs the net once on a fixed seeded
+input (saving the output) and waits. The driver then has the workers time a
+burst each in turn, never two at once, their order rotated every round, over
+--rounds rounds: a burst is one call to warm the caches the previous burst
+took, then at least --repeats calls and at least 1 s of them (at most 4 s,
+never fewer than 3). A worker's threads are idle between its bursts, and the
+driver pauses a moment between bursts so that no runtime's spinning threads
+reach into the next one's. Bursts of all runtimes a few seconds apart share
+more of a shared machine's slow and fast phases than one process per runtime
+and round, run after each other, did. A cell's time is the median of its
+bursts' medians. The driver reports each runtime's relative L2 error against
+torch eager's output. The ratio is ai3 over the faster of ONNX Runtime and
+OpenVINO; the target is <= 0.9 on every model and batch. A second ratio compares the 10th percentiles of each runtime's
 calls over all rounds: on a shared virtual machine whose two vCPUs at times
 share one core (every runtime's calls then take about twice as long, for
-seconds at a time), a round's median depends on when it ran, and the fast
-calls show what the code does on the cores it was given. A runtime that is not installed is reported as missing
+seconds at a time), the fast calls show what the code does on the cores it
+was given. A runtime that is not installed is reported as missing
 (`pip install .[bench]` installs both; the library never imports them).
-About 15-18 minutes on 2 cores.
+About 12 minutes on 2 cores.
 
     .venv/bin/python bench/cpu_runtimes.py [--quick] [--json out.json] [--threads 2]
-        [--rounds 3] [--repeats 7] [--models resnet50,vgg16] [--batches 1,8]
+        [--rounds 8] [--repeats 5] [--models resnet50,vgg16] [--batches 1,8]
 """
 import argparse
 import importlib.metadata
@@ -56,8 +61,9 @@ RUNTIMES = ("torch", "ai3", "onnxruntime", "openvino")
 NEEDS = {"torch": ("torch",), "ai3": ("ai3",), "onnxruntime": ("onnxruntime", "onnx"),
          "openvino": ("openvino",)}
 TARGET = 0.9
-MIN_TIMED_S = 2.0  # a worker times at least --repeats calls and this many seconds
-MAX_TIMED_S = 6.0  # a worker stops timing after this many seconds (at least 3 calls)
+MIN_TIMED_S = 1.0  # a burst times at least --repeats calls and this many seconds
+MAX_TIMED_S = 4.0  # a burst stops timing after this many seconds (at least 3 calls)
+PAUSE_S = 0.2  # between bursts: longer than the runtimes' threads spin once idle
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -138,17 +144,13 @@ def cpu_ticks():
         return None
 
 
-def worker(args):
-    x = make_input(args.batch)
-    start = time.perf_counter()
-    call = prepare(args.worker, args, x)
-    y = np.array(call(), copy=True)  # the first call (ai3 plans here)
-    setup_s = time.perf_counter() - start
-    call()  # warm-up
+def burst(call, repeats):
+    """One warm-up call, then the timed calls: (ms per call, others' share of the CPU)."""
+    call()
     samples, ticks = [], cpu_ticks()
     begin = time.perf_counter()
     while len(samples) < 3 or (
-            (len(samples) < args.repeats or time.perf_counter() - begin < MIN_TIMED_S)
+            (len(samples) < repeats or time.perf_counter() - begin < MIN_TIMED_S)
             and time.perf_counter() - begin < MAX_TIMED_S):
         t = time.perf_counter()
         call()
@@ -157,10 +159,25 @@ def worker(args):
     # the share of the machine's CPU time other processes took while we were timing
     others = (max(0.0, (end[0] - ticks[0] - end[2] + ticks[2]) / (end[1] - ticks[1]))
               if ticks and end and end[1] > ticks[1] else None)
+    return samples, others
+
+
+def worker(args):
+    """Loads the net, runs it once (saving the output), says it is ready,
+    then times a burst for each line 'time' on its input, until 'quit'."""
+    x = make_input(args.batch)
+    start = time.perf_counter()
+    call = prepare(args.worker, args, x)
+    y = np.array(call(), copy=True)  # the first call (ai3 plans here)
     if args.save:
         np.save(args.save, y)
-    print(json.dumps({"status": "ok", "ms": statistics.median(samples), "samples_ms": samples,
-                      "setup_s": setup_s, "others_cpu": others}))
+    print(json.dumps({"status": "ready", "setup_s": time.perf_counter() - start}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "time":
+            break
+        samples, others = burst(call, args.repeats)
+        print(json.dumps({"status": "ok", "ms": statistics.median(samples),
+                          "samples_ms": samples, "others_cpu": others}), flush=True)
     return 0
 
 
@@ -177,22 +194,56 @@ def version(dist):
         return None
 
 
-def spawn(runtime, name, batch, files, args, save):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", runtime, "--model", name,
-           "--batch", str(batch), "--threads", str(args.threads), "--repeats", str(args.repeats),
-           "--weights", files["weights"], "--onnx", files.get("onnx", "")]
-    if save:
-        cmd += ["--save", save]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": "error", "detail": "timed out after 900 s"}
-    for line in reversed(p.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"status": "error", "detail": f"exit {p.returncode}: {tail}"}
+class Worker:
+    """A runtime's worker process, answering one JSON line per request."""
+
+    def __init__(self, runtime, name, batch, files, args, save, log):
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", runtime, "--model", name,
+               "--batch", str(batch), "--threads", str(args.threads),
+               "--repeats", str(args.repeats), "--weights", files["weights"],
+               "--onnx", files.get("onnx", "")]
+        if save:
+            cmd += ["--save", save]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        self.log, self.err = log, open(log, "w")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, text=True, env=env)
+        self.ready = self.answer()
+
+    def answer(self):
+        """The worker's next JSON line, or an error (it exited)."""
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        self.proc.wait()
+        tail = (pathlib.Path(self.log).read_text().strip().splitlines() or ["no output"])[-1]
+        return {"status": "error", "detail": f"exit {self.proc.returncode}: {tail}"}
+
+    def burst(self):
+        if self.ready["status"] == "error":  # (it exited)
+            return self.ready
+        try:
+            self.proc.stdin.write("time\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        res = self.answer()
+        if res["status"] != "ok":
+            self.ready = res
+        return res
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
 
 
 def run_model(name, runtimes, args, tmp):
@@ -213,16 +264,26 @@ def run_model(name, runtimes, args, tmp):
     cells = []
     for batch in args.batches:
         cell = {"model": name, "batch": batch, "runs": {r: [] for r in runtimes}}
-        for rnd in range(args.rounds):
-            k = rnd % len(runtimes)
-            for r in runtimes[k:] + runtimes[:k]:
-                save = str(tmp / f"{name}-{batch}-{r}.npy") if rnd == 0 else None
-                res = spawn(r, name, batch, files, args, save)
-                cell["runs"][r].append(res)
-                print(f"  {name} N={batch} round {rnd + 1}: {r:<12} {res['ms']:9.1f} ms"
-                      f"  (other processes: {fmt(res['others_cpu'], '.0%')} CPU)"
-                      if res["status"] == "ok" else
-                      f"  {name} N={batch} round {rnd + 1}: {r:<12} {res['detail']}", flush=True)
+        workers = {}
+        try:
+            for r in runtimes:
+                workers[r] = Worker(r, name, batch, files, args,
+                                    str(tmp / f"{name}-{batch}-{r}.npy"), str(tmp / f"{r}.log"))
+            cell["setup_s"] = {r: w.ready.get("setup_s") for r, w in workers.items()}
+            for rnd in range(args.rounds):
+                k = rnd % len(runtimes)
+                for r in runtimes[k:] + runtimes[:k]:
+                    time.sleep(PAUSE_S)
+                    res = workers[r].burst()
+                    cell["runs"][r].append(res)
+                    print(f"  {name} N={batch} round {rnd + 1}: {r:<12} {res['ms']:9.1f} ms"
+                          f"  (other processes: {fmt(res['others_cpu'], '.0%')} CPU)"
+                          if res["status"] == "ok" else
+                          f"  {name} N={batch} round {rnd + 1}: {r:<12} {res['detail']}",
+                          flush=True)
+        finally:
+            for w in workers.values():
+                w.close()
         ref = tmp / f"{name}-{batch}-torch.npy"
         ref = np.load(ref).astype(np.float64) if ref.exists() else None
         cell["ms"], cell["p10_ms"], cell["rel_err"] = {}, {}, {}
@@ -253,7 +314,7 @@ def fmt(v, spec=".1f"):
 
 
 def print_table(cells, status):
-    print("\nms per forward, median of the rounds; ai3 / fastest = ai3 over min(onnxruntime, "
+    print("\nms per forward, median of the bursts; ai3 / fastest = ai3 over min(onnxruntime, "
           "openvino);\np10 = the same ratio of the 10th percentiles of all calls; "
           "others' CPU = the most CPU\nother processes took during a run's timing\n")
     print("| model | batch | torch eager | ai3 | onnxruntime | openvino | ai3 / fastest | p10 | "
@@ -269,13 +330,13 @@ def print_table(cells, status):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="resnet50 and mobilenet_v2, batch 1, 2 rounds")
+                        help="resnet50 and mobilenet_v2, batch 1, 3 rounds")
     parser.add_argument("--models", type=lambda s: s.split(","), default=None)
     parser.add_argument("--batches", type=lambda s: [int(v) for v in s.split(",")], default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=None, help="3; --quick 2")
-    parser.add_argument("--repeats", type=int, default=7,
-                        help=f"timed calls per worker, at least (more within {MIN_TIMED_S:.0f} s, "
+    parser.add_argument("--rounds", type=int, default=None, help="8; --quick 3")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help=f"timed calls per burst, at least (more within {MIN_TIMED_S:.0f} s, "
                              f"fewer past {MAX_TIMED_S:.0f} s; never fewer than 3)")
     parser.add_argument("--json", default=str(RESULTS / "cpu_runtimes.json"))
     parser.add_argument("--worker", choices=RUNTIMES, help=argparse.SUPPRESS)
@@ -287,7 +348,7 @@ def main():
         return worker(args)
     args.models = args.models or (["resnet50", "mobilenet_v2"] if args.quick else list(MODELS))
     args.batches = args.batches or ([1] if args.quick else [1, 8])
-    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.rounds = args.rounds or (3 if args.quick else 8)
     if [m for m in args.models if m not in MODELS]:
         parser.error(f"models are {', '.join(MODELS)}")
     status = {r: s for r in RUNTIMES if (s := missing(r))}
