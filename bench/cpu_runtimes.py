@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 
@@ -63,6 +64,7 @@ NEEDS = {"torch": ("torch",), "ai3": ("ai3",), "onnxruntime": ("onnxruntime", "o
 TARGET = 0.9
 MIN_TIMED_S = 1.0  # a burst times at least --repeats calls and this many seconds
 MAX_TIMED_S = 4.0  # a burst stops timing after this many seconds (at least 3 calls)
+WORKER_TIMEOUT_S = 900  # a worker's setup or burst, at most
 PAUSE_S = 0.2  # between bursts: longer than the runtimes' threads spin once idle
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -201,9 +203,7 @@ class Worker:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", runtime, "--model", name,
                "--batch", str(batch), "--threads", str(args.threads),
                "--repeats", str(args.repeats), "--weights", files["weights"],
-               "--onnx", files.get("onnx", "")]
-        if save:
-            cmd += ["--save", save]
+               "--onnx", files.get("onnx", ""), "--save", save]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         self.log, self.err = log, open(log, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -211,10 +211,16 @@ class Worker:
         self.ready = self.answer()
 
     def answer(self):
-        """The worker's next JSON line, or an error (it exited)."""
-        for line in self.proc.stdout:
-            if line.startswith("{"):
-                return json.loads(line)
+        """The worker's next JSON line, or an error (it exited, or took more
+        than WORKER_TIMEOUT_S and was killed)."""
+        watchdog = threading.Timer(WORKER_TIMEOUT_S, self.proc.kill)
+        watchdog.start()
+        try:
+            for line in self.proc.stdout:
+                if line.startswith("{"):
+                    return json.loads(line)
+        finally:
+            watchdog.cancel()
         self.proc.wait()
         tail = (pathlib.Path(self.log).read_text().strip().splitlines() or ["no output"])[-1]
         return {"status": "error", "detail": f"exit {self.proc.returncode}: {tail}"}
