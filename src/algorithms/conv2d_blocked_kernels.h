@@ -88,6 +88,11 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
         /* the real channels of the block only: plain input has no others,
          * and blocked input's pad channels hold anything */
         const int64_t nc = AI3_MIN((int64_t)L, k->c_in - ib * L);
+        if (one) { /* this block's pixels PFX_TILES tiles on (conv2d_blocked_f32.c) */
+            const float *next = c->x + t->x_off + ib * c->bs + PFX_TILES * mr * xs;
+#pragma GCC unroll 16
+            for (int o = 0; o < mr * L; o += 16) __builtin_prefetch(next + o, 0, 3);
+        }
         for (int64_t kh = one ? 0 : t->kh0; kh < (one ? 1 : t->kh1); kh++)
             for (int64_t kw = one ? 0 : t->kw0; kw < (one ? 1 : t->kw1); kw++) {
                 const float *restrict xp =

@@ -203,18 +203,6 @@ void AI3_TYPED(ai3_gemm_pack_b)(const ai3_gemm_config *cfg, int64_t K, int64_t N
 
 /* --- the blocked product ------------------------------------------------------ */
 
-/* The L2 cache of a core, in bytes (1 MiB if the system does not say). */
-static int64_t l2_bytes(void) {
-    static atomic_long cached;
-    long v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v == 0) {
-        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        if (v < 256 * 1024) v = 1024 * 1024;
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v;
-}
-
 typedef struct gemm_job {
     const ai3_gemm_config *cfg;
     int64_t M, N, K, nk;
@@ -251,10 +239,10 @@ static bool gemm_block(gemm_job *job, int64_t m0, int64_t m1, int64_t n0, int64_
      * every block of B (when the slice fits, cutting it only costs A's
      * second reading). */
     const bool cut_b = m1 - m0 <= cfg->mc &&
-                       kcmax * (n1 - n0) * (int64_t)sizeof(real) > l2_bytes();
+                       kcmax * (n1 - n0) * (int64_t)sizeof(real) > ai3_cpu_l2_bytes();
     int64_t ncmax = cfg->nc;
     if (cut_b) {
-        int64_t l2_cols = l2_bytes() / 2 / (kcmax * (int64_t)sizeof(real)) / NR * NR;
+        int64_t l2_cols = ai3_cpu_l2_bytes() / 2 / (kcmax * (int64_t)sizeof(real)) / NR * NR;
         ncmax = AI3_MIN(ncmax, AI3_MAX(NR, l2_cols));
     }
     const bool keep_a = cut_b && A->kind != AI3_GEMM_PACKED && n1 - n0 > ncmax;

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static ai3_isa detect(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -87,6 +88,17 @@ void ai3_multiversion_count(bool on) {
 int64_t ai3_multiversion_calls(int isa) {
     if (isa < 0 || isa > AI3_MV_ISA_MASK) return 0;
     return (int64_t)atomic_load(&dispatches[isa]);
+}
+
+int64_t ai3_cpu_l2_bytes(void) {
+    static atomic_long cached;
+    long v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v == 0) {
+        v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        if (v < 256 * 1024) v = 1024 * 1024;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 const char *ai3_isa_name(ai3_isa isa) {

@@ -75,6 +75,8 @@ typedef enum ai3_isa { AI3_ISA_GENERIC = 0, AI3_ISA_AVX2 = 1, AI3_ISA_AVX512 = 2
 
 ai3_isa ai3_cpu_best_isa(void); /* what the CPU supports */
 ai3_isa ai3_cpu_isa(void);      /* the active ISA */
+/* The L2 cache of a core, in bytes (1 MiB if the system does not say). */
+int64_t ai3_cpu_l2_bytes(void);
 /* Forces the active ISA (tests, benchmarks), clamped to ai3_cpu_best_isa();
  * returns the ISA now active. Not meant to race with running operations. */
 ai3_isa ai3_cpu_set_isa(ai3_isa isa);
