@@ -105,7 +105,8 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
 #pragma GCC unroll 2
                 for (int64_t ci = 0; ci < nc; ci++, xp += cs, xp2 += cs, wp += wstep) {
                     __builtin_prefetch(wp + ahead, 0, 2);
-                    if (nv > 1) __builtin_prefetch(wp + ahead + L, 0, 2);
+                    if (nv > 1 && L >= 16) /* (one line holds both with 8 lanes) */
+                        __builtin_prefetch(wp + ahead + L, 0, 2);
                     const BK_VEC w0 = BK_LOAD(wp);
                     const BK_VEC w1 = nv > 1 ? BK_LOAD(wp + L) : w0;
 #pragma GCC unroll 16
