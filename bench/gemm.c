@@ -44,28 +44,24 @@ static double now(void) {
 #define PEAK_ITERS 20000000L
 
 #if defined(__x86_64__)
-/* 12 independent chains cover the FMA latency on both pipes. */
-__attribute__((target("avx512f"))) static double fma_loop_f32(void) {
-    __m512 acc[12], x = _mm512_set1_ps(1.0f - 1e-7f), y = _mm512_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps((float)i);
-    for (long n = 0; n < PEAK_ITERS; n++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(acc[i]);
-    return s; /* keeps the loop alive */
-}
-__attribute__((target("avx512f"))) static double fma_loop_f64(void) {
-    __m512d acc[12], x = _mm512_set1_pd(1.0 - 1e-12), y = _mm512_set1_pd(1e-12);
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_pd((double)i);
-    for (long n = 0; n < PEAK_ITERS; n++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_pd(acc[i], x, y);
-    double s = 0;
-    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_pd(acc[i]);
-    return s;
-}
-#define PEAK_LANES_F32 16
+/* 12 independent chains cover the FMA latency on both pipes; one loop per
+ * vector width (AVX-512, or AVX2 on CPUs without it). */
+#define FMA_LOOP(NAME, TARGET, VEC, SET1, FMADD, LANES, T)                     \
+    __attribute__((target(TARGET))) static double NAME(void) {                 \
+        VEC acc[12], x = SET1((T)1 - (T)1e-7), y = SET1((T)1e-7);              \
+        for (int i = 0; i < 12; i++) acc[i] = SET1((T)i);                       \
+        for (long n = 0; n < PEAK_ITERS; n++)                                   \
+            _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)               \
+                acc[i] = FMADD(acc[i], x, y);                                   \
+        T s = 0;                                                                \
+        for (int i = 0; i < 12; i++)                                            \
+            for (int l = 0; l < LANES; l++) s += acc[i][l];                     \
+        return s; /* keeps the loop alive */                                    \
+    }
+FMA_LOOP(fma_loop_f32_avx512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, 16, float)
+FMA_LOOP(fma_loop_f64_avx512, "avx512f", __m512d, _mm512_set1_pd, _mm512_fmadd_pd, 8, double)
+FMA_LOOP(fma_loop_f32_avx2, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, 8, float)
+FMA_LOOP(fma_loop_f64_avx2, "avx2,fma", __m256d, _mm256_set1_pd, _mm256_fmadd_pd, 4, double)
 #endif
 
 typedef struct {
@@ -76,15 +72,18 @@ typedef struct {
 static void *peak_thread(void *p) {
     peak_arg *a = p;
 #if defined(__x86_64__)
-    a->sink = a->f64 ? fma_loop_f64() : fma_loop_f32();
+    if (ai3_cpu_best_isa() == AI3_ISA_AVX512)
+        a->sink = a->f64 ? fma_loop_f64_avx512() : fma_loop_f32_avx512();
+    else
+        a->sink = a->f64 ? fma_loop_f64_avx2() : fma_loop_f32_avx2();
 #endif
     return NULL;
 }
 
 /* GFLOP/s of `threads` threads running the FMA loop at once; 0 if the CPU
- * has no AVX-512 (the peak is then not measured). */
+ * has neither AVX-512 nor AVX2 (the peak is then not measured). */
 static double fma_peak(int threads, int f64) {
-    if (ai3_cpu_best_isa() != AI3_ISA_AVX512) return 0;
+    if (ai3_cpu_best_isa() < AI3_ISA_AVX2) return 0;
     pthread_t th[8];
     peak_arg args[8];
     double t0 = now();
@@ -94,7 +93,7 @@ static double fma_peak(int threads, int f64) {
     }
     for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
     double t = now() - t0;
-    double lanes = f64 ? 8 : 16;
+    double lanes = (f64 ? 8 : 16) / (ai3_cpu_best_isa() == AI3_ISA_AVX512 ? 1 : 2);
     return threads * (double)PEAK_ITERS * 12 * lanes * 2 / t / 1e9;
 }
 
