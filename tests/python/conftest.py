@@ -24,6 +24,16 @@ LOOSER_ALGORITHMS = {"winograd": 20}
 # compute everything torch does.
 LIMITED_ALGORITHMS = {"winograd"}
 
+# What the CPU has: ai3 computes bfloat16 on the CPU only with AVX512_BF16
+# (else ai3.UnsupportedError), and uses AMX where it is there.
+try:
+    with open("/proc/cpuinfo") as f:
+        CPU_FLAGS = f.read()
+except OSError:
+    CPU_FLAGS = ""
+HAS_BF16 = "avx512_bf16" in CPU_FLAGS
+HAS_AMX = HAS_BF16 and "amx_bf16" in CPU_FLAGS and "amx_tile" in CPU_FLAGS
+
 
 def algorithms(op):
     """Every algorithm of `op`, plus 'default'."""

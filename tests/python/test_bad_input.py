@@ -17,7 +17,7 @@ from torch import nn
 
 import ai3
 from ai3 import UnsupportedError, swap
-from conftest import LIMITED_ALGORITHMS, tolerance
+from conftest import HAS_BF16, LIMITED_ALGORITHMS, tolerance
 
 SWEEP = settings(max_examples=100, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -166,9 +166,12 @@ def refuses_as_if_not_empty(torch_fn, x, ai3_error):
 
 def ai3_limit(x_dtype, algorithm=None):
     """What ai3 may refuse that torch computes: dtypes other than float32
-    and float64 (on the CPU), with a TypeError; the limited algorithms'
+    and float64 (on the CPU), with a TypeError, or bfloat16 on a CPU without
+    AVX512_BF16 with an UnsupportedError saying so; the limited algorithms'
     parameters (winograd: 3x3, stride 1), with an UnsupportedError."""
     def allowed(e):
+        if x_dtype == torch.bfloat16 and not HAS_BF16 and isinstance(e, UnsupportedError):
+            return "AVX512_BF16" in str(e)
         if x_dtype not in COMPUTED:
             return isinstance(e, TypeError) and "dtype" in str(e)
         return algorithm in LIMITED_ALGORITHMS and isinstance(e, UnsupportedError)

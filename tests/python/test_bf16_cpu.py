@@ -17,15 +17,8 @@ from torch import nn
 
 import ai3
 from ai3 import _ops
-from conftest import assert_close
+from conftest import HAS_AMX, HAS_BF16, assert_close
 
-try:
-    with open("/proc/cpuinfo") as f:
-        CPU_FLAGS = f.read()
-except OSError:
-    CPU_FLAGS = ""
-HAS_BF16 = "avx512_bf16" in CPU_FLAGS
-HAS_AMX = HAS_BF16 and "amx_bf16" in CPU_FLAGS and "amx_tile" in CPU_FLAGS
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="the CPU has no AVX512_BF16")
 
 BF16_CONV2D = ["direct", "gemm", "implicit gemm", "implicit precomp gemm", "guess", "default"]
