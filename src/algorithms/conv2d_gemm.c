@@ -8,8 +8,8 @@
  * meets), N = OH·OW columns; then C_out/groups × N = (weights, packed once
  * at prepare) · B, with the bias, straight into the output. A 1×1 stride-1
  * unpadded convolution needs no unrolling: B is the input itself. With
- * AVX-512 the column kernel reads B where it lies (tiles of 14 consecutive
- * positions); otherwise the engine packs it. Where the weights are small
+ * AVX2 or AVX-512 the column kernel reads B where it lies (tiles of up to
+ * 6 or 14 consecutive positions); otherwise the engine packs it. Where the weights are small
  * and the image large, the unrolling goes band by band of output rows
  * instead, each band consumed while in cache (banded).
  *
@@ -149,6 +149,18 @@ static int64_t cols_panels(const ai3_conv2d_packed_weights *pw) {
     return (pw->m + pw->cols->mr - 1) / pw->cols->mr;
 }
 
+/* A run of `width` positions is cut into ceil(width / NR) tiles of as even
+ * a size as can be (112 into 19 tiles of 5 and 6 with NR = 6, 14 into
+ * 5 + 5 + 4 rather than 6 + 6 + 2): a narrow tile has too few
+ * accumulators to hide the FMA latency. Tile t is [*x0, *x0 + *cnt). */
+static int64_t cols_tiles(const ai3_conv2d_packed_weights *pw, int64_t width) {
+    return (width + pw->cols->nr - 1) / pw->cols->nr;
+}
+static void cols_tile_span(int64_t width, int64_t tiles, int64_t t, int64_t *x0, int *cnt) {
+    *x0 = t * width / tiles;
+    *cnt = (int)((t + 1) * width / tiles - *x0);
+}
+
 /* Panels [s0, s1) of group g times the B tile at b: nr output positions
  * from position `pos` of image n, at y (offset y_offset in the tensor the
  * epilogue's residual indexes). */
@@ -179,7 +191,7 @@ static void run_panels(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
 static void cols_units(void *vctx, int64_t begin, int64_t end) {
     cols_ctx *c = vctx;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const int64_t nr = pw->cols->nr, panels = cols_panels(pw);
+    const int64_t panels = cols_panels(pw);
     for (int64_t u = begin; u < end && !atomic_load(&c->failed); u++) {
         int64_t rest = u;
         const int64_t in_part = rest % c->part_tiles;
@@ -190,9 +202,11 @@ static void cols_units(void *vctx, int64_t begin, int64_t end) {
         rest /= c->parts;
         const int64_t g = rest % c->d->groups, n = rest / c->d->groups;
         if (tile >= c->tiles) continue;
-        const int64_t run = tile / c->tiles_per_run, x0 = tile % c->tiles_per_run * nr;
+        const int64_t run = tile / c->tiles_per_run;
+        int64_t x0;
+        int cnt;
+        cols_tile_span(c->b->width, c->tiles_per_run, tile % c->tiles_per_run, &x0, &cnt);
         const int64_t pos = run * c->b->width + x0;
-        const int cnt = (int)AI3_MIN(nr, c->b->width - x0);
         const int64_t *off = c->b->off;
         const real *b =
             c->b->tile ? c->b->tile(c->b->tile_ctx, n, g, pos, cnt, &off)
@@ -215,7 +229,7 @@ ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai
     cols_ctx c = {.pb = pb, .d = d, .b = b, .y = output, .y_offset = y_offset};
     c.chunk_panels = AI3_MAX(1, AI3_MIN(panels, COLS_CHUNK_BYTES / panel_bytes));
     c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
-    c.tiles_per_run = (b->width + pw->cols->nr - 1) / pw->cols->nr;
+    c.tiles_per_run = cols_tiles(pw, b->width);
     c.tiles = b->rows * c.tiles_per_run;
     c.parts = AI3_MAX(1, AI3_MIN(ai3_get_num_threads(), c.tiles));
     c.part_tiles = (c.tiles + c.parts - 1) / c.parts;
@@ -355,7 +369,7 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
     band_ctx *c = vctx;
     const ai3_conv2d_dims *d = c->d;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const int64_t k_all = d->c_in * d->kh * d->kw, nr = pw->cols->nr, panels = cols_panels(pw);
+    const int64_t k_all = d->c_in * d->kh * d->kw, panels = cols_panels(pw);
     real *buf = ai3_thread_buffer(AI3_BUFFER_IM2COL, (size_t)(k_all * c->stride) * sizeof(real));
     if (!buf) {
         atomic_store(&c->failed, 1);
@@ -366,10 +380,15 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
         const int64_t oy1 = AI3_MIN(d->oh, oy0 + c->rows), width = (oy1 - oy0) * d->ow;
         const im2col_ctx ic = image_source(c->pb, d, c->input + n * d->c_in * d->h * d->w, NULL);
         im2col_band(&ic, 0, k_all, oy0, oy1, buf, c->stride);
+        const int64_t tiles = cols_tiles(pw, width);
         for (int64_t g = 0; g < d->groups; g++)
-            for (int64_t x0 = 0; x0 < width; x0 += nr)
+            for (int64_t t = 0; t < tiles; t++) {
+                int64_t x0;
+                int cnt;
+                cols_tile_span(width, tiles, t, &x0, &cnt);
                 run_panels(c->pb, d, c->off, buf + g * pw->k * c->stride + x0, c->y, 0, n, g, 0,
-                           panels, oy0 * d->ow + x0, (int)AI3_MIN(nr, width - x0));
+                           panels, oy0 * d->ow + x0, cnt);
+            }
     }
 }
 

@@ -2,8 +2,8 @@
  * What the GEMM-based conv2d algorithms (gemm, implicit gemm, implicit
  * precomp gemm, smm) share: the weights packed once, at prepare, as the
  * engine's A operand, and the loop that runs one GEMM per job (image,
- * group) over the thread pool; for gemm and implicit gemm on AVX-512, the
- * column kernel's path instead.
+ * group) over the thread pool; for the GEMM algorithms but smm on AVX2 and
+ * AVX-512, the column kernel's path instead.
  */
 #ifndef AI3_CONV2D_GEMM_H
 #define AI3_CONV2D_GEMM_H
@@ -45,7 +45,7 @@ static inline ai3_gemm_operand ai3_conv2d_packed_block(const ai3_conv2d_packed_w
     return ai3_gemm_packed(pw->packed + (size_t)block * pw->block_elems);
 }
 
-/* The column kernel's path (AVX-512: gemm.h's cols config), where B is
+/* The column kernel's path (AVX2, AVX-512: gemm.h's cols config), where B is
  * read in place at row offsets instead of packed by the engine.
  *
  * pb->state = the weights of each group as ceil(M / MR) panels of MR rows ×
@@ -62,11 +62,11 @@ typedef const real *(*ai3_conv2d_cols_tile_fn)(void *ctx, int64_t n, int64_t g, 
                                                int nr, const int64_t **off);
 
 /* B of every image and group, for the output positions seen as `rows` runs
- * of `width` (rows · width = OH·OW), each cut into tiles of NR: row k of B
- * (k < K) for run r of image n, group g starts at b + n·b_image +
- * g·b_group + r·b_run + off[k], its positions consecutive; or, where
- * `tile` is set, where tile(tile_ctx, ...) says. Offsets have the kernel's
- * look-ahead entries past K. */
+ * of `width` (rows · width = OH·OW), each cut into tiles of at most NR as
+ * even as can be: row k of B (k < K) for run r of image n, group g starts
+ * at b + n·b_image + g·b_group + r·b_run + off[k], its positions
+ * consecutive; or, where `tile` is set, where tile(tile_ctx, ...) says.
+ * Offsets have the kernel's look-ahead entries past K. */
 typedef struct {
     const real *b;
     int64_t b_image, b_group, b_run;

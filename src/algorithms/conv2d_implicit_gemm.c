@@ -5,14 +5,15 @@
  * Row k = (c, ky, kx) of B, column n = (oy, ox), is input element
  * (c, oy·sh + ky·dh, ox·sw + kx·dw) of the padded image.
  *
- * With AVX-512, the column kernel (gemm/kernels/gemm_cols_avx512.h) reads
- * B in place: the input is padded and phase-split into the wide layout of
- * conv2d_wide.h, where row k of B over a run of consecutive output
- * positions of one output row is a contiguous slice at a fixed offset,
- * off[k] = c·(channel stride) + the tap's offset. A tile is up to 32
- * output channels × 14 positions of an output row, so no FLOP is spent on
- * padding rows or columns of the tile: 64 channels are two full panels,
- * and rows of 14, 28, 56 or 112 positions whole tiles. The workspace holds
+ * With AVX2 or AVX-512, the column kernel (gemm/kernels/gemm_cols_*.h)
+ * reads B in place: the input is padded and phase-split into the wide
+ * layout of conv2d_wide.h, where row k of B over a run of consecutive
+ * output positions of one output row is a contiguous slice at a fixed
+ * offset, off[k] = c·(channel stride) + the tap's offset. A tile is up to
+ * 32 output channels × 14 positions of an output row (AVX2: 16 × 6), so
+ * no FLOP is spent on padding rows or columns of the tile: 64 channels are
+ * whole panels, and with AVX-512 rows of 14, 28, 56 or 112 positions whole
+ * tiles (with AVX2 they split into tiles of 5 to 6). The workspace holds
  * the offsets and, unless the convolution is stride 1 with no padding, the
  * prepared input.
  *

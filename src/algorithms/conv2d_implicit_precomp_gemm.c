@@ -12,10 +12,10 @@
  * each tap and strip of NR columns a flag also says whether the strip's
  * offsets are consecutive, so it is a plain copy instead of a gather.
  *
- * With AVX-512 the column kernel (gemm/kernels/gemm_cols_avx512.h) runs
- * over tiles of up to 14 positions of an output row, and the buffer indexes
- * a padded copy of the input (as XNNPACK's points padding at a zero row),
- * so that no tile has to leave out a padding element. Where the buffer
+ * With AVX2 or AVX-512 the column kernel (gemm/kernels/gemm_cols_*.h)
+ * runs over tiles of up to 6 or 14 positions of an output row, and the
+ * buffer indexes a padded copy of the input (as XNNPACK's points padding at
+ * a zero row), so that no tile has to leave out a padding element. Where the buffer
  * says that a tile's offsets are, for every tap, consecutive and tap 0's
  * shifted by the tap's place in the kernel (stride 1), the kernel reads B
  * in the copy itself; other tiles are gathered through the buffer into a

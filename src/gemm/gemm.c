@@ -73,15 +73,19 @@ const ai3_gemm_config *AI3_TYPED(ai3_gemm_get_config)(void) {
 }
 
 #if defined(__x86_64__)
-static const ai3_gemm_cols_config cols_config = {
-    F32_F64("f32", "f64") "_gemm_cols_" STR(F32_F64(32, 16)) "x" STR(AI3_GEMM_COLS_NR) "_avx512",
-    F32_F64(32, 16), AI3_GEMM_COLS_NR, AI3_GEMM_COLS_LOOKAHEAD,
-    AI3_TYPED(ai3_gemm_cols_kernel_avx512)};
+/* Named <dtype>_gemm_cols_<MR>x<NR>_<family>, e.g. "f32_gemm_cols_32x14_avx512". */
+#define COLS_CONFIG(family, FAMILY, mr)                                                    \
+    {F32_F64("f32", "f64") "_gemm_cols_" STR(mr) "x" STR(AI3_GEMM_COLS_NR_##FAMILY) "_" #family, \
+     mr, AI3_GEMM_COLS_NR_##FAMILY, AI3_GEMM_COLS_LOOKAHEAD_##FAMILY,                       \
+     AI3_TYPED(ai3_gemm_cols_kernel_##family)}
+static const ai3_gemm_cols_config cols_avx512 = COLS_CONFIG(avx512, AVX512, F32_F64(32, 16));
+static const ai3_gemm_cols_config cols_avx2 = COLS_CONFIG(avx2, AVX2, F32_F64(16, 8));
 #endif
 
 const ai3_gemm_cols_config *AI3_TYPED(ai3_gemm_get_cols_config)(void) {
 #if defined(__x86_64__)
-    if (ai3_cpu_isa() >= AI3_ISA_AVX512) return &cols_config;
+    if (ai3_cpu_isa() >= AI3_ISA_AVX512) return &cols_avx512;
+    if (ai3_cpu_isa() >= AI3_ISA_AVX2) return &cols_avx2;
 #endif
     return NULL;
 }

@@ -186,7 +186,7 @@ typedef enum ai3_gemm_operand_kind {
                                                                                                \
     /* The column kernel (kernels/kernels.h: a tile of C as vectors along its \
      * rows, B read in place at row offsets) of the active ISA; NULL below    \
-     * AVX-512. */                                                            \
+     * AVX2. */                                                               \
     typedef struct ai3_gemm_cols_config_##sfx {                                                \
         const char *name; /* e.g. "f32_gemm_cols_32x14_avx512" */                              \
         int mr, nr;                                                                            \

@@ -19,9 +19,9 @@
 #include "kernels.h"
 
 #define MR (2 * LANES)
-#define NR AI3_GEMM_COLS_NR
+#define NR AI3_GEMM_COLS_NR_AVX512
 /* Steps of k between a prefetch of A (or of B's row) and its use. */
-#define PREFETCH_STEPS AI3_GEMM_COLS_LOOKAHEAD
+#define PREFETCH_STEPS AI3_GEMM_COLS_LOOKAHEAD_AVX512
 
 /* The last step of a transpose: the 4×4 transpose of the 128-bit lanes of
  * x[m], x[m + s], x[m + 2s], x[m + 3s] into r[m], r[m + s], r[m + 2s],

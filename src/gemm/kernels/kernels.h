@@ -42,24 +42,30 @@ AI3_DECLARE_GEMM_KERNELS(avx2);
 AI3_DECLARE_GEMM_KERNELS(avx512);
 #endif
 
-/* The column kernel (gemm_cols_avx512.h): the tile held as vectors along
- * the rows of C, MR = 2 vectors (32 floats, 16 doubles) × NR =
- * AI3_GEMM_COLS_NR columns, with B read in place at row offsets:
+/* The column kernels (gemm_cols_<family>.h): the tile held as vectors
+ * along the rows of C, MR = 2 vectors × NR columns (AVX-512: 32×14 floats,
+ * 16×14 doubles; AVX2: 16×6 floats, 8×6 doubles), with B read in place at
+ * row offsets:
  *
  *   C[i][j] = Σ_p a[p·MR + i] · b[off[p] + j]  (+ bias_r[i] if bias_r)
  *
  * for i < mr <= MR, j < nr <= NR, C[i][j] at c[i·ldc + j]. a is a packed
  * A panel as above (MR rows, zero-padded); b[off[p] + j] is read for j < nr
- * only. off must have AI3_GEMM_COLS_LOOKAHEAD entries past its kc, of any
- * value: they only say where to prefetch. For conv2d: A the weights, b a
+ * only. off must have the kernel's AI3_GEMM_COLS_LOOKAHEAD_<family> entries
+ * past its kc, of any value: they only say where to prefetch (far enough
+ * ahead to hide L3's latency, about 80 cycles of FMAs). For conv2d: A the weights, b a
  * (padded) input, off[p] where input row p (channel, tap) starts, the
  * columns consecutive output positions. */
-#define AI3_GEMM_COLS_NR 14
-#define AI3_GEMM_COLS_LOOKAHEAD 6
+#define AI3_GEMM_COLS_NR_AVX512 14
+#define AI3_GEMM_COLS_NR_AVX2 6
+#define AI3_GEMM_COLS_LOOKAHEAD_AVX512 6
+#define AI3_GEMM_COLS_LOOKAHEAD_AVX2 16
 #define AI3_GEMM_COLS_UKERNEL(name, T)                                                        \
     void name(int64_t kc, const T *a, const T *b, const int64_t *off, T *c, int64_t ldc, int mr, \
               int nr, const T *bias_r)
 #if defined(__x86_64__)
+AI3_GEMM_COLS_UKERNEL(ai3_gemm_cols_kernel_avx2_f32, float);
+AI3_GEMM_COLS_UKERNEL(ai3_gemm_cols_kernel_avx2_f64, double);
 AI3_GEMM_COLS_UKERNEL(ai3_gemm_cols_kernel_avx512_f32, float);
 AI3_GEMM_COLS_UKERNEL(ai3_gemm_cols_kernel_avx512_f64, double);
 #endif
