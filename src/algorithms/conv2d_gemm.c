@@ -9,9 +9,10 @@
  * at prepare) · B, with the bias, straight into the output. A 1×1 stride-1
  * unpadded convolution needs no unrolling: B is the input itself. With
  * AVX2 or AVX-512 the column kernel reads B where it lies (tiles of up to
- * 6 or 14 consecutive positions); otherwise the engine packs it. Where the weights are small
- * and the image large, the unrolling goes band by band of output rows
- * instead, each band consumed while in cache (banded).
+ * 6 or 14 consecutive positions); otherwise the engine packs it. Where
+ * the unrolled image would not fit half the L2 and the padding is zeros,
+ * the unrolling goes band by band of output rows instead, each band
+ * consumed while in cache (banded).
  *
  * This file also holds what the GEMM-based algorithms share
  * (conv2d_gemm.h).
@@ -149,6 +150,12 @@ static int64_t cols_panels(const ai3_conv2d_packed_weights *pw) {
     return (pw->m + pw->cols->mr - 1) / pw->cols->mr;
 }
 
+/* Panels per chunk: up to COLS_CHUNK_BYTES of them, at least one. */
+static int64_t cols_chunk_panels(const ai3_conv2d_packed_weights *pw) {
+    const int64_t panel_bytes = pw->cols->mr * pw->k * (int64_t)sizeof(real);
+    return AI3_MAX(1, AI3_MIN(cols_panels(pw), COLS_CHUNK_BYTES / panel_bytes));
+}
+
 /* A run of `width` positions is cut into ceil(width / NR) tiles of as even
  * a size as can be (112 into 19 tiles of 5 and 6 with NR = 6, 14 into
  * 5 + 5 + 4 rather than 6 + 6 + 2): a narrow tile has too few
@@ -224,10 +231,9 @@ ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai
                                           const ai3_conv2d_cols_b *b, real *output,
                                           int64_t y_offset) {
     const ai3_conv2d_packed_weights *pw = pb->state;
-    const int64_t mr = pw->cols->mr, panels = cols_panels(pw);
-    const int64_t panel_bytes = mr * pw->k * (int64_t)sizeof(real);
+    const int64_t panels = cols_panels(pw);
     cols_ctx c = {.pb = pb, .d = d, .b = b, .y = output, .y_offset = y_offset};
-    c.chunk_panels = AI3_MAX(1, AI3_MIN(panels, COLS_CHUNK_BYTES / panel_bytes));
+    c.chunk_panels = cols_chunk_panels(pw);
     c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
     c.tiles_per_run = cols_tiles(pw, b->width);
     c.tiles = b->rows * c.tiles_per_run;
@@ -327,11 +333,13 @@ static im2col_ctx image_source(const ai3_conv2d_problem *pb, const ai3_conv2d_di
                         .left = p->pad_left, .p = p, .d = d};
 }
 
-/* The banded path: when one group's weights fit the column kernel's chunk
- * and the unrolled image would not stay in cache, each task unrolls a band
- * of output rows into its own buffer (about BAND_BYTES, in L2) and runs
- * every panel over it, so that the unrolled matrix never goes to memory. */
-#define BAND_BYTES (1024 * 1024)
+/* The banded path: when the unrolled image would not stay in cache, each
+ * task unrolls a band of output rows into its own buffer of about half
+ * the L2 and runs every panel over it, chunk of panels after chunk (as
+ * run_cols), so that the unrolled matrix never goes to memory. Unrolled
+ * whole, a layer with K in the thousands reads B from rows a whole image
+ * row apart, each tile's K rows on as many pages. */
+static int64_t band_bytes(void) { return ai3_cpu_l2_bytes() / 2; }
 
 static int64_t unrolled_row_bytes(const ai3_conv2d_dims *d) {
     return d->c_in * d->kh * d->kw * d->ow * (int64_t)sizeof(real);
@@ -340,15 +348,15 @@ static int64_t unrolled_row_bytes(const ai3_conv2d_dims *d) {
 static bool banded(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
     const ai3_conv2d_packed_weights *pw = pb->state;
     if (!pw->cols || !pads_inline(&pb->params) || no_unrolling(&pb->params, d)) return false;
-    return pw->block_elems * sizeof(real) <= COLS_CHUNK_BYTES &&
-           d->oh * unrolled_row_bytes(d) > BAND_BYTES;
+    return d->oh * unrolled_row_bytes(d) > band_bytes();
 }
 
-/* Output rows per band: bands of at most about BAND_BYTES, as even as they
+/* Output rows per band: bands of at most about band_bytes(), as even as they
  * can be, and, while there are few, a multiple of the threads in all. */
 static int64_t band_rows(const ai3_conv2d_dims *d) {
     const int64_t threads = ai3_get_num_threads();
-    int64_t bands = AI3_MIN(d->oh, (d->oh * unrolled_row_bytes(d) + BAND_BYTES - 1) / BAND_BYTES);
+    const int64_t bytes = band_bytes();
+    int64_t bands = AI3_MIN(d->oh, (d->oh * unrolled_row_bytes(d) + bytes - 1) / bytes);
     if (d->n * bands < 8 * threads)
         while ((d->n * bands) % threads && bands < d->oh) bands++;
     return (d->oh + bands - 1) / bands;
@@ -380,15 +388,16 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
         const int64_t oy1 = AI3_MIN(d->oh, oy0 + c->rows), width = (oy1 - oy0) * d->ow;
         const im2col_ctx ic = image_source(c->pb, d, c->input + n * d->c_in * d->h * d->w, NULL);
         im2col_band(&ic, 0, k_all, oy0, oy1, buf, c->stride);
-        const int64_t tiles = cols_tiles(pw, width);
+        const int64_t tiles = cols_tiles(pw, width), chunk = cols_chunk_panels(pw);
         for (int64_t g = 0; g < d->groups; g++)
-            for (int64_t t = 0; t < tiles; t++) {
-                int64_t x0;
-                int cnt;
-                cols_tile_span(width, tiles, t, &x0, &cnt);
-                run_panels(c->pb, d, c->off, buf + g * pw->k * c->stride + x0, c->y, 0, n, g, 0,
-                           panels, oy0 * d->ow + x0, cnt);
-            }
+            for (int64_t s0 = 0; s0 < panels; s0 += chunk)
+                for (int64_t t = 0; t < tiles; t++) {
+                    int64_t x0;
+                    int cnt;
+                    cols_tile_span(width, tiles, t, &x0, &cnt);
+                    run_panels(c->pb, d, c->off, buf + g * pw->k * c->stride + x0, c->y, 0, n,
+                               g, s0, AI3_MIN(panels, s0 + chunk), oy0 * d->ow + x0, cnt);
+                }
     }
 }
 

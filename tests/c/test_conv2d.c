@@ -517,8 +517,9 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_on_each_isa) {
  * panels of output channels (the last partial), several chunks of panels
  * (K past COLS_CHUNK_BYTES), output rows (implicit gemm) or positions (gemm)
  * that end in a partial tile, and a 1×1 layer read in place; for gemm, the
- * banded unrolling (the first two shapes: zero padding, small weights),
- * with strides, dilation, groups and a partial last band. */
+ * banded unrolling (the zero-padded shapes), with strides, dilation,
+ * groups, a partial last band and (260 input channels) several chunks of
+ * panels per band. */
 AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
     static const struct {
         int64_t n, c_in, h, w, c_out, k, stride, pad, dilation, groups;
