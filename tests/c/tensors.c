@@ -4,6 +4,8 @@
 #include <stdlib.h>
 
 #include "harness.h"
+#include "internal.h"
+#include "runtime/multiversion.h"
 
 ai3_tensor test_tensor(ai3_dtype dtype, int ndim, const int64_t *shape) {
     ai3_tensor t = {.dtype = dtype, .device = AI3_DEVICE_CPU, .ndim = ndim};
@@ -67,3 +69,11 @@ int64_t test_compare(const ai3_tensor *got, const ai3_tensor *ref, double atol, 
 }
 
 const char *test_dtype_name(ai3_dtype dtype) { return dtype == AI3_FLOAT64 ? "f64" : "f32"; }
+
+int test_blocked_widths(int out[2]) {
+    int k = 0;
+    if (!AI3_MV_ENABLED) return 0; /* the tiles are multiversioned: GCC builds only */
+    if (ai3_cpu_best_isa() >= AI3_ISA_AVX2) out[k++] = 8;
+    if (ai3_cpu_best_isa() >= AI3_ISA_AVX512) out[k++] = 16;
+    return k;
+}

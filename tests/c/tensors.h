@@ -24,5 +24,8 @@ double test_relative_error(const ai3_tensor *a, const ai3_tensor *b);
 int64_t test_compare(const ai3_tensor *got, const ai3_tensor *ref, double atol, double rtol,
                      const char *what);
 const char *test_dtype_name(ai3_dtype dtype); /* "f32" or "f64" */
+/* The channel-block widths (8, 16) whose tiles this build has and this CPU
+ * runs, into out; returns how many. */
+int test_blocked_widths(int out[2]);
 
 #endif

@@ -43,14 +43,6 @@ static void describe(const blk_case *c, int cb, char *buf, size_t size) {
              c->plain_input, (int)c->act, c->residual, c->winograd);
 }
 
-/* The block widths this CPU runs. */
-static int widths(int out[2]) {
-    int k = 0;
-    if (ai3_cpu_best_isa() >= AI3_ISA_AVX2) out[k++] = 8;
-    if (ai3_cpu_best_isa() >= AI3_ISA_AVX512) out[k++] = 16;
-    return k;
-}
-
 static float *alloc_floats(int64_t n) {
     return aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
 }
@@ -213,7 +205,7 @@ static int check_case(const blk_case *c, int cb, float pad) {
 /* Every width, with zeros and then garbage in the input's pad channels. */
 static void check_all_widths(const blk_case *c) {
     int cbs[2];
-    const int k = widths(cbs);
+    const int k = test_blocked_widths(cbs);
     for (int i = 0; i < k; i++) {
         if (check_case(c, cbs[i], 0.0f)) continue;
         check_case(c, cbs[i], 1e3f);
@@ -300,7 +292,7 @@ AI3_TEST(conv2d_blocked_winograd_rule_and_prepared_run) {
     AI3_EXPECT(ai3_blocked_winograd_tile(512, 512, 1, 7, 7) == 0, "7x7 N=1: direct");
     AI3_EXPECT(ai3_blocked_winograd_tile(512, 512, 8, 7, 7) == 0, "7x7x512 N=8: U too large");
     int cbs[2];
-    const int k = widths(cbs);
+    const int k = test_blocked_widths(cbs);
     for (int i = 0; i < k; i++) {
         const int64_t w_shape[4] = {48, 32, 3, 3}, x_shape[4] = {1, 32, 28, 28};
         ai3_tensor weight = test_random(AI3_FLOAT32, 4, w_shape);
@@ -413,7 +405,7 @@ AI3_TEST(conv2d_blocked_random_shapes) {
 
 AI3_TEST(conv2d_blocked_rejects_bad_calls) {
     int cbs[2];
-    if (!widths(cbs)) {
+    if (!test_blocked_widths(cbs)) {
         const int64_t w_shape[4] = {4, 4, 1, 1};
         ai3_tensor weight = test_random(AI3_FLOAT32, 4, w_shape);
         ai3_conv2d_params p = ai3_conv2d_params_default();
