@@ -87,7 +87,10 @@ def main():
     ai3.set_num_threads(args.threads)
     shape = (1, 3, 224, 224)
     kernel = kernel_name()
-    rows = [measure(name, shape, args.repeats) for name in args.models]
+    try:
+        rows = [measure(name, shape, args.repeats) for name in args.models]
+    except ai3.UnsupportedError as e:
+        raise SystemExit(f"no bfloat16 run on this machine: {e}")
 
     print(f"bfloat16 kernel: {kernel}, {ai3.get_num_threads()} threads")
     print(f"{'model':<14}{'f32 ms':>9}{'bf16 ms':>9}{'bf16/f32':>10}{'rel err':>10}{'load':>12}")
