@@ -726,9 +726,9 @@ bool ai3_blocked_conv2d_expand_fusable(const ai3_blocked_conv2d *expand,
 }
 
 /* Task (image, band, pair): the pair's expanded rows for the band, padding
- * zeroed, then its depthwise output rows. */
-static void expand_task(expand_ctx *c, tile_fn conv_tile, int conv_mr, tile_fn dw_tile,
-                        int dw_mr, int64_t task) {
+ * zeroed, then its depthwise output rows. (Unused where no ISA has tiles.) */
+__attribute__((unused)) static void expand_task(expand_ctx *c, tile_fn conv_tile, int conv_mr,
+                                                tile_fn dw_tile, int dw_mr, int64_t task) {
     const ai3_blocked_conv2d *ke = c->e.k, *kd = c->d.k;
     const ai3_conv2d_params *pd = &kd->p;
     const int64_t cb = ke->cb, pairs = (ke->out_blocks + 1) / 2;

@@ -150,9 +150,10 @@ static int64_t cols_panels(const ai3_conv2d_packed_weights *pw) {
     return (pw->m + pw->cols->mr - 1) / pw->cols->mr;
 }
 
-/* Panels per chunk: up to COLS_CHUNK_BYTES of them, at least one. */
-static int64_t cols_chunk_panels(const ai3_conv2d_packed_weights *pw) {
-    const int64_t panel_bytes = pw->cols->mr * pw->k * (int64_t)sizeof(real);
+/* Panels per chunk: up to COLS_CHUNK_BYTES of them over kl rows of K, at
+ * least one. */
+static int64_t cols_chunk_panels(const ai3_conv2d_packed_weights *pw, int64_t kl) {
+    const int64_t panel_bytes = pw->cols->mr * kl * (int64_t)sizeof(real);
     return AI3_MAX(1, AI3_MIN(cols_panels(pw), COLS_CHUNK_BYTES / panel_bytes));
 }
 
@@ -168,23 +169,26 @@ static void cols_tile_span(int64_t width, int64_t tiles, int64_t t, int64_t *x0,
     *cnt = (int)((t + 1) * width / tiles - *x0);
 }
 
-/* Panels [s0, s1) of group g times the B tile at b: nr output positions
- * from position `pos` of image n, at y (offset y_offset in the tensor the
- * epilogue's residual indexes). */
+/* Panels [s0, s1) of group g, over rows [k0, k0 + kl) of K, times the B
+ * tile at b: nr output positions from position `pos` of image n, at y
+ * (offset y_offset in the tensor the epilogue's residual indexes). The
+ * first rows of K store their sum and the bias, the others add theirs;
+ * the epilogue follows the last. */
 static void run_panels(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
                        const int64_t *off, const real *b, real *y, int64_t y_offset, int64_t n,
-                       int64_t g, int64_t s0, int64_t s1, int64_t pos, int nr) {
+                       int64_t g, int64_t s0, int64_t s1, int64_t pos, int nr, int64_t k0,
+                       int64_t kl) {
     const ai3_conv2d_packed_weights *pw = pb->state;
     const ai3_gemm_cols_config *cols = pw->cols;
     const int64_t mr = cols->mr, k = pw->k, plane = d->oh * d->ow;
-    const real *bias = pb->bias ? pb->bias->data : NULL;
+    const real *bias = pb->bias && k0 == 0 ? pb->bias->data : NULL;
     for (int64_t s = s0; s < s1; s++) {
         const int64_t oc = g * d->c_out_g + s * mr;
         const int mrs = (int)AI3_MIN(mr, pw->m - s * mr);
         const int64_t at = (n * d->c_out + oc) * plane + pos;
-        cols->kernel(k, pw->packed + g * pw->block_elems + s * mr * k, b, off, y + at, plane, mrs,
-                     nr, bias ? bias + oc : NULL);
-        if (d->epilogue)
+        cols->kernel(kl, pw->packed + g * pw->block_elems + s * mr * k + k0 * mr, b, off, y + at,
+                     plane, mrs, nr, bias ? bias + oc : NULL, k0 > 0);
+        if (d->epilogue && k0 + kl == k)
             AI3_TYPED(ai3_epilogue_apply)(y + at, plane,
                                           ai3_epilogue_residual(d->epilogue, y_offset + at),
                                           plane, mrs, nr, d->epilogue);
@@ -223,7 +227,7 @@ static void cols_units(void *vctx, int64_t begin, int64_t end) {
             return;
         }
         run_panels(c->pb, c->d, off, b, c->y, c->y_offset, n, g, chunk * c->chunk_panels,
-                   AI3_MIN((chunk + 1) * c->chunk_panels, panels), pos, cnt);
+                   AI3_MIN((chunk + 1) * c->chunk_panels, panels), pos, cnt, 0, pw->k);
     }
 }
 
@@ -233,7 +237,7 @@ ai3_status AI3_TYPED(ai3_conv2d_run_cols)(const ai3_conv2d_problem *pb, const ai
     const ai3_conv2d_packed_weights *pw = pb->state;
     const int64_t panels = cols_panels(pw);
     cols_ctx c = {.pb = pb, .d = d, .b = b, .y = output, .y_offset = y_offset};
-    c.chunk_panels = cols_chunk_panels(pw);
+    c.chunk_panels = cols_chunk_panels(pw, pw->k);
     c.chunks = (panels + c.chunk_panels - 1) / c.chunk_panels;
     c.tiles_per_run = cols_tiles(pw, b->width);
     c.tiles = b->rows * c.tiles_per_run;
@@ -334,12 +338,20 @@ static im2col_ctx image_source(const ai3_conv2d_problem *pb, const ai3_conv2d_di
 }
 
 /* The banded path: when the unrolled image would not stay in cache, each
- * task unrolls a band of output rows into its own buffer of about half
- * the L2 and runs every panel over it, chunk of panels after chunk (as
- * run_cols), so that the unrolled matrix never goes to memory. Unrolled
+ * task unrolls a band of output rows (where K is large, a block of K's
+ * rows at a time) into its own buffer of about half the L2 and runs every
+ * panel over it, chunk of panels after chunk (as run_cols), so that the
+ * unrolled matrix never goes to memory. Unrolled
  * whole, a layer with K in the thousands reads B from rows a whole image
  * row apart, each tile's K rows on as many pages. */
 static int64_t band_bytes(void) { return ai3_cpu_l2_bytes() / 2; }
+
+/* The fewest output positions a band holds where a group's weights pass
+ * band_bytes(): they then stream from L3 once per band, and with a band of
+ * one 28-position row (256 channels, K = 2304: 258 KB unrolled) each panel
+ * served five tiles only. Where that many positions of the whole K would
+ * pass band_bytes(), K is unrolled and summed in blocks. */
+#define BAND_MIN_POSITIONS 128
 
 static int64_t unrolled_row_bytes(const ai3_conv2d_dims *d) {
     return d->c_in * d->kh * d->kw * d->ow * (int64_t)sizeof(real);
@@ -351,12 +363,21 @@ static bool banded(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d) {
     return d->oh * unrolled_row_bytes(d) > band_bytes();
 }
 
-/* Output rows per band: bands of at most about band_bytes(), as even as they
- * can be, and, while there are few, a multiple of the threads in all. */
-static int64_t band_rows(const ai3_conv2d_dims *d) {
-    const int64_t threads = ai3_get_num_threads();
-    const int64_t bytes = band_bytes();
-    int64_t bands = AI3_MIN(d->oh, (d->oh * unrolled_row_bytes(d) + bytes - 1) / bytes);
+/* Output rows per band, and (*kc) rows of a group's K per block: bands of at
+ * most about band_bytes(), as even as they can be, and, while there are
+ * few, a multiple of the threads in all. */
+static int64_t band_shape(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d, int64_t *kc) {
+    const ai3_conv2d_packed_weights *pw = pb->state;
+    const int64_t threads = ai3_get_num_threads(), bytes = band_bytes();
+    const int64_t column = pw->k * (int64_t)sizeof(real); /* one position, a group's K */
+    int64_t rows = AI3_MAX(1, bytes / (column * d->ow));
+    *kc = pw->k;
+    if (rows < d->oh && rows * d->ow < BAND_MIN_POSITIONS && pw->m * column > bytes) {
+        rows = AI3_MIN(d->oh, (BAND_MIN_POSITIONS + d->ow - 1) / d->ow);
+        const int64_t blocks = (rows * d->ow * column + bytes - 1) / bytes;
+        *kc = (pw->k + blocks - 1) / blocks;
+    }
+    int64_t bands = (d->oh + rows - 1) / rows;
     if (d->n * bands < 8 * threads)
         while ((d->n * bands) % threads && bands < d->oh) bands++;
     return (d->oh + bands - 1) / bands;
@@ -367,8 +388,8 @@ typedef struct {
     const ai3_conv2d_dims *d;
     const real *input;
     real *y;
-    const int64_t *off; /* row k of a band at k·stride */
-    int64_t rows, bands, stride;
+    const int64_t *off; /* row k of a block at k·stride */
+    int64_t rows, bands, kc, stride;
     atomic_int failed;
 } band_ctx;
 
@@ -377,8 +398,8 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
     band_ctx *c = vctx;
     const ai3_conv2d_dims *d = c->d;
     const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const int64_t k_all = d->c_in * d->kh * d->kw, panels = cols_panels(pw);
-    real *buf = ai3_thread_buffer(AI3_BUFFER_IM2COL, (size_t)(k_all * c->stride) * sizeof(real));
+    const int64_t panels = cols_panels(pw);
+    real *buf = ai3_thread_buffer(AI3_BUFFER_IM2COL, (size_t)(c->kc * c->stride) * sizeof(real));
     if (!buf) {
         atomic_store(&c->failed, 1);
         return;
@@ -387,17 +408,20 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
         const int64_t n = u / c->bands, oy0 = u % c->bands * c->rows;
         const int64_t oy1 = AI3_MIN(d->oh, oy0 + c->rows), width = (oy1 - oy0) * d->ow;
         const im2col_ctx ic = image_source(c->pb, d, c->input + n * d->c_in * d->h * d->w, NULL);
-        im2col_band(&ic, 0, k_all, oy0, oy1, buf, c->stride);
-        const int64_t tiles = cols_tiles(pw, width), chunk = cols_chunk_panels(pw);
+        const int64_t tiles = cols_tiles(pw, width);
         for (int64_t g = 0; g < d->groups; g++)
-            for (int64_t s0 = 0; s0 < panels; s0 += chunk)
-                for (int64_t t = 0; t < tiles; t++) {
-                    int64_t x0;
-                    int cnt;
-                    cols_tile_span(width, tiles, t, &x0, &cnt);
-                    run_panels(c->pb, d, c->off, buf + g * pw->k * c->stride + x0, c->y, 0, n,
-                               g, s0, AI3_MIN(panels, s0 + chunk), oy0 * d->ow + x0, cnt);
-                }
+            for (int64_t k0 = 0; k0 < pw->k; k0 += c->kc) {
+                const int64_t kl = AI3_MIN(c->kc, pw->k - k0), chunk = cols_chunk_panels(pw, kl);
+                im2col_band(&ic, g * pw->k + k0, g * pw->k + k0 + kl, oy0, oy1, buf, c->stride);
+                for (int64_t s0 = 0; s0 < panels; s0 += chunk)
+                    for (int64_t t = 0; t < tiles; t++) {
+                        int64_t x0;
+                        int cnt;
+                        cols_tile_span(width, tiles, t, &x0, &cnt);
+                        run_panels(c->pb, d, c->off, buf + x0, c->y, 0, n, g, s0,
+                                   AI3_MIN(panels, s0 + chunk), oy0 * d->ow + x0, cnt, k0, kl);
+                    }
+            }
     }
 }
 
@@ -468,9 +492,11 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
     real *padded, *col;
     carve(pb, d, &a, &off, &padded, &col);
     if (banded(pb, d)) {
-        const int64_t rows = band_rows(d);
+        int64_t kc;
+        const int64_t rows = band_shape(pb, d, &kc);
         band_ctx c = {.pb = pb, .d = d, .input = input->data, .y = output->data, .off = off,
-                      .rows = rows, .bands = (d->oh + rows - 1) / rows, .stride = rows * d->ow};
+                      .rows = rows, .bands = (d->oh + rows - 1) / rows, .kc = kc,
+                      .stride = rows * d->ow};
         atomic_init(&c.failed, 0);
         fill_offsets(pw, off, c.stride);
         ai3_parallel_for(d->n * c.bands, 1, band_units, &c);

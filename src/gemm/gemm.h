@@ -192,7 +192,7 @@ typedef enum ai3_gemm_operand_kind {
         int mr, nr;                                                                            \
         int lookahead; /* entries the kernel's off needs past kc */                            \
         void (*kernel)(int64_t kc, const T *a, const T *b, const int64_t *off, T *c,           \
-                       int64_t ldc, int mr, int nr, const T *bias_r);                          \
+                       int64_t ldc, int mr, int nr, const T *bias_r, bool accumulate);         \
     } ai3_gemm_cols_config_##sfx;                                                              \
     const ai3_gemm_cols_config_##sfx *ai3_gemm_get_cols_config_##sfx(void);                   \
                                                                                                \

@@ -518,8 +518,9 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_on_each_isa) {
  * (K past COLS_CHUNK_BYTES), output rows (implicit gemm) or positions (gemm)
  * that end in a partial tile, and a 1×1 layer read in place; for gemm, the
  * banded unrolling (the zero-padded shapes), with strides, dilation,
- * groups, a partial last band and (260 input channels) several chunks of
- * panels per band. */
+ * groups, a partial last band, (260 input channels) several chunks of
+ * panels per band and (300 input channels, 130 output: weights past half
+ * an L2 of up to 2 MiB) K unrolled and summed in blocks. */
 AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
     static const struct {
         int64_t n, c_in, h, w, c_out, k, stride, pad, dilation, groups;
@@ -532,6 +533,7 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
         {1, 260, 9, 17, 40, 3, 1, 1, 1, 1, AI3_PADDING_ZEROS},
         {2, 24, 13, 31, 70, 3, 2, 1, 1, 1, AI3_PADDING_REPLICATE},
         {1, 32, 10, 29, 66, 1, 1, 0, 1, 2, AI3_PADDING_ZEROS},
+        {1, 300, 6, 20, 130, 3, 1, 1, 1, 1, AI3_PADDING_ZEROS},
     };
     const ai3_isa active = ai3_cpu_isa();
     for (int isa = AI3_ISA_GENERIC; isa <= (int)ai3_cpu_best_isa(); isa++) {

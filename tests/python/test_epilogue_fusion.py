@@ -195,6 +195,28 @@ def test_depthwise_and_strided_residuals(dtype):
             check(Net(), randn((2, 8, 21, 70), seed=5), dtype, {"conv2d": algorithm})
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["gemm", "implicit gemm", "implicit precomp gemm"])
+def test_epilogue_after_a_sum_over_k_in_blocks(algorithm, dtype):
+    """A 3×3 conv over 1200 channels (K = 10800, 1.4 MB of weights): gemm
+    unrolls it band by band and sums K in blocks, the bias in the first
+    block, the residual add and the activation after the last."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = nn.Conv2d(1200, 32, 1)
+            self.conv = nn.Conv2d(1200, 32, 3, padding=1)
+            self.bn = _bn(32)
+
+        def forward(self, x):
+            r = F.relu(self.pre(x))
+            return F.silu(self.bn(self.conv(x)) + r)
+
+    torch.manual_seed(0)
+    check(Net(), randn((2, 1200, 6, 20), seed=6), dtype, {"conv2d": algorithm}, 10)
+
+
 def test_not_fused_where_the_conv_output_is_read_twice():
     """A conv output read by two nodes, or by a node and as a graph output,
     and an add that broadcasts: computed unfused, still right."""

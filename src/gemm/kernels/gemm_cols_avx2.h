@@ -67,11 +67,26 @@ ALWAYS_INLINE void store_part(real *c, vec r, int n) {
 }
 #endif
 
-/* Rows [0, rows) of the LANES × n block x[0..n) (vector j = column j, lane
- * i = row i) to c[i·ldc + j], j < n; columns past n are zeros the compiler
- * drops. */
+/* The first n (<= 8 floats, or <= 4 doubles) values at c, zeros after them
+ * (a masked load: unlike the masked store, fast on every AVX2 core). */
 #if defined(AI3_REAL_DOUBLE)
-ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc) {
+ALWAYS_INLINE vec load_part(const real *c, int n) {
+    return _mm256_maskload_pd(c, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n),
+                                                   _mm256_setr_epi64x(0, 1, 2, 3)));
+}
+#else
+ALWAYS_INLINE vec load_part(const real *c, int n) {
+    return _mm256_maskload_ps(c, _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                                   _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+#endif
+
+/* Rows [0, rows) of the LANES × n block x[0..n) (vector j = column j, lane
+ * i = row i) to c[i·ldc + j], j < n, added to what is there if acc; columns
+ * past n are zeros the compiler drops. */
+#if defined(AI3_REAL_DOUBLE)
+ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc,
+                              bool acc) {
     for (int j0 = 0; j0 < n; j0 += 4) { /* 4×4 blocks */
         vec t[4];
         for (int j = 0; j < 4; j++) t[j] = j0 + j < n ? x[j0 + j] : V(setzero)();
@@ -81,15 +96,18 @@ ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int6
                           _mm256_permute2f128_pd(u0, u2, 0x31), _mm256_permute2f128_pd(u1, u3, 0x31)};
         const int cols = n - j0 < 4 ? n - j0 : 4;
         for (int i = 0; i < rows; i++) {
+            real *ci = c + i * ldc + j0;
+            const vec ri = acc ? V(add)(r[i], load_part(ci, cols)) : r[i];
             if (cols == 4)
-                V(storeu)(c + i * ldc + j0, r[i]);
+                V(storeu)(ci, ri);
             else
-                store_part(c + i * ldc + j0, r[i], cols);
+                store_part(ci, ri, cols);
         }
     }
 }
 #else
-ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc) {
+ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc,
+                              bool acc) {
     /* 8×8: 32-bit pairs, 64-bit pairs, then 128-bit halves. */
     vec t[8], u[8], r[8];
     for (int j = 0; j < 8; j++) t[j] = j < n ? x[j] : V(setzero)();
@@ -107,13 +125,14 @@ ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int6
         r[m] = _mm256_permute2f128_ps(t[m], t[m + 4], 0x20);
         r[m + 4] = _mm256_permute2f128_ps(t[m], t[m + 4], 0x31);
     }
-    for (int i = 0; i < rows; i++) store_part(c + i * ldc, r[i], n);
+    for (int i = 0; i < rows; i++)
+        store_part(c + i * ldc, acc ? V(add)(r[i], load_part(c + i * ldc, n)) : r[i], n);
 }
 #endif
 
 ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict b,
                         const int64_t *restrict off, real *restrict c, int64_t ldc, int mr,
-                        const int nv, const int nr, const real *bias_r) {
+                        const int nv, const int nr, const real *bias_r, bool accumulate) {
     vec acc[2][NR];
 #pragma GCC unroll 2
     for (int v = 0; v < nv; v++)
@@ -144,18 +163,18 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
 #pragma GCC unroll 6
             for (int j = 0; j < nr; j++) acc[v][j] = V(add)(acc[v][j], bias);
         }
-        store_rows(acc[v], nr, rows, c + v * LANES * ldc, ldc);
+        store_rows(acc[v], nr, rows, c + v * LANES * ldc, ldc, accumulate);
     }
 }
 
-#define COLUMNS(nv)                                                      \
-    switch (nr) {                                                        \
-    case 1: tile(kc, a, b, off, c, ldc, mr, nv, 1, bias_r); break;      \
-    case 2: tile(kc, a, b, off, c, ldc, mr, nv, 2, bias_r); break;      \
-    case 3: tile(kc, a, b, off, c, ldc, mr, nv, 3, bias_r); break;      \
-    case 4: tile(kc, a, b, off, c, ldc, mr, nv, 4, bias_r); break;      \
-    case 5: tile(kc, a, b, off, c, ldc, mr, nv, 5, bias_r); break;      \
-    default: tile(kc, a, b, off, c, ldc, mr, nv, 6, bias_r); break;     \
+#define COLUMNS(nv)                                                                     \
+    switch (nr) {                                                                       \
+    case 1: tile(kc, a, b, off, c, ldc, mr, nv, 1, bias_r, accumulate); break;          \
+    case 2: tile(kc, a, b, off, c, ldc, mr, nv, 2, bias_r, accumulate); break;          \
+    case 3: tile(kc, a, b, off, c, ldc, mr, nv, 3, bias_r, accumulate); break;          \
+    case 4: tile(kc, a, b, off, c, ldc, mr, nv, 4, bias_r, accumulate); break;          \
+    case 5: tile(kc, a, b, off, c, ldc, mr, nv, 5, bias_r, accumulate); break;          \
+    default: tile(kc, a, b, off, c, ldc, mr, nv, 6, bias_r, accumulate); break;         \
     }
 
 AI3_GEMM_COLS_UKERNEL(AI3_TYPED(ai3_gemm_cols_kernel_avx2), real) {

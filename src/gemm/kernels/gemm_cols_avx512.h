@@ -43,9 +43,10 @@ ALWAYS_INLINE void transpose_lanes(const vec *x, int m, int s, vec *r) {
 }
 
 /* Rows [0, rows) of the LANES × n block x[0..n) (vector j = column j, lane i
- * = row i) to c[i·ldc + j], j < n. */
+ * = row i) to c[i·ldc + j], j < n, added to what is there if acc. */
 #if defined(AI3_REAL_DOUBLE)
-ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc) {
+ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc,
+                              bool acc) {
     /* 8×8 blocks: pairs of columns interleaved, then 128-bit lanes. */
     for (int j0 = 0; j0 < n; j0 += 8) {
         vec t[8], u[8];
@@ -58,11 +59,15 @@ ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int6
         for (int m = 0; m < 2; m++) transpose_lanes(u, m, 2, r);
         const int cols = n - j0 < 8 ? n - j0 : 8;
         const vmask keep = (vmask)((1u << cols) - 1);
-        for (int i = 0; i < rows; i++) V(mask_storeu)(c + i * ldc + j0, keep, r[i]);
+        for (int i = 0; i < rows; i++) {
+            if (acc) r[i] = V(add)(r[i], V(maskz_loadu)(keep, c + i * ldc + j0));
+            V(mask_storeu)(c + i * ldc + j0, keep, r[i]);
+        }
     }
 }
 #else
-ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc) {
+ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int64_t ldc,
+                              bool acc) {
     /* 16×16: 32-bit pairs, 64-bit pairs, then a 4×4 transpose of 128-bit
      * lanes; columns past n are zeros the compiler drops. */
     vec t[16], u[16], r[16];
@@ -81,13 +86,16 @@ ALWAYS_INLINE void store_rows(const vec *x, const int n, int rows, real *c, int6
     }
     for (int m = 0; m < 4; m++) transpose_lanes(t, m, 4, r);
     const vmask keep = (vmask)((1u << n) - 1);
-    for (int i = 0; i < rows; i++) V(mask_storeu)(c + i * ldc, keep, r[i]);
+    for (int i = 0; i < rows; i++) {
+        if (acc) r[i] = V(add)(r[i], V(maskz_loadu)(keep, c + i * ldc));
+        V(mask_storeu)(c + i * ldc, keep, r[i]);
+    }
 }
 #endif
 
 ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict b,
                         const int64_t *restrict off, real *restrict c, int64_t ldc, int mr,
-                        const int nv, const int nr, const real *bias_r) {
+                        const int nv, const int nr, const real *bias_r, bool accumulate) {
     vec acc[2][NR];
 #pragma GCC unroll 2
     for (int v = 0; v < nv; v++)
@@ -117,26 +125,26 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
 #pragma GCC unroll 14
             for (int j = 0; j < nr; j++) acc[v][j] = V(add)(acc[v][j], bias);
         }
-        store_rows(acc[v], nr, rows, c + v * LANES * ldc, ldc);
+        store_rows(acc[v], nr, rows, c + v * LANES * ldc, ldc, accumulate);
     }
 }
 
-#define COLUMNS(nv)                                                                      \
-    switch (nr) {                                                                        \
-    case 1: tile(kc, a, b, off, c, ldc, mr, nv, 1, bias_r); break;                      \
-    case 2: tile(kc, a, b, off, c, ldc, mr, nv, 2, bias_r); break;                      \
-    case 3: tile(kc, a, b, off, c, ldc, mr, nv, 3, bias_r); break;                      \
-    case 4: tile(kc, a, b, off, c, ldc, mr, nv, 4, bias_r); break;                      \
-    case 5: tile(kc, a, b, off, c, ldc, mr, nv, 5, bias_r); break;                      \
-    case 6: tile(kc, a, b, off, c, ldc, mr, nv, 6, bias_r); break;                      \
-    case 7: tile(kc, a, b, off, c, ldc, mr, nv, 7, bias_r); break;                      \
-    case 8: tile(kc, a, b, off, c, ldc, mr, nv, 8, bias_r); break;                      \
-    case 9: tile(kc, a, b, off, c, ldc, mr, nv, 9, bias_r); break;                      \
-    case 10: tile(kc, a, b, off, c, ldc, mr, nv, 10, bias_r); break;                    \
-    case 11: tile(kc, a, b, off, c, ldc, mr, nv, 11, bias_r); break;                    \
-    case 12: tile(kc, a, b, off, c, ldc, mr, nv, 12, bias_r); break;                    \
-    case 13: tile(kc, a, b, off, c, ldc, mr, nv, 13, bias_r); break;                    \
-    default: tile(kc, a, b, off, c, ldc, mr, nv, 14, bias_r); break;                    \
+#define COLUMNS(nv)                                                                     \
+    switch (nr) {                                                                       \
+    case 1: tile(kc, a, b, off, c, ldc, mr, nv, 1, bias_r, accumulate); break;          \
+    case 2: tile(kc, a, b, off, c, ldc, mr, nv, 2, bias_r, accumulate); break;          \
+    case 3: tile(kc, a, b, off, c, ldc, mr, nv, 3, bias_r, accumulate); break;          \
+    case 4: tile(kc, a, b, off, c, ldc, mr, nv, 4, bias_r, accumulate); break;          \
+    case 5: tile(kc, a, b, off, c, ldc, mr, nv, 5, bias_r, accumulate); break;          \
+    case 6: tile(kc, a, b, off, c, ldc, mr, nv, 6, bias_r, accumulate); break;          \
+    case 7: tile(kc, a, b, off, c, ldc, mr, nv, 7, bias_r, accumulate); break;          \
+    case 8: tile(kc, a, b, off, c, ldc, mr, nv, 8, bias_r, accumulate); break;          \
+    case 9: tile(kc, a, b, off, c, ldc, mr, nv, 9, bias_r, accumulate); break;          \
+    case 10: tile(kc, a, b, off, c, ldc, mr, nv, 10, bias_r, accumulate); break;        \
+    case 11: tile(kc, a, b, off, c, ldc, mr, nv, 11, bias_r, accumulate); break;        \
+    case 12: tile(kc, a, b, off, c, ldc, mr, nv, 12, bias_r, accumulate); break;        \
+    case 13: tile(kc, a, b, off, c, ldc, mr, nv, 13, bias_r, accumulate); break;        \
+    default: tile(kc, a, b, off, c, ldc, mr, nv, 14, bias_r, accumulate); break;        \
     }
 
 AI3_GEMM_COLS_UKERNEL(AI3_TYPED(ai3_gemm_cols_kernel_avx512), real) {

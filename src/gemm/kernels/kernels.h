@@ -47,7 +47,8 @@ AI3_DECLARE_GEMM_KERNELS(avx512);
  * 16×14 doubles; AVX2: 16×6 floats, 8×6 doubles), with B read in place at
  * row offsets:
  *
- *   C[i][j] = Σ_p a[p·MR + i] · b[off[p] + j]  (+ bias_r[i] if bias_r)
+ *   C[i][j] = (accumulate ? C[i][j] : 0) + Σ_p a[p·MR + i] · b[off[p] + j]
+ *             (+ bias_r[i] if bias_r)
  *
  * for i < mr <= MR, j < nr <= NR, C[i][j] at c[i·ldc + j]. a is a packed
  * A panel as above (MR rows, zero-padded); b[off[p] + j] is read for j < nr
@@ -62,7 +63,7 @@ AI3_DECLARE_GEMM_KERNELS(avx512);
 #define AI3_GEMM_COLS_LOOKAHEAD_AVX2 16
 #define AI3_GEMM_COLS_UKERNEL(name, T)                                                        \
     void name(int64_t kc, const T *a, const T *b, const int64_t *off, T *c, int64_t ldc, int mr, \
-              int nr, const T *bias_r)
+              int nr, const T *bias_r, bool accumulate)
 #if defined(__x86_64__)
 AI3_GEMM_COLS_UKERNEL(ai3_gemm_cols_kernel_avx2_f32, float);
 AI3_GEMM_COLS_UKERNEL(ai3_gemm_cols_kernel_avx2_f64, double);
