@@ -167,20 +167,5 @@ ALWAYS_INLINE void tile(int64_t kc, const real *restrict a, const real *restrict
     }
 }
 
-#define COLUMNS(nv)                                                                     \
-    switch (nr) {                                                                       \
-    case 1: tile(kc, a, b, off, c, ldc, mr, nv, 1, bias_r, accumulate); break;          \
-    case 2: tile(kc, a, b, off, c, ldc, mr, nv, 2, bias_r, accumulate); break;          \
-    case 3: tile(kc, a, b, off, c, ldc, mr, nv, 3, bias_r, accumulate); break;          \
-    case 4: tile(kc, a, b, off, c, ldc, mr, nv, 4, bias_r, accumulate); break;          \
-    case 5: tile(kc, a, b, off, c, ldc, mr, nv, 5, bias_r, accumulate); break;          \
-    default: tile(kc, a, b, off, c, ldc, mr, nv, 6, bias_r, accumulate); break;         \
-    }
-
-AI3_GEMM_COLS_UKERNEL(AI3_TYPED(ai3_gemm_cols_kernel_avx2), real) {
-    if (mr > LANES) {
-        COLUMNS(2)
-    } else {
-        COLUMNS(1)
-    }
-}
+#define COLS_KERNEL AI3_TYPED(ai3_gemm_cols_kernel_avx2)
+#include "cols_entry.h"
