@@ -557,6 +557,27 @@ AI3_TEST(conv2d_gemm_algorithms_match_reference_across_cache_blocks) {
     ai3_cpu_set_isa(active);
 }
 
+/* gemm's banded unrolling where a tile's positions span several output
+ * rows (OW = 5, below the 6 or 14 positions of a tile), with strides and
+ * zero padding that differ by axis and side (1.4 MB unrolled: banded with
+ * any L2 up to 2 MiB), on each ISA. */
+AI3_TEST(conv2d_gemm_bands_of_rows_narrower_than_a_tile) {
+    conv_case c = {.n = 2, .c_in = 600, .h = 24, .w = 5, .c_out = 20, .kh = 3, .kw = 3,
+                   .has_bias = 1};
+    c.p = ai3_conv2d_params_default();
+    c.p.stride_h = 2;
+    c.p.pad_top = 1;
+    c.p.pad_bottom = 2;
+    c.p.pad_left = 2;
+    const ai3_isa active = ai3_cpu_isa();
+    for (int isa = AI3_ISA_GENERIC; isa <= (int)ai3_cpu_best_isa(); isa++) {
+        ai3_cpu_set_isa((ai3_isa)isa);
+        check_case(&c, "gemm", AI3_FLOAT32, 1);
+        check_case(&c, "gemm", AI3_FLOAT64, 1);
+    }
+    ai3_cpu_set_isa(active);
+}
+
 /* A plan keeps the GEMM config its weights were packed for: it still runs
  * right after the active ISA changes. */
 AI3_TEST(conv2d_gemm_plans_survive_an_isa_change) {
