@@ -434,13 +434,18 @@ static int64_t block_channels(const band_ctx *c) {
     return c->kc / (c->d->kh * c->d->kw) + 2;
 }
 
+/* The bytes a task's buffer starts with: a band's pieces, at most one per
+ * tile and one more per output row, rounded up to 64. */
+static size_t band_pieces_bytes(const band_ctx *c) {
+    const int64_t tiles = cols_tiles(c->pb->state, c->rows * c->d->ow);
+    return ((size_t)(tiles + c->rows) * sizeof(band_piece) + 63) / 64 * 64;
+}
+
 /* One task's buffer, in bytes: pieces, tiles, padded input rows. */
 static size_t band_buffer_bytes(const band_ctx *c) {
-    const ai3_conv2d_packed_weights *pw = c->pb->state;
-    const int64_t width = c->rows * c->d->ow, tiles = cols_tiles(pw, width);
+    const int64_t tiles = cols_tiles(c->pb->state, c->rows * c->d->ow);
     const int64_t rows_in = band_input_rows(c->pb, c->d, 0, c->rows);
-    const size_t pieces = (size_t)(tiles + c->rows) * sizeof(band_piece);
-    return (pieces + 63) / 64 * 64 +
+    return band_pieces_bytes(c) +
            (size_t)(tiles * tile_elems(c) + block_channels(c) * rows_in * c->wp + PIECE_COPY) *
                sizeof(real);
 }
@@ -520,7 +525,8 @@ AI3_MULTIVERSION(unroll_tiles, const band_ctx *, c, const band_unroll *, u, int6
     /* row k0's channel and tap, then counted along (no divisions per row) */
     int64_t ch = k0 / taps - u->ch0, ky = k0 % taps / d->kw, kx = k0 % d->kw;
     for (int64_t k = 0; k < kl; k++) {
-        const real *src = u->rows + ch * u->plane + ky * p->dilation_h * c->wp + kx * p->dilation_w;
+        const real *src =
+            u->rows + ch * u->plane + ky * p->dilation_h * c->wp + kx * p->dilation_w;
         real *dst = u->tiles + k * nr;
         if (sw != 1) {
             for (int64_t i = 0; i < pieces; i++)
@@ -552,12 +558,12 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
     }
     band_piece *pc = (band_piece *)buf;
     band_unroll un = {.pc = pc};
-    un.tiles = (real *)(buf + ((size_t)(cols_tiles(pw, c->rows * d->ow) + c->rows) *
-                                   sizeof(band_piece) + 63) / 64 * 64);
+    un.tiles = (real *)(buf + band_pieces_bytes(c));
     for (int64_t u = begin; u < end; u++) {
         const int64_t n = u / c->bands, oy0 = u % c->bands * c->rows;
         const int64_t oy1 = AI3_MIN(d->oh, oy0 + c->rows), width = (oy1 - oy0) * d->ow;
-        const int64_t n_tiles = cols_tiles(pw, width), rows_in = band_input_rows(c->pb, d, oy0, oy1);
+        const int64_t n_tiles = cols_tiles(pw, width);
+        const int64_t rows_in = band_input_rows(c->pb, d, oy0, oy1);
         const int64_t iy0 = oy0 * c->pb->params.stride_h - c->pb->params.pad_top;
         un.pieces = band_pieces(c, width, n_tiles, pc);
         un.rows = un.tiles + n_tiles * ts;
