@@ -273,39 +273,26 @@ typedef struct {
     real *col;           /* the whole unrolled image: C_in·KH·KW × OH·OW */
 } im2col_ctx;
 
-/* Prefetches the input rows that output rows [oy0, oy1) of channel ch
- * read, a channel ahead of the unrolling. */
-static inline void prefetch_channel(const im2col_ctx *c, int64_t ch, int64_t oy0, int64_t oy1) {
-    const ai3_conv2d_params *p = c->p;
-    const int64_t first = AI3_MAX(0, oy0 * p->stride_h - c->top);
-    const int64_t last = AI3_MIN(c->src_h - 1, (oy1 - 1) * p->stride_h +
-                                                    (c->d->kh - 1) * p->dilation_h - c->top);
-    const char *from = (const char *)(c->src + (ch * c->src_h + first) * c->src_w);
-    const char *to = (const char *)(c->src + (ch * c->src_h + last + 1) * c->src_w);
-    for (; from < to; from += 64) __builtin_prefetch(from);
-}
-
-/* Rows [k0, k1) of the unrolled image, output rows [oy0, oy1) of each, at
- * dst (row k at dst + (k - k0)·ld). The pieces are short (an output row,
- * split at the padding), so they are copied by inline loops: calls to
- * memcpy and memset cost more than the copy. */
-AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, im2col_band, const im2col_ctx *, c, int64_t, k0, int64_t,
-                      k1, int64_t, oy0, int64_t, oy1, real *, dst, int64_t, ld) {
+/* Rows [begin, end) of the unrolled image, at c->col (row k at
+ * k·OH·OW). The pieces are short (an output row, split at the padding), so
+ * they are copied by inline loops: calls to memcpy and memset cost more
+ * than the copy. */
+AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, im2col_rows, void *, vctx, int64_t, begin, int64_t, end) {
+    const im2col_ctx *c = vctx;
     const ai3_conv2d_params *p = c->p;
     const ai3_conv2d_dims *d = c->d;
     const int64_t taps = d->kh * d->kw, sw = p->stride_w, ow = d->ow;
-    for (int64_t row = k0; row < k1; row++) {
+    for (int64_t row = begin; row < end; row++) {
         const int64_t ch = row / taps, ky = row % taps / d->kw, kx = row % d->kw;
         const real *plane = c->src + ch * c->src_h * c->src_w;
-        if (row % taps == 0 && ch + 1 < d->c_in) prefetch_channel(c, ch + 1, oy0, oy1);
         /* input column of output column ox: ox·sw + x0; those in the
          * input are [lo, hi) */
         const int64_t x0 = kx * p->dilation_w - c->left;
         const int64_t lo = x0 < 0 ? AI3_MIN(ow, (-x0 + sw - 1) / sw) : 0;
         const int64_t hi =
             x0 >= c->src_w ? lo : AI3_MAX(lo, AI3_MIN(ow, (c->src_w - 1 - x0) / sw + 1));
-        real *restrict o = dst + (row - k0) * ld;
-        for (int64_t oy = oy0; oy < oy1; oy++, o += ow) {
+        real *restrict o = c->col + row * d->oh * ow;
+        for (int64_t oy = 0; oy < d->oh; oy++, o += ow) {
             const int64_t iy = oy * p->stride_h + ky * p->dilation_h - c->top;
             if (iy < 0 || iy >= c->src_h) {
                 for (int64_t ox = 0; ox < ow; ox++) o[ox] = 0;
@@ -320,12 +307,6 @@ AI3_MULTIVERSION_ATTR(AI3_NO_MEMCPY, im2col_band, const im2col_ctx *, c, int64_t
                 for (int ox = 0; ox < n; ox++) o[ox] = ox >= l && ox < h ? s[x0 + ox * sw] : 0;
         }
     }
-}
-
-static void im2col_rows(void *vctx, int64_t begin, int64_t end) {
-    const im2col_ctx *c = vctx;
-    const int64_t n_cols = c->d->oh * c->d->ow;
-    im2col_band(c, begin, end, 0, c->d->oh, c->col + begin * n_cols, n_cols);
 }
 
 static im2col_ctx image_source(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
@@ -413,7 +394,6 @@ typedef struct {
     real *y;
     const int64_t *off; /* row k of a tile at k·NR */
     int64_t rows, bands, kc;
-    int64_t wp;         /* a padded input row */
     atomic_int failed;
 } band_ctx;
 
@@ -446,7 +426,7 @@ static size_t band_buffer_bytes(const band_ctx *c) {
     const int64_t tiles = cols_tiles(c->pb->state, c->rows * c->d->ow);
     const int64_t rows_in = band_input_rows(c->pb, c->d, 0, c->rows);
     return band_pieces_bytes(c) +
-           (size_t)(tiles * tile_elems(c) + block_channels(c) * rows_in * c->wp + PIECE_COPY) *
+           (size_t)(tiles * tile_elems(c) + block_channels(c) * rows_in * c->d->wp + PIECE_COPY) *
                sizeof(real);
 }
 
@@ -464,7 +444,7 @@ static int64_t band_pieces(const band_ctx *c, int64_t width, int64_t tiles, band
             const int64_t pos = x0 + j, r = pos / ow, ox = pos % ow;
             const int len = (int)AI3_MIN(cnt - j, ow - ox);
             pc[count++] = (band_piece){.dst = t * ts + j,
-                                       .src = r * p->stride_h * c->wp + ox * p->stride_w,
+                                       .src = r * p->stride_h * c->d->wp + ox * p->stride_w,
                                        .len = len};
             j += len;
         }
@@ -477,12 +457,12 @@ static int64_t band_pieces(const band_ctx *c, int64_t width, int64_t tiles, band
 static void pad_band_rows(const band_ctx *c, const real *x, int64_t ch0, int64_t ch1,
                           int64_t iy0, int64_t rows, real *dst) {
     const ai3_conv2d_dims *d = c->d;
-    const int64_t left = c->pb->params.pad_left, right = c->wp - left - d->w;
+    const int64_t left = c->pb->params.pad_left, right = d->wp - left - d->w;
     for (int64_t ch = ch0; ch < ch1; ch++)
-        for (int64_t r = 0; r < rows; r++, dst += c->wp) {
+        for (int64_t r = 0; r < rows; r++, dst += d->wp) {
             const int64_t iy = iy0 + r;
             if (iy < 0 || iy >= d->h) {
-                memset(dst, 0, (size_t)c->wp * sizeof(real));
+                memset(dst, 0, (size_t)d->wp * sizeof(real));
                 continue;
             }
             memset(dst, 0, (size_t)left * sizeof(real));
@@ -526,7 +506,7 @@ AI3_MULTIVERSION(unroll_tiles, const band_ctx *, c, const band_unroll *, u, int6
     int64_t ch = k0 / taps - u->ch0, ky = k0 % taps / d->kw, kx = k0 % d->kw;
     for (int64_t k = 0; k < kl; k++) {
         const real *src =
-            u->rows + ch * u->plane + ky * p->dilation_h * c->wp + kx * p->dilation_w;
+            u->rows + ch * u->plane + ky * p->dilation_h * d->wp + kx * p->dilation_w;
         real *dst = u->tiles + k * nr;
         if (sw != 1) {
             for (int64_t i = 0; i < pieces; i++)
@@ -567,7 +547,7 @@ static void band_units(void *vctx, int64_t begin, int64_t end) {
         const int64_t iy0 = oy0 * c->pb->params.stride_h - c->pb->params.pad_top;
         un.pieces = band_pieces(c, width, n_tiles, pc);
         un.rows = un.tiles + n_tiles * ts;
-        un.plane = rows_in * c->wp;
+        un.plane = rows_in * d->wp;
         const real *x = c->input + n * d->c_in * d->h * d->w;
         for (int64_t g = 0; g < d->groups; g++)
             for (int64_t k0 = 0; k0 < pw->k; k0 += c->kc) {
@@ -658,8 +638,7 @@ static ai3_status run(const ai3_conv2d_problem *pb, const ai3_conv2d_dims *d,
         int64_t kc;
         const int64_t rows = band_shape(pb, d, &kc);
         band_ctx c = {.pb = pb, .d = d, .input = input->data, .y = output->data, .off = off,
-                      .rows = rows, .bands = (d->oh + rows - 1) / rows, .kc = kc,
-                      .wp = d->w + pb->params.pad_left + pb->params.pad_right};
+                      .rows = rows, .bands = (d->oh + rows - 1) / rows, .kc = kc};
         atomic_init(&c.failed, 0);
         fill_offsets(pw, off, pw->cols->nr);
         ai3_parallel_for(d->n * c.bands, 1, band_units, &c);
