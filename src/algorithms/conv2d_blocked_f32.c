@@ -85,6 +85,10 @@ typedef struct {
     int64_t ib0, ib1; /* the input blocks summed now: the first start at zero,
                          the others add to what the tile stored before */
     int split; /* 0, or a tile of two rows: pixels from split on are the next row's */
+    /* the output: pixels from y_split on are stored y_jump floats further
+     * on (0: none; a tile across a row end of a padded buffer) */
+    int y_split;
+    int64_t y_jump;
 } tile_args;
 
 typedef void (*tile_fn)(const run_ctx *c, const tile_args *t, int mr, int nv);
@@ -755,20 +759,28 @@ __attribute__((unused)) static void expand_task(expand_ctx *c, tile_fn conv_tile
             memset(dst, 0, (size_t)(pd->pad_left * cb) * sizeof(float));
             memset(dst + (pd->pad_left + c->w) * cb, 0, (size_t)(pd->pad_right * cb) * sizeof(float));
         }
-    /* the 1×1 into the rows inside the input, in tiles of near-equal widths */
+    /* the 1×1 into the rows inside the input, in tiles of near-equal widths
+     * over all their pixels, which are consecutive in the input: a tile may
+     * run past a row end (at most one: tiles of at most w pixels), its
+     * pixels after it stored on the next row of the buffer, past the
+     * padding. Rows of 7 and 14 pixels so run in whole tiles of 5-6 (AVX2),
+     * not in tiles of 4 + 3 or 5 + 5 + 4 per row. */
     const int64_t r0 = AI3_MAX(0, -row0), r1 = AI3_MIN(rows, c->h - row0);
-    const int64_t tiles = (c->w + conv_mr - 1) / conv_mr;
+    const int64_t px = AI3_MAX(0, r1 - r0) * c->w, mr = AI3_MIN(conv_mr, c->w);
+    const int64_t tiles = (px + mr - 1) / mr;
     tile_args t = {.w = ke->w + ob * ke->block_w, .bias = ke->bias + ob * cb, .kh1 = 1, .kw1 = 1};
     for (int64_t ib0 = 0; ib0 < ke->in_blocks; ib0 += c->e.k_blocks) {
         t.ib0 = ib0;
         t.ib1 = AI3_MIN(ke->in_blocks, ib0 + c->e.k_blocks);
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t i = 0; i < tiles; i++) {
-                const int64_t at = c->w * i / tiles, end = c->w * (i + 1) / tiles;
-                t.x_off = img * c->e.in_image + ((row0 + r) * c->w + at) * cb;
-                t.y = buf + (r * c->wp + pd->pad_left + at) * cb;
-                conv_tile(&c->e, &t, (int)(end - at), (int)nv);
-            }
+        for (int64_t i = 0; i < tiles; i++) {
+            const int64_t at = px * i / tiles, len = px * (i + 1) / tiles - at;
+            const int64_t r = r0 + at / c->w, col = at % c->w;
+            t.x_off = img * c->e.in_image + ((row0 + r0) * c->w + at) * cb;
+            t.y = buf + (r * c->wp + pd->pad_left + col) * cb;
+            t.y_split = (int)AI3_MIN(len, c->w - col);
+            t.y_jump = t.y_split < len ? (c->wp - c->w) * cb : 0;
+            conv_tile(&c->e, &t, (int)len, (int)nv);
+        }
     }
     /* the depthwise on the buffer: its output rows oh0.. as rows 0.. of a
      * convolution without padding whose output starts at row oh0 */

@@ -21,14 +21,24 @@
 
 #include "blocked_vec.h"
 
-/* Gelu, on the nv stored vectors of mr pixels at y (blocks `plane` apart);
- * the residual is already in. */
+/* Where tile t stores pixel r, from t->y (past t's jump from y_split on). */
+static inline __attribute__((always_inline)) int64_t BK_ISA(y_at)(const tile_args *t, int r) {
+    return r * BK_LANES + (r >= t->y_split ? t->y_jump : 0);
+}
+
+/* Gelu, on the nv stored vectors of tile t's mr pixels (blocks `plane`
+ * apart); the residual is already in. */
 static inline __attribute__((always_inline)) BK_TARGET void
-BK_ISA(activate)(const run_ctx *c, float *y, int mr, int nv) {
+BK_ISA(activate)(const run_ctx *c, const tile_args *t, int mr, int nv) {
     if (!c->act_after) return;
-    for (int v = 0; v < nv; v++)
-        ai3_epilogue_apply_f32(y + v * c->out_plane, 0, NULL, 0, 1, (int64_t)mr * BK_LANES,
-                               c->e);
+    const int head = t->y_jump ? t->y_split : mr; /* the pixels before the jump */
+    for (int v = 0; v < nv; v++) {
+        float *y = t->y + v * c->out_plane;
+        ai3_epilogue_apply_f32(y, 0, NULL, 0, 1, (int64_t)head * BK_LANES, c->e);
+        if (head < mr)
+            ai3_epilogue_apply_f32(y + BK_ISA(y_at)(t, head), 0, NULL, 0, 1,
+                                   (int64_t)(mr - head) * BK_LANES, c->e);
+    }
 }
 
 /* acc[r·ld + v] (pixel r < mr, block v < nv) made final and stored at t->y,
@@ -40,7 +50,7 @@ BK_ISA(store_act)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, const
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) {
-            const int64_t at = v * c->out_plane + r * BK_LANES;
+            const int64_t at = v * c->out_plane + BK_ISA(y_at)(t, r);
             BK_STORE(t->y + at, BK_ISA(finish)(acc[r * ld + v], v ? b1 : b0,
                                                t->res ? t->res + at : NULL, act, c->lo, c->hi));
         }
@@ -58,7 +68,7 @@ BK_ISA(store_final)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, con
     case AI3_ACT_HARDSWISH: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_HARDSWISH); break;
     default: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_NONE); break;
     }
-    BK_ISA(activate)(c, t->y, mr, nv);
+    BK_ISA(activate)(c, t, mr, nv);
 }
 
 /* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
@@ -83,7 +93,8 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = t->ib0 ? BK_LOAD(t->y + v * c->out_plane + r * L) : (BK_VEC){0};
+            acc[r][v] = t->ib0 ? BK_LOAD(t->y + v * c->out_plane + BK_ISA(y_at)(t, r))
+                                  : (BK_VEC){0};
     for (int64_t ib = t->ib0; ib < t->ib1; ib++) {
         /* the real channels of the block only: plain input has no others,
          * and blocked input's pad channels hold anything */
@@ -122,7 +133,8 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
     if (t->ib1 < k->in_blocks) { /* a partial sum, for the next pass */
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++)
-            for (int v = 0; v < nv; v++) BK_STORE(t->y + v * c->out_plane + r * L, acc[r][v]);
+            for (int v = 0; v < nv; v++)
+                BK_STORE(t->y + v * c->out_plane + BK_ISA(y_at)(t, r), acc[r][v]);
         return;
     }
     BK_ISA(store_final)(c, t, &acc[0][0], 2, mr, nv);

@@ -101,16 +101,19 @@ AI3_TEST(conv2d_blocked_expand_dw_matches_separate_runs) {
         simple(3, 8, 24, 5, 6, 3, 2),
         simple(1, 96, 576, 7, 7, 3, 1),   /* many pairs, few rows */
         simple(1, 32, 64, 1, 1, 3, 1),
+        simple(2, 24, 40, 7, 7, 3, 1),    /* tiles across row ends, gelu after their stores */
     };
     cases[1].act2 = AI3_ACT_SILU;
     cases[2].act1 = AI3_ACT_SILU, cases[2].act2 = AI3_ACT_NONE, cases[2].residual = true;
     cases[3].act1 = AI3_ACT_HARDSWISH, cases[3].act2 = AI3_ACT_GELU;
     cases[4].pt = 0, cases[4].pb = 2, cases[4].pl = 2, cases[4].pr = 0, cases[4].dil = 2;
+    cases[7].act1 = AI3_ACT_GELU;
     for (int i = 0; i < nw; i++)
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) check_case(&cases[k], cbs[i]);
     for (int iter = 0; iter < 20; iter++) { /* random shapes */
+        /* (at least two mid channels: one is no depthwise convolution) */
         expand_case c = simple(ai3_test_randint(1, 2), ai3_test_randint(1, 40),
-                               ai3_test_randint(1, 70), ai3_test_randint(1, 20),
+                               ai3_test_randint(2, 70), ai3_test_randint(1, 20),
                                ai3_test_randint(1, 40), 3 + 2 * ai3_test_randint(0, 1),
                                ai3_test_randint(1, 2));
         c.act1 = (ai3_activation)ai3_test_randint(0, 3);
