@@ -72,8 +72,9 @@ BK_ISA(store_final)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, con
 }
 
 /* One tile of the convolution: pixels r < mr at input offset x_off + r·xs
- * (xs: xsk blocks, -xsk floats, or c->xs when xsk is 0; with split, pixels
- * r >= split at x_off + row_step + (r - split)·xs), taps kh0..kh1-1 ×
+ * (xs: xsk blocks, -xsk floats, or c->xs when xsk is 0; with split > 0,
+ * pixels r >= split at x_off + row_step + (r - split)·xs; with split -1,
+ * pixels r >= t->x_split t->x_jump further on), taps kh0..kh1-1 ×
  * kw0..kw1-1, input blocks ib0..ib1-1; nv output blocks from the packed
  * weights w of its pair, stored at y: final (bias, epilogue) once the last
  * block is in. With one, the kernel is 1×1 and its one tap valid: no tap
@@ -89,6 +90,10 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
      * tiles: while a pass of tiles runs over these input blocks, ask for
      * the weights of the next (or of the next pair) into L2. */
     const int64_t ahead = (t->ib1 - t->ib0) * k->kh * k->kw * L * wstep;
+    /* a split known at run time only: each pixel's offset, once per tile */
+    int64_t off[BK_MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++) off[r] = r * xs + (r >= t->x_split ? t->x_jump : 0);
     BK_VEC acc[BK_MR][2];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
@@ -108,7 +113,7 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
             for (int64_t kw = one ? 0 : t->kw0; kw < (one ? 1 : t->kw1); kw++) {
                 const float *restrict xp =
                     c->x + (t->x_off + ib * c->bs + kh * c->kh_step + kw * c->kw_step);
-                const float *restrict xp2 = xp + (split ? c->row_step : 0);
+                const float *restrict xp2 = xp + (split > 0 ? c->row_step : 0);
                 const float *restrict wp =
                     t->w + (one ? ib : (ib * k->kh + kh) * k->kw + kw) * L * wstep;
                 /* two channels per iteration: half the loop's own
@@ -123,7 +128,9 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
 #pragma GCC unroll 16
                     for (int r = 0; r < mr; r++) {
                         const BK_VEC xb = (BK_VEC)BK_SET1(
-                            split && r >= split ? xp2[(r - split) * xs] : xp[r * xs]);
+                            split < 0              ? xp[off[r]]
+                            : split && r >= split ? xp2[(r - split) * xs]
+                                                  : xp[r * xs]);
                         acc[r][0] += xb * w0;
                         if (nv > 1) acc[r][1] += xb * w1;
                     }
@@ -173,22 +180,28 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
         }                                                                             \
         break;
 
-/* Two rows of S pixels (xsk is 1 or 2 there). */
-#define BK_TWO_ROWS_FNS(S)                                                            \
-    BK_TILE_FN(rows_##S##x1_s1, 2 * S, 1, 1, S, false)                                \
-    BK_TILE_FN(rows_##S##x1_s2, 2 * S, 1, 2, S, false)                                \
-    BK_TILE_FN(rows_##S##x2_s1, 2 * S, 2, 1, S, false)                                \
-    BK_TILE_FN(rows_##S##x2_s2, 2 * S, 2, 2, S, false)
-#define BK_TWO_ROWS_CASE(S)                                                           \
-    case S:                                                                           \
+/* Tiles of MR pixels with a split (xsk is 1 or 2 there): NAME##x<nv>_s<xsk>. */
+#define BK_SPLIT_FNS(NAME, MR, SPLIT)                                                 \
+    BK_TILE_FN(NAME##x1_s1, MR, 1, 1, SPLIT, false)                                   \
+    BK_TILE_FN(NAME##x1_s2, MR, 1, 2, SPLIT, false)                                   \
+    BK_TILE_FN(NAME##x2_s1, MR, 2, 1, SPLIT, false)                                   \
+    BK_TILE_FN(NAME##x2_s2, MR, 2, 2, SPLIT, false)
+#define BK_SPLIT_CASE(KEY, NAME)                                                      \
+    case KEY:                                                                         \
         if (nv == 2) {                                                                \
-            if (c->xsk == 1) BK_ISA(rows_##S##x2_s1)(c, t);                           \
-            else BK_ISA(rows_##S##x2_s2)(c, t);                                       \
+            if (c->xsk == 1) BK_ISA(NAME##x2_s1)(c, t);                               \
+            else BK_ISA(NAME##x2_s2)(c, t);                                           \
         } else {                                                                      \
-            if (c->xsk == 1) BK_ISA(rows_##S##x1_s1)(c, t);                           \
-            else BK_ISA(rows_##S##x1_s2)(c, t);                                       \
+            if (c->xsk == 1) BK_ISA(NAME##x1_s1)(c, t);                               \
+            else BK_ISA(NAME##x1_s2)(c, t);                                           \
         }                                                                             \
         break;
+/* Two rows of S pixels. */
+#define BK_TWO_ROWS_FNS(S) BK_SPLIT_FNS(rows_##S, 2 * S, S)
+#define BK_TWO_ROWS_CASE(S) BK_SPLIT_CASE(S, rows_##S)
+/* MR pixels across a row end (the widest tiles and one less: run_wrapped). */
+#define BK_WRAP_FNS(MR) BK_SPLIT_FNS(wrap_##MR, MR, -1)
+#define BK_WRAP_CASE(MR) BK_SPLIT_CASE(MR, wrap_##MR)
 
 /* Whole tiles on plain input (xsk -1 or -2). */
 BK_TILE_FN(plain_x1_s1, BK_MR, 1, -1, 0, false)
@@ -215,9 +228,13 @@ BK_TWO_ROWS_FNS(4)
 BK_TWO_ROWS_FNS(5)
 BK_TWO_ROWS_FNS(6)
 BK_TWO_ROWS_FNS(7)
+BK_WRAP_FNS(13)
+BK_WRAP_FNS(14)
 #else
 BK_TWO_ROWS_FNS(2)
 BK_TWO_ROWS_FNS(3)
+BK_WRAP_FNS(5)
+BK_WRAP_FNS(6)
 #endif
 
 static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_ctx *c,
@@ -231,6 +248,19 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(conv_tile_any)(const run_
         } else {
             if (c->xsk == -1) BK_ISA(plain_x1_s1)(c, t);
             else BK_ISA(plain_x1_s2)(c, t);
+        }
+        return;
+    }
+    if (t->x_jump) { /* (mr is the widest tile's or one less) */
+        switch (mr) {
+#if BK_MR > 6 /* (then 14) */
+            BK_WRAP_CASE(13)
+            BK_WRAP_CASE(14)
+#else
+            BK_WRAP_CASE(5)
+            BK_WRAP_CASE(6)
+#endif
+        default: break;
         }
         return;
     }
@@ -326,8 +356,12 @@ static __attribute__((noinline)) BK_TARGET void BK_ISA(dw_tile_any)(const run_ct
 #undef BK_CONV_FNS
 #undef BK_ROW_CASE
 #undef BK_CONV_CASE
+#undef BK_SPLIT_FNS
+#undef BK_SPLIT_CASE
 #undef BK_TWO_ROWS_FNS
 #undef BK_TWO_ROWS_CASE
+#undef BK_WRAP_FNS
+#undef BK_WRAP_CASE
 #undef BK_DW_CASE
 #undef BK_ISA
 #undef BK_TARGET

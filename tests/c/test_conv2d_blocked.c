@@ -234,6 +234,16 @@ AI3_TEST(conv2d_blocked_listed_shapes) {
         simple(2, 24, 48, 13, 13, 3, 2, 1),   /* stride 2 down to 7×7 */
         simple(1, 32, 16, 5, 5, 3, 1, 1),
         simple(1, 20, 36, 4, 6, 3, 1, 1),
+        /* rows of 7, 14 and 19 pixels in tiles across row ends (7 and 14 on
+         * AVX2, 19 on both; padded first): strides 1 and 2, an odd last
+         * block, several passes of input blocks, chunks of few rows */
+        simple(1, 40, 256, 7, 7, 3, 1, 1),
+        simple(1, 24, 136, 14, 14, 3, 2, 1),
+        simple(1, 16, 96, 14, 14, 3, 1, 1),
+        simple(1, 16, 80, 28, 28, 3, 2, 1),
+        simple(2, 80, 48, 7, 7, 3, 1, 1),
+        simple(1, 16, 48, 6, 19, 3, 1, 1),
+        simple(1, 24, 24, 19, 38, 3, 2, 1),
         /* plain input in whole tiles (padded first): stride 2, stride 1 */
         simple(1, 3, 32, 9, 56, 7, 2, 3),
         simple(2, 4, 40, 5, 28, 3, 1, 1),
@@ -371,6 +381,10 @@ AI3_TEST(conv2d_blocked_epilogues) {
                 c.residual = r;
                 check_all_widths(&c);
                 c = simple(2, 40, 24, 7, 7, 3, 1, 1); /* tiles of two rows */
+                c.act = acts[a];
+                c.residual = r;
+                check_all_widths(&c);
+                c = simple(1, 24, 256, 7, 7, 3, 1, 1); /* tiles across row ends */
                 c.act = acts[a];
                 c.residual = r;
                 check_all_widths(&c);
