@@ -21,9 +21,13 @@
 
 #include "blocked_vec.h"
 
-/* Where tile t stores pixel r, from t->y (past t's jump from y_split on). */
-static inline __attribute__((always_inline)) int64_t BK_ISA(y_at)(const tile_args *t, int r) {
-    return r * BK_LANES + (r >= t->y_split ? t->y_jump : 0);
+/* Where a tile stores pixel r, from its y (past its jump from y_split on).
+ * The tile's fields are read into locals before its stores: a store through
+ * the vector type (may_alias) could change any of them, and GCC reloaded
+ * them (and broadcast the clamp's bounds anew) after each store. */
+static inline __attribute__((always_inline)) int64_t BK_ISA(y_at)(int y_split, int64_t y_jump,
+                                                                  int r) {
+    return r * BK_LANES + (r >= y_split ? y_jump : 0);
 }
 
 /* Gelu, on the nv stored vectors of tile t's mr pixels (blocks `plane`
@@ -36,7 +40,7 @@ BK_ISA(activate)(const run_ctx *c, const tile_args *t, int mr, int nv) {
         float *y = t->y + v * c->out_plane;
         ai3_epilogue_apply_f32(y, 0, NULL, 0, 1, (int64_t)head * BK_LANES, c->e);
         if (head < mr)
-            ai3_epilogue_apply_f32(y + BK_ISA(y_at)(t, head), 0, NULL, 0, 1,
+            ai3_epilogue_apply_f32(y + BK_ISA(y_at)(t->y_split, t->y_jump, head), 0, NULL, 0, 1,
                                    (int64_t)(mr - head) * BK_LANES, c->e);
     }
 }
@@ -47,12 +51,17 @@ static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(store_act)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, const int ld,
                   const int mr, const int nv, const ai3_activation act) {
     const BK_VEC b0 = BK_LOAD(t->bias), b1 = nv > 1 ? BK_LOAD(t->bias + BK_LANES) : b0;
+    float *const y = t->y;
+    const float *const res = t->res;
+    const int64_t plane = c->out_plane, y_jump = t->y_jump;
+    const int y_split = t->y_split;
+    const float lo = c->lo, hi = c->hi;
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) {
-            const int64_t at = v * c->out_plane + BK_ISA(y_at)(t, r);
-            BK_STORE(t->y + at, BK_ISA(finish)(acc[r * ld + v], v ? b1 : b0,
-                                               t->res ? t->res + at : NULL, act, c->lo, c->hi));
+            const int64_t at = v * plane + BK_ISA(y_at)(y_split, y_jump, r);
+            BK_STORE(y + at, BK_ISA(finish)(acc[r * ld + v], v ? b1 : b0, res ? res + at : NULL,
+                                            act, lo, hi));
         }
 }
 
@@ -94,12 +103,15 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
     int64_t off[BK_MR];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++) off[r] = r * xs + (r >= t->x_split ? t->x_jump : 0);
+    float *const y = t->y;
+    const int64_t plane = c->out_plane, y_jump = t->y_jump;
+    const int y_split = t->y_split;
     BK_VEC acc[BK_MR][2];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = t->ib0 ? BK_LOAD(t->y + v * c->out_plane + BK_ISA(y_at)(t, r))
-                                  : (BK_VEC){0};
+            acc[r][v] = t->ib0 ? BK_LOAD(y + v * plane + BK_ISA(y_at)(y_split, y_jump, r))
+                               : (BK_VEC){0};
     for (int64_t ib = t->ib0; ib < t->ib1; ib++) {
         /* the real channels of the block only: plain input has no others,
          * and blocked input's pad channels hold anything */
@@ -141,7 +153,7 @@ BK_ISA(conv_tile)(const run_ctx *c, const tile_args *t, const int mr, const int 
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++)
             for (int v = 0; v < nv; v++)
-                BK_STORE(t->y + v * c->out_plane + BK_ISA(y_at)(t, r), acc[r][v]);
+                BK_STORE(y + v * plane + BK_ISA(y_at)(y_split, y_jump, r), acc[r][v]);
         return;
     }
     BK_ISA(store_final)(c, t, &acc[0][0], 2, mr, nv);
