@@ -266,6 +266,27 @@ AI3_TEST(conv2d_blocked_listed_shapes) {
     check_all_widths(&c);
 }
 
+/* Tiles across row ends over whole planes: on one thread, with 8 pairs or
+ * more, each task takes a plane's rows (on the pool, small planes are split
+ * in chunks of rows too short for them). Rows of 19 pixels: tiles of 13-14
+ * on AVX-512, 5-6 on AVX2; rows of 7 on AVX2; strides 1 and 2, an odd last
+ * block, a residual and a clamp. */
+AI3_TEST(conv2d_blocked_tiles_across_row_ends) {
+    const int threads = ai3_get_num_threads();
+    ai3_set_num_threads(1);
+    const blk_case cases[] = {simple(1, 16, 256, 7, 19, 3, 1, 1),
+                              simple(1, 24, 264, 14, 38, 3, 2, 1),
+                              simple(2, 40, 136, 7, 7, 3, 1, 1)};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        blk_case c = cases[i];
+        check_all_widths(&c);
+        c.residual = true;
+        c.act = AI3_ACT_CLAMP;
+        check_all_widths(&c);
+    }
+    ai3_set_num_threads(threads);
+}
+
 /* Winograd F(2×2) and F(4×4, 3×3) on the blocked layout: partial tiles at
  * the bottom and right, one tile, channels not a multiple of the block, an
  * odd pair, padding 0 and asymmetric, tasks split by pixels and by output
