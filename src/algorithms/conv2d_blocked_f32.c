@@ -507,7 +507,8 @@ __attribute__((unused)) static void run_tasks(const run_ctx *c, tile_fn tile, in
                 run_row(c, tile, mr_max, img, g, 0, chunk * c->chunk_px,
                         AI3_MIN(c->ow, (chunk + 1) * c->chunk_px), ib0, false);
             } else {
-                const int64_t oh0 = c->oh * chunk / c->chunks, oh1 = c->oh * (chunk + 1) / c->chunks;
+                const int64_t oh0 = c->oh * chunk / c->chunks;
+                const int64_t oh1 = c->oh * (chunk + 1) / c->chunks;
                 if (c->wrap && run_wrapped(c, tile, mr_max, img, g, oh0, oh1, ib0)) continue;
                 for (int64_t oh = oh0; oh < oh1; oh++) {
                     const bool two = c->two_rows && oh + 1 < oh1;
@@ -594,10 +595,10 @@ static run_ctx make_ctx(const ai3_blocked_conv2d *k, const ai3_conv2d_params *p,
                  p->pad_top == 0 && p->pad_bottom == 0 && 2 * c.ow <= tile_pixels(k) &&
                  2 * c.ow >= tile_pixels(k) / 2;
     c.row_step = p->stride_h * c.w * c.ps;
-    const int64_t mr = tile_pixels(k), row_tiles = (c.ow + mr - 1) / mr;
+    /* (the interior is then the whole row, row_tiles its tiles) */
     c.wrap = !flat && !k->depthwise && !c.two_rows && c.xsk > 0 && c.ow_lo == 0 &&
-             c.ow_hi >= c.ow && p->pad_top == 0 && p->pad_bottom == 0 && c.ow >= mr &&
-             c.ow / row_tiles < mr - 1;
+             c.ow_hi >= c.ow && p->pad_top == 0 && p->pad_bottom == 0 &&
+             c.ow >= tile_pixels(k) && c.row_tiles.width < tile_pixels(k) - 1;
     c.unpadded = *p;
     c.unpadded.pad_top = c.unpadded.pad_bottom = c.unpadded.pad_left = c.unpadded.pad_right = 0;
     c.local = k->depthwise && !flat && (c.ow_lo > 0 || c.ow_hi < c.ow) &&
