@@ -19,18 +19,11 @@ static inline real ai3_clamp_of(real x, real lo, real hi) {
     return v > hi ? hi : v;
 }
 
-/* 1 / (1 + e^-x), and x / (1 + e^-x) for silu, both through e = e^-|x|,
- * which cannot overflow: for x < 0, multiplying through by e^x gives
- * e / (1 + e) and x·e / (1 + e). */
-static inline real ai3_sigmoid_of(real x) {
-    real e = ai3_exp_nonpositive(-fabs(x));
-    return (x < 0 ? e : 1) / (1 + e);
-}
+/* 1 / (1 + e^-x), and x / (1 + e^-x) for silu, as torch computes them (so
+ * also at the infinities: silu(-inf) is NaN). */
+static inline real ai3_sigmoid_of(real x) { return 1 / (1 + ai3_exp_clamped(-x)); }
 
-static inline real ai3_silu_of(real x) {
-    real e = ai3_exp_nonpositive(-fabs(x));
-    return (x < 0 ? x * e : x) / (1 + e);
-}
+static inline real ai3_silu_of(real x) { return x / (1 + ai3_exp_clamped(-x)); }
 
 /* min(max(x + 3, 0), 6) / 6 */
 static inline real ai3_hardsigmoid_of(real x) {

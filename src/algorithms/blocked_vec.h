@@ -12,7 +12,6 @@
 
 /* (this header's macros, as defined for the previous ISA) */
 #undef BK_VEC
-#undef BK_MASK
 #undef BK_LOAD
 #undef BK_STORE
 #undef BK_MAX
@@ -22,10 +21,8 @@ typedef float BK_ISA(vec) __attribute__((vector_size(BK_LANES * sizeof(float))))
 /* memory as a vector: any float address (the caller's input, residual) */
 typedef float BK_ISA(uvec)
     __attribute__((vector_size(BK_LANES * sizeof(float)), aligned(4), may_alias));
-typedef int32_t BK_ISA(mask) __attribute__((vector_size(BK_LANES * sizeof(float))));
 
 #define BK_VEC BK_ISA(vec)
-#define BK_MASK BK_ISA(mask)
 #define BK_LOAD(p) ((BK_VEC)(*(const BK_ISA(uvec) *)(p)))
 #define BK_STORE(p, v) (*(BK_ISA(uvec) *)(p) = (v))
 
@@ -40,49 +37,18 @@ typedef int32_t BK_ISA(mask) __attribute__((vector_size(BK_LANES * sizeof(float)
 #define BK_MIN(a, b) ((BK_VEC)_mm256_min_ps((__m256)(a), (__m256)(b)))
 #endif
 
-/* m ? a : b, lane by lane (C has no ?: on vectors). */
-static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(select)(BK_MASK m, BK_VEC a,
-                                                                             BK_VEC b) {
-    return (BK_VEC)(((BK_MASK)a & m) | ((BK_MASK)b & ~m));
-}
-
-/* vexp.h's ai3_exp_nonpositive on a vector, step for step, so that its bits
- * are those of the scalar function (which the separate operations run).
- * AVX-512 scales by 2^n with vscalefps (exact, as the multiplication by
- * 2^n is). */
-static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(exp_nonpositive)(BK_VEC x) {
-    const BK_VEC lo = (BK_VEC)BK_SET1(-87.3365479f);
-    const BK_VEC xc = BK_MAX(lo, x);
-#if BK_LANES == 16
-    const __mmask16 kept = _mm512_cmp_ps_mask((__m512)x, (__m512)lo, _CMP_NLT_UQ);
-#else
-    const BK_MASK below = x < lo;
-#endif
+/* vexp.h's ai3_exp_clamped on a vector, step for step, so that its bits
+ * are those of the scalar function (which the separate operations run). */
+static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(exp_clamped)(BK_VEC x) {
+    typedef uint32_t bits __attribute__((vector_size(BK_LANES * sizeof(float))));
+    const BK_VEC xc = BK_MIN((BK_VEC)BK_SET1(89.0f), BK_MAX((BK_VEC)BK_SET1(-86.0f), x));
     const BK_VEC t = xc * 1.44269504f + 0x1.8p23f, n = t - 0x1.8p23f;
     const BK_VEC r = xc - n * 0.693359375f - n * -2.12194440e-4f;
     const BK_VEC r2 = r * r, r4 = r2 * r2;
     const BK_VEC p = ((1.0f + r) + r2 * (0.5f + r * (1.0f / 6))) +
                      r4 * ((1.0f / 24 + r * (1.0f / 120)) + r2 * (1.0f / 720 + r * (1.0f / 5040)));
-#if BK_LANES == 16
-    return (BK_VEC)_mm512_maskz_scalef_ps(kept, (__m512)p, (__m512)n);
-#else
-    typedef uint32_t bits __attribute__((vector_size(BK_LANES * sizeof(float))));
-    const BK_VEC scale = (BK_VEC)(((bits)t - 0x4B400000u + 127u) << 23);
-    return (BK_VEC)((BK_MASK)(p * scale) & ~below);
-#endif
-}
-
-/* x < 0 ? a : b, lane by lane (a blend under a mask register on AVX-512). */
-static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(if_negative)(BK_VEC x,
-                                                                                  BK_VEC a,
-                                                                                  BK_VEC b) {
-    const BK_VEC zero = {0};
-#if BK_LANES == 16
-    return (BK_VEC)_mm512_mask_blend_ps(_mm512_cmp_ps_mask((__m512)x, (__m512)zero, _CMP_LT_OQ),
-                                        (__m512)b, (__m512)a);
-#else
-    return BK_ISA(select)(x < zero, a, b);
-#endif
+    const BK_VEC scale = (BK_VEC)(((bits)t - 0x4B400000u + 127u - 1u) << 23); /* 2^(n - 1) */
+    return p * scale * 2;
 }
 
 /* activation.h's functions on a vector, step for step (the same bits). */
@@ -90,13 +56,8 @@ static inline __attribute__((always_inline)) BK_TARGET BK_VEC BK_ISA(act)(BK_VEC
                                                                           ai3_activation act) {
     const BK_VEC zero = {0}, six = (BK_VEC)BK_SET1(6.0f);
     switch (act) {
-    case AI3_ACT_SIGMOID:
-    case AI3_ACT_SILU: {
-        const BK_VEC e = BK_ISA(exp_nonpositive)((BK_VEC)((BK_MASK)x | (BK_MASK)(-zero)));
-        const BK_VEC num = act == AI3_ACT_SILU ? BK_ISA(if_negative)(x, x * e, x)
-                                               : BK_ISA(if_negative)(x, e, (BK_VEC)BK_SET1(1.0f));
-        return num / (1 + e);
-    }
+    case AI3_ACT_SIGMOID: return 1 / (1 + BK_ISA(exp_clamped)(-x));
+    case AI3_ACT_SILU: return x / (1 + BK_ISA(exp_clamped)(-x));
     case AI3_ACT_HARDSIGMOID:
     case AI3_ACT_HARDSWISH: {
         const BK_VEC t = BK_MIN(six, BK_MAX(zero, x + 3));

@@ -1,12 +1,12 @@
 /*
- * e^x for x <= 0 over `real`, which GCC can inline and vectorise (libm's
- * exp is a call per element). Its users only need that half line: sigmoid
- * and silu take e^-|x|, softmax e^(x - max). There the result cannot
- * overflow, so neither an overflow select nor a split scale is needed, and
- * the loops stay short. Range reduction x = n·ln2 + r, |r| <= ln2/2, a
- * polynomial for e^r, and 2^n put in the exponent bits. Within 2 ulp of
- * libm over the normal range; 0 below the smallest normal result (libm
- * gives subnormals there); NaN stays NaN. x > 0 is outside its domain.
+ * e^x over `real`, which GCC can inline and vectorise (libm's exp is a call
+ * per element): range reduction x = n·ln2 + r, |r| <= ln2/2, a polynomial
+ * for e^r, and 2^n put in the exponent bits, within 2 ulp of libm over the
+ * normal range. Each user's range is clamped so that 2^n needs no special
+ * case and the loops stay short: softmax takes e^(x - max) <= 1
+ * (ai3_exp_nonpositive: 0 below the smallest normal result, where libm
+ * gives subnormals), sigmoid and silu 1 + e^-x (ai3_exp_clamped). NaN stays
+ * NaN.
  */
 #ifndef AI3_VEXP_H
 #define AI3_VEXP_H
@@ -16,10 +16,10 @@
 
 #include "real.h"
 
-static inline real ai3_exp_nonpositive(real x) {
+/* p · 2^(n - shift), where xc = n·ln2 + r, |r| <= ln2/2 and p = e^r: e^xc
+ * over 2^shift, for xc where 2^(n - shift) is a normal number. */
+static inline real ai3_exp_scaled(real xc, unsigned shift) {
 #if defined(AI3_REAL_DOUBLE)
-    const double lo = -708.3964185322641; /* e^lo = 2^-1022, the smallest normal */
-    double xc = x < lo ? lo : x;
     /* round to nearest by the magic-number trick (vectorises, unlike round):
      * the sum holds n in its low mantissa bits, read as an integer there
      * (no float-to-integer conversion, which a NaN input would make
@@ -43,12 +43,10 @@ static inline real ai3_exp_nonpositive(real x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* 2^n, n in [-1022, 0]: n + 1023 is a normal exponent (unsigned
-     * arithmetic, so that a NaN's arbitrary n is defined too) */
-    uint64_t scale_bits = (n_bits - 0x4338000000000000u + 1023u) << 52;
+    /* 2^(n - shift) in the exponent bits (unsigned arithmetic, so that a
+     * NaN's arbitrary n is defined too) */
+    uint64_t scale_bits = (n_bits - 0x4338000000000000u + 1023u - shift) << 52;
 #else
-    const float lo = -87.3365479f; /* e^lo = 2^-126, the smallest normal */
-    float xc = x < lo ? lo : x;
     float t = xc * 1.44269504f + 0x1.8p23f, n = t - 0x1.8p23f;
     uint32_t n_bits;
     memcpy(&n_bits, &t, sizeof n_bits);
@@ -59,12 +57,38 @@ static inline real ai3_exp_nonpositive(real x) {
     float r2 = r * r, r4 = r2 * r2;
     float p = ((1.0f + r) + r2 * (0.5f + r * (1.0f / 6))) +
               r4 * ((1.0f / 24 + r * (1.0f / 120)) + r2 * (1.0f / 720 + r * (1.0f / 5040)));
-    uint32_t scale_bits = (n_bits - 0x4B400000u + 127u) << 23;
+    uint32_t scale_bits = (n_bits - 0x4B400000u + 127u - shift) << 23;
 #endif
     real scale;
     memcpy(&scale, &scale_bits, sizeof scale);
-    real y = p * scale;
+    return p * scale;
+}
+
+static inline real ai3_exp_nonpositive(real x) {
+#if defined(AI3_REAL_DOUBLE)
+    const real lo = -708.3964185322641; /* e^lo = 2^-1022, the smallest normal */
+#else
+    const real lo = -87.3365479f; /* e^lo = 2^-126, the smallest normal */
+#endif
+    real y = ai3_exp_scaled(x < lo ? lo : x, 0);
     return x < lo ? 0 : y;
+}
+
+/* e^x over the whole line, for sigmoid and silu's 1 + e^-x: x is clamped
+ * to [lo, hi], where e^lo is below half an ulp of 1 (so 1 + e^lo is 1, as
+ * 1 + e^x is below it) and e^hi is above the largest finite number (so
+ * the result overflows to infinity, as e^x does above it: silu(-inf) is
+ * -inf / inf, NaN, as in torch). 2^n then reaches one past the largest
+ * exponent: it is applied as 2^(n - 1), then 2. NaN stays NaN. */
+static inline real ai3_exp_clamped(real x) {
+#if defined(AI3_REAL_DOUBLE)
+    const real lo = -700, hi = 710;
+#else
+    const real lo = -86, hi = 89;
+#endif
+    real xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
+    return ai3_exp_scaled(xc, 1) * 2;
 }
 
 #endif
