@@ -417,6 +417,52 @@ AI3_TEST(conv2d_blocked_epilogues) {
             }
 }
 
+/* Sigmoid and silu fused into the tiles at the infinities, NaN and the
+ * ends of the exponential's range: torch's values (silu(-inf) is NaN,
+ * silu(-1e4) is -0), and the bits of the separate activation. A 1×1 of one
+ * input channel and unit weights passes each pixel's value on exactly (but
+ * -0, which the sum makes +0). */
+AI3_TEST(conv2d_blocked_sigmoid_silu_special_values) {
+    const float xs[] = {NAN, -INFINITY, INFINITY, -1e4f, 1e4f, -100, 100, -88.5f, 88.5f, -86.5f,
+                        86.5f, -3, 3, 0, 1e-3f};
+    enum { P = sizeof xs / sizeof xs[0] };
+    const ai3_activation acts[2] = {AI3_ACT_SIGMOID, AI3_ACT_SILU};
+    int cbs[2];
+    const int k = test_blocked_widths(cbs);
+    for (int i = 0; i < k; i++) {
+        const int cb = cbs[i];
+        const int64_t w_shape[4] = {cb, 1, 1, 1};
+        ai3_tensor weight = test_tensor(AI3_FLOAT32, 4, w_shape);
+        for (int o = 0; o < cb; o++) test_set(&weight, o, 1.0);
+        const ai3_conv2d_params p = ai3_conv2d_params_default();
+        ai3_blocked_conv2d *conv = NULL;
+        AI3_EXPECT(ai3_blocked_conv2d_create(&weight, NULL, &p, cb, &conv) == AI3_OK,
+                   "create: %s", ai3_last_error());
+        float *y = alloc_floats(cb * P);
+        for (int a = 0; a < 2 && conv; a++) {
+            const ai3_epilogue e = {.act = acts[a]};
+            AI3_EXPECT(ai3_blocked_conv2d_run(conv, xs, false, 1, 1, P, y, &e) == AI3_OK,
+                       "run: %s", ai3_last_error());
+            float sep[P];
+            memcpy(sep, xs, sizeof sep);
+            ai3_epilogue_apply_f32(sep, 0, NULL, 0, 1, P, &e);
+            for (int j = 0; j < P; j++) {
+                const double x = xs[j], ex = exp(-x);
+                const double want = a ? x / (1 + ex) : 1 / (1 + ex);
+                const float got = y[j * cb + cb - 1];
+                const bool ok = isnan(want) ? isnan(got) && isnan(sep[j])
+                                            : (got == want || fabs(got - want) <= 1e-6 * fabs(want) + 1e-30) &&
+                                                  !memcmp(&got, &sep[j], sizeof got);
+                AI3_EXPECT(ok, "cb=%d %s(%g) = %g (separate %g), torch %g", cb,
+                           a ? "silu" : "sigmoid", x, got, sep[j], want);
+            }
+        }
+        ai3_blocked_conv2d_destroy(conv);
+        free(y);
+        free(weight.data);
+    }
+}
+
 AI3_TEST(conv2d_blocked_random_shapes) {
     for (int iter = 0; iter < 60; iter++) {
         blk_case c = {.n = ai3_test_randint(1, 2), .h = ai3_test_randint(1, 12),
