@@ -65,14 +65,35 @@ BK_ISA(store_act)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, const
         }
 }
 
+/* Sigmoid or silu (act) on the nv stored vectors of tile t's mr pixels: a
+ * loop (not unrolled) whose constants stay in registers, where applied to
+ * the accumulators in registers their temporaries and constants spilled
+ * (about 13 cycles a vector on Zen 3 against 8 in a loop). */
+static inline __attribute__((always_inline)) BK_TARGET void
+BK_ISA(act_stored)(const run_ctx *c, const tile_args *t, const int mr, const int nv,
+                   const ai3_activation act) {
+    float *const y = t->y;
+    const int64_t plane = c->out_plane, y_jump = t->y_jump;
+    const int y_split = t->y_split;
+#pragma GCC unroll 1
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++) {
+            float *const at = y + v * plane + BK_ISA(y_at)(y_split, y_jump, r);
+            BK_STORE(at, BK_ISA(act)(BK_LOAD(at), act));
+        }
+}
+
 /* store_act with the run's activation, then any activation after the store. */
 static inline __attribute__((always_inline)) BK_TARGET void
 BK_ISA(store_final)(const run_ctx *c, const tile_args *t, const BK_VEC *acc, const int ld,
                     const int mr, const int nv) {
     switch (c->act) {
     case AI3_ACT_CLAMP: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_CLAMP); break;
-    case AI3_ACT_SIGMOID: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_SIGMOID); break;
-    case AI3_ACT_SILU: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_SILU); break;
+    case AI3_ACT_SIGMOID:
+    case AI3_ACT_SILU:
+        BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_NONE);
+        BK_ISA(act_stored)(c, t, mr, nv, c->act);
+        break;
     case AI3_ACT_HARDSIGMOID: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_HARDSIGMOID); break;
     case AI3_ACT_HARDSWISH: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_HARDSWISH); break;
     default: BK_ISA(store_act)(c, t, acc, ld, mr, nv, AI3_ACT_NONE); break;
